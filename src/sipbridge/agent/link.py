@@ -1,0 +1,307 @@
+"""AgentLink: one call's WebRTC peer connection to the voice agent, set up over WHIP.
+
+Audio goes out as ready-made Opus packets (``send_opus``) and comes back as mono int16 PCM at 48 kHz
+(``on_audio``); the agent's JSON events arrive on the ``events`` data channel (``on_event``). When the
+agent side goes away (it hung up, its DTLS or ICE died, its track or channel ended) ``on_closed`` fires
+once; ``close()`` is ours to call in every case, and never raises.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import av
+import numpy as np
+from aiortc import (
+    RTCConfiguration,
+    RTCDataChannel,
+    RTCIceServer,
+    RTCPeerConnection,
+    RTCRtpSender,
+    RTCRtpTransceiver,
+    RTCSessionDescription,
+)
+from aiortc import sdp as aiortc_sdp
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from sipbridge.agent.tracks import OpusPacketTrack
+from sipbridge.agent.whip import AgentUnavailable, WhipClient, WhipSession
+from sipbridge.media.opus import audio_frame_to_mono
+
+logger = logging.getLogger(__name__)
+
+EVENTS_LABEL = "events"
+OPUS_PAYLOAD_TYPE = 111
+OPUS_FMTP = {"minptime": 10, "useinbandfec": 1}
+PC_CLOSE_TIMEOUT = 3.0
+NO_CANDIDATES = (
+    "no local ICE candidates: aioice skips 127.0.0.1, so the host needs another address "
+    "(any interface, or a second loopback address such as 127.0.0.2)"
+)
+
+AudioHandler = Callable[[np.ndarray], None]
+EventHandler = Callable[[dict], None]
+ClosedHandler = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class LinkStats:
+    packets_sent: int = 0
+    packets_dropped: int = 0
+    packets_received: int = 0
+    events_received: int = 0
+
+
+class AgentLink:
+    """One call's link to the agent.
+
+    ``state`` goes ``new`` → ``connecting`` → ``answered`` (WHIP answer applied) → ``connected`` (ICE and
+    DTLS up); ``disconnected`` when the agent side went away, ``failed`` when ``connect`` failed, and
+    ``closed`` after ``close()``.
+    """
+
+    def __init__(
+        self,
+        whip: WhipClient,
+        *,
+        resource_id: str | None,
+        direction: str = "inbound",
+        ice_servers: Sequence[str] = (),
+        on_audio: AudioHandler,
+        on_event: EventHandler | None = None,
+        on_closed: ClosedHandler | None = None,
+    ) -> None:
+        self._whip = whip
+        self.resource_id = resource_id
+        self.direction = direction
+        self._ice_servers = list(ice_servers)
+        self._on_audio = on_audio
+        self._on_event = on_event
+        self._on_closed = on_closed
+        self.session: WhipSession | None = None
+        self.state = "new"
+        self._pc: RTCPeerConnection | None = None
+        self._channel: RTCDataChannel | None = None
+        self._track = OpusPacketTrack()
+        self._reader: asyncio.Task[None] | None = None
+        self._negotiation: asyncio.Task[None] | None = None
+        self._undeleted: WhipSession | None = None
+        self._settled = asyncio.Event()  # media connected, or the link is over
+        self._close_lock = asyncio.Lock()
+        self._closing = False
+        self._gone = False
+        self._received = 0
+        self._events = 0
+
+    @property
+    def stats(self) -> LinkStats:
+        return LinkStats(self._track.sent, self._track.dropped, self._received, self._events)
+
+    # ── setup ────────────────────────────────────────────────────────────────────────────────
+
+    async def connect(self, timeout: float) -> None:
+        """Offer, POST over WHIP, apply the answer. Raises :class:`AgentUnavailable`, cleaned up.
+
+        ``close()`` while this runs aborts it: it then raises :class:`AgentUnavailable` at once.
+        """
+        if self.state != "new":
+            raise RuntimeError(f"AgentLink.connect() called in state {self.state}")
+        self.state = "connecting"
+        self._negotiation = asyncio.create_task(self._negotiate(), name="agent-negotiation")
+        try:
+            async with asyncio.timeout(timeout):
+                await self._negotiation
+        except (Exception, asyncio.CancelledError) as exc:
+            await self._fail()
+            error = self._connect_error(exc, timeout)
+            if error is exc:
+                raise
+            raise error from exc
+        if self.state == "connecting":
+            self.state = "answered"
+
+    def _connect_error(self, exc: BaseException, timeout: float) -> BaseException:
+        if isinstance(exc, AgentUnavailable):
+            return exc
+        if isinstance(exc, asyncio.CancelledError):
+            task = asyncio.current_task()
+            cancelled_by_close = self._closing and task is not None and not task.cancelling()
+            return AgentUnavailable("agent link closed while connecting") if cancelled_by_close else exc
+        if isinstance(exc, TimeoutError):
+            return AgentUnavailable(f"agent did not answer within {timeout:g} s")
+        return AgentUnavailable(f"agent negotiation failed: {exc}")
+
+    async def wait_connected(self, timeout: float) -> None:
+        """Wait until ICE and DTLS are up. Raises :class:`AgentUnavailable` on timeout or loss."""
+        try:
+            async with asyncio.timeout(timeout):
+                await self._settled.wait()
+        except TimeoutError as exc:
+            raise AgentUnavailable(f"agent media did not connect within {timeout:g} s") from exc
+        if self.state != "connected":
+            raise AgentUnavailable(f"agent link is {self.state}")
+
+    async def _negotiate(self) -> None:
+        pc = RTCPeerConnection(self._configuration())
+        self._pc = pc
+        self._channel = pc.createDataChannel(EVENTS_LABEL)
+        self._watch_channel(self._channel)
+        _prefer_opus(pc.addTransceiver(self._track, direction="sendrecv"))
+        pc.on("track", self._on_track)
+        pc.on("connectionstatechange", lambda: self._on_connection_state(pc))
+        await pc.setLocalDescription(await pc.createOffer())  # aiortc gathers all candidates here
+        offer = opus_offer(pc.localDescription.sdp)
+        if "a=candidate:" not in offer:
+            raise AgentUnavailable(NO_CANDIDATES)
+        session = await self._whip.offer(offer, resource_id=self.resource_id, direction=self.direction)
+        self.session = self._undeleted = session
+        if self._closing:
+            raise AgentUnavailable("agent link closed while connecting")
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=session.answer_sdp, type="answer"))
+
+    def _configuration(self) -> RTCConfiguration:
+        return RTCConfiguration(iceServers=[RTCIceServer(urls=url) for url in self._ice_servers])
+
+    # ── media and events ─────────────────────────────────────────────────────────────────────
+
+    def send_opus(self, payload: bytes) -> None:
+        """Queue one 20 ms Opus packet for the agent; never blocks (drops the oldest when full)."""
+        self._track.push(payload)
+
+    def send_event(self, obj: dict) -> None:
+        """Send a JSON message on the ``events`` channel, if it is open."""
+        channel = self._channel
+        if channel is None or channel.readyState != "open":
+            logger.debug("events channel not open, dropping %s", obj.get("type"))
+            return
+        channel.send(json.dumps(obj))
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        if track.kind != "audio" or self._reader is not None:
+            return
+        self._reader = asyncio.create_task(self._read_audio(track), name="agent-audio-reader")
+
+    async def _read_audio(self, track: MediaStreamTrack) -> None:
+        try:
+            while True:
+                frame = await track.recv()
+                self._received += 1
+                self._deliver_audio(frame)
+        except MediaStreamError:
+            self._agent_gone("agent audio track ended")
+
+    def _deliver_audio(self, frame: av.AudioFrame) -> None:
+        try:
+            self._on_audio(audio_frame_to_mono(frame))
+        except Exception:
+            logger.exception("on_audio handler failed")
+
+    def _watch_channel(self, channel: RTCDataChannel) -> None:
+        channel.on("message", self._on_message)
+        channel.on("close", lambda: self._agent_gone("agent events channel closed"))
+
+    def _on_message(self, message: str | bytes) -> None:
+        try:
+            event = json.loads(message)
+        except ValueError:
+            logger.warning("ignoring invalid JSON on the events channel: %.100r", message)
+            return
+        if not isinstance(event, dict):
+            logger.warning("ignoring non-object event: %.100r", message)
+            return
+        self._events += 1
+        if self._on_event is not None:
+            try:
+                self._on_event(event)
+            except Exception:
+                logger.exception("on_event handler failed")
+
+    def _on_connection_state(self, pc: RTCPeerConnection) -> None:
+        state = pc.connectionState
+        logger.debug("agent connection state: %s", state)
+        if state == "connected" and self.state in ("connecting", "answered"):
+            self.state = "connected"
+            self._settled.set()
+        elif state in ("failed", "closed"):
+            self._agent_gone(f"agent connection {state}")
+
+    def _agent_gone(self, reason: str) -> None:
+        """Report the agent side's end once, unless we are the ones closing."""
+        if self._closing or self._gone:
+            return
+        self._gone = True
+        self.state = "disconnected"
+        self._settled.set()
+        logger.info("agent link lost: %s", reason)
+        if self._on_closed is not None:
+            try:
+                self._on_closed(reason)
+            except Exception:
+                logger.exception("on_closed handler failed")
+
+    # ── teardown ─────────────────────────────────────────────────────────────────────────────
+
+    async def close(self) -> None:
+        """DELETE the WHIP session, close the peer connection, stop the tasks. Idempotent."""
+        self._closing = True
+        if self._negotiation is not None and not self._negotiation.done():
+            self._negotiation.cancel()
+        await self._teardown()
+        self.state = "closed"
+
+    async def _fail(self) -> None:
+        self._closing = True
+        await self._teardown()
+        if self.state != "closed":
+            self.state = "failed"
+
+    async def _teardown(self) -> None:
+        self._settled.set()
+        async with self._close_lock:
+            self._track.stop()
+            session, self._undeleted = self._undeleted, None
+            if session is not None:
+                await self._whip.delete(session.session_url)
+            pc, self._pc = self._pc, None
+            if pc is not None:
+                await _close_pc(pc)
+            reader, self._reader = self._reader, None
+            if reader is not None and reader is not asyncio.current_task():
+                reader.cancel()
+                await asyncio.gather(reader, return_exceptions=True)
+
+
+def _prefer_opus(transceiver: RTCRtpTransceiver) -> None:
+    codecs = RTCRtpSender.getCapabilities("audio").codecs
+    transceiver.setCodecPreferences([c for c in codecs if c.mimeType.lower() == "audio/opus"])
+
+
+def opus_offer(sdp: str) -> str:
+    """The offer with Opus on payload type 111 and ``useinbandfec=1``, as the StreamCore server expects.
+
+    aiortc numbers Opus 96. The answer mirrors the offer's number, and aiortc sends and receives with
+    the numbers of the answer, so renumbering the offer before it is POSTed is all it takes.
+    """
+    description = aiortc_sdp.SessionDescription.parse(sdp)
+    for media in description.media:
+        if media.kind != "audio" or OPUS_PAYLOAD_TYPE in media.fmt:
+            continue
+        for codec in media.rtp.codecs:
+            if codec.mimeType.lower() == "audio/opus":
+                media.fmt = [OPUS_PAYLOAD_TYPE if pt == codec.payloadType else pt for pt in media.fmt]
+                codec.payloadType = OPUS_PAYLOAD_TYPE
+                codec.parameters = {**OPUS_FMTP, **codec.parameters}
+    return str(description)
+
+
+async def _close_pc(pc: RTCPeerConnection) -> None:
+    try:
+        await asyncio.wait_for(pc.close(), PC_CLOSE_TIMEOUT)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:  # never raise from teardown
+        logger.warning("closing the agent peer connection failed: %s", exc)

@@ -1,0 +1,116 @@
+"""Assembles the running bridge from the configuration: SIP endpoint, calls, agent link, REST API."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+import uvicorn
+
+from .agent.echo import EchoAgentServer
+from .agent.whip import WhipClient
+from .api.app import create_app
+from .calls.call import CallSettings
+from .calls.manager import CallManager
+from .config import Config
+from .rtp.ports import PortAllocator
+from .sip.transaction import Timers
+from .sip.useragent import UserAgent
+
+log = logging.getLogger(__name__)
+
+
+class Bridge:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.agent_server: EchoAgentServer | None = None
+        self.whip: WhipClient | None = None
+        self.ua: UserAgent | None = None
+        self.manager: CallManager | None = None
+        self._api: uvicorn.Server | None = None
+        self._api_task: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        config = self.config
+        endpoint = config.agent or await self._start_embedded_agent()
+        self.whip = WhipClient(endpoint, token=config.agent_token, timeout=config.agent_timeout)
+        settings = CallSettings(
+            rtp_host=config.sip_listen.host,
+            agent_timeout=config.agent_timeout,
+            ice_servers=config.ice_servers,
+            opus_bitrate=config.opus_bitrate,
+            opus_application=config.opus_application,
+        )
+        ports = PortAllocator(config.rtp_ports.low, config.rtp_ports.high)
+        self.manager = CallManager(settings, ports, self.whip, config.max_calls)
+        timers = Timers(t1=config.sip_t1_ms / 1000, t2=config.sip_t2_ms / 1000)
+        self.ua = UserAgent(
+            timers=timers,
+            public_ip=config.public_ip,
+            user_agent=config.user_agent,
+            on_invite=self.manager.handle_invite,
+        )
+        await self.ua.start(config.sip_listen.host, config.sip_listen.port)
+        await self._start_api()
+        log.info(
+            "sipbridge ready: SIP udp %s, REST http://%s, RTP ports %s, agent %s",
+            config.sip_listen,
+            config.api_listen,
+            config.rtp_ports,
+            endpoint if config.agent else f"{endpoint} (embedded echo agent)",
+        )
+
+    async def _start_embedded_agent(self) -> str:
+        listen = self.config.embedded_agent_listen
+        self.agent_server = EchoAgentServer(listen.host, listen.port, mode="echo")
+        await self.agent_server.start()
+        return self.agent_server.url
+
+    async def _start_api(self) -> None:
+        assert self.manager is not None
+        listen = self.config.api_listen
+        uv_config = uvicorn.Config(
+            create_app(self.manager),
+            host=listen.host,
+            port=listen.port,
+            log_level="warning",
+            lifespan="off",
+            access_log=False,
+        )
+        self._api = uvicorn.Server(uv_config)
+        self._api.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        self._api_task = asyncio.get_running_loop().create_task(self._api.serve())
+        while not self._api.started:
+            if self._api_task.done():
+                self._api_task.result()
+                raise OSError(f"REST API could not listen on {listen}")
+            await asyncio.sleep(0.01)
+
+    async def stop(self) -> None:
+        if self.manager is not None:
+            await self.manager.shutdown()
+        if self._api is not None and self._api_task is not None:
+            self._api.should_exit = True
+            await asyncio.gather(self._api_task, return_exceptions=True)
+        if self.ua is not None:
+            self.ua.close()
+        if self.whip is not None:
+            await self.whip.close()
+        if self.agent_server is not None:
+            await self.agent_server.stop()
+
+
+async def serve(config: Config) -> None:
+    """Run the bridge until SIGINT or SIGTERM."""
+    bridge = Bridge(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await bridge.start()
+        await stop.wait()
+        log.info("shutting down")
+    finally:
+        await bridge.stop()

@@ -1,0 +1,65 @@
+"""All calls of the bridge: admission, lookup by id, history of ended calls, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+
+from ..agent.whip import WhipClient
+from ..rtp.ports import PortAllocator
+from ..sip.useragent import InviteSession
+from .call import Call, CallSettings
+
+log = logging.getLogger(__name__)
+
+HISTORY_SIZE = 1000
+
+
+class CallManager:
+    def __init__(
+        self, settings: CallSettings, ports: PortAllocator, whip: WhipClient, max_calls: int = 500
+    ) -> None:
+        self.settings = settings
+        self.ports = ports
+        self.whip = whip
+        self.max_calls = max_calls
+        self.active: dict[str, Call] = {}
+        self.history: OrderedDict[str, Call] = OrderedDict()
+        self._tasks: set[asyncio.Task] = set()
+        self.total_calls = 0
+
+    def handle_invite(self, session: InviteSession) -> None:
+        if len(self.active) >= self.max_calls:
+            session.reject(503, warning=f"call limit of {self.max_calls} reached")
+            return
+        call = Call(session, self.settings, self.ports, self.whip, self._call_ended)
+        self.active[call.id] = call
+        self.total_calls += 1
+        task = asyncio.get_running_loop().create_task(call.run(), name=f"call-{call.id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _call_ended(self, call: Call) -> None:
+        self.active.pop(call.id, None)
+        self.history[call.id] = call
+        while len(self.history) > HISTORY_SIZE:
+            self.history.popitem(last=False)
+
+    def get(self, call_id: str) -> Call | None:
+        return self.active.get(call_id) or self.history.get(call_id)
+
+    def list_active(self) -> list[Call]:
+        return list(self.active.values())
+
+    async def hangup(self, call_id: str, reason: str = "hung up through the API") -> Call | None:
+        call = self.get(call_id)
+        if call is not None:
+            await call.hangup(reason)
+        return call
+
+    async def shutdown(self) -> None:
+        await asyncio.gather(*(c.hangup("bridge shutting down") for c in list(self.active.values())))
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)

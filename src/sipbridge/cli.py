@@ -1,0 +1,100 @@
+"""Command line: `sipbridge serve` runs the bridge, `sipbridge agent` runs the reference agent."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+from .config import ConfigError, load_config, parse_host_port
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sipbridge", description="Bridge SIP phone calls into a voice agent."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the bridge")
+    serve.add_argument("--config", type=Path, help="TOML configuration file")
+    serve.add_argument("--sip-listen", metavar="HOST:PORT", help="SIP UDP address (default 0.0.0.0:5060)")
+    serve.add_argument("--api-listen", metavar="HOST:PORT", help="REST API address (default 0.0.0.0:8090)")
+    serve.add_argument("--rtp-ports", metavar="LOW-HIGH", help="RTP port range (default 10000-20000)")
+    serve.add_argument("--public-ip", metavar="IP", help="address to advertise in Contact and SDP")
+    serve.add_argument(
+        "--agent", metavar="URL", help="WHIP endpoint of the voice agent (default: embedded echo)"
+    )
+    serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+
+    agent = sub.add_parser("agent", help="run the embedded reference voice agent as a WHIP server")
+    agent.add_argument("--listen", default="127.0.0.1:8080", metavar="HOST:PORT")
+    agent.add_argument("--mode", default="echo", choices=["echo", "silence"])
+    agent.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    return parser
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    for noisy in ("aioice", "aiortc"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from .bridge import serve
+
+    overrides = {
+        "sip_listen": args.sip_listen,
+        "api_listen": args.api_listen,
+        "rtp_ports": args.rtp_ports,
+        "public_ip": args.public_ip,
+        "agent": args.agent,
+        "log_level": args.log_level,
+    }
+    try:
+        config = load_config(args.config, overrides=overrides)
+    except ConfigError as exc:
+        print(f"sipbridge: configuration error: {exc}", file=sys.stderr)
+        return 2
+    _setup_logging(config.log_level)
+    try:
+        asyncio.run(serve(config))
+    except OSError as exc:
+        print(f"sipbridge: cannot start: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _agent(args: argparse.Namespace) -> int:
+    from .agent.echo import run_agent
+
+    try:
+        listen = parse_host_port(args.listen, "--listen")
+    except ConfigError as exc:
+        print(f"sipbridge: {exc}", file=sys.stderr)
+        return 2
+    _setup_logging(args.log_level)
+    try:
+        asyncio.run(run_agent(listen.host, listen.port, args.mode))
+    except KeyboardInterrupt:
+        pass
+    except OSError as exc:
+        print(f"sipbridge: cannot start the agent: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "serve":
+        return _serve(args)
+    return _agent(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,201 @@
+"""All settings in one typed place: defaults < TOML file < SIPBRIDGE_* environment < CLI flags."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "SIPBRIDGE_"
+
+
+class ConfigError(ValueError):
+    """A setting has a value that cannot be used; the message names the setting."""
+
+
+@dataclass(frozen=True)
+class HostPort:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class PortRange:
+    low: int
+    high: int
+
+    def __str__(self) -> str:
+        return f"{self.low}-{self.high}"
+
+
+@dataclass(frozen=True)
+class Config:
+    sip_listen: HostPort = HostPort("0.0.0.0", 5060)
+    api_listen: HostPort = HostPort("0.0.0.0", 8090)
+    rtp_ports: PortRange = PortRange(10000, 20000)
+    # Address written into Contact and SDP; None means the address the SIP socket is bound to
+    # (or, when bound to a wildcard, the address the request arrived on).
+    public_ip: str | None = None
+    # WHIP endpoint of the voice agent; None starts the embedded echo agent in-process.
+    agent: str | None = None
+    agent_token: str | None = field(default=None, repr=False)
+    agent_timeout: float = 10.0
+    ice_servers: tuple[str, ...] = ()
+    embedded_agent_listen: HostPort = HostPort("127.0.0.1", 0)
+    opus_bitrate: int = 32000
+    opus_application: str = "audio"
+    sip_t1_ms: int = 500
+    sip_t2_ms: int = 4000
+    max_calls: int = 500
+    user_agent: str = "sipbridge"
+    log_level: str = "info"
+
+
+def parse_host_port(text: str, name: str) -> HostPort:
+    text = text.strip()
+    host, sep, port = text.rpartition(":")
+    if not sep or not host:
+        raise ConfigError(f"{name}: expected HOST:PORT, got {text!r}")
+    host = host.strip("[]")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        if host != "localhost":
+            raise ConfigError(f"{name}: {host!r} is not an IP address") from None
+    return HostPort(host, _parse_port(port, name, allow_zero=True))
+
+
+def parse_port_range(text: str, name: str) -> PortRange:
+    low, sep, high = text.strip().partition("-")
+    if not sep:
+        raise ConfigError(f"{name}: expected LOW-HIGH, got {text!r}")
+    lo, hi = _parse_port(low, name), _parse_port(high, name)
+    if lo > hi:
+        raise ConfigError(f"{name}: low port {lo} is above high port {hi}")
+    return PortRange(lo, hi)
+
+
+def _parse_port(text: str, name: str, allow_zero: bool = False) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise ConfigError(f"{name}: {text!r} is not a port number") from None
+    if not (0 if allow_zero else 1) <= port <= 65535:
+        raise ConfigError(f"{name}: port {port} is out of range")
+    return port
+
+
+def _parse_ip(text: str, name: str) -> str:
+    try:
+        return str(ipaddress.ip_address(text.strip()))
+    except ValueError:
+        raise ConfigError(f"{name}: {text!r} is not an IP address") from None
+
+
+def _parse_url(text: str, name: str) -> str:
+    text = text.strip()
+    if not text.startswith(("http://", "https://")):
+        raise ConfigError(f"{name}: expected an http:// or https:// URL, got {text!r}")
+    return text
+
+
+def _parse_positive(kind: type, text: Any, name: str) -> Any:
+    try:
+        value = kind(text)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name}: {text!r} is not a number") from None
+    if value <= 0:
+        raise ConfigError(f"{name}: must be positive, got {value}")
+    return value
+
+
+def _parse_list(value: Any, name: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return tuple(v.strip() for v in value.split(",") if v.strip())
+    if isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    raise ConfigError(f"{name}: expected a list of strings")
+
+
+_CONVERTERS: dict[str, Any] = {
+    "sip_listen": parse_host_port,
+    "api_listen": parse_host_port,
+    "embedded_agent_listen": parse_host_port,
+    "rtp_ports": parse_port_range,
+    "public_ip": _parse_ip,
+    "agent": _parse_url,
+    "agent_token": lambda v, n: str(v),
+    "agent_timeout": lambda v, n: _parse_positive(float, v, n),
+    "ice_servers": _parse_list,
+    "opus_bitrate": lambda v, n: _parse_positive(int, v, n),
+    "opus_application": lambda v, n: _choice(v, n, ("voip", "audio", "lowdelay")),
+    "sip_t1_ms": lambda v, n: _parse_positive(int, v, n),
+    "sip_t2_ms": lambda v, n: _parse_positive(int, v, n),
+    "max_calls": lambda v, n: _parse_positive(int, v, n),
+    "user_agent": lambda v, n: str(v),
+    "log_level": lambda v, n: _choice(str(v).lower(), n, ("debug", "info", "warning", "error")),
+}
+
+
+def _choice(value: Any, name: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise ConfigError(f"{name}: expected one of {', '.join(choices)}, got {value!r}")
+    return str(value)
+
+
+def _convert(values: Mapping[str, Any], source: str) -> dict[str, Any]:
+    known = {f.name for f in fields(Config)}
+    out: dict[str, Any] = {}
+    for key, raw in values.items():
+        if key not in known:
+            raise ConfigError(f"{source}: unknown setting {key!r}")
+        if raw is None or raw == "":
+            out[key] = None if key in ("public_ip", "agent", "agent_token") else raw
+            if out[key] is None:
+                continue
+        out[key] = _CONVERTERS[key](raw, f"{source} {key}")
+    return out
+
+
+def _from_toml(path: Path) -> dict[str, Any]:
+    try:
+        data = tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"config file {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path}: {exc}") from None
+    return _convert(data, f"config file {path}:")
+
+
+def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
+    known = {f.name for f in fields(Config)}
+    values = {
+        key[len(ENV_PREFIX) :].lower(): value
+        for key, value in env.items()
+        if key.startswith(ENV_PREFIX) and key[len(ENV_PREFIX) :].lower() in known
+    }
+    return _convert(values, "environment")
+
+
+def load_config(
+    path: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Config:
+    """Build the effective configuration; raises ConfigError naming the bad setting."""
+    merged: dict[str, Any] = {}
+    if path is not None:
+        merged.update(_from_toml(path))
+    merged.update(_from_env(os.environ if env is None else env))
+    merged.update(_convert({k: v for k, v in (overrides or {}).items() if v is not None}, "option"))
+    config = replace(Config(), **merged)
+    if config.sip_t2_ms < config.sip_t1_ms:
+        raise ConfigError("sip_t2_ms must not be below sip_t1_ms")
+    return config

@@ -1,0 +1,130 @@
+"""Per-call transcoders between G.711 at 8 kHz and mono 48 kHz (Opus or PCM).
+
+``PhoneToAgent``: G.711 RTP payloads -> 48 kHz -> 20 ms Opus packets.
+``AgentToPhone``: 48 kHz mono PCM -> 8 kHz -> G.711, queued, popped 20 ms at a time.
+
+Both resample with ``StreamResampler``, whose libsoxr back end releases audio in
+bursts (see ``media/resample.py``): a push may yield no packet, a later one
+several. The default ``resample_quality="MQ"`` holds back about half of what
+"HQ" does (mean ~50 ms vs ~95 ms one way) at identical telephone-band quality.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sipbridge.media import g711
+from sipbridge.media.opus import OpusEncoder
+from sipbridge.media.resample import StreamResampler
+
+PHONE_RATE = 8000
+AGENT_RATE = 48000
+FRAME_MS = 20
+PHONE_FRAME_BYTES = PHONE_RATE * FRAME_MS // 1000  # 160: one G.711 byte per sample
+AGENT_FRAME_SAMPLES = AGENT_RATE * FRAME_MS // 1000  # 960
+_BYTES_PER_MS = PHONE_RATE // 1000
+
+
+class PhoneToAgent:
+    """G.711 payloads from the phone to 20 ms 48 kHz mono Opus packets for the agent."""
+
+    def __init__(
+        self,
+        codec: str = "PCMU",
+        opus_bitrate: int = 32000,
+        application: str = "voip",
+        resample_quality: str = "MQ",
+        opus_fec: bool = True,
+    ) -> None:
+        self.codec = codec.upper()
+        self._decode = g711.decoder_for(self.codec)
+        self._resampler = StreamResampler(PHONE_RATE, AGENT_RATE, resample_quality)
+        self._encoder = OpusEncoder(AGENT_RATE, opus_bitrate, application, fec=opus_fec)
+        self._pcm = np.zeros(AGENT_FRAME_SAMPLES * 16, dtype=np.int16)
+        self._fill = 0
+
+    @property
+    def delay_ms(self) -> float:
+        """Audio received but not yet encoded (resampler backlog plus partial frame)."""
+        return self._resampler.delay_ms + self._fill * 1000.0 / AGENT_RATE
+
+    def push(self, payload: bytes) -> list[bytes]:
+        """Feed one RTP payload of G.711 (any length); returns the Opus packets now complete."""
+        self._append(self._resampler.process(self._decode(payload)))
+        return self._drain()
+
+    def reset(self) -> None:
+        """Drop buffered audio and resampler state (e.g. after a long gap)."""
+        self._resampler.reset()
+        self._fill = 0
+
+    def _append(self, pcm: np.ndarray) -> None:
+        end = self._fill + len(pcm)
+        if end > len(self._pcm):
+            self._pcm = np.concatenate([self._pcm[: self._fill], np.zeros(end, dtype=np.int16)])
+        self._pcm[self._fill : end] = pcm
+        self._fill = end
+
+    def _drain(self) -> list[bytes]:
+        packets: list[bytes] = []
+        start = 0
+        while self._fill - start >= AGENT_FRAME_SAMPLES:
+            packet = self._encoder.encode(self._pcm[start : start + AGENT_FRAME_SAMPLES])
+            if packet is not None:
+                packets.append(packet)
+            start += AGENT_FRAME_SAMPLES
+        if start:
+            rest = self._fill - start
+            self._pcm[:rest] = self._pcm[start : self._fill]
+            self._fill = rest
+        return packets
+
+
+class AgentToPhone:
+    """Mono 48 kHz PCM from the agent to a bounded queue of G.711 bytes, popped 20 ms at a time."""
+
+    def __init__(self, codec: str = "PCMU", max_buffer_ms: int = 400, resample_quality: str = "MQ") -> None:
+        self.codec = codec.upper()
+        self._encode = g711.encoder_for(self.codec)
+        self._resampler = StreamResampler(AGENT_RATE, PHONE_RATE, resample_quality)
+        self._queue = bytearray()
+        self.max_buffer_ms = max_buffer_ms
+        self._max_bytes = max_buffer_ms * _BYTES_PER_MS
+        self.dropped_ms = 0
+
+    @property
+    def buffered_ms(self) -> float:
+        """Encoded audio waiting in the queue (the resampler's backlog is not counted)."""
+        return len(self._queue) / _BYTES_PER_MS
+
+    @property
+    def delay_ms(self) -> float:
+        """Audio pushed but not yet popped: the resampler backlog plus ``buffered_ms``."""
+        return self._resampler.delay_ms + self.buffered_ms
+
+    def push_pcm48(self, pcm: np.ndarray) -> None:
+        """Queue mono int16 48 kHz audio of any length; drops the oldest beyond ``max_buffer_ms``."""
+        pcm8 = self._resampler.process(pcm)
+        if len(pcm8):
+            self._queue += self._encode(pcm8)
+            self._trim()
+
+    def pop_frame(self) -> bytes | None:
+        """The next 160 bytes (20 ms) of G.711, or None when less than that is queued."""
+        if len(self._queue) < PHONE_FRAME_BYTES:
+            return None
+        frame = bytes(self._queue[:PHONE_FRAME_BYTES])
+        del self._queue[:PHONE_FRAME_BYTES]
+        return frame
+
+    def clear(self) -> None:
+        """Drop all queued audio, including what the resampler holds back (barge-in)."""
+        self._queue.clear()
+        self._resampler.reset()
+
+    def _trim(self) -> None:
+        excess = len(self._queue) - self._max_bytes
+        if excess > 0:
+            drop_ms = -(-excess // _BYTES_PER_MS)  # whole milliseconds, rounded up
+            del self._queue[: drop_ms * _BYTES_PER_MS]
+            self.dropped_ms += drop_ms

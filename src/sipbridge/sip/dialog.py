@@ -1,0 +1,68 @@
+"""Dialog state (RFC 3261 §12), sans-IO: identifiers, route set, CSeq, and in-dialog requests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .headers import parse_name_addr
+from .message import Headers, SipRequest, generate_branch
+from .uri import parse_uri
+
+DialogId = tuple[str, str, str]
+
+
+@dataclass
+class Dialog:
+    call_id: str
+    local_tag: str
+    remote_tag: str
+    local_uri: str
+    remote_uri: str
+    remote_target: str
+    local_contact: str
+    route_set: list[str] = field(default_factory=list)
+    local_cseq: int = 0
+    remote_cseq: int = 0
+
+    @classmethod
+    def from_incoming_invite(cls, invite: SipRequest, local_tag: str, local_contact: str) -> Dialog:
+        """The UAS side of a dialog created by our 2xx to ``invite`` (§12.1.1)."""
+        contacts = invite.headers.get_all("Contact")
+        remote_target = str(parse_name_addr(contacts[0]).uri) if contacts else str(invite.from_.uri)
+        return cls(
+            call_id=invite.call_id,
+            local_tag=local_tag,
+            remote_tag=invite.from_.tag or "",
+            local_uri=str(invite.to.uri),
+            remote_uri=str(invite.from_.uri),
+            remote_target=remote_target,
+            local_contact=local_contact,
+            route_set=list(invite.headers.get_all("Record-Route")),
+            local_cseq=0,
+            remote_cseq=invite.cseq[0],
+        )
+
+    @property
+    def id(self) -> DialogId:
+        return (self.call_id, self.local_tag, self.remote_tag)
+
+    def next_hop(self) -> tuple[str, int]:
+        """Where requests in this dialog go: the first loose route, else the remote target."""
+        uri = parse_name_addr(self.route_set[0]).uri if self.route_set else parse_uri(self.remote_target)
+        host, port = uri.host_port
+        maddr = uri.params.get("maddr")
+        return (maddr or host).strip("[]"), port
+
+    def create_request(self, method: str, via_sent_by: str, transport: str = "UDP") -> SipRequest:
+        self.local_cseq += 1
+        headers = Headers()
+        headers.add("Via", f"SIP/2.0/{transport} {via_sent_by};branch={generate_branch()};rport")
+        headers.add("Max-Forwards", "70")
+        for route in self.route_set:
+            headers.add("Route", route)
+        headers.add("From", f"<{self.local_uri}>;tag={self.local_tag}")
+        headers.add("To", f"<{self.remote_uri}>;tag={self.remote_tag}")
+        headers.add("Call-ID", self.call_id)
+        headers.add("CSeq", f"{self.local_cseq} {method}")
+        headers.add("Contact", self.local_contact)
+        return SipRequest(method=method, uri=self.remote_target, headers=headers)

@@ -1,0 +1,255 @@
+"""RFC 3261 §17 transactions as pure state machines.
+
+Each transaction is fed messages and the current time and returns the messages to transmit; it never
+touches a socket or a clock. ``next_deadline`` says when ``on_timer`` must be called next. The 2xx
+response to an INVITE is retransmitted by the UA core (``OkRetransmitter``), not by the transaction
+(RFC 6026 "Accepted" state).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+from .message import SipRequest, SipResponse
+
+MAGIC_COOKIE = "z9hG4bK"
+
+
+@dataclass(frozen=True)
+class Timers:
+    t1: float = 0.5
+    t2: float = 4.0
+    t4: float = 5.0
+
+    @property
+    def b(self) -> float:
+        """Timer B/F/H/J/L: 64·T1, how long a transaction waits before giving up."""
+        return 64 * self.t1
+
+
+class State(Enum):
+    TRYING = "trying"
+    PROCEEDING = "proceeding"
+    COMPLETED = "completed"
+    CONFIRMED = "confirmed"
+    ACCEPTED = "accepted"
+    TERMINATED = "terminated"
+
+
+def _earliest(*deadlines: float | None) -> float | None:
+    present = [d for d in deadlines if d is not None]
+    return min(present) if present else None
+
+
+def transaction_key(request: SipRequest) -> tuple[str, ...]:
+    """Server-transaction matching key (RFC 3261 §17.2.3); ACK and CANCEL map as the RFC says.
+
+    ACK matches the INVITE transaction; CANCEL has a transaction of its own (method "CANCEL") and
+    finds its INVITE through ``invite_key_for_cancel``.
+    """
+    via = request.via[0]
+    method = "INVITE" if request.method == "ACK" else request.method
+    branch = via.branch or ""
+    sent_by = f"{via.host}:{via.port or 5060}".lower()
+    if branch.startswith(MAGIC_COOKIE):
+        return (branch, sent_by, method)
+    # RFC 2543 peers: no usable branch, fall back to the dialog-ish identifiers.
+    cseq_num, _ = request.cseq
+    return ("2543", request.call_id, request.from_.tag or "", str(cseq_num), sent_by, method)
+
+
+def invite_key_for_cancel(cancel: SipRequest) -> tuple[str, ...]:
+    key = transaction_key(cancel)
+    return (*key[:-1], "INVITE")
+
+
+class ServerInviteTransaction:
+    """INVITE server transaction, RFC 3261 §17.2.1 as amended by RFC 6026."""
+
+    def __init__(self, request: SipRequest, timers: Timers, reliable: bool = False) -> None:
+        self.request = request
+        self.timers = timers
+        self.reliable = reliable
+        self.state = State.PROCEEDING
+        self.last_response: SipResponse | None = None
+        self.timed_out = False
+        self._g_interval = timers.t1
+        self._g_at: float | None = None
+        self._end_at: float | None = None
+
+    @property
+    def next_deadline(self) -> float | None:
+        if self.state is State.TERMINATED:
+            return None
+        return _earliest(self._g_at, self._end_at)
+
+    def send_response(self, response: SipResponse, now: float) -> list[SipResponse]:
+        """The TU answers; returns what to transmit."""
+        if self.state is State.ACCEPTED and 200 <= response.status < 300:
+            return [response]  # the UA core retransmitting its 2xx
+        if self.state is not State.PROCEEDING:
+            return []
+        self.last_response = response
+        if response.status < 200:
+            return [response]
+        if response.status < 300:
+            self.state = State.ACCEPTED
+            self._end_at = now + self.timers.b
+            return [response]
+        self.state = State.COMPLETED
+        self._end_at = now + self.timers.b
+        if not self.reliable:
+            self._g_at = now + self._g_interval
+        return [response]
+
+    def receive_request(self, request: SipRequest, now: float) -> list[SipResponse]:
+        """A retransmitted INVITE, or an ACK that matched this transaction."""
+        if request.method == "ACK":
+            if self.state is State.COMPLETED:
+                self.state = State.CONFIRMED
+                self._g_at = None
+                self._end_at = now + (0 if self.reliable else self.timers.t4)
+            return []
+        if self.state in (State.PROCEEDING, State.COMPLETED) and self.last_response is not None:
+            return [self.last_response]
+        return []
+
+    def on_timer(self, now: float) -> list[SipResponse]:
+        if self._end_at is not None and now >= self._end_at:
+            self.timed_out = self.state is State.COMPLETED
+            self.state = State.TERMINATED
+            self._g_at = self._end_at = None
+            return []
+        if self._g_at is not None and now >= self._g_at and self.last_response is not None:
+            self._g_interval = min(2 * self._g_interval, self.timers.t2)
+            self._g_at = now + self._g_interval
+            return [self.last_response]
+        return []
+
+
+class ServerNonInviteTransaction:
+    """Non-INVITE server transaction, RFC 3261 §17.2.2."""
+
+    def __init__(self, request: SipRequest, timers: Timers, reliable: bool = False) -> None:
+        self.request = request
+        self.timers = timers
+        self.reliable = reliable
+        self.state = State.TRYING
+        self.last_response: SipResponse | None = None
+        self._end_at: float | None = None
+
+    @property
+    def next_deadline(self) -> float | None:
+        return None if self.state is State.TERMINATED else self._end_at
+
+    def send_response(self, response: SipResponse, now: float) -> list[SipResponse]:
+        if self.state not in (State.TRYING, State.PROCEEDING):
+            return []
+        self.last_response = response
+        if response.status < 200:
+            self.state = State.PROCEEDING
+        else:
+            self.state = State.COMPLETED
+            self._end_at = now + (0 if self.reliable else self.timers.b)
+        return [response]
+
+    def receive_request(self, request: SipRequest, now: float) -> list[SipResponse]:
+        if self.state in (State.PROCEEDING, State.COMPLETED) and self.last_response is not None:
+            return [self.last_response]
+        return []
+
+    def on_timer(self, now: float) -> list[SipResponse]:
+        if self._end_at is not None and now >= self._end_at:
+            self.state = State.TERMINATED
+            self._end_at = None
+        return []
+
+
+class ClientNonInviteTransaction:
+    """Non-INVITE client transaction, RFC 3261 §17.1.2 (BYE, OPTIONS, ... that we send)."""
+
+    def __init__(self, request: SipRequest, timers: Timers, now: float, reliable: bool = False) -> None:
+        self.request = request
+        self.timers = timers
+        self.reliable = reliable
+        self.state = State.TRYING
+        self.final_response: SipResponse | None = None
+        self.timed_out = False
+        self._e_interval = timers.t1
+        self._e_at: float | None = None if reliable else now + timers.t1
+        self._f_at: float | None = now + timers.b
+        self._k_at: float | None = None
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.request.via[0].branch or "", self.request.method)
+
+    @property
+    def next_deadline(self) -> float | None:
+        if self.state is State.TERMINATED:
+            return None
+        return _earliest(self._e_at, self._f_at, self._k_at)
+
+    def receive_response(self, response: SipResponse, now: float) -> bool:
+        """Returns True when this response is final and new (to hand to the TU)."""
+        if self.state not in (State.TRYING, State.PROCEEDING):
+            return False
+        if response.status < 200:
+            self.state = State.PROCEEDING
+            return False
+        self.state = State.COMPLETED
+        self.final_response = response
+        self._e_at = self._f_at = None
+        self._k_at = now + (0 if self.reliable else self.timers.t4)
+        return True
+
+    def on_timer(self, now: float) -> list[SipRequest]:
+        if self._k_at is not None and now >= self._k_at:
+            self.state = State.TERMINATED
+            return []
+        if self._f_at is not None and now >= self._f_at:
+            self.state = State.TERMINATED
+            self.timed_out = True
+            self._e_at = self._f_at = None
+            return []
+        if self._e_at is not None and now >= self._e_at:
+            cap = self.timers.t2
+            self._e_interval = cap if self.state is State.PROCEEDING else min(2 * self._e_interval, cap)
+            self._e_at = now + self._e_interval
+            return [self.request]
+        return []
+
+
+class OkRetransmitter:
+    """The UA core's retransmission of a 2xx to INVITE until the ACK (RFC 3261 §13.3.1.4)."""
+
+    def __init__(self, timers: Timers, now: float) -> None:
+        self.timers = timers
+        self._interval = timers.t1
+        self._next_at: float | None = now + timers.t1
+        self._give_up_at = now + timers.b
+        self.acked = False
+        self.gave_up = False
+
+    @property
+    def next_deadline(self) -> float | None:
+        if self.acked or self.gave_up:
+            return None
+        return min(self._next_at or self._give_up_at, self._give_up_at)
+
+    def ack_received(self) -> None:
+        self.acked = True
+
+    def on_timer(self, now: float) -> bool:
+        """True when the 2xx must be sent again now; sets ``gave_up`` after 64·T1 without ACK."""
+        if self.acked or self.gave_up:
+            return False
+        if now >= self._give_up_at:
+            self.gave_up = True
+            return False
+        if self._next_at is not None and now >= self._next_at:
+            self._interval = min(2 * self._interval, self.timers.t2)
+            self._next_at = now + self._interval
+            return True
+        return False

@@ -1,0 +1,132 @@
+"""Run the real `sipbridge` processes (bridge and reference agent) for integration tests."""
+
+from __future__ import annotations
+
+import json
+import socket
+import sys
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tests.peers.procs import ManagedProcess, free_port_block, free_tcp_port, free_udp_port, wait_until
+
+SIPBRIDGE = [sys.executable, "-m", "sipbridge"]
+
+
+def http_json(method: str, url: str, timeout: float = 5.0) -> tuple[int, Any]:
+    request = urllib.request.Request(url, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            body = response.read()
+            return response.status, json.loads(body) if body else None
+    except urllib.error.HTTPError as exc:
+        body = exc.read()
+        return exc.code, json.loads(body) if body else None
+
+
+def _answers(url: str) -> bool:
+    try:
+        return http_json("GET", url, timeout=1.0)[0] == 200
+    except OSError:
+        return False
+
+
+@dataclass
+class AgentProcess:
+    proc: ManagedProcess
+    port: int
+
+    @property
+    def whip_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/whip"
+
+    def sessions(self) -> list[dict[str, Any]]:
+        return http_json("GET", f"http://127.0.0.1:{self.port}/sessions")[1]
+
+
+@dataclass
+class BridgeProcess:
+    proc: ManagedProcess
+    sip_port: int
+    api_port: int
+    rtp_low: int
+    rtp_high: int
+
+    @property
+    def sip_target(self) -> str:
+        return f"127.0.0.1:{self.sip_port}"
+
+    @property
+    def api(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    def calls(self) -> list[dict[str, Any]]:
+        return http_json("GET", f"{self.api}/calls")[1]["calls"]
+
+    def call(self, call_id: str) -> tuple[int, Any]:
+        return http_json("GET", f"{self.api}/calls/{call_id}")
+
+    def log(self) -> str:
+        return self.proc.tail(80)
+
+
+def start_agent(logdir: Path, mode: str = "echo") -> AgentProcess:
+    port = free_tcp_port()
+    proc = ManagedProcess(
+        [*SIPBRIDGE, "agent", "--listen", f"127.0.0.1:{port}", "--mode", mode], name="agent", logdir=logdir
+    ).start()
+    agent = AgentProcess(proc, port)
+    if not wait_until(lambda: _answers(f"http://127.0.0.1:{port}/health") or not proc.running, 15):
+        proc.stop()
+        raise RuntimeError(f"agent did not start:\n{proc.tail()}")
+    if not proc.running:
+        raise RuntimeError(f"agent exited:\n{proc.tail()}")
+    return agent
+
+
+def start_bridge(logdir: Path, agent_url: str | None, *extra: str, rtp_ports: int = 16) -> BridgeProcess:
+    sip_port, api_port = free_udp_port(), free_tcp_port()
+    rtp_low = free_port_block(rtp_ports)
+    rtp_high = rtp_low + rtp_ports - 1
+    argv = [
+        *SIPBRIDGE,
+        "serve",
+        "--sip-listen",
+        f"127.0.0.1:{sip_port}",
+        "--api-listen",
+        f"127.0.0.1:{api_port}",
+        "--rtp-ports",
+        f"{rtp_low}-{rtp_high}",
+        "--log-level",
+        "debug",
+        *(["--agent", agent_url] if agent_url else []),
+        *extra,
+    ]
+    proc = ManagedProcess(argv, name="bridge", logdir=logdir).start()
+    bridge = BridgeProcess(proc, sip_port, api_port, rtp_low, rtp_high)
+    if not wait_until(lambda: _answers(f"{bridge.api}/health") or not proc.running, 20):
+        proc.stop()
+        raise RuntimeError(f"bridge did not start:\n{proc.tail()}")
+    if not proc.running:
+        raise RuntimeError(f"bridge exited:\n{proc.tail()}")
+    return bridge
+
+
+class SilentHttpServer:
+    """A TCP listener that accepts connections and never answers: an agent that hangs."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/whip"
+
+    def close(self) -> None:
+        self.sock.close()

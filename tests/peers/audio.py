@@ -1,0 +1,264 @@
+"""Make speech, convert it for the peers, and tell whether what came back is what was sent.
+
+Speech comes from espeak-ng, conversions from sox; the comparison is numpy only: FFT
+cross-correlation to find the lag, then normalised correlation, SNR and gain over the part of the two
+signals that overlap at that lag.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+import wave
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+# Frames quieter than this, relative to the loudest 20 ms frame, count as silence.
+SILENCE_BELOW_DB = -40.0
+
+
+def _run(argv: list[str], *, stdin: str | None = None) -> None:
+    done = subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=60)
+    if done.returncode != 0:
+        raise RuntimeError(f"{argv[0]} failed ({done.returncode}): {' '.join(argv)}\n{done.stderr}")
+
+
+def missing_tools(*names: str) -> list[str]:
+    """Which of these programs are not on PATH (for ``pytest.skip``)."""
+    return [n for n in names if shutil.which(n) is None]
+
+
+# --------------------------------------------------------------------------------------------- making files
+
+
+def make_speech(
+    text: str,
+    out_wav: Path,
+    rate: int = 8000,
+    pad_seconds: float = 0.0,
+    *,
+    voice: str | None = None,
+    words_per_minute: int | None = None,
+    lead_seconds: float = 0.0,
+) -> Path:
+    """Speak `text` with espeak-ng into a mono 16-bit WAV at `rate`, with optional silence around it.
+
+    `pad_seconds` of silence go at the end (baresip hangs up when its input file ends), `lead_seconds`
+    at the start. The output is deterministic: same text, same samples.
+    """
+    out_wav = Path(out_wav)
+    out_wav.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="speech-") as tmp:
+        raw = Path(tmp) / "espeak.wav"
+        argv = ["espeak-ng", "-w", str(raw)]
+        if voice:
+            argv += ["-v", voice]
+        if words_per_minute:
+            argv += ["-s", str(words_per_minute)]
+        _run([*argv, "--stdin"], stdin=text)
+        # -D: no dither, so silence stays digital silence and files are reproducible
+        _run(
+            ["sox", "-D", str(raw), "-r", str(rate), "-c", "1", "-b", "16", "-e", "signed-integer",
+             str(out_wav), "pad", f"{lead_seconds:g}", f"{pad_seconds:g}"]
+        )  # fmt: skip
+    return out_wav
+
+
+def pad_wav(wav: Path, out_wav: Path, *, lead_seconds: float = 0.0, pad_seconds: float = 0.0) -> Path:
+    """Copy of `wav` with silence added at the start and the end."""
+    _run(["sox", "-D", str(wav), str(out_wav), "pad", f"{lead_seconds:g}", f"{pad_seconds:g}"])
+    return Path(out_wav)
+
+
+def wav_to_ulaw_raw(wav: Path, out: Path) -> Path:
+    """Headerless 8 kHz mono μ-law (G.711 PCMU payload bytes), as sipp's ``rtp_stream`` wants.
+
+    A WAV given to sipp 3.6.1's rtp_stream has its header sent as audio, so it has to be raw.
+    """
+    _run(["sox", "-D", str(wav), "-r", "8000", "-c", "1", "-t", "raw", "-e", "u-law", "-b", "8", str(out)])
+    return Path(out)
+
+
+def ulaw_raw_to_wav(raw: Path, out_wav: Path) -> Path:
+    """Headerless 8 kHz μ-law (e.g. RTP payloads written back to back) to a 16-bit WAV."""
+    _run(
+        ["sox", "-t", "raw", "-r", "8000", "-c", "1", "-e", "u-law", "-b", "8", str(raw),
+         "-b", "16", "-e", "signed-integer", str(out_wav)]
+    )  # fmt: skip
+    return Path(out_wav)
+
+
+def resample_to(wav: Path, rate: int, out_wav: Path | None = None) -> Path:
+    """A mono 16-bit PCM copy of `wav` at `rate` (next to it unless `out_wav` is given)."""
+    wav = Path(wav)
+    out = Path(out_wav) if out_wav is not None else wav.with_name(f"{wav.stem}.{rate}.wav")
+    _run(["sox", "-D", str(wav), "-r", str(rate), "-c", "1", "-b", "16", "-e", "signed-integer", str(out)])
+    return out
+
+
+def wav_duration(wav: Path) -> float:
+    with wave.open(str(wav), "rb") as w:
+        return w.getnframes() / w.getframerate()
+
+
+# --------------------------------------------------------------------------------------------- reading
+
+
+def read_wav(path: Path, rate: int | None = None) -> tuple[np.ndarray, int]:
+    """Samples as float32 in [-1, 1] (channels mixed to mono) and the sample rate.
+
+    With `rate`, the file is first converted to that rate by sox. WAVs that the `wave` module cannot
+    read (float, μ-law, ...) go through sox to 16-bit PCM too.
+    """
+    path = Path(path)
+    try:
+        with wave.open(str(path), "rb") as w:
+            file_rate = w.getframerate()
+            if rate is None or rate == file_rate:
+                return _decode_pcm(w), file_rate
+    except (wave.Error, EOFError):
+        pass
+    with tempfile.TemporaryDirectory(prefix="wav-") as tmp:
+        converted = Path(tmp) / "converted.wav"
+        _run(["sox", "-D", str(path), "-b", "16", "-e", "signed-integer", "-c", "1"]
+             + (["-r", str(rate)] if rate else []) + [str(converted)])  # fmt: skip
+        with wave.open(str(converted), "rb") as w:
+            return _decode_pcm(w), w.getframerate()
+
+
+def _decode_pcm(w: wave.Wave_read) -> np.ndarray:
+    width, channels = w.getsampwidth(), w.getnchannels()
+    data = w.readframes(w.getnframes())
+    if width == 1:
+        x = (np.frombuffer(data, dtype=np.uint8).astype(np.float32) - 128.0) / 128.0
+    elif width == 2:
+        x = np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0
+    elif width == 3:
+        b = np.frombuffer(data, dtype=np.uint8).reshape(-1, 3).astype(np.int32)
+        v = b[:, 0] | (b[:, 1] << 8) | (b[:, 2] << 16)
+        x = (np.where(v >= 1 << 23, v - (1 << 24), v)).astype(np.float32) / float(1 << 23)
+    elif width == 4:
+        x = np.frombuffer(data, dtype="<i4").astype(np.float32) / float(1 << 31)
+    else:  # pragma: no cover - wave rejects other widths itself
+        raise wave.Error(f"unsupported sample width {width}")
+    if channels > 1:
+        x = x.reshape(-1, channels).mean(axis=1)
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+# --------------------------------------------------------------------------------------------- comparing
+
+
+def active_span(x: np.ndarray, rate: int, below_db: float = SILENCE_BELOW_DB) -> tuple[int, int]:
+    """[start, end) sample indices from the first to the last 20 ms frame that is not silence.
+
+    Silence is `below_db` under the loudest frame. (0, 0) for a signal that is silent throughout.
+    """
+    frame = max(1, rate // 50)
+    n = len(x) // frame
+    if n == 0:
+        return (0, len(x)) if np.any(x) else (0, 0)
+    rms = np.sqrt(np.mean(np.square(x[: n * frame].reshape(n, frame), dtype=np.float64), axis=1))
+    peak = float(rms.max())
+    if peak <= 0.0:
+        return 0, 0
+    loud = np.flatnonzero(rms >= peak * 10 ** (below_db / 20))
+    return int(loud[0]) * frame, min(len(x), (int(loud[-1]) + 1) * frame)
+
+
+@dataclass(frozen=True)
+class AudioMatch:
+    """How well `heard` reproduces `sent`, at the lag where they line up best.
+
+    correlation: normalised cross-correlation over the overlap (1.0 = same waveform up to a gain).
+    lag_seconds: how much later the sent audio appears in `heard` (negative: earlier).
+    snr_db: sent-signal power against the residual after removing the best gain, over the overlap.
+    gain: heard/sent amplitude ratio (least squares) over the overlap.
+    overlap_seconds: length of the sent speech (silence trimmed) that falls inside `heard` at that lag.
+    coverage: fraction of the sent speech's energy inside that overlap (1.0 = all of it was heard).
+    """
+
+    correlation: float
+    lag_seconds: float
+    snr_db: float
+    gain: float
+    overlap_seconds: float
+    coverage: float
+
+    def __str__(self) -> str:
+        return (
+            f"correlation {self.correlation:.4f} at lag {self.lag_seconds * 1000:.1f} ms, "
+            f"SNR {self.snr_db:.1f} dB, gain {self.gain:.3f}, overlap {self.overlap_seconds:.2f} s, "
+            f"coverage {self.coverage:.3f}"
+        )
+
+
+def compare(sent: np.ndarray, heard: np.ndarray, rate: int, max_lag_s: float = 2.0) -> AudioMatch:
+    """Find `sent` inside `heard` (lags within ±`max_lag_s`) and measure the match there.
+
+    Leading and trailing silence of `sent` is ignored (only its active span is searched for), so the
+    speech itself decides the lag. The lag is the one that maximises correlation against the *whole*
+    sent speech, so a lag where only a sliver overlaps cannot win by chance; the reported correlation
+    is then normalised by the energies of the two overlapping parts only.
+    """
+    s_all = np.asarray(sent, dtype=np.float64)
+    h = np.asarray(heard, dtype=np.float64)
+    start, end = active_span(s_all, rate)
+    if end <= start:
+        raise ValueError("the sent signal is silent: nothing to look for")
+    # Each side loses its own DC offset, taken over the whole signal (so identical inputs stay identical).
+    s = s_all[start:end] - s_all.mean()
+    h = h - h.mean() if len(h) else h
+    ns, nh = len(s), len(h)
+    none = AudioMatch(0.0, 0.0, float("-inf"), 0.0, 0.0, 0.0)
+    if nh == 0 or not np.any(h):
+        return none
+
+    # c[k] = sum_m s[m] * h[m + k]: sent sample m (of the trimmed span) heard at index m + k.
+    nfft = 1 << (ns + nh - 1).bit_length()
+    full = np.fft.irfft(np.fft.rfft(h, nfft) * np.conj(np.fft.rfft(s, nfft)), nfft)
+    max_lag = int(round(max_lag_s * rate))
+    k = np.arange(max(start - max_lag, -(ns - 1)), min(start + max_lag, nh - 1) + 1)
+    if len(k) == 0:
+        return none
+    c = full[k % nfft]
+
+    # Energies of the overlapping parts for every shift k, from cumulative sums.
+    s_cum = np.concatenate(([0.0], np.cumsum(s * s)))
+    h_cum = np.concatenate(([0.0], np.cumsum(h * h)))
+    m0 = np.maximum(0, -k)  # first sent index inside heard
+    m1 = np.minimum(ns, nh - k)  # one past the last
+    es_ov = s_cum[m1] - s_cum[m0]
+    eh_ov = h_cum[m1 + k] - h_cum[m0 + k]
+    es_all = s_cum[-1]
+    tiny = 1e-20 * es_all + 1e-30
+
+    score = c / np.sqrt(es_all * eh_ov + tiny)
+    best = int(np.argmax(score))
+    kb = int(k[best])
+    a, b = int(m0[best]), int(m1[best])
+    s_ov, h_ov = s[a:b], h[a + kb : b + kb]
+    es, eh, cb = float(es_ov[best]), float(eh_ov[best]), float(c[best])
+    correlation = cb / np.sqrt(es * eh + tiny)
+    gain = cb / (es + tiny)
+    residual = float(np.sum(np.square(h_ov - gain * s_ov)))
+    signal = gain * gain * es
+    snr_db = float("inf") if residual <= signal * 1e-15 else 10.0 * np.log10(signal / residual)
+    return AudioMatch(
+        correlation=float(correlation),
+        lag_seconds=(kb - start) / rate,
+        snr_db=float(snr_db),
+        gain=float(gain),
+        overlap_seconds=(b - a) / rate,
+        coverage=float(es / es_all),
+    )
+
+
+def compare_files(sent_wav: Path, heard_wav: Path, rate: int = 8000, max_lag_s: float = 2.0) -> AudioMatch:
+    """:func:`compare` on two WAV files, both read at `rate`."""
+    sent, _ = read_wav(sent_wav, rate)
+    heard, _ = read_wav(heard_wav, rate)
+    return compare(sent, heard, rate, max_lag_s)

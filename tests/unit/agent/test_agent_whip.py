@@ -1,0 +1,189 @@
+"""WhipClient against small real HTTP servers on loopback: what it sends, how it fails."""
+
+import asyncio
+import socket
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+
+import pytest
+from aiohttp import web
+
+from sipbridge.agent.whip import AgentUnavailable, WhipClient
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class FakeAgent:
+    """An aiohttp app on a free loopback port that records requests and answers with ``handler``."""
+
+    def __init__(self, handler: Handler) -> None:
+        self.handler = handler
+        self.requests: list[tuple[str, str, dict[str, str], str]] = []
+        self.runner: web.AppRunner | None = None
+        self.base = ""
+
+    async def _record(self, request: web.Request) -> web.StreamResponse:
+        body = await request.text()
+        self.requests.append((request.method, str(request.rel_url), dict(request.headers), body))
+        return await self.handler(request)
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._record)
+        self.runner = web.AppRunner(app)
+        await self.runner.setup()
+        sock = socket.create_server(("127.0.0.1", 0))
+        self.base = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        await web.SockSite(self.runner, sock).start()
+
+    async def stop(self) -> None:
+        assert self.runner is not None
+        await self.runner.cleanup()
+
+
+async def _created(request: web.Request) -> web.Response:
+    if request.method == "DELETE":
+        return web.Response(status=200)
+    return web.Response(
+        status=201,
+        text="v=0\r\nanswer\r\n",
+        content_type="application/sdp",
+        headers={
+            "Location": "/whip/abc123",
+            "ETag": '"e1"',
+            "X-Resume-Token": "tok-1",
+            "X-Resume-Status": "new",
+        },
+    )
+
+
+async def _busy(request: web.Request) -> web.Response:
+    return web.Response(status=503, text="all agents busy", headers={"Retry-After": "5"})
+
+
+@pytest.fixture
+async def fake_agent() -> AsyncIterator[Callable[[Handler], Awaitable[FakeAgent]]]:
+    started: list[FakeAgent] = []
+
+    async def start(handler: Handler) -> FakeAgent:
+        agent = FakeAgent(handler)
+        await agent.start()
+        started.append(agent)
+        return agent
+
+    yield start
+    for agent in started:
+        await agent.stop()
+
+
+@pytest.fixture
+def refusing_port() -> Iterator[int]:
+    """A bound TCP port that is not listening: connecting to it is refused."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    yield sock.getsockname()[1]
+    sock.close()
+
+
+async def test_offer_sends_the_protocol_headers_and_reads_the_answer(fake_agent):
+    agent = await fake_agent(_created)
+    client = WhipClient(f"{agent.base}/whip", token="jwt-1")
+    try:
+        session = await client.offer("v=0\r\noffer\r\n", resource_id="+15551234567")
+    finally:
+        await client.close()
+    method, url, headers, body = agent.requests[0]
+    assert (method, url, body) == ("POST", "/whip", "v=0\r\noffer\r\n")
+    assert headers["Content-Type"] == "application/sdp"
+    assert headers["Authorization"] == "Bearer jwt-1"
+    assert headers["X-StreamCore-Resource-Id"] == "+15551234567"
+    assert session.session_url == f"{agent.base}/whip/abc123"
+    assert session.answer_sdp == "v=0\r\nanswer\r\n"
+    assert (session.etag, session.resume_token, session.resume_status) == ('"e1"', "tok-1", "new")
+
+
+async def test_outbound_and_resume_go_in_the_query(fake_agent):
+    agent = await fake_agent(_created)
+    client = WhipClient(f"{agent.base}/whip")
+    try:
+        await client.offer("v=0", resource_id=None, direction="outbound", resume_token="tok-1")
+        await client.offer("v=0", resource_id=None)
+    finally:
+        await client.close()
+    (_, outbound_url, outbound_headers, _), (_, inbound_url, inbound_headers, _) = agent.requests
+    assert outbound_url == "/whip?direction=outbound&resume=tok-1"
+    assert inbound_url == "/whip"
+    assert "Authorization" not in inbound_headers
+    assert "X-StreamCore-Resource-Id" not in outbound_headers
+
+
+async def test_unknown_direction_is_a_programming_error():
+    client = WhipClient("http://127.0.0.1:9/whip")
+    with pytest.raises(ValueError):
+        await client.offer("v=0", resource_id=None, direction="sideways")
+    await client.close()
+
+
+async def test_nothing_listening_is_unreachable(refusing_port):
+    endpoint = f"http://127.0.0.1:{refusing_port}/whip"
+    client = WhipClient(endpoint)
+    with pytest.raises(AgentUnavailable) as caught:
+        await client.offer("v=0", resource_id=None)
+    await client.close()
+    assert caught.value.status is None
+    assert caught.value.reason == f"agent unreachable: connection refused at {endpoint}"
+
+
+async def test_busy_agent_is_refused_with_retry_after(fake_agent):
+    agent = await fake_agent(_busy)
+    client = WhipClient(f"{agent.base}/whip")
+    with pytest.raises(AgentUnavailable) as caught:
+        await client.offer("v=0", resource_id=None)
+    await client.close()
+    assert caught.value.status == 503
+    assert caught.value.retry_after == 5
+    assert caught.value.reason.startswith("agent refused: 503 Service Unavailable (Retry-After 5)")
+    assert "all agents busy" in caught.value.reason
+
+
+async def test_silent_agent_times_out():
+    server = await asyncio.start_server(lambda reader, writer: None, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    client = WhipClient(f"http://127.0.0.1:{port}/whip", timeout=0.3)
+    started = time.monotonic()
+    with pytest.raises(AgentUnavailable) as caught:
+        await client.offer("v=0", resource_id=None)
+    elapsed = time.monotonic() - started
+    await client.close()
+    server.close()
+    assert "agent unreachable: no answer within 0.3 s" in caught.value.reason
+    assert elapsed < 2
+
+
+async def test_201_without_a_body_is_unavailable(fake_agent):
+    async def empty(request: web.Request) -> web.Response:
+        return web.Response(status=201, headers={"Location": "/whip/x"})
+
+    agent = await fake_agent(empty)
+    client = WhipClient(f"{agent.base}/whip")
+    with pytest.raises(AgentUnavailable) as caught:
+        await client.offer("v=0", resource_id=None)
+    await client.close()
+    assert caught.value.status == 201
+
+
+async def test_delete_carries_the_token(fake_agent):
+    agent = await fake_agent(_created)
+    client = WhipClient(f"{agent.base}/whip", token="jwt-2")
+    await client.delete(f"{agent.base}/whip/abc123")
+    await client.close()
+    method, url, headers, _ = agent.requests[0]
+    assert (method, url, headers["Authorization"]) == ("DELETE", "/whip/abc123", "Bearer jwt-2")
+
+
+async def test_delete_never_raises(refusing_port, caplog):
+    client = WhipClient("http://127.0.0.1:1/whip")
+    await client.delete(f"http://127.0.0.1:{refusing_port}/whip/gone")
+    await client.delete("")
+    await client.close()
+    assert "connection refused" in caplog.text

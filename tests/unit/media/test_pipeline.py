@@ -1,0 +1,124 @@
+"""Per-call transcoders: the 1 kHz acceptance test both ways, and AgentToPhone queueing."""
+
+import numpy as np
+import pytest
+
+from sipbridge.media import g711
+from sipbridge.media.opus import OpusDecoder, OpusEncoder
+from sipbridge.media.pipeline import AgentToPhone, PhoneToAgent
+
+LEVEL_DBFS = -10.0
+AMPLITUDE = 32767 * 10 ** (LEVEL_DBFS / 20)
+WARM_UP_S = 0.1
+CODECS = ["PCMU", "PCMA"]
+
+
+def sine(rate: int, seconds: float, freq: float = 1000.0) -> np.ndarray:
+    t = np.arange(int(rate * seconds)) / rate
+    return np.round(AMPLITUDE * np.sin(2 * np.pi * freq * t)).astype(np.int16)
+
+
+def peak_hz(pcm: np.ndarray, rate: int) -> float:
+    x = pcm.astype(np.float64) * np.hanning(len(pcm))
+    spectrum = np.abs(np.fft.rfft(x, n=4 * len(x)))
+    return float(np.argmax(spectrum)) * rate / (4 * len(x))
+
+
+def level_dbfs(pcm: np.ndarray) -> float:
+    rms = np.sqrt(np.mean(pcm.astype(np.float64) ** 2))
+    return 20 * np.log10(rms * np.sqrt(2) / 32767)
+
+
+def assert_1khz_at_level(pcm: np.ndarray, rate: int) -> None:
+    steady = pcm[int(WARM_UP_S * rate) :]
+    assert len(steady) >= rate  # at least 1 s left to measure
+    assert abs(peak_hz(steady, rate) - 1000) <= 10
+    assert abs(level_dbfs(steady) - LEVEL_DBFS) <= 1.0
+
+
+@pytest.mark.parametrize("codec", CODECS)
+def test_phone_to_agent_keeps_1khz_tone(codec):
+    payload = g711.encode(codec, sine(8000, 1.5))
+    pipe, decoder = PhoneToAgent(codec), OpusDecoder()
+    packets = [p for i in range(0, len(payload), 160) for p in pipe.push(payload[i : i + 160])]
+    assert len(packets) >= 60
+    assert_1khz_at_level(np.concatenate([decoder.decode(p) for p in packets]), 48000)
+
+
+@pytest.mark.parametrize("codec", CODECS)
+def test_agent_to_phone_keeps_1khz_tone(codec):
+    pcm48 = sine(48000, 1.5)
+    encoder, decoder, pipe = OpusEncoder(), OpusDecoder(), AgentToPhone(codec)
+    frames: list[bytes] = []
+    for i in range(0, len(pcm48), 960):
+        pipe.push_pcm48(decoder.decode(encoder.encode(pcm48[i : i + 960])))
+        while (frame := pipe.pop_frame()) is not None:
+            frames.append(frame)
+    assert pipe.dropped_ms == 0
+    assert_1khz_at_level(g711.decode(codec, b"".join(frames)), 8000)
+
+
+def test_phone_to_agent_accepts_any_payload_length():
+    pipe = PhoneToAgent("PCMA")
+    payload = g711.encode("PCMA", sine(8000, 2.0))
+    count = pushed = 0
+    for size in (80, 160, 240, 320):
+        for i in range(0, 8000, size):
+            chunk = payload[i : i + size]
+            count += len(pipe.push(chunk))
+            pushed += len(chunk)
+    # 20 ms packets out for all audio in, except what the resampler and the partial frame hold.
+    assert count * 20 + pipe.delay_ms == pytest.approx(pushed / 8, abs=0.01)
+
+
+def test_phone_to_agent_rejects_unknown_codec():
+    with pytest.raises(ValueError):
+        PhoneToAgent("G729")
+
+
+def drain(pipe: AgentToPhone) -> list[bytes]:
+    frames = []
+    while (frame := pipe.pop_frame()) is not None:
+        frames.append(frame)
+    return frames
+
+
+def test_agent_to_phone_frames_are_always_160_bytes():
+    pipe = AgentToPhone("PCMU")
+    assert pipe.pop_frame() is None
+    frames: list[bytes] = []
+    pcm = sine(48000, 2.0)
+    for i in range(0, len(pcm), 1234):
+        pipe.push_pcm48(pcm[i : i + 1234])
+        frames += drain(pipe)
+        assert pipe.buffered_ms < 20
+    assert frames and {len(f) for f in frames} == {160}
+    assert len(frames) * 20 + pipe.delay_ms == pytest.approx(2000, abs=1)
+
+
+def test_agent_to_phone_overflow_drops_oldest_and_counts():
+    pipe = AgentToPhone("PCMU", max_buffer_ms=200)
+    silence, tone = np.zeros(48000 * 3 // 10, np.int16), sine(48000, 0.5)
+    for pcm in (silence, tone):
+        for i in range(0, len(pcm), 960):
+            pipe.push_pcm48(pcm[i : i + 960])
+            assert pipe.buffered_ms <= 200
+    assert pipe.buffered_ms == 200
+    assert pipe.dropped_ms > 0
+    assert pipe.dropped_ms + pipe.delay_ms == pytest.approx(800, abs=1)
+    kept = g711.decode("PCMU", b"".join(drain(pipe)))
+    assert np.abs(kept[:80]).max() > AMPLITUDE / 2  # the oldest kept audio is tone, not the silence
+
+
+def test_agent_to_phone_clear_empties_queue_and_resampler():
+    pipe = AgentToPhone("PCMA")
+    tone = sine(48000, 0.3)
+    for i in range(0, len(tone), 960):
+        pipe.push_pcm48(tone[i : i + 960])
+    assert pipe.buffered_ms > 0
+    pipe.clear()
+    assert pipe.buffered_ms == 0 and pipe.delay_ms == 0 and pipe.pop_frame() is None
+    for _ in range(20):
+        pipe.push_pcm48(np.zeros(960, np.int16))
+    after = drain(pipe)
+    assert after and np.abs(g711.decode("PCMA", b"".join(after))).max() <= 8  # no old tone leaks out

@@ -1,0 +1,54 @@
+import pytest
+
+from sipbridge.config import Config, ConfigError, HostPort, PortRange, load_config
+
+
+def test_defaults_match_the_cli_contract():
+    config = load_config(env={})
+    assert config.sip_listen == HostPort("0.0.0.0", 5060)
+    assert config.api_listen == HostPort("0.0.0.0", 8090)
+    assert config.rtp_ports == PortRange(10000, 20000)
+    assert config.agent is None and config.public_ip is None
+
+
+def test_precedence_file_then_env_then_flags(tmp_path):
+    path = tmp_path / "sipbridge.toml"
+    path.write_text('sip_listen = "127.0.0.1:5070"\nrtp_ports = "30000-30100"\npublic_ip = "127.0.0.2"\n')
+    env = {"SIPBRIDGE_RTP_PORTS": "40000-40010", "SIPBRIDGE_AGENT": "http://127.0.0.1:9/whip"}
+    config = load_config(path, env=env, overrides={"public_ip": "127.0.0.3", "api_listen": None})
+    assert config.sip_listen == HostPort("127.0.0.1", 5070)
+    assert config.rtp_ports == PortRange(40000, 40010)
+    assert config.agent == "http://127.0.0.1:9/whip"
+    assert config.public_ip == "127.0.0.3"
+    assert config.api_listen == Config().api_listen
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("sip_listen", "nonsense", "HOST:PORT"),
+        ("sip_listen", "127.0.0.1:99999", "out of range"),
+        ("rtp_ports", "20000-10000", "above"),
+        ("public_ip", "not-an-ip", "not an IP"),
+        ("agent", "ftp://x", "http"),
+        ("agent_timeout", "-1", "positive"),
+    ],
+)
+def test_bad_values_name_the_setting(key, value, message):
+    with pytest.raises(ConfigError, match=message) as info:
+        load_config(env={f"SIPBRIDGE_{key.upper()}": value})
+    assert key in str(info.value)
+
+
+def test_unknown_key_in_file_is_an_error(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text("sip_lisen = '127.0.0.1:5060'\n")
+    with pytest.raises(ConfigError, match="unknown setting 'sip_lisen'"):
+        load_config(path, env={})
+
+
+def test_broken_toml_is_reported(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text("sip_listen = \n")
+    with pytest.raises(ConfigError, match="config file"):
+        load_config(path, env={})
