@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import sys
 import urllib.error
@@ -87,7 +88,13 @@ def start_agent(logdir: Path, mode: str = "echo") -> AgentProcess:
     return agent
 
 
-def start_bridge(logdir: Path, agent_url: str | None, *extra: str, rtp_ports: int = 16) -> BridgeProcess:
+def start_bridge(
+    logdir: Path,
+    agent_url: str | None,
+    *extra: str,
+    rtp_ports: int = 16,
+    env: dict[str, str] | None = None,
+) -> BridgeProcess:
     sip_port, api_port = free_udp_port(), free_tcp_port()
     rtp_low = free_port_block(rtp_ports)
     rtp_high = rtp_low + rtp_ports - 1
@@ -105,7 +112,8 @@ def start_bridge(logdir: Path, agent_url: str | None, *extra: str, rtp_ports: in
         *(["--agent", agent_url] if agent_url else []),
         *extra,
     ]
-    proc = ManagedProcess(argv, name="bridge", logdir=logdir).start()
+    proc_env = {**os.environ, **(env or {})}
+    proc = ManagedProcess(argv, name="bridge", logdir=logdir, env=proc_env).start()
     bridge = BridgeProcess(proc, sip_port, api_port, rtp_low, rtp_high)
     if not wait_until(lambda: _answers(f"{bridge.api}/health") or not proc.running, 20):
         proc.stop()
