@@ -9,6 +9,7 @@ import signal
 import uvicorn
 
 from .agent.echo import EchoAgentServer
+from .agent.ice import loopback_addresses_for, use_host_addresses
 from .agent.whip import WhipClient
 from .api.app import create_app
 from .calls.call import CallSettings
@@ -33,7 +34,10 @@ class Bridge:
 
     async def start(self) -> None:
         config = self.config
-        endpoint = config.agent or await self._start_embedded_agent()
+        endpoint = config.agent or self._embedded_agent_url()
+        use_host_addresses(config.ice_host_addresses or loopback_addresses_for(endpoint))
+        if config.agent is None:
+            endpoint = await self._start_embedded_agent()
         self.whip = WhipClient(endpoint, token=config.agent_token, timeout=config.agent_timeout)
         settings = CallSettings(
             rtp_host=config.sip_listen.host,
@@ -60,6 +64,9 @@ class Bridge:
             config.rtp_ports,
             endpoint if config.agent else f"{endpoint} (embedded echo agent)",
         )
+
+    def _embedded_agent_url(self) -> str:
+        return f"http://{self.config.embedded_agent_listen}/whip"
 
     async def _start_embedded_agent(self) -> str:
         listen = self.config.embedded_agent_listen

@@ -48,6 +48,8 @@ class Config:
     agent_token: str | None = field(default=None, repr=False)
     agent_timeout: float = 10.0
     ice_servers: tuple[str, ...] = ()
+    # Local addresses offered as ICE host candidates; empty: loopback for a loopback agent, else all.
+    ice_host_addresses: tuple[str, ...] = ()
     embedded_agent_listen: HostPort = HostPort("127.0.0.1", 0)
     opus_bitrate: int = 32000
     opus_application: str = "audio"
@@ -134,6 +136,7 @@ _CONVERTERS: dict[str, Any] = {
     "agent_token": lambda v, n: str(v),
     "agent_timeout": lambda v, n: _parse_positive(float, v, n),
     "ice_servers": _parse_list,
+    "ice_host_addresses": lambda v, n: tuple(_parse_ip(a, n) for a in _parse_list(v, n)),
     "opus_bitrate": lambda v, n: _parse_positive(int, v, n),
     "opus_application": lambda v, n: _choice(v, n, ("voip", "audio", "lowdelay")),
     "sip_t1_ms": lambda v, n: _parse_positive(int, v, n),

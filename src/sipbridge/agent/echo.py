@@ -26,6 +26,7 @@ from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessi
 from aiortc.mediastreams import AudioStreamTrack, MediaStreamError, MediaStreamTrack
 
 from ..media.opus import OpusEncoder, audio_frame_to_mono
+from .ice import loopback_addresses_for, use_host_addresses
 from .tracks import OPUS_SAMPLES_PER_PACKET, OPUS_TIME_BASE
 
 logger = logging.getLogger(__name__)
@@ -327,7 +328,8 @@ async def _drain(track: MediaStreamTrack, session: AgentSession) -> None:
 
 
 async def run_agent(host: str, port: int, mode: str, *, token: str | None = None) -> None:
-    """Serve the reference agent until cancelled."""
+    """Serve the reference agent until cancelled (loopback candidates when it listens on loopback)."""
+    use_host_addresses(loopback_addresses_for(host))
     server = EchoAgentServer(host, port, mode, token=token)
     await server.start()
     try:

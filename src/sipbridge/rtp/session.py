@@ -7,8 +7,8 @@ import logging
 import secrets
 import time
 from collections.abc import Callable
-from typing import cast
 from dataclasses import dataclass
+from typing import cast
 
 from .packet import RtpParseError, build_rtp_header, is_rtcp, parse_rtp
 
