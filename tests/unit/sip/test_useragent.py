@@ -1,0 +1,187 @@
+"""The UA core fed datagrams directly, with a transport that records what it would send."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from sipbridge.sip.message import SipResponse, parse_message
+from sipbridge.sip.transaction import Timers
+from sipbridge.sip.useragent import InviteSession, UserAgent
+
+PEER = ("127.0.0.1", 5062)
+SDP = (
+    "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+    "m=audio 40000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+)
+
+
+class RecordingTransport:
+    def __init__(self) -> None:
+        self.sent: list[tuple[bytes, tuple[str, int]]] = []
+        self.local_address = ("127.0.0.1", 5060)
+
+    def send(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.sent.append((data, addr))
+
+    def close(self) -> None:
+        pass
+
+    def responses(self) -> list[SipResponse]:
+        return [m for m in (parse_message(d) for d, _ in self.sent) if isinstance(m, SipResponse)]
+
+    def statuses(self) -> list[int]:
+        return [r.status for r in self.responses()]
+
+
+def request(
+    method: str, *, branch: str = "z9hG4bKb1", to_tag: str = "", extra: str = "", body: str = ""
+) -> bytes:
+    to = "<sip:bridge@127.0.0.1>" + (f";tag={to_tag}" if to_tag else "")
+    return (
+        f"{method} sip:bridge@127.0.0.1 SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP 127.0.0.1:5062;branch={branch};rport\r\n"
+        "Max-Forwards: 70\r\n"
+        f"To: {to}\r\n"
+        "From: <sip:+15550001@127.0.0.1>;tag=caller1\r\n"
+        "Call-ID: call-1@127.0.0.1\r\n"
+        f"CSeq: 1 {method}\r\n"
+        "Contact: <sip:caller@127.0.0.1:5062>\r\n"
+        f"{extra}"
+        + (f"Content-Type: application/sdp\r\nContent-Length: {len(body)}\r\n\r\n{body}" if body else "\r\n")
+    ).encode()
+
+
+@pytest.fixture
+def ua() -> tuple[UserAgent, RecordingTransport, list[InviteSession]]:
+    sessions: list[InviteSession] = []
+    agent = UserAgent(timers=Timers(t1=0.01, t2=0.04, t4=0.05), on_invite=sessions.append)
+    transport = RecordingTransport()
+    agent._transport = transport  # type: ignore[assignment]
+    return agent, transport, sessions
+
+
+async def test_options_gets_200_with_allow_routed_to_rport(ua):
+    agent, transport, _ = ua
+    agent.datagram_received(request("OPTIONS"), ("127.0.0.1", 40001))
+    (response,) = transport.responses()
+    assert response.status == 200 and "INVITE" in response.headers.get("Allow")
+    assert transport.sent[0][1] == ("127.0.0.1", 40001)  # rport: back to the source port
+
+
+@pytest.mark.parametrize(("method", "status"), [("REGISTER", 405), ("SUBSCRIBE", 405), ("FOOBAR", 501)])
+async def test_unserved_and_unknown_methods(ua, method, status):
+    agent, transport, _ = ua
+    agent.datagram_received(request(method), PEER)
+    (response,) = transport.responses()
+    assert response.status == status and response.headers.get("Allow")
+
+
+async def test_unknown_require_gets_420_with_unsupported(ua):
+    agent, transport, _ = ua
+    agent.datagram_received(request("OPTIONS", extra="Require: foo, bar\r\n"), PEER)
+    (response,) = transport.responses()
+    assert response.status == 420 and response.headers.get("Unsupported") == "foo, bar"
+
+
+async def test_bye_for_unknown_dialog_gets_481(ua):
+    agent, transport, _ = ua
+    agent.datagram_received(request("BYE", to_tag="nope"), PEER)
+    assert transport.statuses() == [481]
+
+
+async def test_broken_request_gets_400_with_reason_and_server_goes_on(ua):
+    agent, transport, _ = ua
+    broken = request("OPTIONS").replace(b"CSeq: 1 OPTIONS", b"CSeq: 1 INVITE")
+    agent.datagram_received(broken, PEER)
+    agent.datagram_received(b"\x00\xffgarbage", PEER)
+    agent.datagram_received(request("OPTIONS", branch="z9hG4bKb2"), PEER)
+    statuses = transport.statuses()
+    assert statuses == [400, 200]
+    assert "CSeq" in transport.responses()[0].reason
+
+
+async def test_invite_is_handed_over_after_100_and_retransmission_is_absorbed(ua):
+    agent, transport, sessions = ua
+    agent.datagram_received(request("INVITE", body=SDP), PEER)
+    agent.datagram_received(request("INVITE", body=SDP), PEER)
+    assert len(sessions) == 1
+    assert transport.statuses() == [100, 100]
+    sessions[0].provisional(180)
+    agent.datagram_received(request("INVITE", body=SDP), PEER)
+    assert transport.statuses() == [100, 100, 180, 180]
+
+
+async def test_non_sdp_body_gets_415_with_accept(ua):
+    agent, transport, sessions = ua
+    raw = request("INVITE", body="hello").replace(b"application/sdp", b"text/plain")
+    agent.datagram_received(raw, PEER)
+    assert transport.statuses() == [100, 415] and not sessions
+    assert transport.responses()[1].headers.get("Accept") == "application/sdp"
+
+
+async def test_cancel_gives_200_and_487_and_tells_the_session(ua):
+    agent, transport, sessions = ua
+    agent.datagram_received(request("INVITE", body=SDP), PEER)
+    cancelled = []
+    sessions[0].on_cancel = lambda: cancelled.append(True)
+    agent.datagram_received(request("CANCEL"), PEER)
+    assert sorted(transport.statuses()) == [100, 200, 487] and cancelled
+    assert not await sessions[0].accept(SDP.encode())
+
+
+async def test_cancel_for_unknown_invite_gets_481(ua):
+    agent, transport, _ = ua
+    agent.datagram_received(request("CANCEL"), PEER)
+    assert transport.statuses() == [481]
+
+
+async def test_200_is_retransmitted_until_ack_then_bye_ends_the_dialog(ua):
+    agent, transport, sessions = ua
+    agent.datagram_received(request("INVITE", body=SDP), PEER)
+    session = sessions[0]
+    accepting = asyncio.ensure_future(session.accept(b"v=0\r\n"))
+    await asyncio.sleep(0.05)  # T1 = 10 ms: a few retransmissions
+    oks = [r for r in transport.responses() if r.status == 200]
+    assert len(oks) >= 3
+    local_tag = oks[0].to.tag
+    assert oks[0].headers.get("Contact") == "<sip:sipbridge@127.0.0.1:5060>"
+    agent.datagram_received(request("ACK", branch="z9hG4bKack", to_tag=local_tag), PEER)
+    assert await accepting
+    count = len(transport.sent)
+    await asyncio.sleep(0.05)
+    assert len(transport.sent) == count  # no more retransmissions after the ACK
+    byes = []
+    session.on_bye = lambda: byes.append(True)
+    agent.datagram_received(request("BYE", branch="z9hG4bKbye", to_tag=local_tag), PEER)
+    assert byes and transport.statuses()[-1] == 200
+
+
+async def test_no_ack_gives_up_after_64_t1(ua):
+    agent, transport, sessions = ua
+    agent.datagram_received(request("INVITE", body=SDP), PEER)
+    started = asyncio.get_running_loop().time()
+    assert not await sessions[0].accept(b"v=0\r\n")
+    assert asyncio.get_running_loop().time() - started >= 64 * 0.01
+
+
+async def test_hangup_after_answer_sends_bye_to_the_contact(ua):
+    agent, transport, sessions = ua
+    agent.datagram_received(request("INVITE", body=SDP), PEER)
+    session = sessions[0]
+    accepting = asyncio.ensure_future(session.accept(b"v=0\r\n"))
+    await asyncio.sleep(0)
+    tag = transport.responses()[-1].to.tag
+    agent.datagram_received(request("ACK", branch="z9hG4bKack", to_tag=tag), PEER)
+    await accepting
+    hanging_up = asyncio.ensure_future(session.hangup())
+    await asyncio.sleep(0)
+    data, addr = transport.sent[-1]
+    bye = parse_message(data)
+    assert bye.method == "BYE" and addr == ("127.0.0.1", 5062)
+    assert bye.to.tag == "caller1" and bye.from_.tag == tag
+    ok = f"SIP/2.0 200 OK\r\nVia: {bye.headers.get('Via')}\r\nTo: {bye.headers.get('To')}\r\n"
+    ok += f"From: {bye.headers.get('From')}\r\nCall-ID: {bye.call_id}\r\nCSeq: {bye.headers.get('CSeq')}\r\n"
+    agent.datagram_received((ok + "Content-Length: 0\r\n\r\n").encode(), PEER)
+    await asyncio.wait_for(hanging_up, 1)
