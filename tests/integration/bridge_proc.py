@@ -77,7 +77,9 @@ class BridgeProcess:
 def start_agent(logdir: Path, mode: str = "echo") -> AgentProcess:
     port = free_tcp_port()
     proc = ManagedProcess(
-        [*SIPBRIDGE, "agent", "--listen", f"127.0.0.1:{port}", "--mode", mode], name="agent", logdir=logdir
+        [*SIPBRIDGE, "agent", "--listen", f"127.0.0.1:{port}", "--mode", mode],
+        name=f"agent-{port}",
+        logdir=logdir,
     ).start()
     agent = AgentProcess(proc, port)
     if not wait_until(lambda: _answers(f"http://127.0.0.1:{port}/health") or not proc.running, 15):
@@ -113,7 +115,7 @@ def start_bridge(
         *extra,
     ]
     proc_env = {**os.environ, **(env or {})}
-    proc = ManagedProcess(argv, name="bridge", logdir=logdir, env=proc_env).start()
+    proc = ManagedProcess(argv, name=f"bridge-{sip_port}", logdir=logdir, env=proc_env).start()
     bridge = BridgeProcess(proc, sip_port, api_port, rtp_low, rtp_high)
     if not wait_until(lambda: _answers(f"{bridge.api}/health") or not proc.running, 20):
         proc.stop()

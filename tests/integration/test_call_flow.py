@@ -128,6 +128,7 @@ def test_agent_down_gives_503(logdir: Path, tmp_path: Path) -> None:
         result.assert_success(calls=1)
         assert "agent unavailable" in result.messages()
         assert bridge.calls() == []
+        assert http_json("GET", f"{bridge.api}/health")[1]["rtp_ports_in_use"] == 0
     finally:
         bridge.proc.stop()
 
@@ -139,6 +140,8 @@ def test_cancel_while_agent_is_slow_gives_487(logdir: Path, tmp_path: Path) -> N
         result = sipp.run_scenario("uac_cancel", bridge.sip_target, workdir=tmp_path)
         result.assert_success(calls=1)
         assert wait_until(lambda: bridge.calls() == [], 5)
+        ports_in_use = lambda: http_json("GET", f"{bridge.api}/health")[1]["rtp_ports_in_use"]  # noqa: E731
+        assert wait_until(lambda: ports_in_use() == 0, 5)
     finally:
         bridge.proc.stop()
         hanging_agent.close()

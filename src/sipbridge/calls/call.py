@@ -85,10 +85,14 @@ class Call:
         self._downlink: AgentToPhone | None = None
         self._silence = b""
         self._ended = asyncio.Event()
+        # Wired before the first await: a CANCEL may answer our 100 Trying before run() starts.
+        session.on_cancel = lambda: self._finish_soon("caller cancelled")
+        session.on_bye = lambda: self._finish_soon("caller hung up")
 
     # -- the inbound flow ----------------------------------------------------------------------
 
     async def run(self) -> None:
+        """The call from INVITE to its end; whatever way it ends, its port and agent link are freed."""
         try:
             await self._answer()
             if self.state is CallState.ANSWERED:
@@ -99,15 +103,17 @@ class Call:
         except Exception:
             log.exception("call %s failed", self.id)
             await self.hangup("internal error")
+        finally:
+            await self._release_media()
 
     async def _answer(self) -> None:
+        if self.session.cancelled:
+            return
         offer, answer = self._negotiate()
         if answer is None or offer is None:
             return
-        if not await self._open_rtp(answer):
+        if not await self._open_rtp(answer) or self.end_reason is not None:
             return
-        self.session.on_cancel = lambda: self._finish_soon("caller cancelled")
-        self.session.on_bye = lambda: self._finish_soon("caller hung up")
         self.session.provisional(180)
         self.state = CallState.CONNECTING
         if not await self._connect_agent():
@@ -160,8 +166,11 @@ class Call:
             on_event=self._agent_event,
             on_closed=lambda reason: self._finish_soon(f"agent ended the call: {reason}"),
         )
+        deadline = asyncio.get_running_loop().time() + self.settings.agent_timeout
         try:
             await self.link.connect(self.settings.agent_timeout)
+            # Answer only once media can flow: a WHIP answer alone does not prove the agent hears us.
+            await self.link.wait_connected(max(0.0, deadline - asyncio.get_running_loop().time()))
         except AgentUnavailable as exc:
             if self.end_reason is not None:
                 return False  # the caller went away while we were dialling the agent

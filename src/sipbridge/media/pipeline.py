@@ -3,10 +3,14 @@
 ``PhoneToAgent``: G.711 RTP payloads -> 48 kHz -> 20 ms Opus packets.
 ``AgentToPhone``: 48 kHz mono PCM -> 8 kHz -> G.711, queued, popped 20 ms at a time.
 
-Both resample with ``StreamResampler``, whose libsoxr back end releases audio in
-bursts (see ``media/resample.py``): a push may yield no packet, a later one
-several. The default ``resample_quality="MQ"`` holds back about half of what
-"HQ" does (mean ~50 ms vs ~95 ms one way) at identical telephone-band quality.
+Both resample with ``StreamResampler`` (see ``media/resample.py``). The default
+``resampler="polyphase"`` returns the output of every chunk at once and adds a
+fixed 2.625 ms (its group delay) each way: every 20 ms pushed to ``PhoneToAgent``
+gives exactly one Opus packet, every 960 samples pushed to ``AgentToPhone``
+queue exactly 160 bytes. ``resampler="soxr"`` (libsoxr at ``resample_quality``,
+"MQ" by default) releases audio in bursts, holding back ~50 ms on average (up
+to ~90 ms) one way: a push may yield no packet, a later one several.
+``delay_ms`` counts the resampler's delay in both cases.
 """
 
 from __future__ import annotations
@@ -35,17 +39,18 @@ class PhoneToAgent:
         application: str = "voip",
         resample_quality: str = "MQ",
         opus_fec: bool = True,
+        resampler: str = "polyphase",
     ) -> None:
         self.codec = codec.upper()
         self._decode = g711.decoder_for(self.codec)
-        self._resampler = StreamResampler(PHONE_RATE, AGENT_RATE, resample_quality)
+        self._resampler = StreamResampler(PHONE_RATE, AGENT_RATE, resample_quality, resampler)
         self._encoder = OpusEncoder(AGENT_RATE, opus_bitrate, application, fec=opus_fec)
         self._pcm = np.zeros(AGENT_FRAME_SAMPLES * 16, dtype=np.int16)
         self._fill = 0
 
     @property
     def delay_ms(self) -> float:
-        """Audio received but not yet encoded (resampler backlog plus partial frame)."""
+        """Audio received but not yet encoded: the resampler's delay plus the partial frame."""
         return self._resampler.delay_ms + self._fill * 1000.0 / AGENT_RATE
 
     def push(self, payload: bytes) -> list[bytes]:
@@ -83,10 +88,16 @@ class PhoneToAgent:
 class AgentToPhone:
     """Mono 48 kHz PCM from the agent to a bounded queue of G.711 bytes, popped 20 ms at a time."""
 
-    def __init__(self, codec: str = "PCMU", max_buffer_ms: int = 400, resample_quality: str = "MQ") -> None:
+    def __init__(
+        self,
+        codec: str = "PCMU",
+        max_buffer_ms: int = 400,
+        resample_quality: str = "MQ",
+        resampler: str = "polyphase",
+    ) -> None:
         self.codec = codec.upper()
         self._encode = g711.encoder_for(self.codec)
-        self._resampler = StreamResampler(AGENT_RATE, PHONE_RATE, resample_quality)
+        self._resampler = StreamResampler(AGENT_RATE, PHONE_RATE, resample_quality, resampler)
         self._queue = bytearray()
         self.max_buffer_ms = max_buffer_ms
         self._max_bytes = max_buffer_ms * _BYTES_PER_MS
@@ -94,12 +105,12 @@ class AgentToPhone:
 
     @property
     def buffered_ms(self) -> float:
-        """Encoded audio waiting in the queue (the resampler's backlog is not counted)."""
+        """Encoded audio waiting in the queue (the resampler's delay is not counted)."""
         return len(self._queue) / _BYTES_PER_MS
 
     @property
     def delay_ms(self) -> float:
-        """Audio pushed but not yet popped: the resampler backlog plus ``buffered_ms``."""
+        """Audio pushed but not yet popped: the resampler's delay plus ``buffered_ms``."""
         return self._resampler.delay_ms + self.buffered_ms
 
     def push_pcm48(self, pcm: np.ndarray) -> None:

@@ -32,8 +32,9 @@ def test_per_frame_costs():
     payloads = [ulaw[i * 160 : (i + 1) * 160] for i in range(FRAMES)]
     encoder, decoder = OpusEncoder(), OpusDecoder()
     packets = [encoder.encode(f) for f in frames48]
-    up, down = StreamResampler(8000, 48000, "MQ"), StreamResampler(48000, 8000, "MQ")
-    up_hq, down_hq = StreamResampler(8000, 48000, "HQ"), StreamResampler(48000, 8000, "HQ")
+    up, down = StreamResampler(8000, 48000), StreamResampler(48000, 8000)
+    up_mq, down_mq = StreamResampler(8000, 48000, "MQ", "soxr"), StreamResampler(48000, 8000, "MQ", "soxr")
+    up_hq, down_hq = StreamResampler(8000, 48000, "HQ", "soxr"), StreamResampler(48000, 8000, "HQ", "soxr")
     encoder2 = OpusEncoder()
     phone, agent = PhoneToAgent(), AgentToPhone()
     rtp = [build_rtp_header(0, i, i * 160, 1234) + payloads[i] for i in range(FRAMES)]
@@ -44,12 +45,14 @@ def test_per_frame_costs():
 
     costs = {
         "ulaw decode (160 B)": per_frame_us(lambda i: g711.ulaw_decode(payloads[i])),
-        "resample up 8k->48k MQ": per_frame_us(lambda i: up.process(frames8[i])),
-        "resample up 8k->48k HQ": per_frame_us(lambda i: up_hq.process(frames8[i])),
+        "resample up 8k->48k poly": per_frame_us(lambda i: up.process(frames8[i])),
+        "resample up 8k->48k soxr MQ": per_frame_us(lambda i: up_mq.process(frames8[i])),
+        "resample up 8k->48k soxr HQ": per_frame_us(lambda i: up_hq.process(frames8[i])),
         "opus encode (960)": per_frame_us(lambda i: encoder2.encode(frames48[i])),
         "opus decode": per_frame_us(lambda i: decoder.decode(packets[i])),
-        "resample down 48k->8k MQ": per_frame_us(lambda i: down.process(frames48[i])),
-        "resample down 48k->8k HQ": per_frame_us(lambda i: down_hq.process(frames48[i])),
+        "resample down 48k->8k poly": per_frame_us(lambda i: down.process(frames48[i])),
+        "resample down 48k->8k soxr MQ": per_frame_us(lambda i: down_mq.process(frames48[i])),
+        "resample down 48k->8k soxr HQ": per_frame_us(lambda i: down_hq.process(frames48[i])),
         "ulaw encode (160)": per_frame_us(lambda i: g711.ulaw_encode(frames8[i])),
         "PhoneToAgent.push": per_frame_us(lambda i: phone.push(payloads[i])),
         "AgentToPhone push+pop": per_frame_us(agent_step),
@@ -58,6 +61,6 @@ def test_per_frame_costs():
     }
     print()
     for name, us in costs.items():
-        print(f"  {name:28s} {us:8.1f} us/frame")
+        print(f"  {name:30s} {us:8.1f} us/frame")
     # A 20 ms frame budget is 20000 us; a call must stay far below it.
     assert costs["PhoneToAgent.push"] + costs["AgentToPhone push+pop"] < 5000

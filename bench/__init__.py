@@ -1,0 +1,1 @@
+"""Load benchmark of the bridge: ``make bench`` / ``python -m bench`` (see bench/README.md)."""

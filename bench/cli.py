@@ -1,0 +1,199 @@
+"""``python -m bench``: the load benchmark of the bridge (``make bench``). See bench/README.md."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from tests.peers import audio, sipp
+
+from . import procstat, report, speech
+from .level import LevelPlan
+from .reference import Reference, reference
+from .run import run_level
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_OUT = Path(__file__).parent / "out"
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    p.add_argument(
+        "--calls",
+        default="10,50,100",
+        metavar="N[,N...]",
+        help="concurrency levels, run in this order (default 10,50,100)",
+    )
+    p.add_argument(
+        "--hold",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="how long each call lasts once answered (sipp -d; default 30)",
+    )
+    p.add_argument(
+        "--rate",
+        type=float,
+        default=20.0,
+        metavar="CPS",
+        help="new calls per second during the ramp-up (sipp -r; default 20)",
+    )
+    p.add_argument(
+        "--stop-loss",
+        type=float,
+        default=5.0,
+        metavar="PCT",
+        help="skip the higher levels once loss or failed calls pass this %% (default 5)",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        metavar="DIR",
+        help="folder for results.json, chart.png and logs (default bench/out/<timestamp>)",
+    )
+    p.add_argument(
+        "--no-write-results",
+        action="store_true",
+        help="leave bench/RESULTS.md as it is (smoke tests, trial runs)",
+    )
+    return p  # fmt: skip
+
+
+def levels_from(text: str) -> list[int]:
+    levels = [int(v) for v in text.split(",") if v.strip()]
+    if not levels or min(levels) < 1:
+        raise SystemExit("--calls: give one or more positive numbers, e.g. 10,50,100")
+    return levels
+
+
+def git_state() -> str:
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, timeout=10)
+        return done.stdout.strip()
+
+    try:
+        commit = git("rev-parse", "--short", "HEAD")
+        dirty = git("status", "--porcelain", "--untracked-files=no", "--", "src")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return f"{commit}" + (" + uncommitted changes in src/" if dirty else "")
+
+
+def machine() -> dict[str, Any]:
+    before = procstat.Snapshot.take({})
+    time.sleep(1.0)
+    busy = procstat.usage_between(before, procstat.Snapshot.take({}))["machine_busy_pct"]
+    pages = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    return {
+        "cores": procstat.cpu_count(),
+        "cpu_model": procstat.cpu_model(),
+        "memory_gib": pages / 2**30,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "sipp": "sip-tester (sipp) 3.6.x" if sipp.available() else "missing",
+        "busy_before_pct": busy,
+        "loadavg": os.getloadavg(),
+    }
+
+
+def check_tools() -> None:
+    missing = audio.missing_tools("sipp", "espeak-ng", "sox")
+    if missing:
+        needed = ", ".join(missing)
+        raise SystemExit(f"bench needs {needed} (Debian: sip-tester, espeak-ng, sox): make system-deps")
+
+
+def _stop_reason(level: dict[str, Any], stop_loss: float) -> str | None:
+    if "error" in level:
+        return f"level {level['concurrency']} failed"
+    loss = level["media"]["loss_pct"]
+    failed_pct = 100.0 * level["calls"]["failed"] / max(1, level["concurrency"])
+    if loss is None or loss > stop_loss or failed_pct > stop_loss:
+        shown = "none measured" if loss is None else f"{loss:.1f} %"
+        return f"at {level['concurrency']} calls loss was {shown} and {failed_pct:.0f} % of calls failed"
+    return None
+
+
+def run_bench(args: argparse.Namespace) -> dict[str, Any]:
+    """Every level in turn (stopping early past --stop-loss); returns the results, writes the files."""
+    check_tools()
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    folder = (args.out or DEFAULT_OUT / stamp).resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    results: dict[str, Any] = {"meta": _meta(args), "levels": []}
+    voice = speech.make(folder)
+    ref = reference(voice)
+    results["meta"]["speech"] = {
+        "seconds": voice.seconds,
+        "frames": voice.count,
+        "active": ref.active,
+        "codec_robust": ref.codec_robust,
+        "checkable": ref.count,
+    }
+    for calls in levels_from(args.calls):
+        plan = LevelPlan(calls, args.hold, args.rate, folder / f"level-{calls}")
+        print(f"bench: {calls} calls, hold {args.hold:g} s, rate {args.rate:g}/s ...", flush=True)
+        level = _one_level(plan, voice, ref)
+        results["levels"].append(level)
+        report.write_json(results, folder)
+        reason = _stop_reason(level, args.stop_loss)
+        if reason:
+            results["meta"]["stopped_early"] = reason
+            break
+    return _finish(results, folder, write_md=not args.no_write_results)
+
+
+def _one_level(plan: LevelPlan, voice: speech.Speech, ref: Reference) -> dict[str, Any]:
+    try:
+        return run_level(plan, voice, ref)
+    except (RuntimeError, OSError, TimeoutError) as exc:
+        return {"concurrency": plan.calls, "error": str(exc), "logs": str(plan.folder)}
+
+
+def _meta(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "command": shlex.join(getattr(sys, "orig_argv", sys.argv)),
+        "git": git_state(),
+        "machine": machine(),
+        "options": {"calls": args.calls, "hold_s": args.hold, "rate_cps": args.rate,
+                    "stop_loss_pct": args.stop_loss},
+    }  # fmt: skip
+
+
+def _finish(results: dict[str, Any], folder: Path, write_md: bool) -> dict[str, Any]:
+    chart = report.chart(results["levels"], folder)
+    results["meta"]["chart"] = str(chart) if chart else "not drawn: matplotlib is not installed"
+    results["meta"]["folder"] = str(folder)
+    report.write_json(results, folder)
+    if write_md:
+        report.update_results_md(results)
+    return results
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminate)  # clean up the same way as on Ctrl-C
+    try:
+        results = run_bench(args)
+    except KeyboardInterrupt:
+        print("bench: interrupted; every process it started has been stopped", file=sys.stderr)
+        return 130
+    print()
+    print(report.markdown(results))
+    print(f"results: {results['meta']['folder']}/results.json, chart: {results['meta']['chart']}")
+    return 1 if any("error" in level for level in results["levels"]) else 0

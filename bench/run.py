@@ -1,0 +1,171 @@
+"""Run the levels one after the other and turn what each measured into its result record."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tests.peers import sipp
+
+from . import echo, floor, procstat
+from .level import LevelPlan, LiveLevel, Measured, start_processes
+from .reference import Reference
+from .speech import Speech
+
+# A level is machine-bound when the cores were this busy, and a process's main thread (its asyncio
+# loop, which holds the GIL) is saturated when it used this much of one core.
+MACHINE_BOUND_PCT = 90.0
+THREAD_SATURATED_PCT = 90.0
+
+
+def run_level(plan: LevelPlan, speech: Speech, ref: Reference) -> dict[str, Any]:
+    """One level, start to finish: processes, calls, measurement, analysis, floor."""
+    plan.folder.mkdir(parents=True, exist_ok=True)
+    with ExitStack() as stack:
+        agent, bridge = start_processes(plan, stack)
+        live = LiveLevel(plan, agent, bridge, speech)
+        stack.callback(live.probe.close)
+        measured = asyncio.run(live.run())
+        measured.memory["peak_rss_kib"] = procstat.memory_kib(bridge.proc.pid)["VmHWM"]
+    return _record(plan, measured, live, speech, ref)
+
+
+def _record(
+    plan: LevelPlan, measured: Measured, live: LiveLevel, speech: Speech, ref: Reference
+) -> dict[str, Any]:
+    window_s = measured.usage["seconds"]
+    call_seconds = measured.calls_live * window_s
+    media = _media(live, speech, measured, ref)
+    floor_result = floor.measure(measured.calls_live, window_s, speech) if measured.calls_live else None
+    cpu = _cpu(measured.usage, measured.calls_live)
+    record = {
+        "concurrency": plan.calls,
+        "plan": {"hold_s": plan.hold_s, "rate_cps": plan.rate},
+        "calls": _calls(measured.sipp, plan.calls),
+        "setup_ms": _setup_times(measured.sipp),
+        "window": {
+            "seconds": window_s,
+            "calls_live": measured.calls_live,
+            "all_answered": measured.all_answered,
+            "call_seconds": call_seconds,
+        },
+        "cpu": cpu,
+        "floor": floor_result,
+        "ratio_bridge_to_floor": _ratio(cpu, floor_result),
+        "memory": _memory(measured.memory, measured.calls_live),
+        "media": media,
+        "probe": _probe_health(live),
+        "bound": _bound(measured.usage),
+        "notes": measured.notes,
+        "samples": measured.samples,
+        "bridge_calls": _bridge_counters(measured.bridge_calls),
+        "logs": str(plan.folder),
+    }
+    return record
+
+
+def _media(live: LiveLevel, speech: Speech, measured: Measured, ref: Reference) -> dict[str, Any]:
+    results = [echo.analyse_call(c, speech, ref, measured.window_ns) for c in live.probe.latched()]
+    return echo.summarise(results, live.plan.calls, ref)
+
+
+def _cpu(usage: dict[str, Any], calls: int) -> dict[str, Any]:
+    pct: dict[str, float] = usage["process_pct"]
+    bridge = pct.get("bridge")
+    agent = pct.get("agent")
+    return {
+        "bridge_pct": bridge,  # % of one core, whole process (all threads)
+        "bridge_pct_per_call": bridge / calls if bridge is not None and calls else None,
+        "bridge_cpu_seconds": usage["cpu_seconds"].get("bridge"),
+        "agent_pct": agent,
+        "agent_pct_per_call": agent / calls if agent is not None and calls else None,
+        "process_pct": pct,
+        "main_thread_pct": usage["main_thread_pct"],
+        "watched_total_pct": sum(pct.values()),
+        "machine_busy_pct": usage["machine_busy_pct"],  # of all cores
+        "cores": procstat.cpu_count(),
+    }
+
+
+def _ratio(cpu: dict[str, Any], floor_result: dict[str, Any] | None) -> float | None:
+    if not floor_result or cpu["bridge_cpu_seconds"] is None or floor_result["cpu_seconds"] <= 0:
+        return None
+    # same call-seconds on both sides, so the ratio of CPU seconds is the ratio of cost
+    return cpu["bridge_cpu_seconds"] / floor_result["cpu_seconds"]
+
+
+def _memory(memory: dict[str, int], calls: int) -> dict[str, Any]:
+    grown = memory["steady_rss_kib"] - memory["baseline_rss_kib"]
+    return {**memory, "rss_per_call_kib": grown / calls if calls else None}
+
+
+def _bound(usage: dict[str, Any]) -> list[str]:
+    """Who ran out of CPU: the machine (all cores busy), or a process's main thread (one core)."""
+    bound = []
+    if usage["machine_busy_pct"] >= MACHINE_BOUND_PCT:
+        bound.append("machine")
+    for name, pct in usage["main_thread_pct"].items():
+        if pct >= THREAD_SATURATED_PCT:
+            bound.append(f"{name} loop")
+    return bound
+
+
+def _calls(result: sipp.SippResult | None, planned: int) -> dict[str, Any]:
+    if result is None:
+        return {"attempted": 0, "ok": 0, "failed": planned, "sipp_exit": None}
+    attempted = int(result.stats.get("TotalCallCreated", "0") or 0) or result.successful + result.failed
+    return {
+        "attempted": attempted,
+        "ok": result.successful,
+        "failed": result.failed + max(0, planned - attempted),
+        "failures": result.failures,
+        "sip_retransmissions": int(result.stats.get("Retransmissions(C)", "0") or 0),
+        "sipp_exit": result.returncode,
+        "sipp_timed_out": result.timed_out,
+    }
+
+
+def _setup_times(result: sipp.SippResult | None) -> dict[str, Any]:
+    """INVITE -> 200 OK per call, from sipp's -trace_rtt file (response time 1, in ms)."""
+    values: list[float] = []
+    if result is not None:
+        for path in Path(result.workdir).glob("*_rtt.csv"):
+            with path.open() as f:
+                values += [float(row["response_time_ms"]) for row in csv.DictReader(f, delimiter=";")]
+    if not values:
+        return {"n": 0, "p50": None, "p99": None, "max": None}
+    a = np.asarray(values)
+    return {"n": len(a), "p50": float(np.percentile(a, 50)), "p99": float(np.percentile(a, 99)),
+            "max": float(a.max())}  # fmt: skip
+
+
+def _probe_health(live: LiveLevel) -> dict[str, Any]:
+    """Did the probe keep its own schedule? (a late probe is jitter the bridge had to absorb)"""
+    late = [ns for c in live.probe.calls for ns in c.late_ns]
+    lateness = np.asarray(late, dtype=np.float64) / 1e6 if late else np.zeros(1)
+    return {
+        "frames_sent": len(late),
+        "frames_skipped": sum(c.skipped for c in live.probe.calls),
+        "send_late_ms_p50": float(np.percentile(lateness, 50)),
+        "send_late_ms_p99": float(np.percentile(lateness, 99)),
+        "send_late_ms_max": float(lateness.max()),
+        "packets_not_pcmu_160": sum(c.recv_other for c in live.probe.calls),
+    }
+
+
+def _bridge_counters(calls: list[dict[str, Any]]) -> dict[str, Any]:
+    """The bridge's own view (GET /calls at the window's end), summed: a diagnostic, not a result."""
+    keys_rtp = ("packets_in", "packets_out", "invalid_in")
+    keys_agent = ("packets_sent", "packets_dropped", "packets_received", "playout_dropped_ms")
+    out: dict[str, Any] = {"calls": len(calls)}
+    for key in keys_rtp:
+        out[f"rtp_{key}"] = sum((c.get("rtp") or {}).get(key, 0) for c in calls)
+    for key in keys_agent:
+        out[f"agent_{key}"] = sum((c.get("agent") or {}).get(key, 0) for c in calls)
+    buffered = [(c.get("agent") or {}).get("playout_buffered_ms", 0) for c in calls]
+    out["playout_buffered_ms_max"] = max(buffered) if buffered else 0
+    return out
