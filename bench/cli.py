@@ -24,6 +24,7 @@ from .run import run_level
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = Path(__file__).parent / "out"
+QUIET_PCT = 10.0
 
 
 def parser() -> argparse.ArgumentParser:
@@ -54,6 +55,13 @@ def parser() -> argparse.ArgumentParser:
         default=5.0,
         metavar="PCT",
         help="skip the higher levels once loss or failed calls pass this %% (default 5)",
+    )
+    p.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="before each level, wait up to this long for the machine to be idle (default 30)",
     )
     p.add_argument(
         "--out",
@@ -89,10 +97,25 @@ def git_state() -> str:
     return f"{commit}" + (" + uncommitted changes in src/" if dirty else "")
 
 
-def machine() -> dict[str, Any]:
+def busy_pct(seconds: float = 1.0) -> float:
+    """How busy all cores were over the next `seconds` (% of all cores)."""
     before = procstat.Snapshot.take({})
-    time.sleep(1.0)
-    busy = procstat.usage_between(before, procstat.Snapshot.take({}))["machine_busy_pct"]
+    time.sleep(seconds)
+    return float(procstat.usage_between(before, procstat.Snapshot.take({}))["machine_busy_pct"])
+
+
+def wait_quiet(max_seconds: float) -> float:
+    """Wait until the machine is idle (under QUIET_PCT busy for a second), at most `max_seconds`;
+    returns the last busy % measured. Other work on a shared machine skews every number here."""
+    deadline = time.monotonic() + max_seconds
+    busy = busy_pct()
+    while busy > QUIET_PCT and time.monotonic() < deadline:
+        busy = busy_pct()
+    return busy
+
+
+def machine() -> dict[str, Any]:
+    busy = busy_pct()
     pages = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     return {
         "cores": procstat.cpu_count(),
@@ -142,8 +165,10 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     }
     for calls in levels_from(args.calls):
         plan = LevelPlan(calls, args.hold, args.rate, folder / f"level-{calls}")
+        busy = wait_quiet(args.quiet_wait)
         print(f"bench: {calls} calls, hold {args.hold:g} s, rate {args.rate:g}/s ...", flush=True)
         level = _one_level(plan, voice, ref)
+        level["machine_busy_before_pct"] = busy
         results["levels"].append(level)
         report.write_json(results, folder)
         reason = _stop_reason(level, args.stop_loss)
@@ -166,9 +191,14 @@ def _meta(args: argparse.Namespace) -> dict[str, Any]:
         "command": shlex.join(getattr(sys, "orig_argv", sys.argv)),
         "git": git_state(),
         "machine": machine(),
-        "options": {"calls": args.calls, "hold_s": args.hold, "rate_cps": args.rate,
-                    "stop_loss_pct": args.stop_loss},
-    }  # fmt: skip
+        "options": {
+            "calls": args.calls,
+            "hold_s": args.hold,
+            "rate_cps": args.rate,
+            "stop_loss_pct": args.stop_loss,
+            "quiet_wait_s": args.quiet_wait,
+        },
+    }
 
 
 def _finish(results: dict[str, Any], folder: Path, write_md: bool) -> dict[str, Any]:

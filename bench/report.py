@@ -71,8 +71,10 @@ def where_cpu_went(levels: list[dict[str, Any]]) -> str:
         ]
         lines.append(
             f"- {level['concurrency']} calls: " + ", ".join(parts)
+            + f", unattributed {cpu['unattributed_pct']:.0f} %"
             + f"; machine {cpu['machine_busy_pct']:.0f} % of {cpu['cores']} cores busy"
         )  # fmt: skip
+        lines += [f"  - note: {note}" for note in level["notes"]]
     return "\n".join(lines)
 
 

@@ -20,6 +20,8 @@ from .speech import Speech
 # loop, which holds the GIL) is saturated when it used this much of one core.
 MACHINE_BOUND_PCT = 90.0
 THREAD_SATURATED_PCT = 90.0
+# More busy CPU than this (% of one core) outside the four processes means something else ran.
+UNATTRIBUTED_WARN_PCT = 25.0
 
 
 def run_level(plan: LevelPlan, speech: Speech, ref: Reference) -> dict[str, Any]:
@@ -42,6 +44,11 @@ def _record(
     media = _media(live, speech, measured, ref)
     floor_result = floor.measure(measured.calls_live, window_s, speech) if measured.calls_live else None
     cpu = _cpu(measured.usage, measured.calls_live)
+    if cpu["unattributed_pct"] > UNATTRIBUTED_WARN_PCT:
+        measured.notes.append(
+            f"{cpu['unattributed_pct']:.0f} % of a core was busy outside bridge, agent, probe and sipp: "
+            "other work on the machine makes this level's numbers less reliable"
+        )
     record = {
         "concurrency": plan.calls,
         "plan": {"hold_s": plan.hold_s, "rate_cps": plan.rate},
@@ -87,6 +94,9 @@ def _cpu(usage: dict[str, Any], calls: int) -> dict[str, Any]:
         "main_thread_pct": usage["main_thread_pct"],
         "watched_total_pct": sum(pct.values()),
         "machine_busy_pct": usage["machine_busy_pct"],  # of all cores
+        # busy CPU not charged to the four processes: kernel work outside their context (softirq
+        # of loopback traffic) and anything else running on the machine, in % of one core
+        "unattributed_pct": usage["machine_busy_pct"] * procstat.cpu_count() - sum(pct.values()),
         "cores": procstat.cpu_count(),
     }
 

@@ -35,6 +35,13 @@ def _answers(url: str) -> bool:
         return False
 
 
+def _wait_ready(proc: ManagedProcess, health_url: str, timeout: float) -> None:
+    """Until ``health_url`` answers 200; stops the process and raises with its log otherwise."""
+    if not wait_until(lambda: _answers(health_url) or not proc.running, timeout) or not proc.running:
+        proc.stop()
+        raise RuntimeError(f"{proc.name} did not start:\n{proc.tail()}")
+
+
 @dataclass
 class AgentProcess:
     proc: ManagedProcess
@@ -81,13 +88,8 @@ def start_agent(logdir: Path, mode: str = "echo") -> AgentProcess:
         name=f"agent-{port}",
         logdir=logdir,
     ).start()
-    agent = AgentProcess(proc, port)
-    if not wait_until(lambda: _answers(f"http://127.0.0.1:{port}/health") or not proc.running, 15):
-        proc.stop()
-        raise RuntimeError(f"agent did not start:\n{proc.tail()}")
-    if not proc.running:
-        raise RuntimeError(f"agent exited:\n{proc.tail()}")
-    return agent
+    _wait_ready(proc, f"http://127.0.0.1:{port}/health", 15)
+    return AgentProcess(proc, port)
 
 
 def start_bridge(
@@ -117,11 +119,7 @@ def start_bridge(
     proc_env = {**os.environ, **(env or {})}
     proc = ManagedProcess(argv, name=f"bridge-{sip_port}", logdir=logdir, env=proc_env).start()
     bridge = BridgeProcess(proc, sip_port, api_port, rtp_low, rtp_high)
-    if not wait_until(lambda: _answers(f"{bridge.api}/health") or not proc.running, 20):
-        proc.stop()
-        raise RuntimeError(f"bridge did not start:\n{proc.tail()}")
-    if not proc.running:
-        raise RuntimeError(f"bridge exited:\n{proc.tail()}")
+    _wait_ready(proc, f"{bridge.api}/health", 20)
     return bridge
 
 

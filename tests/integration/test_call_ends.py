@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.integration.bridge_proc import AgentProcess, BridgeProcess, http_json, start_agent, start_bridge
+from tests.integration.bridge_proc import AgentProcess, BridgeProcess, http_json, start_bridge
 from tests.peers import audio, sipp
 from tests.peers.procs import wait_until
 
@@ -15,18 +15,6 @@ pytestmark = [
     pytest.mark.integration,
     pytest.mark.skipif(not sipp.available(), reason="sipp (Debian sip-tester) is not installed"),
 ]
-
-
-@pytest.fixture(scope="module")
-def logdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("ends-logs")
-
-
-@pytest.fixture(scope="module")
-def agent(logdir: Path) -> Iterator[AgentProcess]:
-    agent = start_agent(logdir)
-    yield agent
-    agent.proc.stop()
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ from tests.integration.bridge_proc import (
     BridgeProcess,
     SilentHttpServer,
     http_json,
-    start_agent,
     start_bridge,
 )
 from tests.peers import audio, baresip, sipp
@@ -24,18 +23,6 @@ pytestmark = [
 ]
 
 SPEECH = "Hello, this is a test call. Seven, four, one, nine. The quick brown fox jumps over the lazy dog."
-
-
-@pytest.fixture(scope="module")
-def logdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("bridge-logs")
-
-
-@pytest.fixture(scope="module")
-def agent(logdir: Path) -> Iterator[AgentProcess]:
-    agent = start_agent(logdir)
-    yield agent
-    agent.proc.stop()
 
 
 @pytest.fixture(scope="module")

@@ -249,8 +249,7 @@ class SipRequest(_MessageFields):
     version: str = SIP_VERSION
 
     def __post_init__(self) -> None:
-        if not isinstance(self.headers, Headers):
-            self.headers = Headers(self.headers)
+        _coerce_headers(self)
 
     @property
     def request_uri(self) -> SipUri:
@@ -269,11 +268,15 @@ class SipResponse(_MessageFields):
     version: str = SIP_VERSION
 
     def __post_init__(self) -> None:
-        if not isinstance(self.headers, Headers):
-            self.headers = Headers(self.headers)
+        _coerce_headers(self)
 
     def to_bytes(self) -> bytes:
         return _serialise(f"{self.version} {self.status} {self.reason}", self.headers, self.body)
+
+
+def _coerce_headers(message: SipRequest | SipResponse) -> None:
+    if not isinstance(message.headers, Headers):
+        message.headers = Headers(message.headers)
 
 
 def _serialise(start_line: str, headers: Headers, body: bytes) -> bytes:

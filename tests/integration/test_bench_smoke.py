@@ -1,0 +1,117 @@
+"""The load benchmark (bench/): a small run against the real bridge, and its echo analysis on audio
+with known damage. Checks that the harness works and measures what it says; no speed is asserted."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Collection
+from pathlib import Path
+
+import numpy as np
+import pytest
+from bench import echo, speech
+from bench.cli import parser, run_bench
+from bench.probe import ProbeCall
+from bench.reference import Reference, reference
+from bench.report import RESULTS_MD
+from tests.peers import audio, sipp
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(not sipp.available(), reason="sipp (Debian sip-tester) is not installed"),
+    pytest.mark.skipif(bool(audio.missing_tools("espeak-ng", "sox")), reason="needs espeak-ng and sox"),
+]
+
+
+def test_small_run_has_no_failed_call_and_under_1_percent_loss(tmp_path: Path) -> None:
+    md_before = RESULTS_MD.read_text() if RESULTS_MD.exists() else None
+    argv = ["--calls", "5", "--hold", "10", "--rate", "10", "--quiet-wait", "5"]
+    args = parser().parse_args([*argv, "--no-write-results", "--out", str(tmp_path)])
+
+    results = run_bench(args)
+
+    (level,) = results["levels"]
+    assert "error" not in level, level
+    assert level["calls"]["ok"] == 5 and level["calls"]["failed"] == 0, level["calls"]
+    media = level["media"]
+    assert media["calls_without_media"] == 0, media
+    assert media["frames_checked"] > 300, media  # ~5 calls x 6 s x 50 frames x the checkable half
+    assert media["loss_pct"] < 1.0, (media, level["logs"])
+    assert media["rtt_ms_p50"] is not None and media["rtt_ms_p50"] > 0
+    assert level["cpu"]["bridge_pct"] > 0 and level["floor"]["cpu_seconds"] > 0
+    assert level["ratio_bridge_to_floor"] is not None
+    assert level["memory"]["peak_rss_kib"] >= level["memory"]["baseline_rss_kib"]
+    assert level["setup_ms"]["n"] == 5
+    assert (tmp_path / "results.json").is_file()
+    assert (RESULTS_MD.read_text() if RESULTS_MD.exists() else None) == md_before
+
+
+# ------------------------------------------------------------------ the analysis on known damage
+
+FRAME_NS = 20_000_000
+T0 = 1_700_000_000_000_000_000
+LAG = 7 * 160 + 53  # samples: the echo comes back 7 frames and 53 samples later
+SENT = 600
+
+
+@pytest.fixture(scope="module")
+def voice(tmp_path_factory: pytest.TempPathFactory) -> tuple[speech.Speech, Reference]:
+    made = speech.make(tmp_path_factory.mktemp("bench-speech"))
+    return made, reference(made)
+
+
+def _echoed_call(voice: speech.Speech, drop: Collection[int] = (), gaps: Collection[int] = ()) -> ProbeCall:
+    """A call whose echo is its own μ-law audio LAG samples later (as clean as G.711 gets), with the
+    return frames in `drop` lost (the stream closes up) and a frame of silence after those in `gaps`."""
+    call = ProbeCall(0, None, offset=0)  # type: ignore[arg-type]  # no socket: nothing is sent
+    call.sent_k = list(range(SENT))
+    call.sent_ns = [T0 + k * FRAME_NS for k in range(SENT)]
+    stream = b"\xff" * LAG + b"".join(voice.frames[k % voice.count] for k in range(SENT))
+    frames = [stream[i : i + 160] for i in range(0, len(stream) - 159, 160)]
+    returned: list[bytes] = []
+    for j, frame in enumerate(frames):
+        if j not in drop:
+            returned.append(frame)
+        if j in gaps:
+            returned.append(b"\xff" * 160)
+    for j, frame in enumerate(returned):
+        call.recv_seq.append(j % 65536)
+        call.recv_ns.append(T0 + (j + 1) * FRAME_NS + 5_000_000)  # sent out 5 ms after it is complete
+        call.recv_payload += frame
+    return call
+
+
+WINDOW = (T0 + 10 * FRAME_NS, T0 + (SENT - 40) * FRAME_NS)
+
+
+def test_clean_echo_loses_nothing_and_times_the_round_trip(voice: tuple[speech.Speech, Reference]) -> None:
+    made, ref = voice
+    result = echo.analyse_call(_echoed_call(made), made, ref, WINDOW)
+
+    assert result.checked > 200 and result.returned == result.checked
+    assert result.timeline_steps == 0
+    # last sample of frame k is in return frame k + 8, which arrives (8 + 1) * 20 + 5 ms after k was sent
+    assert np.allclose(result.rtt_ms, 185.0)
+
+
+def test_lost_return_frames_are_counted_as_loss(voice: tuple[speech.Speech, Reference]) -> None:
+    made, ref = voice
+    drop = set(random.Random(7).sample(range(20, SENT - 50), 18))  # 3 % of the frames in the window
+
+    result = echo.analyse_call(_echoed_call(made, drop=drop), made, ref, WINDOW)
+
+    # each lost 20 ms takes most of one sent frame with it, and sometimes the tail of the one before
+    assert 0.015 <= result.loss <= 0.07, result.loss
+    assert result.timeline_steps >= 5
+
+
+def test_playout_gaps_are_steps_not_loss(voice: tuple[speech.Speech, Reference]) -> None:
+    made, ref = voice
+    gaps = set(range(60, SENT - 60, 90))  # 6 gaps of 20 ms, each delays the rest of the call
+
+    result = echo.analyse_call(_echoed_call(made, gaps=gaps), made, ref, WINDOW)
+
+    # only a frame cut in two by a gap can fail to match
+    assert result.returned >= result.checked - len(gaps), (result.checked, result.returned)
+    assert result.timeline_steps == len(gaps)
+    assert max(result.rtt_ms) == pytest.approx(185.0 + 20 * len(gaps))
