@@ -45,6 +45,9 @@ class Bridge:
             ice_servers=config.ice_servers,
             opus_bitrate=config.opus_bitrate,
             opus_application=config.opus_application,
+            opus_pcm_rate=config.opus_pcm_rate,
+            opus_complexity=config.opus_complexity,
+            opus_fec=config.opus_fec,
         )
         ports = PortAllocator(config.rtp_ports.low, config.rtp_ports.high)
         self.manager = CallManager(settings, ports, self.whip, config.max_calls)

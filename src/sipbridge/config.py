@@ -53,6 +53,10 @@ class Config:
     embedded_agent_listen: HostPort = HostPort("127.0.0.1", 0)
     opus_bitrate: int = 32000
     opus_application: str = "audio"
+    # PCM rate at the libopus boundary: 8000 codes the phone's band natively (no resampling at all).
+    opus_pcm_rate: int = 8000
+    opus_complexity: int = 5
+    opus_fec: bool = False
     sip_t1_ms: int = 500
     sip_t2_ms: int = 4000
     max_calls: int = 500
@@ -118,6 +122,27 @@ def _parse_positive(kind: type, text: Any, name: str) -> Any:
     return value
 
 
+def _parse_range(text: Any, name: str, low: int, high: int) -> int:
+    try:
+        value = int(text)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name}: {text!r} is not a whole number") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name}: must be from {low} to {high}, got {value}")
+    return value
+
+
+def _parse_bool(value: Any, name: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name}: expected true or false, got {value!r}")
+
+
 def _parse_list(value: Any, name: str) -> tuple[str, ...]:
     if isinstance(value, str):
         return tuple(v.strip() for v in value.split(",") if v.strip())
@@ -139,6 +164,9 @@ _CONVERTERS: dict[str, Any] = {
     "ice_host_addresses": lambda v, n: tuple(_parse_ip(a, n) for a in _parse_list(v, n)),
     "opus_bitrate": lambda v, n: _parse_positive(int, v, n),
     "opus_application": lambda v, n: _choice(v, n, ("voip", "audio", "lowdelay")),
+    "opus_pcm_rate": lambda v, n: _choice(int(_parse_positive(int, v, n)), n, (8000, 16000, 48000)),
+    "opus_complexity": lambda v, n: _parse_range(v, n, 0, 10),
+    "opus_fec": lambda v, n: _parse_bool(v, n),
     "sip_t1_ms": lambda v, n: _parse_positive(int, v, n),
     "sip_t2_ms": lambda v, n: _parse_positive(int, v, n),
     "max_calls": lambda v, n: _parse_positive(int, v, n),
@@ -147,10 +175,10 @@ _CONVERTERS: dict[str, Any] = {
 }
 
 
-def _choice(value: Any, name: str, choices: tuple[str, ...]) -> str:
+def _choice(value: Any, name: str, choices: tuple[Any, ...]) -> Any:
     if value not in choices:
-        raise ConfigError(f"{name}: expected one of {', '.join(choices)}, got {value!r}")
-    return str(value)
+        raise ConfigError(f"{name}: expected one of {', '.join(map(str, choices))}, got {value!r}")
+    return value
 
 
 def _convert(values: Mapping[str, Any], source: str) -> dict[str, Any]:

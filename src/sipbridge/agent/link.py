@@ -1,9 +1,10 @@
 """AgentLink: one call's WebRTC peer connection to the voice agent, set up over WHIP.
 
-Audio goes out as ready-made Opus packets (``send_opus``) and comes back as mono int16 PCM at 48 kHz
-(``on_audio``); the agent's JSON events arrive on the ``events`` data channel (``on_event``). When the
-agent side goes away (it hung up, its DTLS or ICE died, its track or channel ended) ``on_closed`` fires
-once; ``close()`` is ours to call in every case, and never raises.
+Audio goes out as ready-made Opus packets (``send_opus``) and comes back as mono int16 PCM at
+``audio_rate`` (``on_audio``), decoded by ``AgentAudioReceiver`` as each RTP packet arrives. The
+agent's JSON events arrive on the ``events`` data channel (``on_event``). When the agent side goes
+away (it hung up, its DTLS or ICE died, its channel ended) ``on_closed`` fires once; ``close()`` is
+ours to call in every case, and never raises.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-import av
 import numpy as np
 from aiortc import (
     RTCConfiguration,
@@ -26,11 +26,11 @@ from aiortc import (
     RTCSessionDescription,
 )
 from aiortc import sdp as aiortc_sdp
-from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc.rtp import RtpPacket
 
+from sipbridge.agent.receiver import AgentAudioReceiver, ReceiverStats
 from sipbridge.agent.tracks import OpusPacketTrack
 from sipbridge.agent.whip import AgentUnavailable, WhipClient, WhipSession
-from sipbridge.media.opus import audio_frame_to_mono
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +74,7 @@ class AgentLink:
         on_audio: AudioHandler,
         on_event: EventHandler | None = None,
         on_closed: ClosedHandler | None = None,
+        audio_rate: int = 48000,
     ) -> None:
         self._whip = whip
         self.resource_id = resource_id
@@ -87,19 +88,22 @@ class AgentLink:
         self._pc: RTCPeerConnection | None = None
         self._channel: RTCDataChannel | None = None
         self._track = OpusPacketTrack()
-        self._reader: asyncio.Task[None] | None = None
+        self._receiver = AgentAudioReceiver(audio_rate, self._deliver_audio)
         self._negotiation: asyncio.Task[None] | None = None
         self._undeleted: WhipSession | None = None
         self._settled = asyncio.Event()  # media connected, or the link is over
         self._close_lock = asyncio.Lock()
         self._closing = False
         self._gone = False
-        self._received = 0
         self._events = 0
 
     @property
     def stats(self) -> LinkStats:
-        return LinkStats(self._track.sent, self._track.dropped, self._received, self._events)
+        return LinkStats(self._track.sent, self._track.dropped, self._receiver.stats.packets, self._events)
+
+    @property
+    def receiver_stats(self) -> ReceiverStats:
+        return self._receiver.stats
 
     # ── setup ────────────────────────────────────────────────────────────────────────────────
 
@@ -150,8 +154,9 @@ class AgentLink:
         self._pc = pc
         self._channel = pc.createDataChannel(EVENTS_LABEL)
         self._watch_channel(self._channel)
-        _prefer_opus(pc.addTransceiver(self._track, direction="sendrecv"))
-        pc.on("track", self._on_track)
+        transceiver = pc.addTransceiver(self._track, direction="sendrecv")
+        _prefer_opus(transceiver)
+        _tap_receiver(transceiver, self._receiver)
         pc.on("connectionstatechange", lambda: self._on_connection_state(pc))
         await pc.setLocalDescription(await pc.createOffer())  # aiortc gathers all candidates here
         offer = opus_offer(pc.localDescription.sdp)
@@ -180,23 +185,9 @@ class AgentLink:
             return
         channel.send(json.dumps(obj))
 
-    def _on_track(self, track: MediaStreamTrack) -> None:
-        if track.kind != "audio" or self._reader is not None:
-            return
-        self._reader = asyncio.create_task(self._read_audio(track), name="agent-audio-reader")
-
-    async def _read_audio(self, track: MediaStreamTrack) -> None:
+    def _deliver_audio(self, pcm: np.ndarray) -> None:
         try:
-            while True:
-                frame = await track.recv()
-                self._received += 1
-                self._deliver_audio(frame)
-        except MediaStreamError:
-            self._agent_gone("agent audio track ended")
-
-    def _deliver_audio(self, frame: av.AudioFrame) -> None:
-        try:
-            self._on_audio(audio_frame_to_mono(frame))
+            self._on_audio(pcm)
         except Exception:
             logger.exception("on_audio handler failed")
 
@@ -269,10 +260,43 @@ class AgentLink:
             pc, self._pc = self._pc, None
             if pc is not None:
                 await _close_pc(pc)
-            reader, self._reader = self._reader, None
-            if reader is not None and reader is not asyncio.current_task():
-                reader.cancel()
-                await asyncio.gather(reader, return_exceptions=True)
+
+
+class _PacketTap:
+    """Stands in for aiortc's audio jitter buffer: hands every RTP packet on as it arrives.
+
+    aiortc's audio JitterBuffer holds 4 frames (~80 ms) and, after one lost packet, releases nothing
+    until 16 more have arrived (~320 ms); its decoder then runs in a thread per receiver, fed through
+    a queue.Queue, and decodes to 48 kHz stereo. Tapping the packets here replaces all of that with
+    one in-loop mono decode at the phone's rate. Relies on aiortc 1.16's private receiver attributes
+    (pinned in requirements.lock; tests/unit/agent checks they exist).
+    """
+
+    def __init__(self, receiver: AgentAudioReceiver) -> None:
+        self._receiver = receiver
+
+    def add(self, packet: RtpPacket) -> tuple[bool, None]:
+        self._receiver.packet(packet.sequence_number, packet.payload)
+        return False, None
+
+
+class _NoDecoderThread:
+    """The queue aiortc's decoder thread reads: it is told to stop at once, so none keeps running."""
+
+    def get(self) -> None:
+        return None
+
+    def put(self, item: object) -> None:
+        pass
+
+
+def _tap_receiver(transceiver: RTCRtpTransceiver, receiver: AgentAudioReceiver) -> None:
+    rtp_receiver = transceiver.receiver
+    for name in ("_RTCRtpReceiver__jitter_buffer", "_RTCRtpReceiver__decoder_queue"):
+        if not hasattr(rtp_receiver, name):
+            raise RuntimeError(f"aiortc changed: RTCRtpReceiver has no {name}")
+    rtp_receiver._RTCRtpReceiver__jitter_buffer = _PacketTap(receiver)  # type: ignore[attr-defined]
+    rtp_receiver._RTCRtpReceiver__decoder_queue = _NoDecoderThread()  # type: ignore[attr-defined]
 
 
 def _prefer_opus(transceiver: RTCRtpTransceiver) -> None:

@@ -47,6 +47,9 @@ class CallSettings:
     ice_servers: tuple[str, ...]
     opus_bitrate: int
     opus_application: str
+    opus_pcm_rate: int = 8000
+    opus_complexity: int | None = None
+    opus_fec: bool = False
 
 
 class Call:
@@ -141,9 +144,16 @@ class Call:
         return offer, answer
 
     async def _open_rtp(self, answer: AudioAnswer) -> bool:
-        uplink = PhoneToAgent(answer.codec, self.settings.opus_bitrate, self.settings.opus_application)
-        self._uplink = uplink
-        self._downlink = AgentToPhone(answer.codec)
+        settings = self.settings
+        self._uplink = PhoneToAgent(
+            answer.codec,
+            settings.opus_bitrate,
+            settings.opus_application,
+            opus_fec=settings.opus_fec,
+            opus_rate=settings.opus_pcm_rate,
+            opus_complexity=settings.opus_complexity,
+        )
+        self._downlink = AgentToPhone(answer.codec, pcm_rate=settings.opus_pcm_rate)
         self._silence = bytes([SILENCE[answer.codec]]) * 160
         try:
             rtp, port = await self._ports.open(
@@ -165,6 +175,7 @@ class Call:
             on_audio=self._agent_audio,
             on_event=self._agent_event,
             on_closed=lambda reason: self._finish_soon(f"agent ended the call: {reason}"),
+            audio_rate=self.settings.opus_pcm_rate,
         )
         deadline = asyncio.get_running_loop().time() + self.settings.agent_timeout
         try:
@@ -207,9 +218,9 @@ class Call:
         for packet in self._uplink.push(payload):
             self.link.send_opus(packet)
 
-    def _agent_audio(self, pcm48: np.ndarray) -> None:
+    def _agent_audio(self, pcm: np.ndarray) -> None:
         if self._downlink is not None:
-            self._downlink.push_pcm48(pcm48)
+            self._downlink.push_pcm(pcm)
 
     def _next_phone_frame(self) -> bytes:
         frame = self._downlink.pop_frame() if self._downlink is not None else None

@@ -1,63 +1,81 @@
-"""Mono 20 ms Opus encode/decode over PyAV's libopus, and aiortc frame conversion.
+"""Mono 20 ms Opus encode/decode straight on libopus, and aiortc frame conversion.
 
-Encoder delay. libopus does not withhold packets: every 20 ms frame in gives one
-packet out, from the first call on. Its algorithmic delay (look-ahead) is 312
-samples = 6.5 ms at 48 kHz for ``application="voip"``, visible as the negative
-pts of the first packet and exposed as ``OpusEncoder.delay_samples``. Decoding
-raw packets (no Ogg pre-skip), the decoded signal therefore lags the input by
-those 312 samples, the first 6.5 ms being silence. ``encode`` still returns
-``bytes | None``: ``None`` would mean PyAV/libavcodec buffered the frame, and
-packets are queued so none is ever lost if one call ever yields several.
+libopus is the copy shipped inside PyAV's wheel (pinned with ``av``), called through ctypes: no
+AVFrame/AVPacket objects per frame, and libopus's own sample-rate handling. Opus on the wire always
+runs on a 48 kHz clock, but libopus encodes from and decodes to 8, 12, 16, 24 or 48 kHz PCM: the
+bridge hands it the phone's 8 kHz audio and asks for 8 kHz back, so it needs no resampler at all.
 
-In-band FEC. With ``fec=True`` the options ``fec=1`` and ``packet_loss`` (the
-expected loss in %, default 10) are passed to ffmpeg's libopus wrapper, which
-accepts both (checked at open: an option the codec does not consume raises).
-libopus only adds LBRR (FEC) data in SILK and hybrid modes and when the expected
-loss is > 0, and with FEC on it prefers those modes. Cost: FEC roughly doubles
-the encode time (measured ~360 us vs ~160 us per 20 ms frame at complexity 10);
-``complexity`` (0-10, libopus default 10) trades CPU for quality.
+Encoder delay: every 20 ms frame gives one packet, from the first call on; the look-ahead
+(``delay_samples``, e.g. 52 samples = 6.5 ms at 8 kHz) shows as a lag of the decoded signal.
+In-band FEC: with ``fec=True`` and an expected ``packet_loss_pct`` > 0 libopus adds LBRR data (SILK
+and hybrid modes), which a decoder uses via ``decode_lost(next_packet)``; it costs encode time.
 """
 
 from __future__ import annotations
 
-import fractions
-from collections import deque
+import ctypes
+import ctypes.util
+import glob
+import os
 
 import av
 import numpy as np
 
 FRAME_MS = 20
+RATES = (8000, 12000, 16000, 24000, 48000)
+MAX_PACKET_BYTES = 1500
+APPLICATIONS = {"voip": 2048, "audio": 2049, "lowdelay": 2051}
+_SET_BITRATE = 4002
+_SET_COMPLEXITY = 4010
+_SET_INBAND_FEC = 4012
+_SET_PACKET_LOSS_PERC = 4014
+_GET_LOOKAHEAD = 4027
 
 
 class OpusError(ValueError):
-    """libopus rejected the input (bad packet, wrong frame size)."""
+    """libopus rejected the input (bad packet, wrong frame size) or a setting."""
 
 
-def _encoder_options(application: str, fec: bool, packet_loss_pct: int, complexity: int | None) -> dict:
-    options = {"application": application}
-    if fec:
-        options.update(fec="1", packet_loss=str(packet_loss_pct))
-    if complexity is not None:
-        options["compression_level"] = str(complexity)
-    return options
+def _load_libopus() -> ctypes.CDLL:
+    bundled = sorted(
+        glob.glob(os.path.join(os.path.dirname(av.__file__), os.pardir, "av.libs", "libopus*.so*"))
+    )
+    path = bundled[0] if bundled else ctypes.util.find_library("opus")
+    if not path:
+        raise ImportError("libopus not found: neither PyAV's bundled copy nor a system libopus")
+    lib = ctypes.CDLL(path)
+    c_int, ptr = ctypes.c_int, ctypes.c_void_p
+    lib.opus_encoder_create.argtypes = [ctypes.c_int32, c_int, c_int, ctypes.POINTER(c_int)]
+    lib.opus_encoder_create.restype = ptr
+    lib.opus_decoder_create.argtypes = [ctypes.c_int32, c_int, ctypes.POINTER(c_int)]
+    lib.opus_decoder_create.restype = ptr
+    lib.opus_encode.argtypes = [ptr, ptr, c_int, ptr, ctypes.c_int32]
+    lib.opus_encode.restype = ctypes.c_int32
+    lib.opus_decode.argtypes = [ptr, ptr, ctypes.c_int32, ptr, c_int, c_int]
+    lib.opus_decode.restype = c_int
+    lib.opus_encoder_destroy.argtypes = lib.opus_decoder_destroy.argtypes = [ptr]
+    lib.opus_strerror.argtypes = [c_int]
+    lib.opus_strerror.restype = ctypes.c_char_p
+    return lib
 
 
-def _open_encoder(sample_rate: int, bitrate: int, options: dict[str, str]) -> av.AudioCodecContext:
-    ctx = av.CodecContext.create("libopus", "w")
-    ctx.sample_rate = sample_rate
-    ctx.layout = "mono"
-    ctx.format = "s16"
-    ctx.bit_rate = bitrate
-    ctx.time_base = fractions.Fraction(1, sample_rate)
-    ctx.options = options
-    ctx.open()
-    if ctx.options:  # PyAV leaves here the options the codec did not consume
-        raise OpusError(f"libopus ignored options {dict(ctx.options)}")
-    return ctx
+_lib = _load_libopus()
+
+
+def _check(code: int, what: str) -> int:
+    if code < 0:
+        raise OpusError(f"{what}: {_lib.opus_strerror(code).decode()}")
+    return code
+
+
+def _frame_samples(sample_rate: int) -> int:
+    if sample_rate not in RATES:
+        raise OpusError(f"libopus works at {', '.join(map(str, RATES))} Hz, not {sample_rate}")
+    return sample_rate * FRAME_MS // 1000
 
 
 class OpusEncoder:
-    """Mono Opus encoder: one 20 ms int16 frame in, one packet out."""
+    """Mono Opus encoder: one 20 ms int16 frame at ``sample_rate`` in, one packet out."""
 
     def __init__(
         self,
@@ -69,55 +87,80 @@ class OpusEncoder:
         packet_loss_pct: int = 10,
         complexity: int | None = None,
     ) -> None:
+        if application not in APPLICATIONS:
+            raise OpusError(f"application must be one of {', '.join(APPLICATIONS)}, not {application!r}")
         self.sample_rate = sample_rate
-        self.frame_samples = sample_rate * FRAME_MS // 1000
-        self.delay_samples = 0
-        options = _encoder_options(application, fec, packet_loss_pct, complexity)
-        self._ctx = _open_encoder(sample_rate, bitrate, options)
-        self._frame = av.AudioFrame(format="s16", layout="mono", samples=self.frame_samples)
-        self._frame.sample_rate = sample_rate
-        self._frame.time_base = self._ctx.time_base
-        self._samples = np.frombuffer(self._frame.planes[0], dtype=np.int16)[: self.frame_samples]
-        self._pts = 0
-        self._first_packet = True
-        self._pending: deque[bytes] = deque()
+        self.frame_samples = _frame_samples(sample_rate)
+        error = ctypes.c_int()
+        self._state = _lib.opus_encoder_create(sample_rate, 1, APPLICATIONS[application], ctypes.byref(error))
+        _check(error.value, "opus_encoder_create")
+        self._ctl(_SET_BITRATE, bitrate)
+        self._ctl(_SET_INBAND_FEC, int(fec))
+        self._ctl(_SET_PACKET_LOSS_PERC, packet_loss_pct if fec else 0)
+        if complexity is not None:
+            self._ctl(_SET_COMPLEXITY, complexity)
+        lookahead = ctypes.c_int32()
+        state = ctypes.c_void_p(self._state)  # variadic: ctypes must be told it is a pointer
+        _check(
+            _lib.opus_encoder_ctl(state, ctypes.c_int(_GET_LOOKAHEAD), ctypes.byref(lookahead)), "lookahead"
+        )
+        self.delay_samples = lookahead.value
+        self._out = ctypes.create_string_buffer(MAX_PACKET_BYTES)
+        self._out_addr = ctypes.addressof(self._out)
 
-    def encode(self, pcm: np.ndarray) -> bytes | None:
-        """Encode exactly one 20 ms frame (``frame_samples`` int16); the next packet or None."""
-        if pcm.shape != (self.frame_samples,):
-            raise OpusError(f"expected {self.frame_samples} samples, got shape {pcm.shape}")
-        self._samples[:] = pcm
-        self._frame.pts = self._pts
-        self._pts += self.frame_samples
-        for packet in self._ctx.encode(self._frame):
-            if self._first_packet and packet.pts is not None:
-                self.delay_samples = max(0, -packet.pts)  # the first frame had pts 0
-            self._first_packet = False
-            self._pending.append(bytes(packet))
-        return self._pending.popleft() if self._pending else None
+    def _ctl(self, request: int, value: int) -> None:
+        state = ctypes.c_void_p(self._state)  # variadic: ctypes must be told it is a pointer
+        code = _lib.opus_encoder_ctl(state, ctypes.c_int(request), ctypes.c_int32(value))
+        _check(code, f"opus_encoder_ctl({request}, {value})")
+
+    def encode(self, pcm: np.ndarray) -> bytes:
+        """Encode exactly one 20 ms frame (``frame_samples`` int16 samples); returns the packet."""
+        if pcm.shape != (self.frame_samples,) or pcm.dtype != np.int16:
+            raise OpusError(f"expected {self.frame_samples} int16 samples, got {pcm.dtype} {pcm.shape}")
+        pcm = np.ascontiguousarray(pcm)
+        size = _lib.opus_encode(
+            self._state, pcm.ctypes.data, self.frame_samples, self._out_addr, MAX_PACKET_BYTES
+        )
+        return ctypes.string_at(self._out_addr, _check(size, "opus_encode"))
+
+    def __del__(self) -> None:
+        if getattr(self, "_state", None):
+            _lib.opus_encoder_destroy(self._state)
+            self._state = None
 
 
 class OpusDecoder:
-    """Mono Opus decoder: one packet in, int16 samples out (960 per 20 ms at 48 kHz)."""
+    """Mono Opus decoder producing int16 at ``sample_rate`` (160 samples per 20 ms at 8 kHz)."""
 
     def __init__(self, sample_rate: int = 48000) -> None:
         self.sample_rate = sample_rate
-        self._ctx = av.CodecContext.create("libopus", "r")
-        self._ctx.sample_rate = sample_rate
-        self._ctx.layout = "mono"
-        self._ctx.format = "s16"
+        self.frame_samples = _frame_samples(sample_rate)
+        error = ctypes.c_int()
+        self._state = _lib.opus_decoder_create(sample_rate, 1, ctypes.byref(error))
+        _check(error.value, "opus_decoder_create")
+        self._max_samples = self.frame_samples * 6  # 120 ms, the longest Opus packet
 
     def decode(self, payload: bytes) -> np.ndarray:
         """Decode one Opus packet to mono int16; raises ``OpusError`` on a corrupt packet."""
-        if not payload:  # an empty AVPacket would mean "flush" and end the stream
+        if not payload:
             raise OpusError("empty Opus packet")
-        try:
-            frames = self._ctx.decode(av.Packet(payload))
-        except av.FFmpegError as exc:
-            raise OpusError(f"Opus decode failed: {exc}") from exc
-        if len(frames) == 1:
-            return audio_frame_to_mono(frames[0])
-        return np.concatenate([audio_frame_to_mono(f) for f in frames] or [np.zeros(0, np.int16)])
+        return self._decode(payload, len(payload), self._max_samples, 0)
+
+    def decode_lost(self, next_payload: bytes | None = None) -> np.ndarray:
+        """20 ms for a lost packet: FEC data from ``next_payload`` when given, else concealment."""
+        if next_payload:
+            return self._decode(next_payload, len(next_payload), self.frame_samples, 1)
+        return self._decode(None, 0, self.frame_samples, 0)
+
+    def _decode(self, payload: bytes | None, size: int, max_samples: int, fec: int) -> np.ndarray:
+        out = np.empty(max_samples, dtype=np.int16)
+        count = _lib.opus_decode(self._state, payload, size, out.ctypes.data, max_samples, fec)
+        return out[: _check(count, "opus_decode")]
+
+    def __del__(self) -> None:
+        if getattr(self, "_state", None):
+            _lib.opus_decoder_destroy(self._state)
+            self._state = None
 
 
 def audio_frame_to_mono(frame: av.AudioFrame) -> np.ndarray:

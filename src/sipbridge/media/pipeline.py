@@ -1,9 +1,12 @@
-"""Per-call transcoders between G.711 at 8 kHz and mono 48 kHz (Opus or PCM).
+"""Per-call transcoders between G.711 at 8 kHz and mono Opus (or PCM) for the agent.
 
-``PhoneToAgent``: G.711 RTP payloads -> 48 kHz -> 20 ms Opus packets.
-``AgentToPhone``: 48 kHz mono PCM -> 8 kHz -> G.711, queued, popped 20 ms at a time.
+``PhoneToAgent``: G.711 RTP payloads -> PCM at ``opus_rate`` -> 20 ms Opus packets.
+``AgentToPhone``: mono PCM at ``pcm_rate`` -> 8 kHz -> G.711, queued, popped 20 ms at a time.
 
-Both resample with ``StreamResampler`` (see ``media/resample.py``). The default
+Opus on the wire always runs on a 48 kHz clock, but libopus encodes from and decodes to 8, 12, 16,
+24 or 48 kHz itself: at 8 kHz (the bridge's default) no resampling happens at all and libopus codes
+the telephone band natively, which is both cheaper and exactly what the phone carries. At any other
+rate the pipelines resample with ``StreamResampler`` (see ``media/resample.py``). The default
 ``resampler="polyphase"`` returns the output of every chunk at once and adds a
 fixed 2.625 ms (its group delay) each way: every 20 ms pushed to ``PhoneToAgent``
 gives exactly one Opus packet, every 960 samples pushed to ``AgentToPhone``
@@ -40,27 +43,36 @@ class PhoneToAgent:
         resample_quality: str = "MQ",
         opus_fec: bool = True,
         resampler: str = "polyphase",
+        opus_rate: int = AGENT_RATE,
+        opus_complexity: int | None = None,
     ) -> None:
         self.codec = codec.upper()
+        self.opus_rate = opus_rate
         self._decode = g711.decoder_for(self.codec)
-        self._resampler = StreamResampler(PHONE_RATE, AGENT_RATE, resample_quality, resampler)
-        self._encoder = OpusEncoder(AGENT_RATE, opus_bitrate, application, fec=opus_fec)
-        self._pcm = np.zeros(AGENT_FRAME_SAMPLES * 16, dtype=np.int16)
+        self._resampler = _resampler_or_none(PHONE_RATE, opus_rate, resample_quality, resampler)
+        self._encoder = OpusEncoder(
+            opus_rate, opus_bitrate, application, fec=opus_fec, complexity=opus_complexity
+        )
+        self._frame_samples = opus_rate * FRAME_MS // 1000
+        self._pcm = np.zeros(self._frame_samples * 16, dtype=np.int16)
         self._fill = 0
 
     @property
     def delay_ms(self) -> float:
         """Audio received but not yet encoded: the resampler's delay plus the partial frame."""
-        return self._resampler.delay_ms + self._fill * 1000.0 / AGENT_RATE
+        resampler_ms = self._resampler.delay_ms if self._resampler else 0.0
+        return resampler_ms + self._fill * 1000.0 / self.opus_rate
 
     def push(self, payload: bytes) -> list[bytes]:
         """Feed one RTP payload of G.711 (any length); returns the Opus packets now complete."""
-        self._append(self._resampler.process(self._decode(payload)))
+        pcm = self._decode(payload)
+        self._append(self._resampler.process(pcm) if self._resampler else pcm)
         return self._drain()
 
     def reset(self) -> None:
         """Drop buffered audio and resampler state (e.g. after a long gap)."""
-        self._resampler.reset()
+        if self._resampler:
+            self._resampler.reset()
         self._fill = 0
 
     def _append(self, pcm: np.ndarray) -> None:
@@ -73,11 +85,12 @@ class PhoneToAgent:
     def _drain(self) -> list[bytes]:
         packets: list[bytes] = []
         start = 0
-        while self._fill - start >= AGENT_FRAME_SAMPLES:
-            packet = self._encoder.encode(self._pcm[start : start + AGENT_FRAME_SAMPLES])
+        frame = self._frame_samples
+        while self._fill - start >= frame:
+            packet = self._encoder.encode(self._pcm[start : start + frame])
             if packet is not None:
                 packets.append(packet)
-            start += AGENT_FRAME_SAMPLES
+            start += frame
         if start:
             rest = self._fill - start
             self._pcm[:rest] = self._pcm[start : self._fill]
@@ -86,7 +99,7 @@ class PhoneToAgent:
 
 
 class AgentToPhone:
-    """Mono 48 kHz PCM from the agent to a bounded queue of G.711 bytes, popped 20 ms at a time."""
+    """Mono PCM from the agent to a bounded queue of G.711 bytes, popped 20 ms at a time."""
 
     def __init__(
         self,
@@ -94,10 +107,12 @@ class AgentToPhone:
         max_buffer_ms: int = 400,
         resample_quality: str = "MQ",
         resampler: str = "polyphase",
+        pcm_rate: int = AGENT_RATE,
     ) -> None:
         self.codec = codec.upper()
+        self.pcm_rate = pcm_rate
         self._encode = g711.encoder_for(self.codec)
-        self._resampler = StreamResampler(AGENT_RATE, PHONE_RATE, resample_quality, resampler)
+        self._resampler = _resampler_or_none(pcm_rate, PHONE_RATE, resample_quality, resampler)
         self._queue = bytearray()
         self.max_buffer_ms = max_buffer_ms
         self._max_bytes = max_buffer_ms * _BYTES_PER_MS
@@ -111,11 +126,11 @@ class AgentToPhone:
     @property
     def delay_ms(self) -> float:
         """Audio pushed but not yet popped: the resampler's delay plus ``buffered_ms``."""
-        return self._resampler.delay_ms + self.buffered_ms
+        return (self._resampler.delay_ms if self._resampler else 0.0) + self.buffered_ms
 
-    def push_pcm48(self, pcm: np.ndarray) -> None:
-        """Queue mono int16 48 kHz audio of any length; drops the oldest beyond ``max_buffer_ms``."""
-        pcm8 = self._resampler.process(pcm)
+    def push_pcm(self, pcm: np.ndarray) -> None:
+        """Queue mono int16 audio at ``pcm_rate`` of any length; drops the oldest beyond ``max_buffer_ms``."""
+        pcm8 = self._resampler.process(pcm) if self._resampler else pcm
         if len(pcm8):
             self._queue += self._encode(pcm8)
             self._trim()
@@ -131,7 +146,8 @@ class AgentToPhone:
     def clear(self) -> None:
         """Drop all queued audio, including what the resampler holds back (barge-in)."""
         self._queue.clear()
-        self._resampler.reset()
+        if self._resampler:
+            self._resampler.reset()
 
     def _trim(self) -> None:
         excess = len(self._queue) - self._max_bytes
@@ -139,3 +155,7 @@ class AgentToPhone:
             drop_ms = -(-excess // _BYTES_PER_MS)  # whole milliseconds, rounded up
             del self._queue[: drop_ms * _BYTES_PER_MS]
             self.dropped_ms += drop_ms
+
+
+def _resampler_or_none(in_rate: int, out_rate: int, quality: str, kind: str) -> StreamResampler | None:
+    return None if in_rate == out_rate else StreamResampler(in_rate, out_rate, quality, kind)

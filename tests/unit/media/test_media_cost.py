@@ -40,7 +40,7 @@ def test_per_frame_costs():
     rtp = [build_rtp_header(0, i, i * 160, 1234) + payloads[i] for i in range(FRAMES)]
 
     def agent_step(i: int) -> None:
-        agent.push_pcm48(frames48[i])
+        agent.push_pcm(frames48[i])
         agent.pop_frame()
 
     costs = {

@@ -57,7 +57,7 @@ def test_agent_to_phone_keeps_1khz_tone(codec, kind):
     encoder, decoder, pipe = OpusEncoder(), OpusDecoder(), AgentToPhone(codec, resampler=kind)
     frames: list[bytes] = []
     for i in range(0, len(pcm48), 960):
-        pipe.push_pcm48(decoder.decode(encoder.encode(pcm48[i : i + 960])))
+        pipe.push_pcm(decoder.decode(encoder.encode(pcm48[i : i + 960])))
         while (frame := pipe.pop_frame()) is not None:
             frames.append(frame)
     assert pipe.dropped_ms == 0
@@ -74,7 +74,7 @@ def test_phone_to_agent_gives_one_packet_per_20ms_from_the_start():
 def test_agent_to_phone_queues_20ms_per_20ms_pushed_from_the_start():
     pipe, pcm = AgentToPhone("PCMU"), sine(48000, 1.0)
     for i in range(0, len(pcm), 960):
-        pipe.push_pcm48(pcm[i : i + 960])
+        pipe.push_pcm(pcm[i : i + 960])
         assert pipe.buffered_ms == 20
         assert len(pipe.pop_frame() or b"") == 160
     assert pipe.delay_ms == 2.625
@@ -119,7 +119,7 @@ def test_agent_to_phone_frames_are_always_160_bytes(kind):
     frames: list[bytes] = []
     pcm = sine(48000, 2.0)
     for i in range(0, len(pcm), 1234):
-        pipe.push_pcm48(pcm[i : i + 1234])
+        pipe.push_pcm(pcm[i : i + 1234])
         frames += drain(pipe)
         assert pipe.buffered_ms < 20
     assert frames and {len(f) for f in frames} == {160}
@@ -132,7 +132,7 @@ def test_agent_to_phone_overflow_drops_oldest_and_counts(kind):
     silence, tone = np.zeros(48000 * 3 // 10, np.int16), sine(48000, 0.5)
     for pcm in (silence, tone):
         for i in range(0, len(pcm), 960):
-            pipe.push_pcm48(pcm[i : i + 960])
+            pipe.push_pcm(pcm[i : i + 960])
             assert pipe.buffered_ms <= 200
     assert pipe.buffered_ms == 200
     assert pipe.dropped_ms > 0
@@ -146,11 +146,30 @@ def test_agent_to_phone_clear_empties_queue_and_resampler(kind):
     pipe = AgentToPhone("PCMA", resampler=kind)
     tone = sine(48000, 0.3)
     for i in range(0, len(tone), 960):
-        pipe.push_pcm48(tone[i : i + 960])
+        pipe.push_pcm(tone[i : i + 960])
     assert pipe.buffered_ms > 0
     pipe.clear()
     assert pipe.buffered_ms == 0 and pipe.delay_ms == PREROLL_MS[kind] and pipe.pop_frame() is None
     for _ in range(20):
-        pipe.push_pcm48(np.zeros(960, np.int16))
+        pipe.push_pcm(np.zeros(960, np.int16))
     after = drain(pipe)
     assert after and np.abs(g711.decode("PCMA", b"".join(after))).max() <= 8  # no old tone leaks out
+
+
+@pytest.mark.parametrize("codec", CODECS)
+def test_native_8khz_opus_path_keeps_1khz_tone_both_ways(codec):
+    """libopus coding the telephone band itself: no resampler anywhere, still 48 kHz Opus on the wire."""
+    payload = g711.encode(codec, sine(8000, 1.5))
+    up = PhoneToAgent(codec, opus_rate=8000)
+    packets = [p for i in range(0, len(payload), 160) for p in up.push(payload[i : i + 160])]
+    assert len(packets) == 75 and up.delay_ms == 0
+    decoder48 = OpusDecoder(48000)
+    assert_1khz_at_level(np.concatenate([decoder48.decode(p) for p in packets]), 48000)
+
+    down, decoder8 = AgentToPhone(codec, pcm_rate=8000), OpusDecoder(8000)
+    frames = []
+    for packet in packets:
+        down.push_pcm(decoder8.decode(packet))
+        frames.append(down.pop_frame())
+    assert all(f is not None and len(f) == 160 for f in frames)
+    assert_1khz_at_level(g711.decode(codec, b"".join(frames)), 8000)
