@@ -117,3 +117,26 @@ def test_serve_without_agent_url_uses_the_embedded_echo_agent(logdir: Path, tmp_
     finally:
         bridge.proc.stop()
     assert bridge.proc.returncode == 0, bridge.log()
+
+
+def test_calls_beyond_the_limit_get_503_with_retry_after(
+    logdir: Path, agent: AgentProcess, tmp_path: Path
+) -> None:
+    bridge = start_bridge(logdir, agent.whip_url, env={"SIPBRIDGE_MAX_CALLS": "1"})
+    try:
+        thread, box = _in_background(
+            lambda: sipp.run_scenario(
+                "uac_pcmu_call", bridge.sip_target, hold_ms=3000, workdir=tmp_path / "first"
+            )
+        )
+        assert wait_until(lambda: any(c["state"] == "answered" for c in bridge.calls()), 10), bridge.log()
+        health = http_json("GET", f"{bridge.api}/health")[1]
+        assert health["load"] == 1.0 and health["max_calls"] == 1
+        refused = sipp.run_scenario("uac_expect_503", bridge.sip_target, workdir=tmp_path / "second")
+        refused.assert_success(calls=1)
+        assert "Retry-After: 5" in refused.messages() and "call limit of 1 reached" in refused.messages()
+        thread.join(30)
+        box["result"].assert_success(calls=1)
+        assert http_json("GET", f"{bridge.api}/health")[1]["calls_rejected_busy"] == 1
+    finally:
+        bridge.proc.stop()

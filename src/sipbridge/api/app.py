@@ -29,7 +29,12 @@ def create_app(manager: CallManager) -> FastAPI:
             "status": "ok",
             "version": __version__,
             "calls_active": len(manager.active),
+            "max_calls": manager.max_calls,
+            "load": round(manager.load, 3),
+            "calls_total": manager.total_calls,
+            "calls_rejected_busy": manager.rejected_busy,
             "rtp_ports_in_use": manager.ports.in_use,
+            "rtp_ports_total": manager.ports.capacity,
         }
 
     @app.get("/calls")

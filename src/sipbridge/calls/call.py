@@ -17,6 +17,7 @@ from ..agent.link import AgentLink
 from ..agent.whip import AgentUnavailable, WhipClient
 from ..media.g711 import SILENCE
 from ..media.pipeline import AgentToPhone, PhoneToAgent
+from ..rtp.clock import FrameClock
 from ..rtp.ports import NoFreePort, PortAllocator
 from ..rtp.session import RtpSession
 from ..sip.sdp import (
@@ -59,6 +60,7 @@ class Call:
         settings: CallSettings,
         ports: PortAllocator,
         whip: WhipClient,
+        clock: FrameClock,
         on_ended: Callable[[Call], None],
     ) -> None:
         self.id = secrets.token_hex(8)
@@ -67,6 +69,7 @@ class Call:
         self.settings = settings
         self._ports = ports
         self._whip = whip
+        self._clock = clock
         self._on_ended = on_ended
         request = session.request
         self.sip_call_id = request.call_id
@@ -199,7 +202,7 @@ class Call:
             local_port=self.rtp_port,
             session_id=int(time.time() * 1000),
         )
-        self.rtp.start_sending(self._next_phone_frame)
+        self.rtp.start_sending(self._clock, self._next_phone_frame)
         acked = await self.session.accept(sdp)
         if self._ended.is_set():
             return

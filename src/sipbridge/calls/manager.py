@@ -7,6 +7,7 @@ import logging
 from collections import OrderedDict
 
 from ..agent.whip import WhipClient
+from ..rtp.clock import FrameClock
 from ..rtp.ports import PortAllocator
 from ..sip.useragent import InviteSession
 from .call import Call, CallSettings
@@ -14,6 +15,7 @@ from .call import Call, CallSettings
 log = logging.getLogger(__name__)
 
 HISTORY_SIZE = 1000
+BUSY_RETRY_AFTER_S = 5
 
 
 class CallManager:
@@ -27,13 +29,17 @@ class CallManager:
         self.active: dict[str, Call] = {}
         self.history: OrderedDict[str, Call] = OrderedDict()
         self._tasks: set[asyncio.Task] = set()
+        self.clock = FrameClock()
         self.total_calls = 0
+        self.rejected_busy = 0
 
     def handle_invite(self, session: InviteSession) -> None:
         if len(self.active) >= self.max_calls:
-            session.reject(503, warning=f"call limit of {self.max_calls} reached")
+            self.rejected_busy += 1
+            warning = f"call limit of {self.max_calls} reached"
+            session.reject(503, warning=warning, retry_after=BUSY_RETRY_AFTER_S)
             return
-        call = Call(session, self.settings, self.ports, self.whip, self._call_ended)
+        call = Call(session, self.settings, self.ports, self.whip, self.clock, self._call_ended)
         self.active[call.id] = call
         self.total_calls += 1
         task = asyncio.get_running_loop().create_task(call.run(), name=f"call-{call.id}")
@@ -45,6 +51,11 @@ class CallManager:
         self.history[call.id] = call
         while len(self.history) > HISTORY_SIZE:
             self.history.popitem(last=False)
+
+    @property
+    def load(self) -> float:
+        """Active calls as a share of the configured maximum."""
+        return len(self.active) / self.max_calls
 
     def get(self, call_id: str) -> Call | None:
         return self.active.get(call_id) or self.history.get(call_id)

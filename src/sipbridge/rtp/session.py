@@ -10,12 +10,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import cast
 
+from .clock import FrameClock
 from .packet import RtpParseError, build_rtp_header, is_rtcp, parse_rtp
 
 log = logging.getLogger(__name__)
 
 Address = tuple[str, int]
-FRAME_SECONDS = 0.020
 SAMPLES_PER_FRAME = 160  # 20 ms at 8 kHz
 
 
@@ -49,7 +49,8 @@ class RtpSession(asyncio.DatagramProtocol):
         self._sequence = secrets.randbits(16)
         self._timestamp = secrets.randbits(32)
         self._transport: asyncio.DatagramTransport | None = None
-        self._sender: asyncio.Task | None = None
+        self._clock: FrameClock | None = None
+        self._clock_token: int | None = None
 
     def configure(self, payload_type: int, dtmf_payload_type: int | None, remote: Address | None) -> None:
         self.payload_type = payload_type
@@ -83,8 +84,12 @@ class RtpSession(asyncio.DatagramProtocol):
     def error_received(self, exc: Exception) -> None:
         log.debug("RTP socket error: %s", exc)
 
-    def send_frame(self, payload: bytes, marker: bool = False) -> None:
-        """Send one 20 ms frame; sequence and timestamp advance even when nobody is there to send to."""
+    def send_frame(self, payload: bytes, marker: bool = False, frames: int = 1) -> None:
+        """Send one 20 ms frame, ``frames`` frame times after the previous one (more after a stall).
+
+        Sequence and timestamp advance even when nobody is there to send to yet.
+        """
+        self._timestamp = (self._timestamp + SAMPLES_PER_FRAME * (frames - 1)) & 0xFFFFFFFF
         header = build_rtp_header(self.payload_type, self._sequence, self._timestamp, self.ssrc, marker)
         self._sequence = (self._sequence + 1) & 0xFFFF
         self._timestamp = (self._timestamp + SAMPLES_PER_FRAME) & 0xFFFFFFFF
@@ -95,29 +100,23 @@ class RtpSession(asyncio.DatagramProtocol):
         self.stats.packets_out += 1
         self.stats.bytes_out += len(data)
 
-    def start_sending(self, next_frame: Callable[[], bytes]) -> None:
-        """Send ``next_frame()`` every 20 ms on a monotonic schedule, for the life of the session."""
-        if self._sender is None:
-            self._sender = asyncio.get_running_loop().create_task(self._send_loop(next_frame))
+    def start_sending(self, clock: FrameClock, next_frame: Callable[[], bytes]) -> None:
+        """Send ``next_frame()`` on every tick of ``clock`` until closed; the first frame is marked."""
+        if self._clock_token is not None:
+            return
+        first = [True]
 
-    async def _send_loop(self, next_frame: Callable[[], bytes]) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time()
-        first = True
-        while True:
-            self.send_frame(next_frame(), marker=first)
-            first = False
-            deadline += FRAME_SECONDS
-            delay = deadline - loop.time()
-            if delay < -0.1:  # the loop stalled: restart the schedule rather than burst
+        def tick(frames: int) -> None:
+            self.send_frame(next_frame(), marker=first[0], frames=frames)
+            if frames > 1:
                 self.stats.late_ticks += 1
-                deadline = loop.time()
-                delay = 0
-            await asyncio.sleep(delay)
+            first[0] = False
+
+        self._clock, self._clock_token = clock, clock.subscribe(tick)
 
     def close(self) -> None:
-        if self._sender is not None:
-            self._sender.cancel()
-            self._sender = None
+        if self._clock is not None and self._clock_token is not None:
+            self._clock.unsubscribe(self._clock_token)
+            self._clock_token = None
         if self._transport is not None:
             self._transport.close()

@@ -76,12 +76,19 @@ class InviteSession:
         )
         self._ua.respond(self._tx, response)
 
-    def reject(self, status: int, reason: str | None = None, warning: str | None = None) -> None:
+    def reject(
+        self,
+        status: int,
+        reason: str | None = None,
+        warning: str | None = None,
+        retry_after: int | None = None,
+    ) -> None:
         """Final failure response; ``warning`` says why, for the operator reading a trace."""
-        extra = [("Warning", f'399 {self._ua.sent_by_host} "{warning}"')] if warning else None
-        self._ua.respond(
-            self._tx, make_response(self.request, status, reason, to_tag=self.local_tag, extra=extra)
-        )
+        extra = [("Warning", f'399 {self._ua.sent_by_host} "{warning}"')] if warning else []
+        if retry_after is not None:
+            extra.append(("Retry-After", str(retry_after)))
+        response = make_response(self.request, status, reason, to_tag=self.local_tag, extra=extra or None)
+        self._ua.respond(self._tx, response)
         self.ended = True
 
     async def accept(self, sdp: bytes) -> bool:

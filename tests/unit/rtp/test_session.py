@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import socket
 
+from sipbridge.rtp.clock import FrameClock
 from sipbridge.rtp.packet import build_rtp_header, parse_rtp
 from sipbridge.rtp.ports import NoFreePort, PortAllocator
 from sipbridge.rtp.session import RtpSession
@@ -32,7 +33,7 @@ async def test_sender_paces_20ms_frames_with_consecutive_seq_and_timestamp():
     session, port = await allocator.open("127.0.0.1", RtpSession)
     session.configure(8, None, peer.getsockname())
     started = asyncio.get_running_loop().time()
-    session.start_sending(lambda: b"\xd5" * 160)
+    session.start_sending(FrameClock(), lambda: b"\xd5" * 160)
     packets = [parse_rtp(p) for p in await _recv_all(peer, 10)]
     elapsed = asyncio.get_running_loop().time() - started
     session.close()
