@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 ARGS ?=
 
-.PHONY: run test lint system-deps venv clean agent
+.PHONY: run test lint bench system-deps venv clean agent
 
 $(STAMP): pyproject.toml requirements.lock
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "sipbridge needs Python 3.11 or newer (found: $$($(PYTHON) --version))"; exit 1; }
@@ -26,11 +26,15 @@ agent: $(STAMP)
 	$(BIN)/sipbridge agent --listen 127.0.0.1:8080 --mode echo
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+
+# Load benchmark: N concurrent calls through the bridge, figures into bench/RESULTS.md (see bench/README.md).
+bench: $(STAMP) system-deps
+	$(BIN)/python -m bench $(ARGS)
 
 test: $(STAMP) system-deps
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff check src tests bench
 	$(BIN)/pytest $(ARGS)
 
 clean:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
 import shlex
@@ -16,6 +17,8 @@ from types import FrameType
 from typing import Any
 
 from tests.peers import audio, sipp
+
+import sipbridge
 
 from . import procstat, report, speech
 from .level import LevelPlan
@@ -84,17 +87,24 @@ def levels_from(text: str) -> list[int]:
     return levels
 
 
-def git_state() -> str:
+def code_state() -> str:
+    """Which sipbridge is measured: the commit of the checkout it is imported from, whether its src/
+    differs from that commit, and the checkout's path when it is not this one."""
+    root = Path(sipbridge.__file__).resolve().parent.parent.parent  # <root>/src/sipbridge/__init__.py
+
     def git(*args: str) -> str:
-        done = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, timeout=10)
-        return done.stdout.strip()
+        done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10)
+        return done.stdout.strip() if done.returncode == 0 else ""
 
     try:
         commit = git("rev-parse", "--short", "HEAD")
         dirty = git("status", "--porcelain", "--untracked-files=no", "--", "src")
     except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return f"{commit}" + (" + uncommitted changes in src/" if dirty else "")
+        commit, dirty = "", ""
+    where = "" if root == REPO else f" (checkout at {root})"
+    if not commit:
+        return f"sipbridge from {root / 'src'}, not a git checkout"
+    return f"commit {commit}" + (" + uncommitted changes in src/" if dirty else "") + where
 
 
 def busy_pct(seconds: float = 1.0) -> float:
@@ -156,13 +166,7 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     results: dict[str, Any] = {"meta": _meta(args), "levels": []}
     voice = speech.make(folder)
     ref = reference(voice)
-    results["meta"]["speech"] = {
-        "seconds": voice.seconds,
-        "frames": voice.count,
-        "active": ref.active,
-        "codec_robust": ref.codec_robust,
-        "checkable": ref.count,
-    }
+    results["meta"]["speech"] = _speech_meta(voice, ref)
     for calls in levels_from(args.calls):
         plan = LevelPlan(calls, args.hold, args.rate, folder / f"level-{calls}")
         busy = wait_quiet(args.quiet_wait)
@@ -178,6 +182,16 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     return _finish(results, folder, write_md=not args.no_write_results)
 
 
+def _speech_meta(voice: speech.Speech, ref: Reference) -> dict[str, Any]:
+    return {
+        "seconds": voice.seconds,
+        "frames": voice.count,
+        "active": ref.active,
+        "codec_robust": ref.codec_robust,
+        "checkable": ref.count,
+    }
+
+
 def _one_level(plan: LevelPlan, voice: speech.Speech, ref: Reference) -> dict[str, Any]:
     try:
         return run_level(plan, voice, ref)
@@ -189,7 +203,7 @@ def _meta(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "command": shlex.join(getattr(sys, "orig_argv", sys.argv)),
-        "git": git_state(),
+        "code": code_state(),
         "machine": machine(),
         "options": {
             "calls": args.calls,
@@ -215,12 +229,29 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
+def stop_leftovers(grace: float = 3.0) -> None:
+    """Last resort after an interruption: stop what this process started and is still running (an
+    interruption while the agent or the bridge was starting leaves it without an owner). Every
+    child runs in a process group of its own (ManagedProcess), stopped here by its id."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        left = procstat.children()
+        for pid in left:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, sig)
+        deadline = time.monotonic() + grace
+        while procstat.children() and time.monotonic() < deadline:
+            time.sleep(0.1)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    signal.signal(signal.SIGTERM, _terminate)  # clean up the same way as on Ctrl-C
+    for sig in (signal.SIGINT, signal.SIGTERM):  # SIGINT too: a background job starts with it ignored
+        signal.signal(sig, _terminate)  # clean up the same way as on Ctrl-C
     try:
         results = run_bench(args)
     except KeyboardInterrupt:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the clean-up short
+        stop_leftovers()
         print("bench: interrupted; every process it started has been stopped", file=sys.stderr)
         return 130
     print()

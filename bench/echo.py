@@ -11,10 +11,14 @@ so counting packets says nothing; the audio does. For each call:
    place (±TRACK_S) when that fits (>= CHUNK_MATCH), otherwise anywhere that arrived within
    MAX_RTT_S after it was sent. The lag (return sample index - sent sample index) is constant while
    the stream flows; it steps when audio is lost (earlier) or the bridge's playout ran dry (later).
-3. Each *checkable* frame (bench.reference: speech that survives the codecs and cannot be mistaken
-   for its neighbours) counts as returned when, at the lag of its own chunk or of the chunk before or
-   after (so a step inside a chunk is covered), its 20 ms correlate >= FRAME_MATCH with the returned
-   audio (±JITTER samples). Loss = 1 - returned / checked.
+3. A chunk's lag is *trusted* when the chunk matched cleanly (>= CLEAN_MATCH) or the chunk before or
+   after has the same lag: a chunk across a step fits neither side well and its best match may be a
+   compromise the stream never had. Each *checkable* frame (bench.reference: speech that survives
+   the codecs and cannot be mistaken for the audio one or two frames away) counts as returned when,
+   at a trusted lag of its chunk or a neighbour, or the nearest one before or after, or one whole
+   frame off those, its 20 ms match the returned audio with a similarity >= FRAME_MATCH (±JITTER
+   samples; bench.reference.similarity, which unlike a plain correlation also falls when part of
+   the frame was replaced by silence). Loss = 1 - returned / checked: frames gone, or damaged.
 4. Round trip of a returned frame = kernel arrival time of the return packet holding its last sample
    minus the time the probe sent it (both CLOCK_REALTIME): what the bridge, the agent and loopback
    add, including the bridge's wait for its next 20 ms send tick and the codecs' own delay.
@@ -29,25 +33,33 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .probe import ProbeCall
-from .reference import FRAME_MATCH, JITTER, Reference, best_match, normalised
+from .reference import FRAME_MATCH, JITTER, Reference, best_match, scores_at
 from .speech import FRAME_BYTES, Speech, ulaw_to_float
 
+_F = FRAME_BYTES
 CHUNK = 10
 MAX_RTT_S = 2.0
 TRACK_S = 0.1
 CHUNK_MATCH = 0.5
-_F = FRAME_BYTES
+CLEAN_MATCH = 0.85
+# A frame is looked for only at lags the stream really had: the stable lag before its chunk and the
+# one after it (found within REACH chunks), and one whole frame either side of those (the bridge and
+# the agent gain or lose audio in 20 ms steps). Never at an arbitrary offset: voiced speech repeats
+# every pitch period, so some offset always fits a frame; a checkable frame cannot be mistaken for
+# the audio one or two frames away (bench.reference).
+REACH = 5
+FRAME_STEPS = (-1, 0, 1)
 
 
 @dataclass
 class CallEcho:
-    """One call over the window. `rtt_ms` and `corr` hold one value per returned frame."""
+    """One call over the window. `rtt_ms` and `similarity` hold one value per returned frame."""
 
     index: int
     checked: int = 0
     returned: int = 0
     rtt_ms: list[float] = field(default_factory=list)
-    corr: list[float] = field(default_factory=list)
+    similarity: list[float] = field(default_factory=list)
     received_packets: int = 0
     missing_packets: int = 0
     chunks_unmatched: int = 0
@@ -110,9 +122,12 @@ class _Sent:
         return cls(k[keep], t[keep], frames[index], ref.checkable[index] & (t[keep] <= end))
 
 
-def _chunk_lags(sent: _Sent, returned: Returned) -> list[int | None]:
+Found = tuple[int, float] | None  # a chunk's lag and how well the chunk matched there
+
+
+def _chunk_lags(sent: _Sent, returned: Returned) -> list[Found]:
     """The lag of each chunk of CHUNK sent frames (None: not found, or not contiguous audio)."""
-    lags: list[int | None] = []
+    lags: list[Found] = []
     last: int | None = None
     for start in range(0, len(sent.k), CHUNK):
         k = sent.k[start : start + CHUNK]
@@ -120,34 +135,62 @@ def _chunk_lags(sent: _Sent, returned: Returned) -> list[int | None]:
             lags.append(None)
             continue
         chunk = sent.audio[start : start + CHUNK].ravel()
-        lag = _locate(chunk, int(k[0]), float(sent.t_ms[start]), returned, last)
-        lags.append(lag)
-        last = lag if lag is not None else last
+        found = _locate(chunk, int(k[0]), float(sent.t_ms[start]), returned, last)
+        lags.append(found)
+        last = found[0] if found is not None else last
     return lags
 
 
-def _locate(chunk: np.ndarray, k0: int, t0_ms: float, returned: Returned, last: int | None) -> int | None:
+def _locate(chunk: np.ndarray, k0: int, t0_ms: float, returned: Returned, last: int | None) -> Found:
     if last is not None:
         expected = k0 * _F + last
         lo = max(0, expected - int(TRACK_S * 8000))
         offset, score = best_match(chunk, returned.audio[lo : expected + int(TRACK_S * 8000) + len(chunk)])
         if score >= CHUNK_MATCH:
-            return lo + offset - k0 * _F
+            return lo + offset - k0 * _F, score
     lo = returned.frame_at(t0_ms) * _F
     hi = returned.frame_at(t0_ms + MAX_RTT_S * 1000) * _F
     offset, score = best_match(chunk, returned.audio[lo : hi + len(chunk)])
-    return lo + offset - k0 * _F if score >= CHUNK_MATCH else None
+    return (lo + offset - k0 * _F, score) if score >= CHUNK_MATCH else None
 
 
-def _scores_at(frames: np.ndarray, heard: np.ndarray, positions: np.ndarray) -> np.ndarray:
-    """Per row of `frames` (n, 160) at its sample position in `heard`: best correlation ±JITTER."""
-    best = np.zeros(len(frames))
-    for d in range(-JITTER, JITTER + 1):
-        starts = positions + d
-        ok = (starts >= 0) & (starts + _F <= len(heard))
-        windows = heard[np.clip(starts, 0, max(0, len(heard) - _F))[:, None] + np.arange(_F)]
-        best = np.maximum(best, np.where(ok, normalised(frames, windows), 0.0))
-    return best
+def _trusted(lags: list[Found]) -> list[int | None]:
+    """Chunk lags to trust: a clean match (>= CLEAN_MATCH), or one the chunk before or after
+    confirms (±2 JITTER). A chunk across a step fits neither side well, and its best match can be
+    a compromise between them that the stream never had: such a lag is dropped."""
+    lag_of = [found[0] if found is not None else None for found in lags]
+    out: list[int | None] = []
+    for c, found in enumerate(lags):
+        if found is None:
+            out.append(None)
+            continue
+        near = [lag_of[n] for n in (c - 1, c + 1) if 0 <= n < len(lags)]
+        confirmed = any(n is not None and abs(n - found[0]) <= 2 * JITTER for n in near)
+        out.append(found[0] if confirmed or found[1] >= CLEAN_MATCH else None)
+    return out
+
+
+def _nearest(trusted: list[int | None], indices: range) -> int | None:
+    return next((trusted[n] for n in indices if trusted[n] is not None), None)
+
+
+def _on_grid(lag: int, anchors: list[int]) -> bool:
+    """Whether `lag` is a whole number of frames (±2 JITTER) away from one of `anchors`."""
+    return any(abs((lag - anchor + _F // 2) % _F - _F // 2) <= 2 * JITTER for anchor in anchors)
+
+
+def _candidates(lags: list[Found], trusted: list[int | None], c: int) -> list[int]:
+    """Lags to look for the frames of chunk `c` at: the nearest trusted lag before and after it
+    (within REACH chunks), the trusted lags of the chunk and its neighbours, and their other lags
+    that lie a whole number of frames from a trusted one (a chunk across a 20 ms step matches one
+    side or the other); each also one frame either way."""
+    before = _nearest(trusted, range(c, max(-1, c - REACH - 1), -1))
+    after = _nearest(trusted, range(c, min(len(trusted), c + REACH + 1)))
+    anchors = [lag for lag in (before, after) if lag is not None]
+    near = {found[0] for found in lags[max(0, c - 1) : c + 2] if found is not None}
+    chosen = set(anchors) | {lag for lag in trusted[max(0, c - 1) : c + 2] if lag is not None}
+    chosen |= {lag for lag in near if _on_grid(lag, anchors)}
+    return sorted({lag + m * _F for lag in chosen for m in FRAME_STEPS})
 
 
 def _check_chunk(sent: _Sent, returned: Returned, start: int, lags: list[int], out: CallEcho) -> None:
@@ -155,18 +198,21 @@ def _check_chunk(sent: _Sent, returned: Returned, start: int, lags: list[int], o
     pick = np.flatnonzero(sent.checkable[start : start + CHUNK]) + start
     if len(pick) == 0:
         return
-    best, best_lag = np.zeros(len(pick)), np.zeros(len(pick), dtype=np.int64)
-    for lag in lags:
-        scores = _scores_at(sent.audio[pick], returned.audio, sent.k[pick] * _F + lag)
-        better = scores > best
-        best, best_lag = np.where(better, scores, best), np.where(better, lag, best_lag)
     out.checked += len(pick)
-    last = (sent.k[pick] * _F + best_lag + _F - 1) // _F
-    arrival = returned.arrival_ms[np.minimum(last, len(returned.arrival_ms) - 1)]
+    if not lags:
+        return
+    best, where = np.zeros(len(pick)), np.zeros(len(pick), dtype=np.int64)
+    for lag in lags:
+        positions = sent.k[pick] * _F + lag
+        scores = scores_at(sent.audio[pick], returned.audio, positions)
+        better = scores > best
+        best, where = np.where(better, scores, best), np.where(better, positions, where)
+    last = (where + _F - 1) // _F
+    arrival = returned.arrival_ms[np.clip(last, 0, len(returned.arrival_ms) - 1)]
     ok = (best >= FRAME_MATCH) & (last < len(returned.arrival_ms)) & ~np.isnan(arrival)
     out.returned += int(ok.sum())
     out.rtt_ms += (arrival[ok] - sent.t_ms[pick][ok]).tolist()
-    out.corr += best[ok].tolist()
+    out.similarity += best[ok].tolist()
 
 
 def _unmatched(sent: _Sent, lags: list[int | None]) -> int:
@@ -194,14 +240,11 @@ def analyse_call(call: ProbeCall, speech: Speech, ref: Reference, window_ns: tup
         return out
     out.missing_packets = returned.missing
     lags = _chunk_lags(sent, returned)
-    out.chunks_unmatched = _unmatched(sent, lags)
-    out.timeline_steps = _steps([lag for lag in lags if lag is not None])
+    trusted = _trusted(lags)
+    out.chunks_unmatched = _unmatched(sent, trusted)
+    out.timeline_steps = _steps([lag for lag in trusted if lag is not None])
     for c, start in enumerate(range(0, len(sent.k), CHUNK)):
-        candidates = {lag for lag in lags[max(0, c - 1) : c + 2] if lag is not None}
-        if candidates:
-            _check_chunk(sent, returned, start, sorted(candidates), out)
-        else:
-            out.checked += int(sent.checkable[start : start + CHUNK].sum())
+        _check_chunk(sent, returned, start, _candidates(lags, trusted, c), out)
     return out
 
 
@@ -214,7 +257,7 @@ def summarise(results: list[CallEcho], calls_expected: int, ref: Reference) -> d
     checked = sum(r.checked for r in results)
     returned = sum(r.returned for r in results)
     rtt = np.asarray([v for r in results for v in r.rtt_ms])
-    corr = np.asarray([v for r in results for v in r.corr])
+    corr = np.asarray([v for r in results for v in r.similarity])
     call_loss = [100.0 * r.loss for r in results if r.checked]
     call_rtt = [float(np.median(r.rtt_ms)) for r in results if r.rtt_ms]
     return {
@@ -228,8 +271,8 @@ def summarise(results: list[CallEcho], calls_expected: int, ref: Reference) -> d
         "rtt_ms_p99": _pct(rtt, 99),
         "rtt_ms_max": float(rtt.max()) if len(rtt) else None,
         "rtt_ms_worst_call_median": max(call_rtt) if call_rtt else None,
-        "frame_correlation_p50": _pct(corr, 50),
-        "frame_correlation_p05": _pct(corr, 5),
+        "frame_similarity_p50": _pct(corr, 50),
+        "frame_similarity_p05": _pct(corr, 5),
         "timeline_steps": sum(r.timeline_steps for r in results),
         "chunks_unmatched": sum(r.chunks_unmatched for r in results),
         "return_packets_missing": sum(r.missing_packets for r in results),

@@ -1,13 +1,18 @@
 """The transcoding floor: the CPU the media work alone costs, for a given number of call-seconds.
 
 Per call and 20 ms frame, exactly what a bridged call must compute at the least, through the
-project's own public media API (whatever resampler sits behind it):
+project's own public media API (whatever resampler or codec binding sits behind it):
 
-- phone -> agent: ``PhoneToAgent.push(160 bytes of μ-law)`` (G.711 decode, 8 -> 48 kHz, Opus encode
-  with the bridge's bitrate, application and FEC), and
+- phone -> agent: ``PhoneToAgent.push(160 bytes of μ-law)`` (G.711 decode, resampling to the Opus
+  PCM rate if it is not 8 kHz, Opus encode with the bridge's settings), and
 - agent -> phone: ``OpusDecoder.decode`` of each packet that came out (standing in for the agent's
-  reply: same size, same content), ``AgentToPhone.push_pcm48`` (48 -> 8 kHz, G.711 encode) and
-  ``pop_frame()``.
+  reply: same size, same content) at the rate ``AgentToPhone`` takes, ``AgentToPhone.push_pcm``
+  (to 8 kHz, G.711 encode) and ``pop_frame()``.
+
+The pipelines are built as ``Call._open_rtp`` builds them, from the bridge's configuration (its
+defaults and SIPBRIDGE_* variables): codec, Opus bitrate and application, and the settings in
+UPLINK_ARGS / DOWNLINK_ARGS where the checked-out bridge has them. If ``Call`` starts passing another
+setting, add it there.
 
 It leaves out everything else a call costs: sockets, RTP, SRTP, ICE/DTLS, aiortc, asyncio, SIP. The
 calls are stepped frame by frame in turn (call 1 frame 1, call 2 frame 1, ...), as a bridge serving
@@ -17,59 +22,109 @@ them all interleaves them, and the CPU time of the whole process is measured aro
 
 from __future__ import annotations
 
+import statistics
 import time
+from typing import Any
 
-from sipbridge.config import ConfigError, load_config
+from sipbridge.config import Config, ConfigError, load_config
 from sipbridge.media.opus import OpusDecoder
 from sipbridge.media.pipeline import AgentToPhone, PhoneToAgent
 
 from .speech import Speech
 
+# Config setting -> pipeline argument, as Call passes them (settings an older bridge lacks are skipped).
+UPLINK_ARGS = {"opus_fec": "opus_fec", "opus_pcm_rate": "opus_rate", "opus_complexity": "opus_complexity"}
+DOWNLINK_ARGS = {"opus_pcm_rate": "pcm_rate"}
 
-def bridge_media_settings() -> dict[str, int | str]:
-    """Opus settings the bridge will use (its defaults, or SIPBRIDGE_* from the environment)."""
+
+def bridge_config() -> Config:
+    """The configuration the bridge will run with (defaults and SIPBRIDGE_* from the environment)."""
     try:
-        config = load_config()
+        return load_config()
     except ConfigError:
-        config = load_config(env={})
-    return {"opus_bitrate": config.opus_bitrate, "opus_application": config.opus_application}
+        return load_config(env={})
+
+
+def _args(config: Config, mapping: dict[str, str]) -> dict[str, Any]:
+    return {arg: getattr(config, name) for name, arg in mapping.items() if hasattr(config, name)}
+
+
+class Pipelines:
+    """One call's two transcoders as the bridge builds them, and how its downlink takes PCM."""
+
+    def __init__(self, config: Config) -> None:
+        self.up_args = {"opus_bitrate": config.opus_bitrate, "application": config.opus_application}
+        self.up_args |= _args(config, UPLINK_ARGS)
+        self.down_args = _args(config, DOWNLINK_ARGS)
+        self.up = PhoneToAgent("PCMU", **self.up_args)
+        self.down = AgentToPhone("PCMU", **self.down_args)
+        self.pcm_rate = int(getattr(self.down, "pcm_rate", 48000))
+        # before the pipeline rework the downlink took 48 kHz only, through push_pcm48
+        self.push_pcm = getattr(self.down, "push_pcm", None) or self.down.push_pcm48
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "PhoneToAgent": self.up_args,
+            "AgentToPhone": self.down_args,
+            "downlink_pcm_rate": self.pcm_rate,
+        }
 
 
 class _FloorCall:
-    def __init__(self, index: int, speech: Speech, settings: dict[str, int | str]) -> None:
-        self.up = PhoneToAgent(
-            "PCMU", opus_bitrate=int(settings["opus_bitrate"]), application=str(settings["opus_application"])
-        )
-        self.down = AgentToPhone("PCMU")
-        self.decoder = OpusDecoder(48000)
+    def __init__(self, index: int, speech: Speech, config: Config) -> None:
+        self.media = Pipelines(config)
+        self.decoder = OpusDecoder(self.media.pcm_rate)
         self.offset = (index * 37) % speech.count
         self.packets = 0
 
     def step(self, frame: bytes) -> None:
-        for packet in self.up.push(frame):
+        for packet in self.media.up.push(frame):
             self.packets += 1
-            self.down.push_pcm48(self.decoder.decode(packet))
-        self.down.pop_frame()
+            self.media.push_pcm(self.decoder.decode(packet))
+        self.media.down.pop_frame()
 
 
-def measure(calls: int, seconds: float, speech: Speech) -> dict[str, float | int | dict]:
-    """Transcode `calls` calls of `seconds` each (the same call-seconds as the bridge carried)."""
-    settings = bridge_media_settings()
-    state = [_FloorCall(i, speech, settings) for i in range(calls)]
-    frames = max(1, round(seconds * 50))
-    wall0, cpu0 = time.perf_counter(), time.process_time()
-    for k in range(frames):
+SEGMENTS = 5
+
+
+def _run(state: list[_FloorCall], speech: Speech, frames: range) -> float:
+    """Step every call through `frames`; the CPU seconds it took."""
+    cpu0 = time.process_time()
+    for k in frames:
         for call in state:
             call.step(speech.frames[(call.offset + k) % speech.count])
-    cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
-    call_seconds = calls * frames / 50
+    return time.process_time() - cpu0
+
+
+def measure(calls: int, seconds: float, speech: Speech) -> dict[str, Any]:
+    """Transcode `calls` calls of `seconds` each (the same call-seconds as the bridge carried).
+
+    Timed in SEGMENTS consecutive parts: the floor is their median, so one part slowed down by the
+    machine (a VM's vCPU can lose tens of % of its speed for a while) does not move it; their spread
+    shows how steady the machine was."""
+    state = [_FloorCall(i, speech, bridge_config()) for i in range(calls)]
+    frames = max(SEGMENTS, round(seconds * 50))
+    bounds = [frames * i // SEGMENTS for i in range(SEGMENTS + 1)]
+    wall0 = time.perf_counter()
+    parts = [_run(state, speech, range(a, b)) for a, b in zip(bounds, bounds[1:], strict=False)]
+    cpu, call_seconds = sum(parts), calls * frames / 50
+    per_part = [
+        100.0 * part / (calls * (b - a) / 50) for part, a, b in zip(parts, bounds, bounds[1:], strict=False)
+    ]
     return {
         "calls": calls,
         "call_seconds": call_seconds,
         "cpu_seconds": cpu,
-        "wall_seconds": wall,
+        "wall_seconds": time.perf_counter() - wall0,
         "packets": sum(c.packets for c in state),
-        # % of one core that one call's transcoding needs
-        "pct_per_call": 100.0 * cpu / call_seconds,
-        "settings": settings,
+        # % of one core that one call's transcoding needs: the median part, and every part
+        "pct_per_call": statistics.median(per_part),
+        "pct_per_call_parts": per_part,
+        "pipelines": state[0].media.describe() if state else None,
     }
+
+
+def speed_check(speech: Speech) -> float:
+    """A fixed small floor workload (5 calls, 4 s): its CPU % per call, run before and after a level,
+    shows whether the machine itself got faster or slower in between (on a VM it can, by tens of %)."""
+    return float(measure(5, 4.0, speech)["pct_per_call"])

@@ -9,8 +9,8 @@ Timeline (all times from the first call the bridge answered, t0):
     ramp-down: BYEs, then the probe stops and every process is stopped
 
 The bridge and the agent are new processes for every level, so VmHWM is the peak of this level
-alone and the baseline RSS is that of an idle bridge. Whatever happens (an error, Ctrl-C), every
-process started here is stopped by its own id before this returns.
+alone; the baseline RSS is that of the idle bridge after one short warm-up call. Whatever happens
+(an error, Ctrl-C), every process started here is stopped by its own id before this returns.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ END_MARGIN_S = 2.0  # window closes this long before the first BYE, so late echo
 MIN_WINDOW_S = 3.0
 SAMPLE_EVERY_S = 1.0
 SETUP_TIMEOUT_S = 20.0  # for the first call to be answered
+IDLE_S = 2.0  # CPU of the idle processes is measured this long before the first call
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,7 @@ class Measured:
     bridge_calls: list[dict[str, Any]]
     sipp: sipp.SippResult | None
     notes: list[str]
+    idle_pct: dict[str, float] | None = None
 
 
 def start_processes(plan: LevelPlan, stack: ExitStack) -> tuple[AgentProcess, BridgeProcess]:
@@ -76,6 +78,22 @@ def start_processes(plan: LevelPlan, stack: ExitStack) -> tuple[AgentProcess, Br
     bridge = start_bridge(logs, agent.whip_url, "--log-level", "warning", rtp_ports=2 * plan.calls + 32)
     stack.callback(bridge.proc.stop)
     return agent, bridge
+
+
+def warm_up(bridge: BridgeProcess, folder: Path) -> None:
+    """One short call before the baseline is read: what the first call loads once (modules, codec
+    and TLS state, allocator pools) is then in the baseline, not counted as memory per call."""
+    result = sipp.run_scenario(
+        "uac_pcmu_call",
+        bridge.sip_target,
+        hold_ms=1000,
+        timeout=30,
+        trace_messages=False,
+        workdir=folder / "warm-up",
+    )
+    if not result.ok:
+        raise RuntimeError(f"the warm-up call failed\n{result.report(20)}")
+    time.sleep(0.5)  # let the call's teardown finish
 
 
 def injection_file(probe: RtpProbe, folder: Path) -> Path:
@@ -129,17 +147,26 @@ class LiveLevel:
     async def run(self) -> Measured:
         stop = asyncio.Event()
         probe_task = asyncio.create_task(self.probe.run(stop))
-        calls = sipp_runner(self.plan, self.bridge, injection_file(self.probe, self.plan.folder))
-        sipp_task = asyncio.create_task(asyncio.to_thread(calls))
+        sipp_task: asyncio.Task | None = None
         try:
+            idle = await self._idle()
+            calls = sipp_runner(self.plan, self.bridge, injection_file(self.probe, self.plan.folder))
+            sipp_task = asyncio.create_task(asyncio.to_thread(calls))
             measured = await self._measure(sipp_task)
+            measured.idle_pct = idle
             measured.sipp = await self._finish(sipp_task)
             return measured
         finally:
             stop_sipp()
             stop.set()
-            await asyncio.gather(probe_task, return_exceptions=True)
-            await asyncio.gather(sipp_task, return_exceptions=True)
+            await asyncio.gather(probe_task, *([sipp_task] if sipp_task else []), return_exceptions=True)
+
+    async def _idle(self) -> dict[str, float]:
+        """CPU % of the processes with no call: the fixed cost the per-call figures include."""
+        before = procstat.Snapshot.take(self.pids)
+        await asyncio.sleep(IDLE_S)
+        usage = procstat.usage_between(before, procstat.Snapshot.take(self.pids))
+        return usage["process_pct"]
 
     async def _measure(self, sipp_task: asyncio.Task) -> Measured:
         memory: dict[str, int] = {"baseline_rss_kib": procstat.memory_kib(self.pids["bridge"])["VmRSS"]}

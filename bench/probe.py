@@ -108,6 +108,7 @@ class RtpProbe:
     async def _send_loop(self, stop: asyncio.Event) -> None:
         tick = 0
         while not stop.is_set():
+            tick = self._next_busy_tick(tick)
             now = time.time_ns()
             target = self._origin_ns + tick * SLOT_NS
             if target > now:
@@ -116,6 +117,14 @@ class RtpProbe:
             for call in self._slots[tick % SLOTS]:
                 self._send_due(call, time.time_ns())
             tick += 1
+
+    def _next_busy_tick(self, tick: int) -> int:
+        """The first tick from `tick` on whose slot has calls (or a cycle on, when none has any yet):
+        no wake-up for an empty slot."""
+        for ahead in range(SLOTS):
+            if self._slots[(tick + ahead) % SLOTS]:
+                return tick + ahead
+        return tick + SLOTS
 
     def _send_due(self, call: ProbeCall, now: int) -> None:
         if call.ended_ns is not None:

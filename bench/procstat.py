@@ -51,9 +51,10 @@ def machine_ticks() -> tuple[int, int]:
     return total - fields[3] - fields[4], total
 
 
-def child_pid(name: str, parent: int | None = None) -> int | None:
-    """A live child process of `parent` (default: this process) whose command name is `name`."""
+def children(parent: int | None = None) -> dict[int, str]:
+    """Live child processes of `parent` (default: this process): {pid: command name}."""
     parent = os.getpid() if parent is None else parent
+    found: dict[int, str] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -61,11 +62,15 @@ def child_pid(name: str, parent: int | None = None) -> int | None:
             text = (entry / "stat").read_text()
         except OSError:
             continue
-        comm = text[text.index("(") + 1 : text.rindex(")")]
         fields = text[text.rindex(")") + 2 :].split()
-        if comm == name and int(fields[1]) == parent and fields[0] not in ("Z", "X"):
-            return int(entry.name)
-    return None
+        if int(fields[1]) == parent and fields[0] not in ("Z", "X"):
+            found[int(entry.name)] = text[text.index("(") + 1 : text.rindex(")")]
+    return found
+
+
+def child_pid(name: str, parent: int | None = None) -> int | None:
+    """A live child process of `parent` (default: this process) whose command name is `name`."""
+    return next((pid for pid, comm in children(parent).items() if comm == name), None)
 
 
 def cpu_count() -> int:

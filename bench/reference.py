@@ -10,8 +10,8 @@ A frame is *checkable* when all three hold:
   was sent, in every repeat of the loop. Opus keeps the waveform of voiced speech, but not that of
   fricatives or of some transitions: those frames come back changed even when nothing is lost;
 - it is distinct from its neighbours: its correlation with the audio one or two frames earlier or
-  later (±JITTER samples) stays under FRAME_MATCH. Otherwise, with the stream shifted by a frame
-  (a lost frame, a playout underrun) a neighbour could pass for it.
+  later (±JITTER samples) stays under DISTINCT_BELOW (FRAME_MATCH less a margin). Otherwise, with
+  the stream shifted by a frame (a lost frame, a playout underrun) a neighbour could pass for it.
 
 About half of the frames of the default speech are checkable, spread over all of it; loss is
 estimated on them (the ways audio gets lost do not depend on what it says).
@@ -24,36 +24,46 @@ from dataclasses import dataclass
 import numpy as np
 
 from sipbridge.media.opus import OpusDecoder, OpusEncoder
-from sipbridge.media.pipeline import AgentToPhone, PhoneToAgent
 
-from .floor import bridge_media_settings
+from .floor import Pipelines, bridge_config
 from .speech import FRAME_BYTES, Speech, ulaw_to_float
 
 ACTIVE_DB = -30.0
 ROBUST_MATCH = 0.8
 FRAME_MATCH = 0.5
+DISTINCT_BELOW = 0.4  # FRAME_MATCH less a margin for what the codecs change
 JITTER = 2
 AGENT_OPUS = {"bitrate": 48000, "application": "audio", "fec": False}  # as the echo agent encodes
 LOOPS = 4
 _F = FRAME_BYTES
 
 
-def normalised(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Row-wise normalised correlation of two (frames, 160) arrays."""
+def similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise likeness of two (frames, 160) arrays: <a, b> / max(|a|², |b|²).
+
+    1 for the same audio, about the correlation for audio through a codec at unchanged level, and
+    at most the share of a frame's energy that is still there when part of it was replaced by
+    silence (which plain normalised correlation would not notice) or by louder other audio."""
     num = np.sum(a * b, axis=1)
-    return num / (np.sqrt(np.sum(a * a, axis=1) * np.sum(b * b, axis=1)) + 1e-12)
+    return num / (np.maximum(np.sum(a * a, axis=1), np.sum(b * b, axis=1)) + 1e-12)
+
+
+def scores_at(frames: np.ndarray, heard: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """Per row of `frames` (n, 160) placed at its sample position in `heard`: the best
+    :func:`similarity` within ±JITTER samples (0 where it falls outside `heard`)."""
+    best = np.zeros(len(frames))
+    for d in range(-JITTER, JITTER + 1):
+        starts = positions + d
+        inside = (starts >= 0) & (starts + _F <= len(heard))
+        windows = heard[np.clip(starts, 0, max(0, len(heard) - _F))[:, None] + np.arange(_F)]
+        best = np.maximum(best, np.where(inside, similarity(frames, windows), 0.0))
+    return best
 
 
 def frame_scores(sent: np.ndarray, heard: np.ndarray, pos: int) -> np.ndarray:
-    """Per 20 ms frame of `sent` placed at sample `pos` of `heard`: best correlation within ±JITTER."""
+    """:func:`scores_at` for every 20 ms frame of `sent` placed at sample `pos` of `heard`."""
     frames = sent.reshape(-1, _F)
-    best = np.zeros(len(frames))
-    for d in range(-JITTER, JITTER + 1):
-        start = pos + d
-        if start < 0 or start + len(sent) > len(heard):
-            continue
-        best = np.maximum(best, normalised(frames, heard[start : start + len(sent)].reshape(-1, _F)))
-    return best
+    return scores_at(frames, heard, pos + _F * np.arange(len(frames)))
 
 
 def best_match(sent: np.ndarray, heard: np.ndarray) -> tuple[int, float]:
@@ -78,19 +88,16 @@ def active_frames(speech: Speech) -> np.ndarray:
 
 def _offline_trip(speech: Speech) -> np.ndarray:
     """The speech looped LOOPS times through the call's codec chain, without any network or loss."""
-    settings = bridge_media_settings()
-    up = PhoneToAgent(
-        "PCMU", opus_bitrate=int(settings["opus_bitrate"]), application=str(settings["opus_application"])
-    )
-    agent_in, agent_out, bridge_in = OpusDecoder(48000), OpusEncoder(48000, **AGENT_OPUS), OpusDecoder(48000)
-    down = AgentToPhone("PCMU")
+    media = Pipelines(bridge_config())
+    agent_in, agent_out = OpusDecoder(48000), OpusEncoder(48000, **AGENT_OPUS)
+    bridge_in = OpusDecoder(media.pcm_rate)
     out = bytearray()
     for k in range(LOOPS * speech.count):
-        for packet in up.push(speech.frames[k % speech.count]):
+        for packet in media.up.push(speech.frames[k % speech.count]):
             echoed = agent_out.encode(agent_in.decode(packet))
             if echoed is not None:
-                down.push_pcm48(bridge_in.decode(echoed))
-        out += down.pop_frame() or b"\xff" * _F  # silence while the chain fills, as the bridge sends
+                media.push_pcm(bridge_in.decode(echoed))
+        out += media.down.pop_frame() or b"\xff" * _F  # silence while the chain fills, as the bridge sends
     return ulaw_to_float(bytes(out))
 
 
@@ -128,7 +135,7 @@ class Reference:
 def reference(speech: Speech) -> Reference:
     active = active_frames(speech)
     robust = active & (codec_scores(speech) >= ROBUST_MATCH)
-    checkable = robust & (neighbour_scores(speech) < FRAME_MATCH)
+    checkable = robust & (neighbour_scores(speech) < DISTINCT_BELOW)
     if not checkable.any():
         raise RuntimeError("no frame of the speech survives the codec chain: is the media pipeline broken?")
     return Reference(checkable, int(active.sum()), int(robust.sum()))

@@ -35,12 +35,13 @@ def row(level: dict[str, Any]) -> list[str]:
         return [str(level["concurrency"]), "error: " + level["error"].splitlines()[0]] + [""] * 11
     cpu, media, setup = level["cpu"], level["media"], level["setup_ms"]
     floor, memory, calls = level["floor"] or {}, level["memory"], level["calls"]
+    mark = "" if level.get("cost_valid", True) else " *"
     return [
         str(level["concurrency"]),
         f"{calls['ok']} / {calls['failed']}",
-        _num(cpu["bridge_pct_per_call"], 2),
+        _num(cpu["bridge_pct_per_call"], 2) + mark,
         _num(floor.get("pct_per_call"), 2),
-        _num(level["ratio_bridge_to_floor"], 2),
+        _num(level["ratio_bridge_to_floor"], 2) + mark,
         _num(_mib(memory["rss_per_call_kib"]), 2),
         _num(_mib(memory["peak_rss_kib"]), 0),
         _pair(setup["p50"], setup["p99"]),
@@ -52,9 +53,17 @@ def row(level: dict[str, Any]) -> list[str]:
     ]
 
 
+STARVED_NOTE = (
+    "\\* starved: the level was CPU-bound or lost audio, so the bridge did not do all the work and its "
+    "CPU per call is not its cost per call."
+)
+
+
 def table(levels: list[dict[str, Any]]) -> str:
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(row(level)) + " |" for level in levels]
+    if any(not level.get("cost_valid", True) for level in levels if "error" not in level):
+        lines += ["", STARVED_NOTE]
     return "\n".join(lines)
 
 
@@ -73,9 +82,16 @@ def where_cpu_went(levels: list[dict[str, Any]]) -> str:
             f"- {level['concurrency']} calls: " + ", ".join(parts)
             + f", unattributed {cpu['unattributed_pct']:.0f} %"
             + f"; machine {cpu['machine_busy_pct']:.0f} % of {cpu['cores']} cores busy"
+            + _idle(cpu.get("idle_pct"))
         )  # fmt: skip
         lines += [f"  - note: {note}" for note in level["notes"]]
     return "\n".join(lines)
+
+
+def _idle(idle: dict[str, float] | None) -> str:
+    if not idle:
+        return ""
+    return "; with no call: " + ", ".join(f"{name} {pct:.0f} %" for name, pct in sorted(idle.items()))
 
 
 def markdown(results: dict[str, Any]) -> str:
@@ -87,7 +103,7 @@ def markdown(results: dict[str, Any]) -> str:
         f"- machine: {machine['cores']} cores ({machine['cpu_model']}), {machine['memory_gib']:.0f} GiB, "
         f"Linux {machine['kernel']}, Python {machine['python']}; busy before the run: "
         f"{machine['busy_before_pct']:.0f} %",
-        f"- code: {meta['git']}",
+        f"- code: {meta['code']}",
         f"- command: `{meta['command']}`",
         f"- settings: hold {meta['options']['hold_s']:g} s, rate {meta['options']['rate_cps']:g} calls/s, "
         f"stop when loss > {meta['options']['stop_loss_pct']:g} %",
@@ -166,9 +182,17 @@ def _cpu_panel(ax: Any, x: list[int], levels: list[dict[str, Any]]) -> None:
     ax.plot(x, _series(levels, "floor", "pct_per_call"), "s--", label="transcoding floor")
     ax.plot(x, _series(levels, "cpu", "agent_pct_per_call"), "^:", label="echo agent")
     for xi, level in zip(x, levels, strict=True):
-        if "machine" in level["bound"]:
-            ax.annotate("machine-bound", (xi, level["cpu"]["bridge_pct_per_call"] or 0), fontsize=8,
-                        textcoords="offset points", xytext=(4, 6))  # fmt: skip
+        if not level.get("cost_valid", True):
+            why = ", ".join(level["bound"]) or "lossy"
+            y = level["cpu"]["bridge_pct_per_call"] or 0
+            ax.annotate(
+                f"starved: {why}",
+                (xi, y),
+                fontsize=7,
+                textcoords="offset points",
+                xytext=(-6, 10),
+                ha="right",
+            )
     ax.set_xlabel("concurrent calls")
     ax.set_ylabel("CPU per call (% of one core)")
     ax.set_ylim(bottom=0)

@@ -12,7 +12,7 @@ import numpy as np
 from tests.peers import sipp
 
 from . import echo, floor, procstat
-from .level import LevelPlan, LiveLevel, Measured, start_processes
+from .level import LevelPlan, LiveLevel, Measured, start_processes, warm_up
 from .reference import Reference
 from .speech import Speech
 
@@ -22,18 +22,28 @@ MACHINE_BOUND_PCT = 90.0
 THREAD_SATURATED_PCT = 90.0
 # More busy CPU than this (% of one core) outside the four processes means something else ran.
 UNATTRIBUTED_WARN_PCT = 25.0
+# A stage that passes on less than this share of what it got is not keeping up.
+KEEP_UP_SHARE = 0.95
+# A change of the machine's speed over a level beyond this (%) is noted.
+SPEED_DRIFT_WARN_PCT = 10.0
+# Above this loss the bridge did not do all the work, so its CPU per call is not its cost per call.
+STARVED_LOSS_PCT = 1.0
 
 
 def run_level(plan: LevelPlan, speech: Speech, ref: Reference) -> dict[str, Any]:
     """One level, start to finish: processes, calls, measurement, analysis, floor."""
     plan.folder.mkdir(parents=True, exist_ok=True)
+    speed_before = floor.speed_check(speech)
     with ExitStack() as stack:
         agent, bridge = start_processes(plan, stack)
+        warm_up(bridge, plan.folder)
         live = LiveLevel(plan, agent, bridge, speech)
         stack.callback(live.probe.close)
         measured = asyncio.run(live.run())
         measured.memory["peak_rss_kib"] = procstat.memory_kib(bridge.proc.pid)["VmHWM"]
-    return _record(plan, measured, live, speech, ref)
+    record = _record(plan, measured, live, speech, ref)
+    record["machine_speed"] = _speed(speed_before, floor.speed_check(speech), record["notes"])
+    return record
 
 
 def _record(
@@ -44,6 +54,12 @@ def _record(
     media = _media(live, speech, measured, ref)
     floor_result = floor.measure(measured.calls_live, window_s, speech) if measured.calls_live else None
     cpu = _cpu(measured.usage, measured.calls_live)
+    cpu["idle_pct"] = measured.idle_pct  # before any call: the fixed part of the CPU per call
+    per_second = [s["cpu_pct"]["bridge"] for s in measured.samples if "bridge" in s["cpu_pct"]]
+    cpu["bridge_pct_per_second_min_max"] = [min(per_second), max(per_second)] if per_second else None
+    sent = sum(1 for c in live.probe.calls for t in c.sent_ns if t <= measured.window_ns[1])
+    counters = _bridge_counters(measured.bridge_calls, sent)
+    bound = _bound(measured.usage, counters)
     if cpu["unattributed_pct"] > UNATTRIBUTED_WARN_PCT:
         measured.notes.append(
             f"{cpu['unattributed_pct']:.0f} % of a core was busy outside bridge, agent, probe and sipp: "
@@ -66,13 +82,26 @@ def _record(
         "memory": _memory(measured.memory, measured.calls_live),
         "media": media,
         "probe": _probe_health(live),
-        "bound": _bound(measured.usage),
+        "bound": bound,
+        # CPU per call is the bridge's cost per call only if it got all the CPU it needed
+        "cost_valid": not bound and (media["loss_pct"] or 0.0) <= STARVED_LOSS_PCT,
         "notes": measured.notes,
         "samples": measured.samples,
-        "bridge_calls": _bridge_counters(measured.bridge_calls),
+        "bridge_calls": counters,
         "logs": str(plan.folder),
     }
     return record
+
+
+def _speed(before: float, after: float, notes: list[str]) -> dict[str, float]:
+    """The same small transcoding job before and after the level: how steady the machine was."""
+    drift = 100.0 * (after - before) / before if before > 0 else 0.0
+    if abs(drift) > SPEED_DRIFT_WARN_PCT:
+        notes.append(
+            f"the same CPU work took {drift:+.0f} % CPU time after the level than before it: the machine's "
+            "speed changed (VM or host), so compare this level's CPU figures with care"
+        )
+    return {"check_pct_per_call_before": before, "check_pct_per_call_after": after, "drift_pct": drift}
 
 
 def _media(live: LiveLevel, speech: Speech, measured: Measured, ref: Reference) -> dict[str, Any]:
@@ -102,10 +131,10 @@ def _cpu(usage: dict[str, Any], calls: int) -> dict[str, Any]:
 
 
 def _ratio(cpu: dict[str, Any], floor_result: dict[str, Any] | None) -> float | None:
-    if not floor_result or cpu["bridge_cpu_seconds"] is None or floor_result["cpu_seconds"] <= 0:
+    if not floor_result or cpu["bridge_pct_per_call"] is None or floor_result["pct_per_call"] <= 0:
         return None
-    # same call-seconds on both sides, so the ratio of CPU seconds is the ratio of cost
-    return cpu["bridge_cpu_seconds"] / floor_result["cpu_seconds"]
+    # both per call-second of the same calls (the floor: its median part, see bench/floor.py)
+    return cpu["bridge_pct_per_call"] / floor_result["pct_per_call"]
 
 
 def _memory(memory: dict[str, int], calls: int) -> dict[str, Any]:
@@ -113,14 +142,18 @@ def _memory(memory: dict[str, int], calls: int) -> dict[str, Any]:
     return {**memory, "rss_per_call_kib": grown / calls if calls else None}
 
 
-def _bound(usage: dict[str, Any]) -> list[str]:
-    """Who ran out of CPU: the machine (all cores busy), or a process's main thread (one core)."""
+def _bound(usage: dict[str, Any], counters: dict[str, Any]) -> list[str]:
+    """Who could not keep up: the machine (all cores busy), a process's main thread (a core), the
+    bridge reading the phone side, or the agent echoing (from the bridge's counters)."""
     bound = []
     if usage["machine_busy_pct"] >= MACHINE_BOUND_PCT:
         bound.append("machine")
     for name, pct in usage["main_thread_pct"].items():
         if pct >= THREAD_SATURATED_PCT:
             bound.append(f"{name} loop")
+    for share, label in (("bridge_rx_share", "bridge rx"), ("agent_echo_share", "agent")):
+        if counters.get(share) is not None and counters[share] < KEEP_UP_SHARE:
+            bound.append(f"{label} {100 * counters[share]:.0f} %")
     return bound
 
 
@@ -167,8 +200,10 @@ def _probe_health(live: LiveLevel) -> dict[str, Any]:
     }
 
 
-def _bridge_counters(calls: list[dict[str, Any]]) -> dict[str, Any]:
-    """The bridge's own view (GET /calls at the window's end), summed: a diagnostic, not a result."""
+def _bridge_counters(calls: list[dict[str, Any]], probe_sent: int) -> dict[str, Any]:
+    """The bridge's own view (GET /calls at the window's end), summed: a diagnostic, not a result.
+    bridge_rx_share: RTP packets the bridge took in / frames the probe had sent by then;
+    agent_echo_share: Opus frames back from the agent / frames the bridge sent it."""
     keys_rtp = ("packets_in", "packets_out", "invalid_in")
     keys_agent = ("packets_sent", "packets_dropped", "packets_received", "playout_dropped_ms")
     out: dict[str, Any] = {"calls": len(calls)}
@@ -178,4 +213,8 @@ def _bridge_counters(calls: list[dict[str, Any]]) -> dict[str, Any]:
         out[f"agent_{key}"] = sum((c.get("agent") or {}).get(key, 0) for c in calls)
     buffered = [(c.get("agent") or {}).get("playout_buffered_ms", 0) for c in calls]
     out["playout_buffered_ms_max"] = max(buffered) if buffered else 0
+    out["probe_frames_sent"] = probe_sent
+    out["bridge_rx_share"] = out["rtp_packets_in"] / probe_sent if calls and probe_sent else None
+    sent = out["agent_packets_sent"]
+    out["agent_echo_share"] = out["agent_packets_received"] / sent if calls and sent else None
     return out
