@@ -67,6 +67,13 @@ def parser() -> argparse.ArgumentParser:
         help="before each level, wait up to this long for the machine to be idle (default 30)",
     )
     p.add_argument(
+        "--agent-mode",
+        choices=["relay", "echo"],
+        default="relay",
+        help="reference agent: relay sends the caller's Opus packets back untouched (default: the bridge "
+        "is what gets loaded), echo decodes and re-encodes like a real agent (costs more than the bridge)",
+    )
+    p.add_argument(
         "--out",
         type=Path,
         metavar="DIR",
@@ -168,7 +175,7 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     ref = reference(voice)
     results["meta"]["speech"] = _speech_meta(voice, ref)
     for calls in levels_from(args.calls):
-        plan = LevelPlan(calls, args.hold, args.rate, folder / f"level-{calls}")
+        plan = LevelPlan(calls, args.hold, args.rate, folder / f"level-{calls}", args.agent_mode)
         busy = wait_quiet(args.quiet_wait)
         print(f"bench: {calls} calls, hold {args.hold:g} s, rate {args.rate:g}/s ...", flush=True)
         level = _one_level(plan, voice, ref)
@@ -211,6 +218,7 @@ def _meta(args: argparse.Namespace) -> dict[str, Any]:
             "rate_cps": args.rate,
             "stop_loss_pct": args.stop_loss,
             "quiet_wait_s": args.quiet_wait,
+            "agent_mode": args.agent_mode,
         },
     }
 

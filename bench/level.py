@@ -48,6 +48,7 @@ class LevelPlan:
     hold_s: float
     rate: float
     folder: Path
+    agent_mode: str = "relay"
 
     @property
     def ramp_s(self) -> float:
@@ -71,9 +72,9 @@ class Measured:
 
 
 def start_processes(plan: LevelPlan, stack: ExitStack) -> tuple[AgentProcess, BridgeProcess]:
-    """The echo agent (its own process) and the bridge, both stopped when `stack` closes."""
+    """The reference agent (its own process) and the bridge, both stopped when `stack` closes."""
     logs = plan.folder / "logs"
-    agent = start_agent(logs)
+    agent = start_agent(logs, mode=plan.agent_mode)
     stack.callback(agent.proc.stop)
     bridge = start_bridge(logs, agent.whip_url, "--log-level", "warning", rtp_ports=2 * plan.calls + 32)
     stack.callback(bridge.proc.stop)

@@ -30,7 +30,7 @@ def _parser() -> argparse.ArgumentParser:
 
     agent = sub.add_parser("agent", help="run the embedded reference voice agent as a WHIP server")
     agent.add_argument("--listen", default="127.0.0.1:8080", metavar="HOST:PORT")
-    agent.add_argument("--mode", default="echo", choices=["echo", "silence"])
+    agent.add_argument("--mode", default="echo", choices=["echo", "relay", "silence"])
     agent.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     return parser
 

@@ -55,7 +55,7 @@ class Config:
     opus_application: str = "audio"
     # PCM rate at the libopus boundary: 8000 codes the phone's band natively (no resampling at all).
     opus_pcm_rate: int = 8000
-    opus_complexity: int = 5
+    opus_complexity: int = 1
     opus_fec: bool = False
     sip_t1_ms: int = 500
     sip_t2_ms: int = 4000

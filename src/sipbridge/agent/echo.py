@@ -1,6 +1,8 @@
 """The embedded reference agent: a WHIP server that speaks the StreamCore agent protocol.
 
-``echo`` mode plays the caller's audio back; ``silence`` mode answers and sends silence. Either way
+``echo`` mode plays the caller's audio back, decoded and re-encoded as a real agent would;
+``relay`` sends the caller's Opus packets straight back (no codec work: the cheapest agent, for
+load tests of the bridge); ``silence`` mode answers and sends silence. Either way
 the agent greets on the ``events`` data channel, and ``GET /sessions`` shows every session (deleted
 ones too, the last 1000) so tests can check what reached it.
 """
@@ -27,11 +29,12 @@ from aiortc.mediastreams import AudioStreamTrack, MediaStreamError, MediaStreamT
 
 from ..media.opus import OpusEncoder, audio_frame_to_mono
 from .ice import loopback_addresses_for, use_host_addresses
-from .tracks import OPUS_SAMPLES_PER_PACKET, OPUS_TIME_BASE
+from .rtp_tap import tap_receiver
+from .tracks import OPUS_SAMPLES_PER_PACKET, OPUS_TIME_BASE, OpusPacketTrack
 
 logger = logging.getLogger(__name__)
 
-MODES = ("echo", "silence")
+MODES = ("echo", "relay", "silence")
 MAX_RECORDS = 1000
 MAX_RESUME_TOKENS = 1000
 PC_CLOSE_TIMEOUT = 3.0
@@ -273,8 +276,23 @@ class EchoAgentServer:
         if self.mode == "echo":
             pc.addTrack(EchoTrack(track, session))
             return
+        if self.mode == "relay":
+            self._relay(session, pc, track)
+            return
         pc.addTrack(SilenceTrack(session))
         self._spawn(_drain(track, session))
+
+    def _relay(self, session: AgentSession, pc: RTCPeerConnection, track: MediaStreamTrack) -> None:
+        relay = OpusPacketTrack(max_packets=50)
+
+        def on_packet(sequence: int, payload: bytes) -> None:
+            session.packets_in += 1
+            session.packets_out += 1
+            relay.push(payload)
+
+        receiver = next(t.receiver for t in pc.getTransceivers() if t.receiver.track is track)
+        tap_receiver(receiver, on_packet)
+        pc.addTrack(relay)
 
     def _on_datachannel(self, session: AgentSession, channel: RTCDataChannel) -> None:
         if channel.label != "events":

@@ -26,9 +26,9 @@ from aiortc import (
     RTCSessionDescription,
 )
 from aiortc import sdp as aiortc_sdp
-from aiortc.rtp import RtpPacket
 
 from sipbridge.agent.receiver import AgentAudioReceiver, ReceiverStats
+from sipbridge.agent.rtp_tap import tap_receiver
 from sipbridge.agent.tracks import OpusPacketTrack
 from sipbridge.agent.whip import AgentUnavailable, WhipClient, WhipSession
 
@@ -156,7 +156,7 @@ class AgentLink:
         self._watch_channel(self._channel)
         transceiver = pc.addTransceiver(self._track, direction="sendrecv")
         _prefer_opus(transceiver)
-        _tap_receiver(transceiver, self._receiver)
+        tap_receiver(transceiver.receiver, self._receiver.packet)
         pc.on("connectionstatechange", lambda: self._on_connection_state(pc))
         await pc.setLocalDescription(await pc.createOffer())  # aiortc gathers all candidates here
         offer = opus_offer(pc.localDescription.sdp)
@@ -260,43 +260,6 @@ class AgentLink:
             pc, self._pc = self._pc, None
             if pc is not None:
                 await _close_pc(pc)
-
-
-class _PacketTap:
-    """Stands in for aiortc's audio jitter buffer: hands every RTP packet on as it arrives.
-
-    aiortc's audio JitterBuffer holds 4 frames (~80 ms) and, after one lost packet, releases nothing
-    until 16 more have arrived (~320 ms); its decoder then runs in a thread per receiver, fed through
-    a queue.Queue, and decodes to 48 kHz stereo. Tapping the packets here replaces all of that with
-    one in-loop mono decode at the phone's rate. Relies on aiortc 1.16's private receiver attributes
-    (pinned in requirements.lock; tests/unit/agent checks they exist).
-    """
-
-    def __init__(self, receiver: AgentAudioReceiver) -> None:
-        self._receiver = receiver
-
-    def add(self, packet: RtpPacket) -> tuple[bool, None]:
-        self._receiver.packet(packet.sequence_number, packet.payload)
-        return False, None
-
-
-class _NoDecoderThread:
-    """The queue aiortc's decoder thread reads: it is told to stop at once, so none keeps running."""
-
-    def get(self) -> None:
-        return None
-
-    def put(self, item: object) -> None:
-        pass
-
-
-def _tap_receiver(transceiver: RTCRtpTransceiver, receiver: AgentAudioReceiver) -> None:
-    rtp_receiver = transceiver.receiver
-    for name in ("_RTCRtpReceiver__jitter_buffer", "_RTCRtpReceiver__decoder_queue"):
-        if not hasattr(rtp_receiver, name):
-            raise RuntimeError(f"aiortc changed: RTCRtpReceiver has no {name}")
-    rtp_receiver._RTCRtpReceiver__jitter_buffer = _PacketTap(receiver)  # type: ignore[attr-defined]
-    rtp_receiver._RTCRtpReceiver__decoder_queue = _NoDecoderThread()  # type: ignore[attr-defined]
 
 
 def _prefer_opus(transceiver: RTCRtpTransceiver) -> None:

@@ -107,6 +107,8 @@ class OpusEncoder:
         self.delay_samples = lookahead.value
         self._out = ctypes.create_string_buffer(MAX_PACKET_BYTES)
         self._out_addr = ctypes.addressof(self._out)
+        self._in = np.zeros(self.frame_samples, dtype=np.int16)
+        self._in_addr = self._in.ctypes.data
 
     def _ctl(self, request: int, value: int) -> None:
         state = ctypes.c_void_p(self._state)  # variadic: ctypes must be told it is a pointer
@@ -117,9 +119,9 @@ class OpusEncoder:
         """Encode exactly one 20 ms frame (``frame_samples`` int16 samples); returns the packet."""
         if pcm.shape != (self.frame_samples,) or pcm.dtype != np.int16:
             raise OpusError(f"expected {self.frame_samples} int16 samples, got {pcm.dtype} {pcm.shape}")
-        pcm = np.ascontiguousarray(pcm)
+        self._in[:] = pcm  # a fixed buffer: its address is known, no ctypes object per call
         size = _lib.opus_encode(
-            self._state, pcm.ctypes.data, self.frame_samples, self._out_addr, MAX_PACKET_BYTES
+            self._state, self._in_addr, self.frame_samples, self._out_addr, MAX_PACKET_BYTES
         )
         return ctypes.string_at(self._out_addr, _check(size, "opus_encode"))
 
@@ -139,6 +141,8 @@ class OpusDecoder:
         self._state = _lib.opus_decoder_create(sample_rate, 1, ctypes.byref(error))
         _check(error.value, "opus_decoder_create")
         self._max_samples = self.frame_samples * 6  # 120 ms, the longest Opus packet
+        self._out = np.zeros(self._max_samples, dtype=np.int16)
+        self._out_addr = self._out.ctypes.data
 
     def decode(self, payload: bytes) -> np.ndarray:
         """Decode one Opus packet to mono int16; raises ``OpusError`` on a corrupt packet."""
@@ -153,9 +157,8 @@ class OpusDecoder:
         return self._decode(None, 0, self.frame_samples, 0)
 
     def _decode(self, payload: bytes | None, size: int, max_samples: int, fec: int) -> np.ndarray:
-        out = np.empty(max_samples, dtype=np.int16)
-        count = _lib.opus_decode(self._state, payload, size, out.ctypes.data, max_samples, fec)
-        return out[: _check(count, "opus_decode")]
+        count = _lib.opus_decode(self._state, payload, size, self._out_addr, max_samples, fec)
+        return self._out[: _check(count, "opus_decode")].copy()
 
     def __del__(self) -> None:
         if getattr(self, "_state", None):

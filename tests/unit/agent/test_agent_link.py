@@ -274,3 +274,24 @@ async def test_cancelling_connect_propagates():
     assert link.state == "failed" and link._pc is None
     await whip.close()
     server.close()
+
+
+async def test_relay_agent_sends_the_same_opus_packets_back():
+    server = EchoAgentServer(port=0, mode="relay")
+    await server.start()
+    whip = WhipClient(server.url)
+    rec = Recorder()
+    link = rec.link(whip)
+    try:
+        await link.connect(timeout=5)
+        await link.wait_connected(timeout=5)
+        await send_paced(link, opus_tone(1.0))
+        await until(lambda: len(rec.audio) >= 40)
+        heard = np.concatenate(rec.audio)
+        assert abs(peak_frequency(heard[len(heard) // 4 :]) - 440) < 10
+        session = next(iter(server.sessions.values()))
+        assert session.packets_out == session.packets_in > 40
+    finally:
+        await link.close()
+        await whip.close()
+        await server.stop()
