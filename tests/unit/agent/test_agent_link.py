@@ -1,6 +1,7 @@
 """AgentLink against the embedded echo agent: real WebRTC (ICE, DTLS, SRTP, SCTP) on this host."""
 
 import asyncio
+import contextlib
 import fractions
 import logging
 import socket
@@ -210,22 +211,29 @@ async def test_close_is_idempotent_and_concurrent(agent, whip):
     assert len(deleted) == 1
 
 
-async def test_silence_agent_answers_with_silence():
-    server = EchoAgentServer(port=0, mode="silence")
+@contextlib.asynccontextmanager
+async def linked_to(mode: str) -> AsyncIterator[tuple[EchoAgentServer, AgentLink, Recorder]]:
+    """A running reference agent in ``mode`` and a connected link to it, all closed afterwards."""
+    server = EchoAgentServer(port=0, mode=mode)
     await server.start()
     whip = WhipClient(server.url)
     rec = Recorder()
     link = rec.link(whip)
     try:
         await link.connect(timeout=5)
-        await send_paced(link, opus_tone(0.4))
-        await until(lambda: len(rec.audio) >= 10)
-        assert not np.any(np.concatenate(rec.audio))
-        assert next(iter(server.sessions.values())).packets_in > 0
+        yield server, link, rec
     finally:
         await link.close()
         await whip.close()
         await server.stop()
+
+
+async def test_silence_agent_answers_with_silence():
+    async with linked_to("silence") as (server, link, rec):
+        await send_paced(link, opus_tone(0.4))
+        await until(lambda: len(rec.audio) >= 10)
+        assert not np.any(np.concatenate(rec.audio))
+        assert next(iter(server.sessions.values())).packets_in > 0
 
 
 async def test_bearer_token_is_required_and_used_for_delete():
@@ -277,13 +285,7 @@ async def test_cancelling_connect_propagates():
 
 
 async def test_relay_agent_sends_the_same_opus_packets_back():
-    server = EchoAgentServer(port=0, mode="relay")
-    await server.start()
-    whip = WhipClient(server.url)
-    rec = Recorder()
-    link = rec.link(whip)
-    try:
-        await link.connect(timeout=5)
+    async with linked_to("relay") as (server, link, rec):
         await link.wait_connected(timeout=5)
         await send_paced(link, opus_tone(1.0))
         await until(lambda: len(rec.audio) >= 40)
@@ -291,7 +293,3 @@ async def test_relay_agent_sends_the_same_opus_packets_back():
         assert abs(peak_frequency(heard[len(heard) // 4 :]) - 440) < 10
         session = next(iter(server.sessions.values()))
         assert session.packets_out == session.packets_in > 40
-    finally:
-        await link.close()
-        await whip.close()
-        await server.stop()
