@@ -464,10 +464,21 @@ class UserAgent:
                 make_response(request, 415, to_tag=session.local_tag, extra=[("Accept", "application/sdp")]),
             )
             return
+        if not _accepts_sdp(request):
+            session.reject(406, warning="our answer is SDP, which the Accept header excludes")
+            return
         if self.on_invite is None:
             session.reject(503, warning="no call handler")
             return
         self.on_invite(session)
+
+
+def _accepts_sdp(request: SipRequest) -> bool:
+    """RFC 3261 §8.2.3: an Accept header, when present, must allow the body type of our answer."""
+    if "Accept" not in request.headers:
+        return True
+    accepted = {value.split(";")[0].strip().lower() for value in request.headers.get_all("Accept")}
+    return bool(accepted & {"application/sdp", "application/*", "*/*"}) or accepted == {""}
 
 
 def _capabilities() -> list[tuple[str, str]]:

@@ -185,3 +185,13 @@ async def test_hangup_after_answer_sends_bye_to_the_contact(ua):
     ok += f"From: {bye.headers.get('From')}\r\nCall-ID: {bye.call_id}\r\nCSeq: {bye.headers.get('CSeq')}\r\n"
     agent.datagram_received((ok + "Content-Length: 0\r\n\r\n").encode(), PEER)
     await asyncio.wait_for(hanging_up, 1)
+
+
+@pytest.mark.parametrize(
+    ("accept", "status"), [("text/nobodyknowsthis", 406), ("application/sdp, text/plain", 100), ("*/*", 100)]
+)
+async def test_invite_whose_accept_excludes_sdp_gets_406(ua, accept, status):
+    agent, transport, sessions = ua
+    agent.datagram_received(request("INVITE", body=SDP, extra=f"Accept: {accept}\r\n"), PEER)
+    assert transport.statuses()[-1] == status
+    assert bool(sessions) == (status == 100)
