@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 from .headers import Via, parse_via
 from .message import SipRequest
 
@@ -32,12 +34,20 @@ def stamp_received(request: SipRequest, source: Address) -> None:
 def response_destination(via: Via) -> Address:
     """Where a response with this top Via goes over an unreliable transport (§18.2.2, RFC 3581 §4)."""
     default_port = via.port or 5060
-    maddr = via.params.get("maddr")
-    if maddr:
-        return maddr.strip("[]"), default_port
+    maddr = (via.params.get("maddr") or "").strip("[]")
+    if maddr and _is_ip(maddr):  # a name would mean a blocking DNS lookup chosen by the sender
+        return maddr, default_port
     received = via.params.get("received")
     rport = via.params.get("rport")
     host = (received or via.host).strip("[]")
     if rport and rport.isdigit():
         return host, int(rport)
     return host, default_port
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True

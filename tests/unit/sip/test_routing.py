@@ -40,3 +40,9 @@ def test_maddr_wins_and_default_port_is_5060():
         "127.0.0.9",
         5060,
     )
+
+
+def test_maddr_naming_a_host_is_not_resolved_the_source_is_used():
+    request = _options("SIP/2.0/UDP 192.168.1.2:5070;maddr=evil.example.com;branch=z9hG4bKa")
+    stamp_received(request, ("127.0.0.5", 40000))
+    assert response_destination(request.via[0]) == ("127.0.0.5", 5070)
