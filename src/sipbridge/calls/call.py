@@ -125,7 +125,7 @@ class Call:
         if not await self._connect_agent():
             return
         if self.session.cancelled:
-            await self._finish("caller cancelled")
+            await self.hangup("caller cancelled")
             return
         await self._accept(offer, answer)
 
@@ -245,11 +245,6 @@ class Call:
 
     async def hangup(self, reason: str) -> None:
         """End the call (BYE or final response as the dialog state requires) and free everything."""
-        if self.end_reason is not None:
-            return
-        await self._finish(reason)
-
-    async def _finish(self, reason: str) -> None:
         if self.end_reason is not None:
             return
         self.end_reason = reason

@@ -16,6 +16,7 @@ from typing import Protocol
 from .dialog import Dialog, DialogId
 from .errors import SipParseError
 from .message import (
+    REASON_PHRASES,
     SipRequest,
     SipResponse,
     extract_for_error_response,
@@ -486,8 +487,6 @@ def _capabilities() -> list[tuple[str, str]]:
 
 
 def _reason_phrase(exc: SipParseError) -> str:
-    from .message import REASON_PHRASES
-
     phrase = REASON_PHRASES.get(exc.status, "Bad Request")
     text = " ".join(exc.reason.split())[:120]
     return f"{phrase} ({text})" if text else phrase
