@@ -3,15 +3,16 @@
 Each transaction is fed messages and the current time and returns the messages to transmit; it never
 touches a socket or a clock. ``next_deadline`` says when ``on_timer`` must be called next. The 2xx
 response to an INVITE is retransmitted by the UA core (``OkRetransmitter``), not by the transaction
-(RFC 6026 "Accepted" state).
+(RFC 6026 "Accepted" state). Times are floats from one monotonic clock.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import OrderedDict
+from dataclasses import dataclass, field
 from enum import Enum
 
-from .message import SipRequest, SipResponse
+from .message import Headers, SipRequest, SipResponse
 
 MAGIC_COOKIE = "z9hG4bK"
 
@@ -27,8 +28,23 @@ class Timers:
         """Timer B/F/H/J/L: 64·T1, how long a transaction waits before giving up."""
         return 64 * self.t1
 
+    @property
+    def d(self) -> float:
+        """Timer D on unreliable transports: how long retransmitted non-2xx finals are re-ACKed.
+
+        RFC 3261 asks for "at least 32 seconds"; 64·T1 is exactly 32 s at the default T1, covers a peer's
+        whole Timer G/H span at the same T1, and lets tests shrink it with T1.
+        """
+        return 64 * self.t1
+
+    @property
+    def m(self) -> float:
+        """Timer M (RFC 6026): how long an INVITE client transaction absorbs 2xx retransmissions."""
+        return 64 * self.t1
+
 
 class State(Enum):
+    CALLING = "calling"
     TRYING = "trying"
     PROCEEDING = "proceeding"
     COMPLETED = "completed"
@@ -253,3 +269,173 @@ class OkRetransmitter:
             self._next_at = now + self._interval
             return True
         return False
+
+
+def build_ack_for_non2xx(invite: SipRequest, response: SipResponse) -> SipRequest:
+    """The ACK an INVITE client transaction sends for a 300-699 response (RFC 3261 §17.1.1.3).
+
+    Hop-by-hop, so it reuses the INVITE's top Via (same branch), Request-URI and Route set; the To
+    comes from the response to carry the tag of whoever rejected the call.
+    """
+    headers = Headers()
+    headers.add("Via", invite.headers.get_all("Via")[0])
+    headers.add("Max-Forwards", "70")
+    for name, value in invite.headers.items():
+        if name == "Route":
+            headers.add(name, value)
+    headers.add("From", invite._required("From"))
+    headers.add("To", response._required("To"))
+    headers.add("Call-ID", invite.call_id)
+    headers.add("CSeq", f"{invite.cseq[0]} ACK")
+    return SipRequest("ACK", invite.uri, headers)
+
+
+@dataclass(frozen=True)
+class ClientInviteOutcome:
+    """What a response to our INVITE asks of the caller.
+
+    ``to_tu``: the response to hand to the UA core (None: absorbed). ``to_send``: requests to
+    transmit now (the ACK of a non-2xx final response).
+    """
+
+    to_tu: SipResponse | None = None
+    to_send: list[SipRequest] = field(default_factory=list)
+
+
+class ClientInviteTransaction:
+    """INVITE client transaction, RFC 3261 §17.1.1 as amended by RFC 6026 (Accepted state).
+
+    The ACK for a 2xx is end-to-end and belongs to the UA core; every 2xx (retransmission or another
+    fork's) received in ACCEPTED is passed up so the core can (re-)ACK it. Timer B only guards
+    CALLING: once a provisional arrived the TU ends the wait itself (CANCEL, RFC 3261 §9.1).
+    """
+
+    def __init__(self, request: SipRequest, timers: Timers, now: float, reliable: bool = False) -> None:
+        self.request = request
+        self.timers = timers
+        self.reliable = reliable
+        self.state = State.CALLING
+        self.final_response: SipResponse | None = None
+        self.ack: SipRequest | None = None
+        self.timed_out = False
+        self._a_interval = timers.t1
+        self._a_at: float | None = None if reliable else now + timers.t1
+        self._b_at: float | None = now + timers.b
+        self._end_at: float | None = None  # Timer D (COMPLETED) or Timer M (ACCEPTED)
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.request.via[0].branch or "", self.request.method)
+
+    @property
+    def next_deadline(self) -> float | None:
+        if self.state is State.TERMINATED:
+            return None
+        return _earliest(self._a_at, self._b_at, self._end_at)
+
+    def receive_response(self, response: SipResponse, now: float) -> ClientInviteOutcome:
+        if self.state in (State.CALLING, State.PROCEEDING):
+            return self._first_response(response, now)
+        if self.state is State.ACCEPTED and 200 <= response.status < 300:
+            return ClientInviteOutcome(to_tu=response)
+        if self.state is State.COMPLETED and response.status >= 300 and self.ack is not None:
+            return ClientInviteOutcome(to_send=[self.ack])
+        return ClientInviteOutcome()
+
+    def _first_response(self, response: SipResponse, now: float) -> ClientInviteOutcome:
+        self._a_at = self._b_at = None
+        if response.status < 200:
+            self.state = State.PROCEEDING
+            return ClientInviteOutcome(to_tu=response)
+        self.final_response = response
+        if response.status < 300:
+            self.state = State.ACCEPTED
+            self._end_at = now + self.timers.m
+            return ClientInviteOutcome(to_tu=response)
+        self.state = State.COMPLETED
+        self.ack = build_ack_for_non2xx(self.request, response)
+        self._end_at = now + (0 if self.reliable else self.timers.d)
+        return ClientInviteOutcome(to_tu=response, to_send=[self.ack])
+
+    def on_timer(self, now: float) -> list[SipRequest]:
+        if self._end_at is not None and now >= self._end_at:
+            self.state = State.TERMINATED
+            self._end_at = None
+            return []
+        if self._b_at is not None and now >= self._b_at:
+            self.state = State.TERMINATED
+            self.timed_out = True
+            self._a_at = self._b_at = None
+            return []
+        if self._a_at is not None and now >= self._a_at:
+            self._a_interval *= 2  # no T2 cap for INVITE: Timer B ends it after six retransmissions
+            self._a_at = now + self._a_interval
+            return [self.request]
+        return []
+
+
+_MergeIdentity = tuple[str, str, int, str]
+
+
+def _merge_identity(request: SipRequest) -> _MergeIdentity | None:
+    """(From tag, Call-ID, CSeq number, CSeq method) of a request outside a dialog, else None.
+
+    ACK is left out: it gets no response, so there is no 482 to send.
+    """
+    if request.method == "ACK" or request.to.tag is not None:
+        return None
+    number, method = request.cseq
+    return (request.from_.tag or "", request.call_id, number, method)
+
+
+class MergedRequestDetector:
+    """Merged-request detection, RFC 3261 §8.2.2.2.
+
+    A request forked upstream can reach us along two paths: same From tag, Call-ID and CSeq but a
+    different transaction (branch or sent-by). The first copy is served; the later ones are merged
+    and get 482 (Loop Detected). Entries live ``ttl`` seconds (64·T1, the life of a server
+    transaction's retransmission window; 32 s at the default T1) and at most ``max_entries`` are
+    kept, oldest evicted first. ``now`` must not go backwards: entries are kept in expiry order.
+    """
+
+    def __init__(self, ttl: float = 32.0, max_entries: int = 10_000) -> None:
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self._seen: OrderedDict[_MergeIdentity, tuple[tuple[str, ...], float]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+    def is_merged(self, request: SipRequest, key: tuple[str, ...], now: float) -> bool:
+        """True when ``request`` is a merged copy (answer 482); otherwise ``key`` is remembered as
+        the transaction that took it. Call it once per new server transaction (not for ACK)."""
+        identity = _merge_identity(request)
+        entry = None if identity is None else self._seen.get(identity)
+        if entry is not None and entry[1] > now and entry[0] != key:
+            return True
+        self.remember(request, key, now)
+        return False
+
+    def remember(self, request: SipRequest, key: tuple[str, ...], now: float) -> None:
+        """Record ``key`` as the transaction that took ``request``; the first live taker is kept.
+
+        Seeing the same transaction again (a retransmission) extends its entry.
+        """
+        identity = _merge_identity(request)
+        if identity is None:
+            return
+        self.expire(now)
+        entry = self._seen.get(identity)
+        if entry is not None and entry[0] != key:
+            return
+        self._seen.pop(identity, None)  # re-inserted last: the order stays the expiry order
+        self._seen[identity] = (key, now + self.ttl)
+        while len(self._seen) > self.max_entries:
+            self._seen.popitem(last=False)
+
+    def expire(self, now: float) -> None:
+        while self._seen:
+            identity, (_, expires_at) = next(iter(self._seen.items()))
+            if expires_at > now:
+                return
+            del self._seen[identity]
