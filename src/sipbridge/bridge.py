@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import ssl
 
 import uvicorn
 
@@ -14,7 +15,7 @@ from .agent.whip import WhipClient
 from .api.app import create_app
 from .calls.call import CallSettings
 from .calls.manager import CallManager
-from .config import Config
+from .config import Config, ConfigError
 from .rtp.ports import PortAllocator
 from .sip.transaction import Timers
 from .sip.useragent import UserAgent
@@ -51,18 +52,31 @@ class Bridge:
         )
         ports = PortAllocator(config.rtp_ports.low, config.rtp_ports.high)
         self.manager = CallManager(settings, ports, self.whip, config.max_calls)
-        timers = Timers(t1=config.sip_t1_ms / 1000, t2=config.sip_t2_ms / 1000)
+        timers = Timers(t1=config.sip_t1_ms / 1000, t2=config.sip_t2_ms / 1000, t4=config.sip_t4_ms / 1000)
+        tls_server = server_tls_context(config)
         self.ua = UserAgent(
             timers=timers,
             public_ip=config.public_ip,
+            media_public_ip=config.media_public_ip,
             user_agent=config.user_agent,
             on_invite=self.manager.handle_invite,
+            session_min_se=config.session_min_se,
+            session_expires=config.session_expires,
+            tls_server=tls_server,
+            tls_client=client_tls_context(config),
         )
-        await self.ua.start(config.sip_listen.host, config.sip_listen.port)
+        await self.ua.start(
+            config.sip_listen.host,
+            config.sip_listen.port,
+            tcp=config.sip_tcp,
+            tls_port=config.sip_tls_port if tls_server is not None else None,
+        )
         await self._start_api()
         log.info(
-            "sipbridge ready: SIP udp %s, REST http://%s, RTP ports %s, agent %s",
+            "sipbridge ready: SIP %s on %s (TLS port %s), REST http://%s, RTP ports %s, agent %s",
+            "/".join(self.ua.transports),
             config.sip_listen,
+            self.ua.listen_port("TLS") if "TLS" in self.ua.transports else "off",
             config.api_listen,
             config.rtp_ports,
             endpoint if config.agent else f"{endpoint} (embedded echo agent)",
@@ -109,6 +123,29 @@ class Bridge:
             await self.whip.close()
         if self.agent_server is not None:
             await self.agent_server.stop()
+
+
+def server_tls_context(config: Config) -> ssl.SSLContext | None:
+    """The TLS listener's context, from the configured certificate chain and key."""
+    if config.tls_cert_file is None or config.tls_key_file is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(config.tls_cert_file, config.tls_key_file)
+    except (ssl.SSLError, OSError) as exc:
+        raise ConfigError(f"tls_cert_file/tls_key_file: cannot load: {exc}") from None
+    return context
+
+
+def client_tls_context(config: Config) -> ssl.SSLContext:
+    """For connections we open: the peer's certificate is verified unless tls_verify is off."""
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=config.tls_ca_file)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if not config.tls_verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
 
 
 async def serve(config: Config) -> None:

@@ -64,6 +64,9 @@ def _serve(args: argparse.Namespace) -> int:
     _setup_logging(config.log_level)
     try:
         asyncio.run(serve(config))
+    except ConfigError as exc:
+        print(f"sipbridge: configuration error: {exc}", file=sys.stderr)
+        return 2
     except OSError as exc:
         print(f"sipbridge: cannot start: {exc}", file=sys.stderr)
         return 1

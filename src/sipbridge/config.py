@@ -43,6 +43,16 @@ class Config:
     # Address written into Contact and SDP; None means the address the SIP socket is bound to
     # (or, when bound to a wildcard, the address the request arrived on).
     public_ip: str | None = None
+    # Address written into SDP (where the caller sends RTP); None means public_ip (or as above).
+    media_public_ip: str | None = None
+    # SIP over TCP on the same port as UDP; TLS on its own port when a certificate and key are set.
+    sip_tcp: bool = True
+    sip_tls_port: int = 5061
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = field(default=None, repr=False)
+    # CA bundle for verifying the servers we connect to over TLS; None: the system's store.
+    tls_ca_file: str | None = None
+    tls_verify: bool = True
     # WHIP endpoint of the voice agent; None starts the embedded echo agent in-process.
     agent: str | None = None
     agent_token: str | None = field(default=None, repr=False)
@@ -59,6 +69,10 @@ class Config:
     opus_fec: bool = False
     sip_t1_ms: int = 500
     sip_t2_ms: int = 4000
+    sip_t4_ms: int = 5000
+    # RFC 4028 session timers: the interval we ask for when the caller supports them, and our floor.
+    session_expires: int = 1800
+    session_min_se: int = 90
     max_calls: int = 500
     user_agent: str = "sipbridge"
     log_level: str = "info"
@@ -157,6 +171,13 @@ _CONVERTERS: dict[str, Any] = {
     "embedded_agent_listen": parse_host_port,
     "rtp_ports": parse_port_range,
     "public_ip": _parse_ip,
+    "media_public_ip": _parse_ip,
+    "sip_tcp": lambda v, n: _parse_bool(v, n),
+    "sip_tls_port": lambda v, n: _parse_port(str(v), n, allow_zero=True),
+    "tls_cert_file": lambda v, n: _parse_file(v, n),
+    "tls_key_file": lambda v, n: _parse_file(v, n),
+    "tls_ca_file": lambda v, n: _parse_file(v, n),
+    "tls_verify": lambda v, n: _parse_bool(v, n),
     "agent": _parse_url,
     "agent_token": lambda v, n: str(v),
     "agent_timeout": lambda v, n: _parse_positive(float, v, n),
@@ -169,10 +190,25 @@ _CONVERTERS: dict[str, Any] = {
     "opus_fec": lambda v, n: _parse_bool(v, n),
     "sip_t1_ms": lambda v, n: _parse_positive(int, v, n),
     "sip_t2_ms": lambda v, n: _parse_positive(int, v, n),
+    "sip_t4_ms": lambda v, n: _parse_positive(int, v, n),
+    "session_expires": lambda v, n: _parse_positive(int, v, n),
+    "session_min_se": lambda v, n: _parse_positive(int, v, n),
     "max_calls": lambda v, n: _parse_positive(int, v, n),
     "user_agent": lambda v, n: str(v),
     "log_level": lambda v, n: _choice(str(v).lower(), n, ("debug", "info", "warning", "error")),
 }
+
+
+_OPTIONAL = frozenset(
+    {"public_ip", "media_public_ip", "agent", "agent_token", "tls_cert_file", "tls_key_file", "tls_ca_file"}
+)
+
+
+def _parse_file(value: Any, name: str) -> str:
+    path = Path(str(value)).expanduser()
+    if not path.is_file():
+        raise ConfigError(f"{name}: no such file {str(path)!r}")
+    return str(path)
 
 
 def _choice(value: Any, name: str, choices: tuple[Any, ...]) -> Any:
@@ -188,7 +224,7 @@ def _convert(values: Mapping[str, Any], source: str) -> dict[str, Any]:
         if key not in known:
             raise ConfigError(f"{source}: unknown setting {key!r}")
         if raw is None or raw == "":
-            out[key] = None if key in ("public_ip", "agent", "agent_token") else raw
+            out[key] = None if key in _OPTIONAL else raw
             if out[key] is None:
                 continue
         out[key] = _CONVERTERS[key](raw, f"{source} {key}")
@@ -229,4 +265,8 @@ def load_config(
     config = replace(Config(), **merged)
     if config.sip_t2_ms < config.sip_t1_ms:
         raise ConfigError("sip_t2_ms must not be below sip_t1_ms")
+    if (config.tls_cert_file is None) != (config.tls_key_file is None):
+        raise ConfigError("tls_cert_file and tls_key_file must be set together")
+    if config.session_expires < config.session_min_se:
+        raise ConfigError("session_expires must not be below session_min_se")
     return config

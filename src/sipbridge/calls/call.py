@@ -26,6 +26,7 @@ from ..sip.sdp import (
     SdpError,
     SessionDescription,
     build_answer,
+    build_offer,
     negotiate_audio,
     parse_sdp,
 )
@@ -90,6 +91,10 @@ class Call:
         self._uplink: PhoneToAgent | None = None
         self._downlink: AgentToPhone | None = None
         self._silence = b""
+        self._media: AudioAnswer | None = None
+        self.on_hold = False
+        self._sdp_session_id = int(time.time() * 1000)
+        self._sdp_version = 0
         self._ended = asyncio.Event()
         # Wired before the first await: a CANCEL may answer our 100 Trying before run() starts.
         session.on_cancel = lambda: self._finish_soon("caller cancelled")
@@ -116,10 +121,12 @@ class Call:
         if self.session.cancelled:
             return
         offer, answer = self._negotiate()
-        if answer is None or offer is None:
+        if self.end_reason is not None or self.state is CallState.ENDED:
             return
-        if not await self._open_rtp(answer) or self.end_reason is not None:
+        if not await self._open_rtp() or self.end_reason is not None:
             return
+        if answer is not None:
+            self._apply_media(answer)
         self.session.provisional(180)
         self.state = CallState.CONNECTING
         if not await self._connect_agent():
@@ -130,10 +137,10 @@ class Call:
         await self._accept(offer, answer)
 
     def _negotiate(self) -> tuple[SessionDescription | None, AudioAnswer | None]:
+        """The caller's offer and our answer to it; (None, None) for an INVITE without SDP."""
         body = self.session.request.body
         if not body:
-            self._reject(488, "INVITE without an SDP offer is not supported yet", "no SDP offer")
-            return None, None
+            return None, None  # we offer in the 200 and take the answer from the ACK
         try:
             offer = parse_sdp(body)
             answer = negotiate_audio(offer)
@@ -143,21 +150,9 @@ class Call:
         except SdpError as exc:
             self._reject(400, f"bad SDP: {exc}", "bad SDP")
             return None, None
-        self.codec = answer.codec
         return offer, answer
 
-    async def _open_rtp(self, answer: AudioAnswer) -> bool:
-        settings = self.settings
-        self._uplink = PhoneToAgent(
-            answer.codec,
-            settings.opus_bitrate,
-            settings.opus_application,
-            opus_fec=settings.opus_fec,
-            opus_rate=settings.opus_pcm_rate,
-            opus_complexity=settings.opus_complexity,
-        )
-        self._downlink = AgentToPhone(answer.codec, pcm_rate=settings.opus_pcm_rate)
-        self._silence = bytes([SILENCE[answer.codec]]) * 160
+    async def _open_rtp(self) -> bool:
         try:
             rtp, port = await self._ports.open(
                 self.settings.rtp_host, lambda: RtpSession(on_payload=self._phone_audio)
@@ -166,8 +161,30 @@ class Call:
             self._reject(503, str(exc), "no free RTP port")
             return False
         self.rtp, self.rtp_port, self._local_port = rtp, port, port
-        rtp.configure(answer.payload_type, answer.dtmf_payload_type, answer.remote_addr)
         return True
+
+    def _apply_media(self, answer: AudioAnswer) -> None:
+        """Use what offer/answer settled: codec (new transcoders if it changed), address, direction."""
+        assert self.rtp is not None
+        settings = self.settings
+        if answer.codec != self.codec or self._uplink is None:
+            self._uplink = PhoneToAgent(
+                answer.codec,
+                settings.opus_bitrate,
+                settings.opus_application,
+                opus_fec=settings.opus_fec,
+                opus_rate=settings.opus_pcm_rate,
+                opus_complexity=settings.opus_complexity,
+            )
+            self._downlink = AgentToPhone(answer.codec, pcm_rate=settings.opus_pcm_rate)
+            self._silence = bytes([SILENCE[answer.codec]]) * 160
+            if self.codec is not None:
+                log.info("call %s: codec changed from %s to %s", self.id, self.codec, answer.codec)
+            self.codec = answer.codec
+        self.rtp.configure(answer.payload_type, answer.dtmf_payload_type, answer.remote_addr)
+        self.rtp.sending = answer.direction in ("sendrecv", "sendonly")
+        self.on_hold = answer.direction in ("recvonly", "inactive")
+        self._media = answer
 
     async def _connect_agent(self) -> bool:
         self.link = AgentLink(
@@ -193,15 +210,16 @@ class Call:
             return False
         return True
 
-    async def _accept(self, offer: SessionDescription, answer: AudioAnswer) -> None:
-        assert self.rtp is not None and self.rtp_port is not None
-        sdp = build_answer(
-            offer,
-            answer,
-            local_ip=self.session.local_ip,
-            local_port=self.rtp_port,
-            session_id=int(time.time() * 1000),
-        )
+    async def _accept(self, offer: SessionDescription | None, answer: AudioAnswer | None) -> None:
+        assert self.rtp is not None
+        self.session.on_offer = self._offer_in_dialog
+        self.session.on_answer = self._answer_in_dialog
+        self.session.on_failed = self._finish_soon
+        if offer is not None and answer is not None:
+            sdp = self._local_answer(offer, answer)
+        else:
+            sdp = self._local_offer()
+            self.rtp.sending = False  # until the ACK's answer says codec and address
         self.rtp.start_sending(self._clock, self._next_phone_frame)
         acked = await self.session.accept(sdp)
         if self._ended.is_set():
@@ -209,9 +227,73 @@ class Call:
         if not acked:
             await self.hangup("no ACK for 200 OK")
             return
+        if answer is None and not self._take_answer(self.session.ack_body):
+            await self.hangup("no usable SDP answer in the ACK")
+            return
         self.state = CallState.ANSWERED
         self.answered_at = time.time()
         log.info("call %s answered (%s from %s)", self.id, self.codec, self.from_user)
+
+    # -- offer/answer --------------------------------------------------------------------------
+
+    def _local_answer(self, offer: SessionDescription, answer: AudioAnswer) -> bytes:
+        assert self.rtp_port is not None
+        self._sdp_version += 1
+        return build_answer(
+            offer,
+            answer,
+            local_ip=self.session.media_ip,
+            local_port=self.rtp_port,
+            session_id=self._sdp_session_id,
+            session_version=self._sdp_version,
+        )
+
+    def _local_offer(self) -> bytes:
+        assert self.rtp_port is not None
+        self._sdp_version += 1
+        codecs = (
+            (self.codec, *(c for c in ("PCMU", "PCMA") if c != self.codec))
+            if self.codec
+            else ("PCMU", "PCMA")
+        )
+        return build_offer(
+            local_ip=self.session.media_ip,
+            local_port=self.rtp_port,
+            session_id=self._sdp_session_id,
+            session_version=self._sdp_version,
+            codecs=codecs,
+        )
+
+    def _take_answer(self, body: bytes | None) -> bool:
+        """The caller's answer to our offer (in an ACK or a 2xx); False if there is none we can use."""
+        if not body:
+            return False
+        try:
+            answer = negotiate_audio(parse_sdp(body))
+        except SdpError as exc:
+            log.info("call %s: unusable SDP answer: %s", self.id, exc)
+            return False
+        if self.rtp is None:
+            return False
+        self._apply_media(answer)
+        return True
+
+    def _offer_in_dialog(self, body: bytes | None) -> bytes:
+        """A re-INVITE or UPDATE: answer its offer (hold, resume, codec change), or make one.
+
+        Raises SdpError (the session answers 488 and the call goes on as it was).
+        """
+        if body is None:
+            return self._local_offer()
+        offer = parse_sdp(body)
+        answer = negotiate_audio(offer)
+        self._apply_media(answer)
+        log.info("call %s: media now %s %s", self.id, answer.codec, answer.direction)
+        return self._local_answer(offer, answer)
+
+    def _answer_in_dialog(self, body: bytes | None) -> None:
+        if not self._take_answer(body) and self.state is CallState.ANSWERED:
+            self._finish_soon("no usable SDP answer to our offer")
 
     # -- media ---------------------------------------------------------------------------------
 
@@ -249,7 +331,7 @@ class Call:
             return
         self.end_reason = reason
         log.info("call %s ending: %s", self.id, reason)
-        await asyncio.gather(self.session.hangup(), self._release_media(), return_exceptions=True)
+        await asyncio.gather(self.session.hangup(reason), self._release_media(), return_exceptions=True)
         self._mark_ended(reason)
 
     async def _release_media(self) -> None:
@@ -284,6 +366,7 @@ class Call:
             "ended_at": self.ended_at,
             "end_reason": self.end_reason,
             "codec": self.codec,
+            "on_hold": self.on_hold,
             "sip_call_id": self.sip_call_id,
             "rtp": self._rtp_view(),
             "agent": self._agent_view(),

@@ -44,6 +44,9 @@ class RtpSession(asyncio.DatagramProtocol):
         self.dtmf_payload_type: int | None = None
         self.remote: Address | None = None
         self.latched = False
+        # False while the caller holds the call (we answered recvonly/inactive): nothing is sent.
+        self.sending = True
+        self._signalled: Address | None = None
         self.ssrc = secrets.randbits(32)
         self.stats = RtpStats()
         self._sequence = secrets.randbits(16)
@@ -53,10 +56,13 @@ class RtpSession(asyncio.DatagramProtocol):
         self._clock_token: int | None = None
 
     def configure(self, payload_type: int, dtmf_payload_type: int | None, remote: Address | None) -> None:
+        """Payload types and the address the SDP names; a new address there ends the latch."""
         self.payload_type = payload_type
         self.dtmf_payload_type = dtmf_payload_type
-        if not self.latched:
-            self.remote = remote
+        if remote != self._signalled:
+            self._signalled = remote
+            self.latched = False
+            self.remote = None if remote is None or _unspecified(remote[0]) else remote
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.DatagramTransport, transport)
@@ -93,7 +99,7 @@ class RtpSession(asyncio.DatagramProtocol):
         header = build_rtp_header(self.payload_type, self._sequence, self._timestamp, self.ssrc, marker)
         self._sequence = (self._sequence + 1) & 0xFFFF
         self._timestamp = (self._timestamp + SAMPLES_PER_FRAME) & 0xFFFFFFFF
-        if self.remote is None or self._transport is None or self._transport.is_closing():
+        if not self.sending or self.remote is None or self._transport is None or self._transport.is_closing():
             return
         data = header + payload
         self._transport.sendto(data, self.remote)
@@ -120,3 +126,8 @@ class RtpSession(asyncio.DatagramProtocol):
             self._clock_token = None
         if self._transport is not None:
             self._transport.close()
+
+
+def _unspecified(host: str) -> bool:
+    """RFC 2543-style hold (c=0.0.0.0): no address to send to."""
+    return host in ("0.0.0.0", "::")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .headers import parse_name_addr
-from .message import Headers, SipRequest, generate_branch
+from .message import Headers, SipRequest
 from .uri import parse_uri
 
 DialogId = tuple[str, str, str]
@@ -46,23 +46,42 @@ class Dialog:
     def id(self) -> DialogId:
         return (self.call_id, self.local_tag, self.remote_tag)
 
-    def next_hop(self) -> tuple[str, int]:
-        """Where requests in this dialog go: the first loose route, else the remote target."""
+    def next_hop(self) -> tuple[str, int, str | None]:
+        """Where requests in this dialog go: the first loose route, else the remote target.
+
+        The third item is the transport the URI names (``transport`` parameter, or TLS for sips),
+        None when it leaves the choice to us.
+        """
         uri = parse_name_addr(self.route_set[0]).uri if self.route_set else parse_uri(self.remote_target)
         host, port = uri.host_port
         maddr = uri.params.get("maddr")
-        return (maddr or host).strip("[]"), port
+        transport = (uri.params.get("transport") or "").upper() or ("TLS" if uri.scheme == "sips" else None)
+        return (maddr or host).strip("[]"), port, transport
 
-    def create_request(self, method: str, via_sent_by: str, transport: str = "UDP") -> SipRequest:
-        self.local_cseq += 1
+    def accept_remote_cseq(self, cseq: int) -> bool:
+        """§12.2.2: a request with a lower CSeq than the last one is out of order (500)."""
+        if cseq < self.remote_cseq:
+            return False
+        self.remote_cseq = cseq
+        return True
+
+    def update_remote_target(self, request: SipRequest) -> None:
+        """A target refresh request (re-INVITE, UPDATE) may move the peer (§12.2.2)."""
+        contacts = request.headers.get_all("Contact")
+        if contacts:
+            self.remote_target = str(parse_name_addr(contacts[0]).uri)
+
+    def create_request(self, method: str, cseq: int | None = None) -> SipRequest:
+        """A request in this dialog; the transport layer adds the Via. ``cseq`` reuses a number (ACK)."""
+        if cseq is None:
+            self.local_cseq += 1
         headers = Headers()
-        headers.add("Via", f"SIP/2.0/{transport} {via_sent_by};branch={generate_branch()};rport")
         headers.add("Max-Forwards", "70")
         for route in self.route_set:
             headers.add("Route", route)
         headers.add("From", f"<{self.local_uri}>;tag={self.local_tag}")
         headers.add("To", f"<{self.remote_uri}>;tag={self.remote_tag}")
         headers.add("Call-ID", self.call_id)
-        headers.add("CSeq", f"{self.local_cseq} {method}")
+        headers.add("CSeq", f"{cseq if cseq is not None else self.local_cseq} {method}")
         headers.add("Contact", self.local_contact)
         return SipRequest(method=method, uri=self.remote_target, headers=headers)

@@ -142,6 +142,11 @@ class Headers:
         canonical = canonical_name(name)
         self._items.append((canonical.lower(), canonical, value))
 
+    def add_first(self, name: str, value: str) -> None:
+        """Put a field before all others (a Via a transport adds)."""
+        canonical = canonical_name(name)
+        self._items.insert(0, (canonical.lower(), canonical, value))
+
     def set(self, name: str, value: str) -> None:
         """Replace every occurrence of ``name`` by one value, at the place of the first."""
         canonical = canonical_name(name)

@@ -1,33 +1,39 @@
 """The SIP user agent core: the asyncio shell around the sans-IO parser, transactions and dialogs.
 
-It owns the UDP transport, the transaction table and the timers, answers what it can answer alone
-(OPTIONS, retransmissions, CANCEL, unknown methods, broken requests) and hands each new INVITE to the
-application as an ``InviteSession``.
+It owns the transports (UDP, TCP, TLS), the transaction tables and the timers, answers what it can
+answer alone (OPTIONS, retransmissions, CANCEL, unknown methods, broken requests) and hands each new
+INVITE to the application as an ``InviteSession``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import socket
-from collections.abc import Callable
-from typing import Protocol
+import ssl
+from collections.abc import Callable, Coroutine
+from typing import Any, Protocol
 
-from .dialog import Dialog, DialogId
+from .dialog import DialogId
 from .errors import SipParseError
+from .invite_session import InviteSession, ServerTx
 from .message import (
     REASON_PHRASES,
     SipRequest,
     SipResponse,
     extract_for_error_response,
+    generate_branch,
     generate_tag,
     make_response,
     parse_message,
 )
 from .routing import Address, response_destination, stamp_received
+from .session_timer import SessionTimerTerms, SessionTooSmall, negotiate
 from .transaction import (
+    ClientInviteTransaction,
     ClientNonInviteTransaction,
-    OkRetransmitter,
+    MergedRequestDetector,
     ServerInviteTransaction,
     ServerNonInviteTransaction,
     State,
@@ -35,13 +41,19 @@ from .transaction import (
     invite_key_for_cancel,
     transaction_key,
 )
+from .transport import DEFAULT_PORTS, UDP_SIZE_LIMIT, Flow, UdpFlow
+from .transport_stream import StreamConnection, StreamTransport
 from .transport_udp import UdpTransport
 
 log = logging.getLogger(__name__)
 
-ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS"
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE"
+SUPPORTED = "timer"
 # Methods we know but do not serve here: 405 with Allow. Anything else: 501 (RFC 3261 §8.2.1).
-KNOWN_METHODS = {"REGISTER", "SUBSCRIBE", "NOTIFY", "MESSAGE", "REFER", "PUBLISH", "INFO", "UPDATE", "PRACK"}
+KNOWN_METHODS = {"REGISTER", "SUBSCRIBE", "NOTIFY", "MESSAGE", "REFER", "PUBLISH", "INFO", "PRACK"}
+SUPPORTED_OPTIONS = frozenset({"timer"})
+
+ClientTx = ClientInviteTransaction | ClientNonInviteTransaction
 
 
 class _Timed(Protocol):
@@ -49,160 +61,84 @@ class _Timed(Protocol):
     def next_deadline(self) -> float | None: ...
 
 
-class InviteSession:
-    """Our server side of one incoming INVITE and, once answered, of its dialog."""
-
-    def __init__(self, ua: UserAgent, tx: ServerInviteTransaction, source: Address) -> None:
-        self._ua = ua
-        self._tx = tx
-        self.request = tx.request
-        self.source = source
-        self.local_tag = generate_tag()
-        self.dialog: Dialog | None = None
-        self.cancelled = False
-        self.ended = False
-        self.on_cancel: Callable[[], None] | None = None
-        self.on_bye: Callable[[], None] | None = None
-        self._ok: SipResponse | None = None
-        self._retransmitter: OkRetransmitter | None = None
-        self._ack_outcome: asyncio.Future[bool] | None = None
-
-    @property
-    def local_ip(self) -> str:
-        return self._ua.local_ip_for(self.source)
-
-    def provisional(self, status: int, reason: str | None = None) -> None:
-        response = make_response(
-            self.request, status, reason, to_tag=None if status == 100 else self.local_tag
-        )
-        self._ua.respond(self._tx, response)
-
-    def reject(
-        self,
-        status: int,
-        reason: str | None = None,
-        warning: str | None = None,
-        retry_after: int | None = None,
-    ) -> None:
-        """Final failure response; ``warning`` says why, for the operator reading a trace."""
-        extra = [("Warning", f'399 {self._ua.sent_by_host} "{warning}"')] if warning else []
-        if retry_after is not None:
-            extra.append(("Retry-After", str(retry_after)))
-        response = make_response(self.request, status, reason, to_tag=self.local_tag, extra=extra or None)
-        self._ua.respond(self._tx, response)
-        self.ended = True
-
-    async def accept(self, sdp: bytes) -> bool:
-        """Send 200 OK with ``sdp``, retransmit it until the ACK; False if cancelled or never ACKed."""
-        if self.cancelled or self._tx.state is not State.PROCEEDING:
-            return False
-        contact = self._ua.contact_for(self.source)
-        extra = [("Contact", contact), ("Allow", ALLOW)]
-        ok = make_response(
-            self.request, 200, to_tag=self.local_tag, body=sdp, content_type="application/sdp", extra=extra
-        )
-        self.dialog = Dialog.from_incoming_invite(self.request, self.local_tag, contact)
-        self._ok = ok
-        self._ack_outcome = asyncio.get_running_loop().create_future()
-        self._ua.register_dialog(self)
-        self._ua.respond(self._tx, ok)
-        self._retransmitter = OkRetransmitter(self._ua.timers, self._ua.now())
-        self._ua.arm(self._retransmitter, self._retransmit_ok)
-        return await self._ack_outcome
-
-    def _settle(self, acked: bool) -> None:
-        if self._retransmitter is not None:
-            self._retransmitter.ack_received()
-        if self._ack_outcome is not None and not self._ack_outcome.done():
-            self._ack_outcome.set_result(acked)
-
-    def _retransmit_ok(self, rt: OkRetransmitter) -> None:
-        if self._ok is None or self._ack_outcome is None or self._ack_outcome.done():
-            return
-        if rt.on_timer(self._ua.now()):
-            self._ua.respond(self._tx, self._ok)
-        if rt.gave_up:
-            log.warning("call %s: no ACK for 200 OK within %.0f s", self.request.call_id, self._ua.timers.b)
-            self._ua.unregister_dialog(self)
-            self._settle(False)
-        else:
-            self._ua.arm(rt, self._retransmit_ok)
-
-    def ack_received(self) -> None:
-        self._settle(True)
-
-    def bye_received(self) -> None:
-        self.ended = True
-        self._settle(False)
-        self._ua.unregister_dialog(self)
-        if self.on_bye is not None:
-            self.on_bye()
-
-    def cancel_received(self) -> None:
-        self.cancelled = True
-        self._ua.respond(self._tx, make_response(self.request, 487, to_tag=self.local_tag))
-        self.ended = True
-        if self.on_cancel is not None:
-            self.on_cancel()
-
-    async def hangup(self) -> None:
-        """End the call from our side: BYE once the dialog exists, otherwise a final error response."""
-        if self.ended:
-            return
-        self.ended = True
-        if self.dialog is None:
-            if self._tx.state is State.PROCEEDING:
-                self._ua.respond(self._tx, make_response(self.request, 480, to_tag=self.local_tag))
-            return
-        self._settle(False)
-        self._ua.unregister_dialog(self)
-        bye = self.dialog.create_request("BYE", self._ua.sent_by(self.source))
-        response = await self._ua.send_request(bye, self.dialog.next_hop())
-        if response is None:
-            log.info("call %s: BYE got no response", self.request.call_id)
-
-
 class UserAgent:
-    """One SIP endpoint on one UDP socket."""
+    """One SIP endpoint: a UDP socket and, when configured, TCP and TLS listeners on the same host."""
 
     def __init__(
         self,
         *,
         timers: Timers | None = None,
         public_ip: str | None = None,
+        media_public_ip: str | None = None,
         user_agent: str = "sipbridge",
         on_invite: Callable[[InviteSession], None] | None = None,
+        session_min_se: int = 90,
+        session_expires: int | None = 1800,
+        tls_server: ssl.SSLContext | None = None,
+        tls_client: ssl.SSLContext | None = None,
     ) -> None:
         self.timers = timers or Timers()
         self.public_ip = public_ip
+        self.media_public_ip = media_public_ip
         self.user_agent = user_agent
         self.on_invite = on_invite
-        self._transport: UdpTransport | None = None
-        self._server_txs: dict[tuple[str, ...], ServerInviteTransaction | ServerNonInviteTransaction] = {}
-        self._tx_sources: dict[int, Address] = {}
+        self.session_min_se = session_min_se
+        self.session_expires = session_expires
+        self._tls_server = tls_server
+        self._tls_client = tls_client
+        self._udp: UdpTransport | None = None
+        self._streams: dict[str, StreamTransport] = {}
+        self._server_txs: dict[tuple[str, ...], ServerTx] = {}
+        self._tx_flows: dict[int, Flow] = {}
         self._sessions: dict[tuple[str, ...], InviteSession] = {}
         self._dialogs: dict[DialogId, InviteSession] = {}
-        self._client_txs: dict[tuple[str, str], tuple[ClientNonInviteTransaction, asyncio.Future]] = {}
+        self._client_txs: dict[tuple[str, str], tuple[ClientTx, asyncio.Future]] = {}
+        self._merged = MergedRequestDetector(ttl=self.timers.b)
         self._timers: dict[int, asyncio.TimerHandle] = {}
         self._local_ips: dict[str, str] = {}
+        self._tasks: set[asyncio.Task] = set()
         self.stats: dict[str, int] = {"requests": 0, "responses": 0, "parse_errors": 0}
 
     # -- lifecycle -----------------------------------------------------------------------------
 
-    async def start(self, host: str, port: int) -> None:
-        self._transport = await UdpTransport.open(host, port, self.datagram_received)
+    async def start(self, host: str, port: int, tcp: bool = True, tls_port: int | None = None) -> None:
+        """Listen on UDP ``port`` (and TCP on the same port); TLS on ``tls_port`` if given."""
+        self._udp = await UdpTransport.open(host, port, self.datagram_received)
+        if tcp:
+            await self._listen("TCP", host, self._udp.local_address[1])
+        if tls_port is not None:
+            if self._tls_server is None:
+                raise ValueError("TLS listener needs a certificate and key")
+            await self._listen("TLS", host, tls_port)
+
+    async def _listen(self, protocol: str, host: str, port: int) -> None:
+        stream = StreamTransport(protocol, self._stream_message, self._tls_server, self._tls_client)
+        await stream.listen(host, port)
+        self._streams[protocol] = stream
 
     def close(self) -> None:
         for handle in self._timers.values():
             handle.cancel()
         self._timers.clear()
-        if self._transport is not None:
-            self._transport.close()
+        for task in self._tasks:
+            task.cancel()
+        if self._udp is not None:
+            self._udp.close()
+        for stream in self._streams.values():
+            stream.close()
 
     @property
     def local_address(self) -> Address:
-        assert self._transport is not None
-        return self._transport.local_address
+        assert self._udp is not None
+        return self._udp.local_address
+
+    def listen_port(self, transport: str) -> int:
+        stream = self._streams.get(transport)
+        return stream.local_address[1] if stream is not None else self.local_address[1]
+
+    @property
+    def transports(self) -> list[str]:
+        return ["UDP", *self._streams]
 
     def now(self) -> float:
         return asyncio.get_running_loop().time()
@@ -210,97 +146,254 @@ class UserAgent:
     # -- addresses -----------------------------------------------------------------------------
 
     def local_ip_for(self, peer: Address) -> str:
-        """The address we advertise to ``peer`` in Contact, Via and SDP."""
+        """The address we advertise to ``peer`` in Contact and Via: never a wildcard."""
         if self.public_ip:
             return self.public_ip
         bound = self.local_address[0]
         if bound not in ("0.0.0.0", "::"):
             return bound
         if peer[0] not in self._local_ips:
-            self._local_ips[peer[0]] = _route_source_ip(peer)
+            self._local_ips[peer[0]] = local = _route_source_ip(peer)
+            if _is_private(local) and not _is_private(peer[0]):
+                log.warning(
+                    "advertising private address %s to public peer %s: set public_ip if behind NAT",
+                    local,
+                    peer[0],
+                )
         return self._local_ips[peer[0]]
+
+    def media_ip_for(self, peer: Address) -> str:
+        """The address for our SDP: ``media_public_ip``, else the signalling one."""
+        return self.media_public_ip or self.local_ip_for(peer)
 
     @property
     def sent_by_host(self) -> str:
         return self.public_ip or self.local_address[0]
 
-    def sent_by(self, peer: Address) -> str:
-        return _host_port(self.local_ip_for(peer), self.local_address[1])
+    def sent_by(self, peer: Address, transport: str = "UDP") -> str:
+        return _host_port(self.local_ip_for(peer), self.listen_port(transport))
 
-    def contact_for(self, peer: Address) -> str:
-        return f"<sip:{self.user_agent}@{self.sent_by(peer)}>"
+    def contact_for(self, flow: Flow) -> str:
+        param = "" if flow.transport == "UDP" else f";transport={flow.transport.lower()}"
+        return f"<sip:{self.user_agent}@{self.sent_by(flow.remote, flow.transport)}{param}>"
 
-    # -- sending -------------------------------------------------------------------------------
+    def capabilities(self) -> list[tuple[str, str]]:
+        return [("Allow", ALLOW), ("Supported", SUPPORTED)]
 
-    def respond(
-        self, tx: ServerInviteTransaction | ServerNonInviteTransaction, response: SipResponse
-    ) -> None:
+    # -- responses -----------------------------------------------------------------------------
+
+    def refusal(
+        self,
+        request: SipRequest,
+        status: int,
+        reason: str | None = None,
+        warning: str | None = None,
+        retry_after: int | None = None,
+        extra: list[tuple[str, str]] | None = None,
+        tag: str | None = None,
+    ) -> SipResponse:
+        """A failure response whose Warning says why, for the operator reading a trace."""
+        headers = list(extra or [])
+        if warning:
+            text = " ".join(warning.split()).replace('"', "'")[:200]
+            headers.append(("Warning", f'399 {self.sent_by_host} "{text}"'))
+        if retry_after is not None:
+            headers.append(("Retry-After", str(retry_after)))
+        to_tag = None if request.to.tag else (tag or generate_tag())
+        return make_response(request, status, reason, to_tag=to_tag, extra=headers)
+
+    def unserved(self, request: SipRequest) -> SipResponse:
+        """405 for methods we know but do not serve, 501 for the rest (§8.2.1), both with Allow."""
+        status = 405 if request.method in KNOWN_METHODS else 501
+        return self.refusal(request, status, extra=[("Allow", ALLOW)])
+
+    def respond(self, tx: ServerTx, response: SipResponse) -> None:
         response.headers.set("Server", self.user_agent)
+        flow = self._tx_flows.get(id(tx))
         for message in tx.send_response(response, self.now()):
-            self._send_response(message)
+            self._send_response(message, flow)
         self.arm(tx, self._on_server_tx_timer)
 
-    def _send_response(self, response: SipResponse) -> None:
+    def _send_response(self, response: SipResponse, flow: Flow | None) -> None:
+        """§18.2.2: over the connection the request came on; UDP to received/rport."""
         self.stats["responses"] += 1
-        if self._transport is not None:
-            self._transport.send(response.to_bytes(), response_destination(response.via[0]))
+        data = response.to_bytes()
+        via = response.via[0]
+        if flow is None or flow.transport == "UDP":
+            if self._udp is not None:
+                self._udp.send(data, response_destination(via))
+        elif not flow.closed:
+            flow.send(data)
+        else:
+            host, _ = response_destination(via)
+            port = via.port or DEFAULT_PORTS.get(flow.transport, 5060)
+            self._spawn(self._send_over_new_connection(flow.transport, (host, port), data))
 
-    async def send_request(self, request: SipRequest, destination: Address) -> SipResponse | None:
-        """Send a non-INVITE request through a client transaction; None on timeout (Timer F)."""
+    async def _send_over_new_connection(self, transport: str, remote: Address, data: bytes) -> None:
+        try:
+            connection = await self._streams[transport].connect(remote)
+        except (TimeoutError, OSError, ssl.SSLError) as exc:
+            log.info("could not open %s connection to %s:%s for a response: %s", transport, *remote, exc)
+            return
+        connection.send(data)
+
+    # -- requests we send ----------------------------------------------------------------------
+
+    async def send_in_dialog(self, session: InviteSession, request: SipRequest) -> SipResponse | None:
+        """Send a request inside ``session``'s dialog, to its route set or remote target."""
+        assert session.dialog is not None
+        host, port, transport = session.dialog.next_hop()
+        return await self.send_request(request, (host, port), transport, prefer=session.flow)
+
+    async def send_request(
+        self,
+        request: SipRequest,
+        destination: Address,
+        transport: str | None = None,
+        prefer: Flow | None = None,
+    ) -> SipResponse | None:
+        """Send a request through a client transaction; its final response, None on timeout/failure.
+
+        ``prefer`` is a connection to reuse when it leads to the same host (the one a dialog was
+        set up on). A request too large for UDP goes over TCP (§18.1.1).
+        """
+        flow = await self._flow_for(request, destination, transport, prefer)
+        if flow is None:
+            return None
+        self._stamp_via(request, flow)
         request.headers.set("User-Agent", self.user_agent)
-        tx = ClientNonInviteTransaction(request, self.timers, self.now())
+        if request.method == "INVITE":
+            tx: ClientTx = ClientInviteTransaction(request, self.timers, self.now(), flow.reliable)
+        else:
+            tx = ClientNonInviteTransaction(request, self.timers, self.now(), flow.reliable)
         future: asyncio.Future[SipResponse | None] = asyncio.get_running_loop().create_future()
         self._client_txs[tx.key] = (tx, future)
-        self._tx_sources[id(tx)] = destination
-        self._send_raw(request.to_bytes(), destination)
+        self._tx_flows[id(tx)] = flow
+        flow.send(request.to_bytes())
         self.arm(tx, self._on_client_tx_timer)
-        return await future
+        if request.method != "INVITE":
+            return await future
+        try:  # after a 1xx nothing in the INVITE transaction ends the wait: a refresh must not hang
+            return await asyncio.wait_for(future, self.timers.b)
+        except TimeoutError:
+            self._forget_client_tx(tx)
+            return None
 
-    def _send_raw(self, data: bytes, destination: Address) -> None:
-        if self._transport is not None:
-            self._transport.send(data, destination)
+    async def _flow_for(
+        self, request: SipRequest, destination: Address, transport: str | None, prefer: Flow | None
+    ) -> Flow | None:
+        wanted = transport or (prefer.transport if prefer is not None else "UDP")
+        if wanted == "UDP" and len(request.to_bytes()) + 120 > UDP_SIZE_LIMIT and "TCP" in self._streams:
+            wanted = "TCP"
+        if prefer is not None and not prefer.closed and prefer.transport == wanted:
+            if prefer.remote[0] == destination[0] and (wanted != "UDP" or prefer.remote == destination):
+                return prefer
+        if wanted == "UDP":
+            assert self._udp is not None
+            return UdpFlow(self._udp, destination)
+        stream = self._streams.get(wanted)
+        if stream is None:
+            log.info("no %s transport for a request to %s:%s", wanted, *destination)
+            return None
+        try:
+            return await stream.connect(destination)
+        except (TimeoutError, OSError, ssl.SSLError) as exc:
+            log.info("could not open %s connection to %s:%s: %s", wanted, *destination, exc)
+            return None
+
+    def _stamp_via(self, request: SipRequest, flow: Flow) -> None:
+        branch = generate_branch()
+        via = f"SIP/2.0/{flow.transport} {self.sent_by(flow.remote, flow.transport)};branch={branch}"
+        request.headers.remove("Via")
+        request.headers.add_first("Via", via + (";rport" if flow.transport == "UDP" else ""))
+
+    async def refresh_session(self, session: InviteSession, terms: SessionTimerTerms) -> SipResponse | None:
+        """A session-timer refresh (RFC 4028 §7.4): UPDATE when the peer allows it, else re-INVITE."""
+        assert session.dialog is not None
+        allows_update = "UPDATE" in _allowed(session.request)
+        request = session.dialog.create_request("UPDATE" if allows_update else "INVITE")
+        request.headers.add("Session-Expires", f"{terms.interval};refresher=uas")
+        request.headers.add("Min-SE", str(self.session_min_se))
+        request.headers.add("Supported", SUPPORTED)
+        if not allows_update and session.on_offer is not None:
+            request.body = session.on_offer(None)
+            request.headers.set("Content-Type", "application/sdp")
+        response = await self.send_in_dialog(session, request)
+        if request.method == "INVITE" and response is not None and 200 <= response.status < 300:
+            self._ack_2xx(session, request, response)
+        return response
+
+    def _ack_2xx(self, session: InviteSession, invite: SipRequest, response: SipResponse) -> None:
+        """The UA core's ACK for a 2xx to our re-INVITE (§13.2.2.4): a request of its own."""
+        assert session.dialog is not None
+        ack = session.dialog.create_request("ACK", cseq=invite.cseq[0])
+        if session.on_answer is not None and response.body:
+            session.on_answer(response.body)
+        self._spawn(self._send_ack(session, ack))
+
+    async def _send_ack(self, session: InviteSession, ack: SipRequest) -> None:
+        assert session.dialog is not None
+        host, port, transport = session.dialog.next_hop()
+        flow = await self._flow_for(ack, (host, port), transport, session.flow)
+        if flow is not None:
+            self._stamp_via(ack, flow)
+            flow.send(ack.to_bytes())
 
     # -- timers --------------------------------------------------------------------------------
 
     def arm(self, obj: _Timed, callback: Callable) -> None:
-        handle = self._timers.pop(id(obj), None)
-        if handle is not None:
-            handle.cancel()
+        self.disarm(obj)
         deadline = obj.next_deadline
         if deadline is not None:
             loop = asyncio.get_running_loop()
             self._timers[id(obj)] = loop.call_at(deadline, self._fire, obj, callback)
 
+    def disarm(self, obj: object | None) -> None:
+        handle = self._timers.pop(id(obj), None) if obj is not None else None
+        if handle is not None:
+            handle.cancel()
+
     def _fire(self, obj: _Timed, callback: Callable) -> None:
         self._timers.pop(id(obj), None)
         callback(obj)
 
-    def _on_server_tx_timer(self, tx: ServerInviteTransaction | ServerNonInviteTransaction) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _on_server_tx_timer(self, tx: ServerTx) -> None:
+        flow = self._tx_flows.get(id(tx))
         for message in tx.on_timer(self.now()):
-            self._send_response(message)
+            self._send_response(message, flow)
         if tx.state is State.TERMINATED:
             self._forget_server_tx(tx)
         else:
             self.arm(tx, self._on_server_tx_timer)
 
-    def _forget_server_tx(self, tx: ServerInviteTransaction | ServerNonInviteTransaction) -> None:
+    def _forget_server_tx(self, tx: ServerTx) -> None:
         key = transaction_key(tx.request)
         if self._server_txs.get(key) is tx:
             del self._server_txs[key]
+        self._tx_flows.pop(id(tx), None)
         self._sessions.pop(key, None)
 
-    def _on_client_tx_timer(self, tx: ClientNonInviteTransaction) -> None:
-        destination = self._tx_sources.get(id(tx))
+    def _on_client_tx_timer(self, tx: ClientTx) -> None:
+        flow = self._tx_flows.get(id(tx))
         for request in tx.on_timer(self.now()):
-            if destination is not None:
-                self._send_raw(request.to_bytes(), destination)
+            if flow is not None:
+                flow.send(request.to_bytes())
         if tx.state is State.TERMINATED:
-            self._tx_sources.pop(id(tx), None)
-            entry = self._client_txs.pop(tx.key, None)
-            if entry is not None and not entry[1].done():
-                entry[1].set_result(None)
+            self._forget_client_tx(tx)
         else:
             self.arm(tx, self._on_client_tx_timer)
+
+    def _forget_client_tx(self, tx: ClientTx) -> None:
+        self.disarm(tx)
+        self._tx_flows.pop(id(tx), None)
+        entry = self._client_txs.pop(tx.key, None)
+        if entry is not None and not entry[1].done():
+            entry[1].set_result(None)
 
     # -- dialogs -------------------------------------------------------------------------------
 
@@ -309,8 +402,8 @@ class UserAgent:
         self._dialogs[session.dialog.id] = session
 
     def unregister_dialog(self, session: InviteSession) -> None:
-        if session.dialog is not None:
-            self._dialogs.pop(session.dialog.id, None)
+        if session.dialog is not None and self._dialogs.get(session.dialog.id) is session:
+            del self._dialogs[session.dialog.id]
 
     def _find_dialog(self, request: SipRequest) -> InviteSession | None:
         return self._dialogs.get((request.call_id, request.to.tag or "", request.from_.tag or ""))
@@ -320,30 +413,37 @@ class UserAgent:
     def datagram_received(self, data: bytes, source: Address) -> None:
         if not data.strip(b"\r\n"):
             return  # keep-alive (RFC 5626 CRLF ping)
+        assert self._udp is not None
+        self.message_received(data, UdpFlow(self._udp, source))
+
+    def _stream_message(self, data: bytes, connection: StreamConnection) -> None:
+        self.message_received(data, connection)
+
+    def message_received(self, data: bytes, flow: Flow) -> None:
         try:
             message = parse_message(data)
         except SipParseError as exc:
             self.stats["parse_errors"] += 1
-            self._answer_unparseable(data, exc, source)
+            self._answer_unparseable(data, exc, flow)
             return
         if isinstance(message, SipResponse):
             self._response_received(message)
         else:
             self.stats["requests"] += 1
-            self._request_received(message, source)
+            self._request_received(message, flow)
 
-    def _answer_unparseable(self, data: bytes, exc: SipParseError, source: Address) -> None:
+    def _answer_unparseable(self, data: bytes, exc: SipParseError, flow: Flow) -> None:
         request = extract_for_error_response(data)
-        log.info("unparseable SIP message from %s:%s: %s", source[0], source[1], exc.reason)
+        log.info("unparseable SIP message from %s:%s: %s", flow.remote[0], flow.remote[1], exc.reason)
         if request is None or request.method == "ACK":
             return
         try:
-            stamp_received(request, source)
+            stamp_received(request, flow.remote)
             response = make_response(request, exc.status, _reason_phrase(exc))
             response.headers.set("Server", self.user_agent)
-            self._send_response(response)
+            self._send_response(response, flow)
         except (SipParseError, ValueError, IndexError):
-            log.debug("no response possible to broken message from %s", source)
+            log.debug("no response possible to broken message from %s", flow.remote)
 
     def _response_received(self, response: SipResponse) -> None:
         self.stats["responses"] += 1
@@ -355,123 +455,147 @@ class UserAgent:
         if entry is None:
             return
         tx, future = entry
-        if tx.receive_response(response, self.now()) and not future.done():
+        if isinstance(tx, ClientInviteTransaction):
+            self._invite_response(tx, future, response)
+        elif tx.receive_response(response, self.now()) and not future.done():
             future.set_result(response)
         self.arm(tx, self._on_client_tx_timer)
 
-    def _request_received(self, request: SipRequest, source: Address) -> None:
-        stamp_received(request, source)
+    def _invite_response(
+        self, tx: ClientInviteTransaction, future: asyncio.Future, response: SipResponse
+    ) -> None:
+        outcome = tx.receive_response(response, self.now())
+        flow = self._tx_flows.get(id(tx))
+        for request in outcome.to_send:
+            if flow is not None:
+                flow.send(request.to_bytes())
+        final = outcome.to_tu
+        if final is not None and final.status >= 200 and not future.done():
+            future.set_result(final)
+
+    def _request_received(self, request: SipRequest, flow: Flow) -> None:
+        stamp_received(request, flow.remote)
         key = transaction_key(request)
         tx = self._server_txs.get(key)
         if tx is not None:
-            self._retransmission_or_ack(tx, request, key)
+            self._retransmission_or_ack(tx, request)
             return
         if request.method == "ACK":
             session = self._find_dialog(request)
             if session is not None:
-                session.ack_received()
+                session.ack_received(request)
             return
         if request.method == "CANCEL":
-            self._cancel_received(request, key)
+            self._cancel_received(request, key, flow)
+            return
+        if not request.to.tag and self._merged.is_merged(request, key, self.now()):
+            self._reply(
+                request, key, flow, self.refusal(request, 482, warning="merged request: already handled")
+            )
             return
         unsupported = self._unsupported_extensions(request)
         if unsupported:
-            self._reply_stateless(request, key, 420, extra=[("Unsupported", ", ".join(unsupported))])
+            self._reply(
+                request,
+                key,
+                flow,
+                self.refusal(request, 420, extra=[("Unsupported", ", ".join(unsupported))]),
+            )
         elif request.to.tag:
-            self._in_dialog_request(request, key)
+            self._in_dialog_request(request, key, flow)
         elif request.method == "INVITE":
-            self._new_invite(request, key, source)
+            self._new_invite(request, key, flow)
         elif request.method == "OPTIONS":
-            self._reply_stateless(request, key, 200, extra=_capabilities())
-        elif request.method == "BYE":
-            self._reply_stateless(request, key, 481)
-        elif request.method in KNOWN_METHODS:
-            self._reply_stateless(request, key, 405, extra=[("Allow", ALLOW)])
+            response = make_response(request, 200, to_tag=generate_tag(), extra=_option_headers())
+            self._reply(request, key, flow, response)
+        elif request.method in ("BYE", "UPDATE"):
+            self._reply(request, key, flow, self.refusal(request, 481, warning="no such call"))
         else:
-            self._reply_stateless(request, key, 501, extra=[("Allow", ALLOW)])
+            self._reply(request, key, flow, self.unserved(request))
 
-    def _retransmission_or_ack(
-        self, tx: ServerInviteTransaction | ServerNonInviteTransaction, request: SipRequest, key: tuple
-    ) -> None:
+    def _retransmission_or_ack(self, tx: ServerTx, request: SipRequest) -> None:
+        flow = self._tx_flows.get(id(tx))
         for message in tx.receive_request(request, self.now()):
-            self._send_response(message)
+            self._send_response(message, flow)
         self.arm(tx, self._on_server_tx_timer)
         if request.method == "ACK" and isinstance(tx, ServerInviteTransaction) and tx.state is State.ACCEPTED:
-            session = self._sessions.get(key)
+            # An RFC 2543 peer's ACK for our 2xx matches the INVITE transaction's key.
+            session = self._find_dialog(request) or self._sessions.get(transaction_key(tx.request))
             if session is not None:
-                session.ack_received()
+                session.ack_received(request)
 
     def _unsupported_extensions(self, request: SipRequest) -> list[str]:
         if request.method in ("ACK", "CANCEL"):
             return []
-        return [opt for opt in request.headers.get_all("Require") if opt.strip()]
+        required = [opt.strip() for opt in request.headers.get_all("Require") if opt.strip()]
+        return [opt for opt in required if opt.lower() not in SUPPORTED_OPTIONS]
 
-    def _reply_stateless(
-        self, request: SipRequest, key: tuple, status: int, extra: list[tuple[str, str]] | None = None
-    ) -> None:
-        """Answer through a fresh non-INVITE server transaction (absorbs retransmissions)."""
-        if request.method == "INVITE":
-            tx: ServerInviteTransaction | ServerNonInviteTransaction = ServerInviteTransaction(
-                request, self.timers
-            )
-        else:
-            tx = ServerNonInviteTransaction(request, self.timers)
+    def _new_server_tx(self, request: SipRequest, key: tuple, flow: Flow) -> ServerTx:
+        cls = ServerInviteTransaction if request.method == "INVITE" else ServerNonInviteTransaction
+        tx = cls(request, self.timers, flow.reliable)
         self._server_txs[key] = tx
-        to_tag = None if request.to.tag else generate_tag()
-        self.respond(tx, make_response(request, status, to_tag=to_tag, extra=extra))
+        self._tx_flows[id(tx)] = flow
+        return tx
 
-    def _cancel_received(self, cancel: SipRequest, key: tuple) -> None:
+    def _reply(self, request: SipRequest, key: tuple, flow: Flow, response: SipResponse) -> None:
+        """Answer through a fresh server transaction (which absorbs retransmissions)."""
+        self.respond(self._new_server_tx(request, key, flow), response)
+
+    def _cancel_received(self, cancel: SipRequest, key: tuple, flow: Flow) -> None:
         invite_key = invite_key_for_cancel(cancel)
         invite_tx = self._server_txs.get(invite_key)
         if not isinstance(invite_tx, ServerInviteTransaction):
-            self._reply_stateless(cancel, key, 481)
+            self._reply(cancel, key, flow, self.refusal(cancel, 481, warning="no such transaction"))
             return
         session = self._sessions.get(invite_key)
         to_tag = session.local_tag if session else generate_tag()
-        tx = ServerNonInviteTransaction(cancel, self.timers)
-        self._server_txs[key] = tx
-        self.respond(tx, make_response(cancel, 200, to_tag=to_tag))
+        self._reply(cancel, key, flow, make_response(cancel, 200, to_tag=to_tag))
         if invite_tx.state is State.PROCEEDING and session is not None:
             session.cancel_received()
 
-    def _in_dialog_request(self, request: SipRequest, key: tuple) -> None:
+    def _in_dialog_request(self, request: SipRequest, key: tuple, flow: Flow) -> None:
         session = self._find_dialog(request)
         if session is None:
-            self._reply_stateless(request, key, 481)
+            self._reply(request, key, flow, self.refusal(request, 481, warning="no such dialog"))
             return
-        if request.method == "BYE":
-            self._reply_stateless(request, key, 200)
-            session.bye_received()
-        elif request.method == "OPTIONS":
-            self._reply_stateless(request, key, 200, extra=_capabilities())
-        elif request.method == "INVITE":
-            warning = [("Warning", f'399 {self.sent_by_host} "session modification is not supported yet"')]
-            self._reply_stateless(request, key, 488, extra=warning)
-        elif request.method in KNOWN_METHODS:
-            self._reply_stateless(request, key, 405, extra=[("Allow", ALLOW)])
-        else:
-            self._reply_stateless(request, key, 501, extra=[("Allow", ALLOW)])
+        session.request_received(request, self._new_server_tx(request, key, flow))
 
-    def _new_invite(self, request: SipRequest, key: tuple, source: Address) -> None:
-        tx = ServerInviteTransaction(request, self.timers)
-        self._server_txs[key] = tx
-        session = InviteSession(self, tx, source)
+    def _new_invite(self, request: SipRequest, key: tuple, flow: Flow) -> None:
+        tx = self._new_server_tx(request, key, flow)
+        assert isinstance(tx, ServerInviteTransaction)
+        session = InviteSession(self, tx, flow)
         self._sessions[key] = session
         session.provisional(100)
+        refusal = self._invite_refusal(request, session)
+        if refusal is not None:
+            self.respond(tx, refusal)
+            session.ended = True
+        elif self.on_invite is None:
+            session.reject(503, warning="no call handler")
+        else:
+            self.on_invite(session)
+
+    def _invite_refusal(self, request: SipRequest, session: InviteSession) -> SipResponse | None:
+        """What the core itself refuses in a new INVITE: body type, Accept, session timer terms."""
+        tag = session.local_tag
         content_type = (request.headers.get("Content-Type") or "").split(";")[0].strip().lower()
         if request.body and content_type != "application/sdp":
-            self.respond(
-                tx,
-                make_response(request, 415, to_tag=session.local_tag, extra=[("Accept", "application/sdp")]),
-            )
-            return
+            return self.refusal(request, 415, extra=[("Accept", "application/sdp")], tag=tag)
         if not _accepts_sdp(request):
-            session.reject(406, warning="our answer is SDP, which the Accept header excludes")
-            return
-        if self.on_invite is None:
-            session.reject(503, warning="no call handler")
-            return
-        self.on_invite(session)
+            return self.refusal(
+                request, 406, warning="our answer is SDP, which the Accept header excludes", tag=tag
+            )
+        try:
+            session.timer_terms = negotiate(request, self.session_min_se, self.session_expires)
+        except SessionTooSmall as exc:
+            return self.refusal(request, 422, extra=[("Min-SE", str(exc.min_se))], tag=tag)
+        except SipParseError as exc:
+            return self.refusal(request, 400, warning=exc.reason, tag=tag)
+        return None
+
+
+def _allowed(request: SipRequest) -> set[str]:
+    return {method.strip().upper() for method in request.headers.get_all("Allow")}
 
 
 def _accepts_sdp(request: SipRequest) -> bool:
@@ -482,8 +606,8 @@ def _accepts_sdp(request: SipRequest) -> bool:
     return bool(accepted & {"application/sdp", "application/*", "*/*"}) or accepted == {""}
 
 
-def _capabilities() -> list[tuple[str, str]]:
-    return [("Allow", ALLOW), ("Accept", "application/sdp"), ("Supported", "")]
+def _option_headers() -> list[tuple[str, str]]:
+    return [("Allow", ALLOW), ("Accept", "application/sdp"), ("Supported", SUPPORTED)]
 
 
 def _reason_phrase(exc: SipParseError) -> str:
@@ -494,6 +618,14 @@ def _reason_phrase(exc: SipParseError) -> str:
 
 def _host_port(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _is_private(ip: str) -> bool:
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return False
+    return address.is_private or address.is_loopback or address.is_link_local
 
 
 def _route_source_ip(peer: Address) -> str:

@@ -36,7 +36,13 @@ class RecordingTransport:
 
 
 def request(
-    method: str, *, branch: str = "z9hG4bKb1", to_tag: str = "", extra: str = "", body: str = ""
+    method: str,
+    *,
+    branch: str = "z9hG4bKb1",
+    to_tag: str = "",
+    extra: str = "",
+    body: str = "",
+    cseq: int = 1,
 ) -> bytes:
     to = "<sip:bridge@127.0.0.1>" + (f";tag={to_tag}" if to_tag else "")
     return (
@@ -46,7 +52,7 @@ def request(
         f"To: {to}\r\n"
         "From: <sip:+15550001@127.0.0.1>;tag=caller1\r\n"
         "Call-ID: call-1@127.0.0.1\r\n"
-        f"CSeq: 1 {method}\r\n"
+        f"CSeq: {cseq} {method}\r\n"
         "Contact: <sip:caller@127.0.0.1:5062>\r\n"
         f"{extra}"
         + (f"Content-Type: application/sdp\r\nContent-Length: {len(body)}\r\n\r\n{body}" if body else "\r\n")
@@ -58,7 +64,7 @@ def ua() -> tuple[UserAgent, RecordingTransport, list[InviteSession]]:
     sessions: list[InviteSession] = []
     agent = UserAgent(timers=Timers(t1=0.01, t2=0.04, t4=0.05), on_invite=sessions.append)
     transport = RecordingTransport()
-    agent._transport = transport  # type: ignore[assignment]
+    agent._udp = transport  # type: ignore[assignment]
     return agent, transport, sessions
 
 

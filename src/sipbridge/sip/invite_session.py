@@ -1,0 +1,348 @@
+"""Our UAS side of one incoming INVITE and, once answered, of its dialog (RFC 3261 §13-§14, RFC 4028).
+
+The application (a call) answers or rejects the INVITE and supplies the SDP through callbacks:
+``on_offer`` answers an offer that arrives in a re-INVITE or UPDATE (or, given None, makes an offer
+for an offerless re-INVITE), ``on_answer`` takes the answer an ACK carries. Everything else —
+retransmitting the 2xx until the ACK, CSeq order, glare, session-timer refreshes — happens here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from .dialog import Dialog
+from .errors import SipParseError
+from .message import SipRequest, SipResponse, generate_tag, make_response
+from .sdp import SdpError
+from .session_timer import SessionTimer, SessionTimerTerms, SessionTooSmall, TimerAction, negotiate
+from .transaction import OkRetransmitter, ServerInviteTransaction, ServerNonInviteTransaction, State
+from .transport import Flow
+
+if TYPE_CHECKING:
+    from .useragent import UserAgent
+
+log = logging.getLogger(__name__)
+
+ServerTx = ServerInviteTransaction | ServerNonInviteTransaction
+OfferHandler = Callable[[bytes | None], bytes]
+AnswerHandler = Callable[[bytes | None], None]
+
+
+class InviteSession:
+    def __init__(self, ua: UserAgent, tx: ServerInviteTransaction, flow: Flow) -> None:
+        self._ua = ua
+        self._tx = tx
+        self.request = tx.request
+        self.flow = flow
+        self.local_tag = generate_tag()
+        self.dialog: Dialog | None = None
+        self.cancelled = False
+        self.ended = False
+        self.ack_body: bytes = b""
+        self.timer_terms: SessionTimerTerms | None = None
+        self.on_cancel: Callable[[], None] | None = None
+        self.on_bye: Callable[[], None] | None = None
+        self.on_offer: OfferHandler | None = None
+        self.on_answer: AnswerHandler | None = None
+        self.on_failed: Callable[[str], None] | None = None
+        self._ok: SipResponse | None = None
+        self._ok_tx: ServerInviteTransaction | None = None
+        self._ok_cseq = 0
+        self._ok_offered = False
+        self._retransmitter: OkRetransmitter | None = None
+        self._ack_outcome: asyncio.Future[bool] | None = None
+        self._timer: SessionTimer | None = None
+        self._refreshing = False
+
+    @property
+    def source(self) -> tuple[str, int]:
+        return self.flow.remote
+
+    @property
+    def local_ip(self) -> str:
+        return self._ua.local_ip_for(self.flow.remote)
+
+    @property
+    def media_ip(self) -> str:
+        return self._ua.media_ip_for(self.flow.remote)
+
+    # -- answering the INVITE ------------------------------------------------------------------
+
+    def provisional(self, status: int, reason: str | None = None) -> None:
+        to_tag = None if status == 100 else self.local_tag
+        self._ua.respond(self._tx, make_response(self.request, status, reason, to_tag=to_tag))
+
+    def reject(
+        self,
+        status: int,
+        reason: str | None = None,
+        warning: str | None = None,
+        retry_after: int | None = None,
+        extra: list[tuple[str, str]] | None = None,
+    ) -> None:
+        """Final failure response; ``warning`` says why, for the operator reading a trace."""
+        self._ua.respond(
+            self._tx,
+            self._ua.refusal(self.request, status, reason, warning, retry_after, extra, self.local_tag),
+        )
+        self.ended = True
+
+    async def accept(self, sdp: bytes) -> bool:
+        """Send 200 OK with ``sdp`` and retransmit it until the ACK; False if cancelled or never ACKed.
+
+        ``sdp`` is our answer, or our offer when the INVITE had none; the ACK's body (the answer
+        then) is kept in ``ack_body``.
+        """
+        if self.cancelled or self._tx.state is not State.PROCEEDING:
+            return False
+        contact = self._ua.contact_for(self.flow)
+        self.dialog = Dialog.from_incoming_invite(self.request, self.local_tag, contact)
+        ok = self._ok_response(self.request, sdp)
+        self._ack_outcome = asyncio.get_running_loop().create_future()
+        self._ua.register_dialog(self)
+        self._send_ok(self._tx, ok, offered=not self.request.body)
+        acked = await self._ack_outcome
+        if acked and self.timer_terms is not None:
+            self._start_timer(self.timer_terms)
+        return acked
+
+    def _ok_response(self, request: SipRequest, sdp: bytes | None) -> SipResponse:
+        assert self.dialog is not None
+        extra = [("Contact", self.dialog.local_contact), *self._ua.capabilities()]
+        if self.timer_terms is not None:
+            extra.append(("Session-Expires", self.timer_terms.session_expires_header()))
+            if self.timer_terms.refresher == "uac":
+                extra.append(("Require", "timer"))
+        return make_response(
+            request,
+            200,
+            to_tag=self.local_tag,
+            body=sdp or b"",
+            content_type="application/sdp" if sdp else None,
+            extra=extra,
+        )
+
+    def _send_ok(self, tx: ServerInviteTransaction, ok: SipResponse, offered: bool) -> None:
+        self._ok, self._ok_tx, self._ok_cseq, self._ok_offered = ok, tx, tx.request.cseq[0], offered
+        self._ua.respond(tx, ok)
+        self._retransmitter = OkRetransmitter(self._ua.timers, self._ua.now())
+        self._ua.arm(self._retransmitter, self._retransmit_ok)
+
+    def _retransmit_ok(self, rt: OkRetransmitter) -> None:
+        if rt is not self._retransmitter or self._ok is None or self._ok_tx is None:
+            return
+        if rt.on_timer(self._ua.now()):
+            self._ua.respond(self._ok_tx, self._ok)
+        if rt.gave_up:
+            log.warning("call %s: no ACK for 200 OK within %.0f s", self.request.call_id, self._ua.timers.b)
+            self._ok = None
+            if self._ack_outcome is not None and not self._ack_outcome.done():
+                self._ua.unregister_dialog(self)
+                self._ack_outcome.set_result(False)
+            elif self.on_failed is not None:  # a re-INVITE's 200 was never ACKed: §14.2 says hang up
+                self.on_failed("no ACK for the 200 OK to a re-INVITE")
+        else:
+            self._ua.arm(rt, self._retransmit_ok)
+
+    def ack_received(self, ack: SipRequest) -> None:
+        if self._ok is None or ack.cseq[0] != self._ok_cseq:
+            return  # a retransmitted or stray ACK
+        self._ok = None
+        if self._retransmitter is not None:
+            self._retransmitter.ack_received()
+        if self._ok_offered:
+            self._deliver_answer(ack.body or None)
+        if self._ack_outcome is not None and not self._ack_outcome.done():
+            self.ack_body = ack.body
+            self._ack_outcome.set_result(True)
+
+    def _deliver_answer(self, body: bytes | None) -> None:
+        if self._ack_outcome is not None and not self._ack_outcome.done():
+            return  # the initial INVITE's answer: the application reads ack_body
+        if self.on_answer is not None:
+            self.on_answer(body)
+
+    def cancel_received(self) -> None:
+        self.cancelled = True
+        self._ua.respond(self._tx, make_response(self.request, 487, to_tag=self.local_tag))
+        self.ended = True
+        if self.on_cancel is not None:
+            self.on_cancel()
+
+    # -- requests inside the dialog ------------------------------------------------------------
+
+    def request_received(self, request: SipRequest, tx: ServerTx) -> None:
+        """A request with our dialog's identifiers (not ACK, not CANCEL)."""
+        assert self.dialog is not None
+        if not self.dialog.accept_remote_cseq(request.cseq[0]):
+            self._ua.respond(
+                tx, self._ua.refusal(request, 500, None, "CSeq lower than the previous request's")
+            )
+            return
+        method = request.method
+        if method == "BYE":
+            self._ua.respond(tx, make_response(request, 200))
+            self._ended_by_peer()
+        elif method in ("INVITE", "UPDATE"):
+            self._modify(request, tx)
+        elif method == "OPTIONS":
+            self._ua.respond(tx, make_response(request, 200, extra=self._ua.capabilities()))
+        else:
+            self._ua.respond(tx, self._ua.unserved(request))
+
+    def _ended_by_peer(self) -> None:
+        self.ended = True
+        self._stop()
+        if self._ack_outcome is not None and not self._ack_outcome.done():
+            self._ack_outcome.set_result(False)
+        if self.on_bye is not None:
+            self.on_bye()
+
+    def _modify(self, request: SipRequest, tx: ServerTx) -> None:
+        """re-INVITE or UPDATE: target refresh, session-timer refresh, maybe a new offer."""
+        refusal = self._glare(request)
+        if refusal is not None:
+            self._ua.respond(tx, refusal)
+            return
+        try:
+            terms = negotiate(request, self._ua.session_min_se, None)
+        except SessionTooSmall as exc:
+            self._ua.respond(tx, make_response(request, 422, extra=[("Min-SE", str(exc.min_se))]))
+            return
+        except SipParseError as exc:
+            self._ua.respond(tx, self._ua.refusal(request, 400, None, exc.reason))
+            return
+        sdp = self._new_sdp(request, tx)
+        if sdp is None and (request.body or request.method == "INVITE"):
+            return  # refused in _new_sdp
+        assert self.dialog is not None
+        self.dialog.update_remote_target(request)
+        self.timer_terms = terms
+        ok = self._ok_response(request, sdp)
+        if isinstance(tx, ServerInviteTransaction):
+            self._send_ok(tx, ok, offered=not request.body)
+        else:
+            self._ua.respond(tx, ok)
+        self._restart_timer(terms)
+
+    def _glare(self, request: SipRequest) -> SipResponse | None:
+        """§14.2 / RFC 3311 §5.2: one offer at a time in each direction."""
+        if request.method == "INVITE" and self._ok is not None:
+            # Their previous INVITE is not ACKed yet: 500 with a random Retry-After (0-10 s).
+            retry = str(random.randint(0, 10))
+            return self._ua.refusal(
+                request, 500, None, "previous INVITE not yet acknowledged", extra=[("Retry-After", retry)]
+            )
+        if self._refreshing and (request.body or request.method == "INVITE"):
+            return self._ua.refusal(request, 491, None, "our own session refresh is in progress")
+        return None
+
+    def _new_sdp(self, request: SipRequest, tx: ServerTx) -> bytes | None:
+        if not request.body and request.method == "UPDATE":
+            return None  # a pure refresh
+        if self.on_offer is None:
+            self._ua.respond(tx, self._ua.refusal(request, 488, None, "session changes are not supported"))
+            return None
+        try:
+            return self.on_offer(request.body or None)
+        except SdpError as exc:
+            self._ua.respond(tx, self._ua.refusal(request, 488, None, str(exc)))
+            return None
+
+    # -- session timer -------------------------------------------------------------------------
+
+    def _start_timer(self, terms: SessionTimerTerms) -> None:
+        self._timer = SessionTimer(terms, self._ua.now())
+        self._ua.arm(self._timer, self._on_session_timer)
+
+    def _restart_timer(self, terms: SessionTimerTerms | None) -> None:
+        if terms is None:
+            self._ua.disarm(self._timer)
+            self._timer = None
+        elif self._timer is None:
+            self._start_timer(terms)
+        else:
+            self._timer.refreshed(terms, self._ua.now())
+            self._ua.arm(self._timer, self._on_session_timer)
+
+    def _on_session_timer(self, timer: SessionTimer) -> None:
+        if timer is not self._timer or self.ended:
+            return
+        action = timer.on_timer(self._ua.now())
+        if action is TimerAction.EXPIRED:
+            self._fail("session timer expired: no refresh from the caller")
+        elif action is TimerAction.REFRESH:
+            timer.deadline = self._ua.now() + timer.terms.interval / 2  # one refresh attempt per half
+            asyncio.get_running_loop().create_task(self._refresh(timer.terms))
+        self._ua.arm(timer, self._on_session_timer)
+
+    async def _refresh(self, terms: SessionTimerTerms) -> None:
+        """Refresh the session (RFC 4028 §7.4): UPDATE when the peer allows it, else a re-INVITE."""
+        if self.dialog is None or self._refreshing or self.ended:
+            return
+        self._refreshing = True
+        try:
+            response = await self._ua.refresh_session(self, terms)
+        finally:
+            self._refreshing = False
+        if self.ended:
+            return
+        if response is None or not 200 <= response.status < 300:
+            status = "no response" if response is None else f"{response.status} {response.reason}"
+            self._fail(f"session refresh failed: {status}")
+            return
+        self._restart_timer(self._terms_from(response, terms))
+
+    def _terms_from(self, response: SipResponse, sent: SessionTimerTerms) -> SessionTimerTerms:
+        value = response.headers.get("Session-Expires")
+        if value is None:
+            return sent
+        interval, _, params = value.partition(";")
+        refresher = "uac" if "refresher=uac" in params.replace(" ", "").lower() else "uas"
+        try:
+            return SessionTimerTerms(max(1, int(interval.strip())), refresher, True)
+        except ValueError:
+            return sent
+
+    def _fail(self, reason: str) -> None:
+        log.info("call %s: %s", self.request.call_id, reason)
+        if self.on_failed is not None:
+            self.on_failed(reason)
+        else:
+            asyncio.get_running_loop().create_task(self.hangup(reason))
+
+    def _stop(self) -> None:
+        self._ua.disarm(self._timer)
+        self._timer = None
+        self._ua.unregister_dialog(self)
+
+    # -- hanging up ----------------------------------------------------------------------------
+
+    async def hangup(self, reason: str | None = None) -> None:
+        """End the call from our side: BYE once the dialog exists, otherwise a final error response."""
+        if self.ended:
+            return
+        self.ended = True
+        if self.dialog is None:
+            if self._tx.state is State.PROCEEDING:
+                self._ua.respond(
+                    self._tx, self._ua.refusal(self.request, 480, None, reason, tag=self.local_tag)
+                )
+            return
+        if self._ack_outcome is not None and not self._ack_outcome.done():
+            self._ack_outcome.set_result(False)
+        self._stop()
+        bye = self.dialog.create_request("BYE")
+        if reason:
+            bye.headers.add("Reason", f'SIP;cause=200;text="{_quoted(reason)}"')
+        response = await self._ua.send_in_dialog(self, bye)
+        if response is None:
+            log.info("call %s: BYE got no response", self.request.call_id)
+
+
+def _quoted(text: str) -> str:
+    return text.replace("\\", "").replace('"', "'")[:200]
