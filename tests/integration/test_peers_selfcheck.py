@@ -6,14 +6,22 @@ call through it must come back as the very audio that was sent (G.711 quantisati
 
 from __future__ import annotations
 
+import re
 import signal
+import socket
+import ssl
+import threading
 import time
+import uuid
+import wave
 from collections.abc import Iterator
 from pathlib import Path
+from types import TracebackType
+from typing import Self
 
 import numpy as np
 import pytest
-from tests.peers import audio, baresip, sipp
+from tests.peers import audio, baresip, kamailio, sipp, tls_certs
 from tests.peers.procs import (
     LOOPBACK,
     ManagedProcess,
@@ -39,6 +47,12 @@ def _skip_unless(*tools: str) -> pytest.MarkDecorator:
 needs_sipp = _skip_unless("sipp")
 needs_speech = _skip_unless("espeak-ng", "sox")
 needs_baresip = _skip_unless("baresip")
+needs_kamailio = pytest.mark.skipif(
+    not kamailio.available(), reason="not installed: kamailio (make system-deps)"
+)
+needs_kamailio_tls = pytest.mark.skipif(
+    not kamailio.available(tls=True), reason="not installed: kamailio-tls-modules (make system-deps)"
+)
 
 
 @pytest.fixture
@@ -346,3 +360,410 @@ def test_free_port_block_is_free_for_udp_and_tcp() -> None:
 
     assert base % 2 == 0
     assert not any(udp_port_bound(base + i) for i in range(3))
+
+
+# --------------------------------------------------------------------------------------------- kamailio
+
+
+def _first_request(messages: str, method: str) -> str:
+    """The first `method` request in a sipp message trace (headers only)."""
+    found = re.search(rf"^{method} sip:.*?(?=\r?\n\r?\n)", messages, re.MULTILINE | re.DOTALL)
+    assert found, f"no {method} in the trace:\n{messages[-3000:]}"
+    return found.group(0)
+
+
+@needs_sipp
+@needs_kamailio
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
+def test_kamailio_relays_a_call_and_routes_its_bye(transport: str, tmp_path: Path) -> None:
+    """sipp (UDP) -> kamailio -> sipp UAS (UDP or TCP): record-routed, so ACK and BYE come back through."""
+    with (
+        sipp.sipp_uas(
+            "uas_answer_record_route", calls=1, rtp_echo=False, transport=transport, workdir=tmp_path / "uas"
+        ) as uas,
+        kamailio.proxy((LOOPBACK, uas.port), transport=transport, workdir=tmp_path / "kam") as kam,
+    ):
+        result = sipp.run_scenario(
+            "uac_pcmu_call", kam.address, hold_ms=100, timeout=10, workdir=tmp_path / "uac"
+        )
+        uas_result = uas.result(timeout=5)
+        bye = kam.wait_for_event("sent", "BYE")
+
+    result.assert_success(calls=1)
+    uas_result.assert_success(calls=1)
+    # the server saw the proxy: its Record-Route (two when the transport changes), its Via on top
+    invite = _first_request(uas_result.messages(), "INVITE")
+    record_routes = re.findall(r"^Record-Route: <([^>]*)>", invite, re.MULTILINE)
+    if transport == "udp":
+        assert record_routes == [f"sip:{kam.address};lr"], invite
+    else:
+        assert record_routes == [f"sip:{kam.address};transport=tcp;r2=on;lr", f"sip:{kam.address};r2=on;lr"]
+    assert f"Via: SIP/2.0/{transport.upper()} {kam.address};branch=" in invite
+    assert f"INVITE sip:service@{LOOPBACK}:{uas.port} SIP/2.0" in invite  # Request-URI rewritten
+    # the caller learnt the route set, and kamailio routed ACK and BYE by it to the UAS's Contact
+    assert "Route: <sip:" in _first_request(result.messages(), "BYE")
+    assert [e.method for e in kam.events("loose")] == ["ACK", "BYE"], kam.report()
+    assert bye.peer == f"{transport}:{LOOPBACK}:{uas.port}", kam.report()
+    assert f"Via: SIP/2.0/{transport.upper()} {kam.address};branch=" in _first_request(
+        uas_result.messages(), "BYE"
+    )
+    assert [e.ruri for e in kam.events("reply", "BYE")] == ["200 OK"]
+
+
+@needs_sipp
+@needs_kamailio
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
+def test_kamailio_routes_the_callees_bye_back_to_the_caller(transport: str, tmp_path: Path) -> None:
+    """The server hangs up: its BYE, with the route set from the Record-Route, goes through kamailio."""
+    with (
+        sipp.sipp_uas(
+            "uas_record_route_then_bye",
+            calls=1,
+            hold_ms=100,
+            rtp_echo=False,
+            transport=transport,
+            workdir=tmp_path / "uas",
+        ) as uas,
+        kamailio.proxy((LOOPBACK, uas.port), transport=transport, workdir=tmp_path / "kam") as kam,
+    ):
+        result = sipp.run_scenario("uac_wait_for_bye", kam.address, timeout=10, workdir=tmp_path / "uac")
+        uas_result = uas.result(timeout=5)
+        bye = kam.wait_for_event("loose", "BYE")
+        sent = kam.wait_for_event("sent", "BYE")
+
+    result.assert_success(calls=1)
+    uas_result.assert_success(calls=1)
+    assert "Route: <sip:" in _first_request(uas_result.messages(), "BYE")
+    assert bye.peer == f"{transport}:{LOOPBACK}:{uas.port}", kam.report()
+    assert sent.peer.startswith(f"udp:{LOOPBACK}:"), kam.report()  # on to the caller's Contact
+    assert f"Via: SIP/2.0/UDP {kam.address};branch=" in _first_request(result.messages(), "BYE")
+
+
+REJECT_503 = {"status": "503", "reason": "Service Unavailable"}
+
+
+@needs_sipp
+@needs_kamailio
+@pytest.mark.parametrize(
+    ("uac", "uas", "uas_keys", "pass_503"),
+    [
+        pytest.param("uac_cancel", "uas_ring_until_cancel", {}, False, id="cancel"),
+        pytest.param("uac_options", "uas_options", {}, False, id="options"),
+        pytest.param("uac_expect_503", "uas_reject", REJECT_503, True, id="503-passed-on"),
+    ],
+)
+def test_kamailio_relays_cancel_options_and_rejections(
+    uac: str, uas: str, uas_keys: dict[str, str], pass_503: bool, tmp_path: Path
+) -> None:
+    with (
+        sipp.sipp_uas(uas, calls=1, keys=uas_keys, rtp_echo=False, workdir=tmp_path / "uas") as server,
+        kamailio.proxy((LOOPBACK, server.port), pass_503=pass_503, workdir=tmp_path / "kam") as kam,
+    ):
+        result = sipp.run_scenario(uac, kam.address, timeout=10, workdir=tmp_path / "uac")
+        server_result = server.result(timeout=5)
+
+    result.assert_success(calls=1)
+    server_result.assert_success(calls=1)
+    assert kam.events("relay"), kam.report()
+
+
+@needs_sipp
+@needs_kamailio
+def test_kamailio_turns_a_503_into_a_500_by_default(tmp_path: Path) -> None:
+    """RFC 3261 16.7: a proxy does not pass a 503 upstream (tm sends 500, keeping the reason phrase)."""
+    with (
+        sipp.sipp_uas(
+            "uas_reject", calls=1, keys=REJECT_503, rtp_echo=False, workdir=tmp_path / "uas"
+        ) as server,
+        kamailio.proxy((LOOPBACK, server.port), workdir=tmp_path / "kam") as kam,
+    ):
+        result = sipp.run_scenario(
+            "uac_expect_503", kam.address, recv_timeout_ms=2000, timeout=10, workdir=tmp_path / "uac"
+        )
+
+    assert result.failed == 1, result.report()
+    assert "SIP/2.0 500 Service Unavailable" in result.messages(), result.report()
+    assert [e.ruri for e in kam.events("failure")] == ["503"], kam.report()
+
+
+@needs_kamailio
+def test_kamailio_stops_with_its_workers(tmp_path: Path) -> None:
+    with kamailio.proxy((LOOPBACK, free_port_block(1)), workdir=tmp_path) as kam:
+        workers = group_members(kam.proc.pid)
+        assert len(workers) > 3, kam.report()  # main + UDP, TCP receivers + timers ...
+    assert kam.proc.returncode == 0, kam.report()
+    assert group_members(kam.proc.pid) == []
+    assert not udp_port_bound(kam.port)
+
+
+# --------------------------------------------------------------------------------------------- TLS
+
+
+class TlsSipServer:
+    """A tiny SIP UAS over TLS on 127.0.0.1 (a thread per connection): answers INVITE with 200 + PCMU
+    SDP (Record-Route copied, Contact ;transport=tls), every other request but ACK with 200, and keeps
+    every message it received. Its media port is a UDP socket counting what arrives."""
+
+    def __init__(self, context: ssl.SSLContext) -> None:
+        self.context = context
+        self.listener = socket.create_server((LOOPBACK, 0))
+        self.listener.settimeout(0.1)
+        self.port = self.listener.getsockname()[1]
+        self.media = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.media.bind((LOOPBACK, 0))
+        self.media.settimeout(0.1)
+        self.received: list[str] = []
+        self.errors: list[str] = []
+        self.rtp_packets = 0
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def __enter__(self) -> Self:
+        self._spawn(self._accept)
+        self._spawn(self._count_rtp)
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(2)
+        self.listener.close()
+        self.media.close()
+
+    def requests(self, method: str) -> list[str]:
+        return [m for m in self.received if m.startswith(f"{method} ")]
+
+    def _spawn(self, target, *args) -> None:  # type: ignore[no-untyped-def]
+        t = threading.Thread(target=target, args=args, daemon=True)
+        t.start()
+        self._threads.append(t)
+
+    def _count_rtp(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.media.recv(2048)
+                self.rtp_packets += 1
+            except TimeoutError:
+                pass
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                raw, _ = self.listener.accept()
+            except TimeoutError:
+                continue
+            self._spawn(self._serve, raw)
+
+    def _serve(self, raw: socket.socket) -> None:
+        raw.settimeout(2)
+        try:
+            conn = self.context.wrap_socket(raw, server_side=True)
+        except (ssl.SSLError, OSError) as e:
+            self.errors.append(f"handshake: {e}")
+            raw.close()
+            return
+        with conn:
+            conn.settimeout(0.1)
+            buf = b""
+            while not self._stop.is_set():
+                try:
+                    data = conn.recv(65536)
+                except TimeoutError:
+                    continue
+                except (ssl.SSLError, OSError) as e:
+                    self.errors.append(f"recv: {e}")
+                    return
+                if not data:
+                    return
+                buf += data
+                while (end := (buf := buf.lstrip(b"\r\n")).find(b"\r\n\r\n")) >= 0:
+                    length = re.search(rb"^(?:content-length|l)\s*:\s*(\d+)", buf[:end], re.I | re.M)
+                    size = end + 4 + (int(length.group(1)) if length else 0)
+                    if len(buf) < size:
+                        break
+                    self._answer(conn, buf[:size].decode(errors="replace"))
+                    buf = buf[size:]
+
+    def _answer(self, conn: ssl.SSLSocket, message: str) -> None:
+        self.received.append(message)
+        method = message.split(" ", 1)[0]
+        if method in ("ACK", "SIP/2.0"):
+            return
+        headers = message.split("\r\n\r\n", 1)[0].split("\r\n")[1:]
+
+        def named(*names: str) -> list[str]:
+            return [h for h in headers if h.split(":", 1)[0].strip().lower() in names]
+
+        to = named("to", "t")[0] + ("" if ";tag=" in named("to", "t")[0] else f";tag={uuid.uuid4().hex[:8]}")
+        lines = ["SIP/2.0 200 OK", *named("via", "v"), *named("record-route"), *named("from", "f"), to]
+        lines += [*named("call-id", "i"), *named("cseq")]
+        body = ""
+        if method == "INVITE":
+            media_port = self.media.getsockname()[1]
+            body = (
+                f"v=0\r\no=tls 1 1 IN IP4 {LOOPBACK}\r\ns=-\r\nc=IN IP4 {LOOPBACK}\r\nt=0 0\r\n"
+                f"m=audio {media_port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+            )
+            lines += [f"Contact: <sip:{LOOPBACK}:{self.port};transport=tls>", "Content-Type: application/sdp"]
+        lines.append(f"Content-Length: {len(body)}")
+        conn.sendall(("\r\n".join(lines) + "\r\n\r\n" + body).encode())
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> tls_certs.TlsCerts:
+    return tls_certs.make_certs(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture(scope="module")
+def other_ca_certs(tmp_path_factory: pytest.TempPathFactory) -> tls_certs.TlsCerts:
+    """A server certificate from another CA: nobody trusting `certs` may accept it."""
+    return tls_certs.make_certs(tmp_path_factory.mktemp("tls-other"))
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
+def test_tls_certs_verify_for_loopback_names_and_only_with_their_ca(
+    certs: tls_certs.TlsCerts, other_ca_certs: tls_certs.TlsCerts, host: str
+) -> None:
+    ca_cert, cert, key = certs
+    assert ca_cert.exists() and cert.exists() and key.exists()
+    with TlsSipServer(certs.server_context()) as server:
+        # a verifying client (CA + host name) completes the handshake, and the SIP goes through
+        with socket.create_connection((LOOPBACK, server.port), timeout=5) as raw:
+            with certs.client_context().wrap_socket(raw, server_hostname=host) as tls:
+                tls.sendall(
+                    b"OPTIONS sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TLS 127.0.0.1:1;branch=z9hG4bK1\r\n"
+                    b"From: <sip:a@127.0.0.1>;tag=1\r\nTo: <sip:b@127.0.0.1>\r\nCall-ID: c\r\n"
+                    b"CSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+                )
+                assert tls.recv(4096).startswith(b"SIP/2.0 200 OK\r\n")
+        # a client trusting another CA refuses it
+        with socket.create_connection((LOOPBACK, server.port), timeout=5) as raw:
+            with pytest.raises(ssl.SSLCertVerificationError):
+                other_ca_certs.client_context().wrap_socket(raw, server_hostname=host)
+    assert server.requests("OPTIONS")
+
+
+@needs_sipp
+@needs_kamailio_tls
+def test_kamailio_relays_a_call_to_a_tls_server(certs: tls_certs.TlsCerts, tmp_path: Path) -> None:
+    """sipp (UDP) -> kamailio -> (TLS, server certificate verified against the CA) -> a TLS SIP server."""
+    with (
+        TlsSipServer(certs.server_context()) as server,
+        kamailio.proxy(
+            (LOOPBACK, server.port),
+            transport="tls",
+            tls=(certs.cert, certs.key),
+            ca_file=certs.ca_cert,
+            workdir=tmp_path / "kam",
+        ) as kam,
+    ):
+        result = sipp.run_scenario(
+            "uac_pcmu_call", kam.address, hold_ms=100, timeout=10, workdir=tmp_path / "uac"
+        )
+        wait_for(lambda: server.requests("BYE"), 5, what=lambda: kam.report())
+
+    result.assert_success(calls=1)
+    assert server.errors == []
+    assert [m.split(" ", 1)[0] for m in server.received] == ["INVITE", "ACK", "BYE"], server.received
+    invite = server.requests("INVITE")[0]
+    assert f"Via: SIP/2.0/TLS {LOOPBACK}:{kam.tls_port};branch=" in invite
+    assert f"Record-Route: <sip:{LOOPBACK}:{kam.tls_port};transport=tls;r2=on;lr>" in invite
+    assert server.requests("BYE")[0].startswith(f"BYE sip:{LOOPBACK}:{server.port};transport=tls SIP/2.0")
+    assert kam.wait_for_event("sent", "BYE").peer == f"tls:{LOOPBACK}:{server.port}"
+
+
+@needs_sipp
+@needs_kamailio_tls
+def test_kamailio_refuses_a_tls_server_it_cannot_verify(
+    certs: tls_certs.TlsCerts, other_ca_certs: tls_certs.TlsCerts, tmp_path: Path
+) -> None:
+    with (
+        TlsSipServer(other_ca_certs.server_context()) as server,
+        kamailio.proxy(
+            (LOOPBACK, server.port),
+            transport="tls",
+            tls=(certs.cert, certs.key),
+            ca_file=certs.ca_cert,
+            fr_timer_ms=500,
+            workdir=tmp_path / "kam",
+        ) as kam,
+    ):
+        result = sipp.run_scenario(
+            "uac_expect_503", kam.address, recv_timeout_ms=3000, timeout=10, workdir=tmp_path / "uac"
+        )
+
+    assert not result.ok, result.report()
+    assert "SIP/2.0 408" in result.messages(), result.report()  # tm's timeout: nothing ever arrived
+    assert server.received == []
+    assert any("unknown ca" in e.lower() for e in server.errors), server.errors
+    assert "certificate verify failed" in kam.log(), kam.report()
+
+
+def _tone_wav(path: Path, seconds: float = 1.0) -> Path:
+    t = np.arange(int(seconds * RATE)) / RATE
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(RATE)
+        w.writeframes((0.3 * 32767 * np.sin(2 * np.pi * 440 * t)).astype("<i2").tobytes())
+    return path
+
+
+@needs_baresip
+@_skip_unless("sox")
+def test_baresip_places_a_call_over_tls(certs: tls_certs.TlsCerts, tmp_path: Path) -> None:
+    with TlsSipServer(certs.server_context()) as server:
+        rec = baresip.run_call(
+            f"sip:service@{LOOPBACK}:{server.port}",
+            _tone_wav(tmp_path / "tone.wav"),
+            tmp_path / "call",
+            seconds=1.0,
+            transport="tls",
+            ca_file=certs.ca_cert,
+        )
+        wait_for(lambda: server.requests("BYE"), 5, what=rec.report)
+
+    assert rec.established and rec.ended, rec.report()
+    assert server.errors == []
+    assert [m.split(" ", 1)[0] for m in server.received] == ["INVITE", "ACK", "BYE"], server.received
+    assert server.requests("INVITE")[0].startswith(
+        f"INVITE sip:service@{LOOPBACK}:{server.port};transport=tls SIP/2.0\r\nVia: SIP/2.0/TLS "
+    )
+    assert server.rtp_packets > 10  # the media went where the TLS-signalled SDP said
+
+
+@needs_baresip
+@_skip_unless("sox")
+def test_baresip_does_not_verify_the_tls_server(other_ca_certs: tls_certs.TlsCerts, tmp_path: Path) -> None:
+    """baresip 1.0.0 (libre 1.1.0) accepts any server certificate, whatever sip_cafile says: a TLS call
+    from it shows the server speaks SIP over TLS, not that its certificate is right. Should this start
+    failing, baresip has learnt to verify: the harness can then prove certificates with it too."""
+    with TlsSipServer(other_ca_certs.server_context()) as server:
+        rec = baresip.run_call(
+            f"sip:service@{LOOPBACK}:{server.port}",
+            _tone_wav(tmp_path / "tone.wav", 0.2),
+            tmp_path / "call",
+            seconds=0.2,
+            transport="tls",
+            ca_file=tls_certs.make_certs(tmp_path / "trusted").ca_cert,
+        )
+
+    assert rec.established, rec.report()
+
+
+@needs_sipp
+@needs_baresip
+@_skip_unless("sox")
+def test_baresip_places_a_call_over_tcp(tmp_path: Path) -> None:
+    with sipp.sipp_uas(transport="tcp", workdir=tmp_path / "uas") as uas:
+        rec = baresip.run_call(
+            uas.uri, _tone_wav(tmp_path / "tone.wav"), tmp_path / "call", 1.0, transport="tcp"
+        )
+
+    assert rec.established and rec.ended and rec.heard, rec.report()
+    wire = (uas.workdir / "messages.log").read_text()
+    assert f"INVITE sip:service@{LOOPBACK}:{uas.port};transport=tcp SIP/2.0" in wire
+    assert "Via: SIP/2.0/TCP " in wire
+    assert re.search(r"^BYE sip:", wire, re.MULTILINE), wire[-2000:]

@@ -10,6 +10,13 @@ Two things to know when reading the recordings:
   call length it is asked for;
 - ``dec.wav`` starts with the first RTP packet received, not when the call started: a lag measured
   between the two files is the delay *after* the far end started sending, not the round trip.
+
+Signalling over TCP or TLS: ``run_call(..., transport="tls", ca_file=certs.ca_cert)`` dials the
+target with ``;transport=tls``. baresip 1.0.0 (libre 1.1.0) does NOT verify the server's certificate:
+it completes the handshake with any certificate, whatever ``sip_cafile`` says (there is no
+``sip_verify_server`` before baresip 1.1). Its calls prove that a server speaks SIP over TLS, not that
+its certificate would be accepted: check that with kamailio (tests/peers/kamailio.py, which verifies
+the chain) or Python's ssl.
 """
 
 from __future__ import annotations
@@ -102,12 +109,24 @@ def write_config(
     display_name: str | None,
     codec: str,
     extra_config: str = "",
+    ca_file: Path | None = None,
+    certificate: Path | None = None,
 ) -> None:
-    """The three files baresip reads from ``-f DIR``: config, accounts, contacts."""
+    """The three files baresip reads from ``-f DIR``: config, accounts, contacts.
+
+    ca_file: ``sip_cafile`` (CAs for TLS; loaded, but baresip 1.0.0 does not check the server with
+    them). certificate: ``sip_certificate``, the private key and certificate in one PEM file, which
+    baresip presents on its TLS listener (sip_port + 1) and as a TLS client.
+    """
     if codec not in CODECS:
         raise ValueError(f"codec {codec!r} not supported here (known: {', '.join(CODECS)})")
     module, codec_spec = CODECS[codec]
     config_dir.mkdir(parents=True, exist_ok=True)
+    tls_config = "".join(
+        f"{name}\t\t{Path(path).resolve()}\n"
+        for name, path in (("sip_cafile", ca_file), ("sip_certificate", certificate))
+        if path is not None
+    )
     (config_dir / "config").write_text(
         f"""\
 # written by tests/peers/baresip.py
@@ -135,7 +154,7 @@ module			aufile.so
 module			aubridge.so
 module_tmp		account.so
 module_app		menu.so
-
+{tls_config}
 snd_path		{record_dir}
 statmode_default	off
 ringback_disabled	yes
@@ -175,6 +194,9 @@ def run_call(
     answer_timeout: float = 10.0,
     sip_trace: bool = False,
     extra_config: str = "",
+    transport: str | None = None,
+    ca_file: Path | None = None,
+    certificate: Path | None = None,
 ) -> CallRecording:
     """Dial `target` (``sip:user@127.0.0.1:PORT``), play `wav_in` for `seconds`, hang up, and return
     the recordings.
@@ -183,11 +205,21 @@ def run_call(
     cut to that length; baresip hangs up when it ends). `caller` is the From user (the caller identity
     the bridge sees), `display_name` its display name. baresip is stopped as soon as the call is over,
     and at the latest `answer_timeout` + `seconds` + 5 s after it started, whatever happened.
+
+    transport: "udp", "tcp" or "tls" adds ``;transport=...`` to `target` (unless it names one), so the
+    call's signalling goes over it; baresip listens on `sip_port` (UDP, TCP) and `sip_port` + 1 (TLS).
+    ca_file / certificate: see :func:`write_config` (baresip 1.0.0 does not verify TLS servers).
+    sip_trace: baresip prints every SIP message it sends and receives into its log (-s).
     """
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     if not target.startswith(("sip:", "sips:")):
         target = f"sip:{target}"
+    if transport is not None:
+        if transport not in ("udp", "tcp", "tls"):
+            raise ValueError(f"transport must be udp, tcp or tls, not {transport!r}")
+        if ";transport=" not in target.lower():
+            target = f"{target};transport={transport}"
     sip_port = sip_port or free_port_block(2, udp=True, tcp=True)  # UDP+TCP on it, TLS (TCP) on +1
     wav = _prepare_input(Path(wav_in), workdir, seconds, rate=8000)
     config_dir = workdir / "baresip-config"
@@ -202,6 +234,8 @@ def run_call(
         display_name=display_name,
         codec=codec,
         extra_config=extra_config,
+        ca_file=ca_file,
+        certificate=certificate,
     )
     limit = seconds + answer_timeout
     argv = ["baresip", "-f", str(config_dir), "-t", str(math.ceil(limit) + 1), "-e", f"/dial {target}"]

@@ -25,7 +25,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .procs import LOOPBACK, ManagedProcess, free_port_block, free_udp_port, udp_port_bound, wait_for
+from .procs import (
+    LOOPBACK,
+    ManagedProcess,
+    free_port_block,
+    free_udp_port,
+    tcp_port_listening,
+    udp_port_bound,
+    wait_for,
+)
 
 SCENARIOS_DIR = Path(__file__).parent / "scenarios"
 
@@ -46,6 +54,10 @@ EXIT_CODES = {
     255: "fatal error (-1)",
     254: "fatal error binding a socket (-2)",
 }
+
+# transport= of run_scenario / sipp_uas -> sipp's -t (this sipp has no TLS: built without OpenSSL).
+# Without one, sipp uses its default, u1 (UDP, one socket).
+TRANSPORTS = {"udp": "u1", "tcp": "t1", "udp-per-call": "un", "tcp-per-call": "tn"}
 
 # What sipp 3.6.1 reads when it loads a scenario, so keys there are written in by us: the files of
 # <exec rtp_stream/play_pcap_audio/play_pcap_video="..."/>, and a response's status code.
@@ -95,6 +107,13 @@ def render_scenario(scenario: Path, keys: Mapping[str, str], out_dir: Path) -> P
     out = out_dir / scenario.name
     out.write_text(_STATUS_LINE.sub(status, _LOAD_TIME_ATTRS.sub(fill, text)), encoding="latin-1")
     return out
+
+
+def _free_sip_port(transport: str | None) -> int:
+    """A port for sipp's SIP socket: free for UDP, and for TCP too when sipp will use TCP."""
+    if transport in ("tcp", "tcp-per-call"):
+        return free_port_block(1, udp=True, tcp=True)
+    return free_udp_port()
 
 
 def _key_value(value: str | os.PathLike[str]) -> str:
@@ -237,6 +256,7 @@ def _argv(
     trace_messages: bool,
     auto_answer: bool,
     extra_args: Sequence[str],
+    transport: str | None = None,
 ) -> list[str]:
     all_keys = {**DEFAULT_KEYS, **{k: _key_value(v) for k, v in (keys or {}).items()}}
     if isinstance(scenario, str) and scenario in BUILTIN_SCENARIOS:
@@ -257,6 +277,10 @@ def _argv(
         "-trace_stat", "-stf", str(workdir / "stats.csv"), "-fd", "1",
         "-trace_screen", "-screen_file", str(workdir / "screen.log"),
     ]  # fmt: skip
+    if transport is not None:
+        if transport not in TRANSPORTS:
+            raise ValueError(f"transport must be one of {', '.join(TRANSPORTS)}, not {transport!r}")
+        argv += ["-t", TRANSPORTS[transport]]
     if trace_messages:
         argv += ["-trace_msg", "-message_file", str(workdir / "messages.log")]
     if auto_answer:
@@ -298,6 +322,7 @@ def run_scenario(
     workdir: Path | None = None,
     trace_messages: bool = True,
     auto_answer: bool = True,
+    transport: str | None = None,
 ) -> SippResult:
     """Run a UAC scenario against `target` ("127.0.0.1:PORT") until `calls` calls are done.
 
@@ -307,7 +332,8 @@ def run_scenario(
     timeout: sipp gives up after this many seconds (-timeout, -timeout_error), and is killed 10 s
     later if it has not. recv_timeout_ms: a missing expected message fails the call after this long.
     keys: scenario keys (Path values are made absolute). workdir: where the logs go (a new temporary
-    folder by default: pass pytest's tmp_path). Never raises for a failed call: check the result.
+    folder by default: pass pytest's tmp_path). transport: "udp" or "tcp" (sipp -t u1 / t1; see
+    TRANSPORTS), sipp's default (UDP) when not given. Never raises for a failed call: check the result.
     """
     workdir = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="sipp-"))
     workdir.mkdir(parents=True, exist_ok=True)
@@ -315,7 +341,7 @@ def run_scenario(
         scenario,
         target,
         workdir,
-        local_port=local_port or free_udp_port(),
+        local_port=local_port or _free_sip_port(transport),
         media_port=media_port or free_port_block(4),
         keys=keys,
         calls=calls,
@@ -328,6 +354,7 @@ def run_scenario(
         trace_messages=trace_messages,
         auto_answer=auto_answer,
         extra_args=extra_args,
+        transport=transport,
     )
     timed_out = False
     with ManagedProcess(argv, name="sipp", logdir=workdir, cwd=workdir) as proc:
@@ -380,6 +407,7 @@ def sipp_uas(
     trace_messages: bool = True,
     extra_args: Sequence[str] = (),
     ready_timeout: float = 5,
+    transport: str | None = None,
 ) -> Iterator[SippServer]:
     """A sipp UAS on 127.0.0.1 for the duration of the `with` block; stopped on exit, whatever happens.
 
@@ -388,10 +416,12 @@ def sipp_uas(
     ``"uas_reject"``, ``keys={"status": "503", "reason": "Service Unavailable"}``) for other answers;
     with `calls`, sipp exits after that many and :meth:`SippServer.result` tells how they went.
     `hold_ms` is the length of a bare ``<pause/>`` (-d), e.g. in ``uas_answer_then_bye``.
+    `transport`: "tcp" listens for TCP on `port` instead of UDP (sipp -t t1; see TRANSPORTS).
     """
     workdir = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="sipp-uas-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    port = port or free_udp_port()
+    tcp = transport in ("tcp", "tcp-per-call")
+    port = port or _free_sip_port(transport)
     media_port = media_port or free_port_block(4)
     argv = _argv(
         scenario,
@@ -410,10 +440,11 @@ def sipp_uas(
         trace_messages=trace_messages,
         auto_answer=True,
         extra_args=[*(["-rtp_echo"] if rtp_echo else []), *extra_args],
+        transport=transport,
     )
     with ManagedProcess(argv, name="sipp-uas", logdir=workdir, cwd=workdir) as proc:
         wait_for(
-            lambda: udp_port_bound(port) or not proc.running,
+            lambda: (tcp_port_listening(port) if tcp else udp_port_bound(port)) or not proc.running,
             ready_timeout,
             what=lambda: f"sipp UAS listening on {port}\n{proc.tail()}",
         )
