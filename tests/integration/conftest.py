@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from tests.integration.bridge_proc import AgentProcess, start_agent
+from tests.peers import audio
 
 
 @pytest.fixture(scope="module")
@@ -19,3 +20,12 @@ def agent(logdir: Path) -> Iterator[AgentProcess]:
     agent = start_agent(logdir)
     yield agent
     agent.proc.stop()
+
+
+@pytest.fixture(scope="module")
+def speech(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A few seconds of espeak-ng speech as a WAV file (shared by the tests that place audio calls)."""
+    if audio.missing_tools("espeak-ng", "sox"):
+        pytest.skip("espeak-ng and sox are needed to make test speech")
+    text = "Hello, this is a test call. Seven, four, one, nine. The quick brown fox jumps over the lazy dog."
+    return audio.make_speech(text, tmp_path_factory.mktemp("speech") / "speech.wav")

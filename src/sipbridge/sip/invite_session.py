@@ -73,8 +73,12 @@ class InviteSession:
     # -- answering the INVITE ------------------------------------------------------------------
 
     def provisional(self, status: int, reason: str | None = None) -> None:
-        to_tag = None if status == 100 else self.local_tag
-        self._ua.respond(self._tx, make_response(self.request, status, reason, to_tag=to_tag))
+        if status == 100:
+            self._ua.respond(self._tx, make_response(self.request, 100, reason))
+            return
+        extra = _record_route(self.request)
+        response = make_response(self.request, status, reason, to_tag=self.local_tag, extra=extra)
+        self._ua.respond(self._tx, response)
 
     def reject(
         self,
@@ -113,6 +117,8 @@ class InviteSession:
     def _ok_response(self, request: SipRequest, sdp: bytes | None) -> SipResponse:
         assert self.dialog is not None
         extra = [("Contact", self.dialog.local_contact), *self._ua.capabilities()]
+        if request is self.request:
+            extra += _record_route(request)  # §12.1.1: the proxies on the path stay on it
         if self.timer_terms is not None:
             extra.append(("Session-Expires", self.timer_terms.session_expires_header()))
             if self.timer_terms.refresher == "uac":
@@ -342,6 +348,10 @@ class InviteSession:
         response = await self._ua.send_in_dialog(self, bye)
         if response is None:
             log.info("call %s: BYE got no response", self.request.call_id)
+
+
+def _record_route(request: SipRequest) -> list[tuple[str, str]]:
+    return [("Record-Route", value) for value in request.headers.get_all("Record-Route")]
 
 
 def _quoted(text: str) -> str:

@@ -112,7 +112,8 @@ class UserAgent:
             await self._listen("TLS", host, tls_port)
 
     async def _listen(self, protocol: str, host: str, port: int) -> None:
-        stream = StreamTransport(protocol, self._stream_message, self._tls_server, self._tls_client)
+        server_ssl = self._tls_server if protocol == "TLS" else None
+        stream = StreamTransport(protocol, self._stream_message, server_ssl, self._tls_client)
         await stream.listen(host, port)
         self._streams[protocol] = stream
 

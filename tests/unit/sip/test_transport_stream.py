@@ -84,6 +84,11 @@ async def test_options_over_tls_with_a_generated_certificate(tmp_path: Path):
         response = await read_response(reader)
         assert response.status == 200 and response.via[0].transport == "TLS"
         writer.close()
+        # Plain TCP on the SIP port stays plain when TLS is configured too.
+        reader, writer = await asyncio.open_connection("127.0.0.1", agent.listen_port("TCP"))
+        writer.write(options("TCP", writer.get_extra_info("sockname")[1], branch="z9hG4bKplain"))
+        assert (await read_response(reader)).status == 200
+        writer.close()
     finally:
         agent.close()
 
