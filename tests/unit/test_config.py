@@ -32,6 +32,10 @@ def test_precedence_file_then_env_then_flags(tmp_path):
         ("public_ip", "not-an-ip", "not an IP"),
         ("agent", "ftp://x", "http"),
         ("agent_timeout", "-1", "positive"),
+        ("media_public_ip", "example.com", "not an IP"),
+        ("tls_cert_file", "/nonexistent/cert.pem", "no such file"),
+        ("sip_tcp", "maybe", "true or false"),
+        ("session_min_se", "0", "positive"),
     ],
 )
 def test_bad_values_name_the_setting(key, value, message):
@@ -52,3 +56,17 @@ def test_broken_toml_is_reported(tmp_path):
     path.write_text("sip_listen = \n")
     with pytest.raises(ConfigError, match="config file"):
         load_config(path, env={})
+
+
+def test_tls_certificate_and_key_come_together(tmp_path):
+    cert = tmp_path / "cert.pem"
+    cert.write_text("x")
+    with pytest.raises(ConfigError, match="set together"):
+        load_config(env={"SIPBRIDGE_TLS_CERT_FILE": str(cert)})
+    config = load_config(env={"SIPBRIDGE_TLS_CERT_FILE": str(cert), "SIPBRIDGE_TLS_KEY_FILE": str(cert)})
+    assert config.tls_key_file == str(cert) and "tls_key_file" not in repr(config)
+
+
+def test_session_expires_must_not_be_below_min_se():
+    with pytest.raises(ConfigError, match="session_expires"):
+        load_config(env={"SIPBRIDGE_SESSION_EXPIRES": "60", "SIPBRIDGE_SESSION_MIN_SE": "90"})

@@ -201,3 +201,28 @@ async def test_invite_whose_accept_excludes_sdp_gets_406(ua, accept, status):
     agent.datagram_received(request("INVITE", body=SDP, extra=f"Accept: {accept}\r\n"), PEER)
     assert transport.statuses()[-1] == status
     assert bool(sessions) == (status == 100)
+
+
+async def test_public_addresses_go_into_contact_and_sdp_separately():
+    sessions: list[InviteSession] = []
+    agent = UserAgent(public_ip="203.0.113.5", media_public_ip="198.51.100.7", on_invite=sessions.append)
+    transport = RecordingTransport()
+    agent._udp = transport  # type: ignore[assignment]
+    agent.datagram_received(request("INVITE", body=SDP), PEER)
+    session = sessions[0]
+    assert session.local_ip == "203.0.113.5" and session.media_ip == "198.51.100.7"
+    accepting = asyncio.ensure_future(session.accept(b"v=0\r\n"))
+    await asyncio.sleep(0)
+    ok = transport.responses()[-1]
+    assert ok.headers.get("Contact") == "<sip:sipbridge@203.0.113.5:5060>"
+    accepting.cancel()
+
+
+async def test_contact_never_carries_the_wildcard_address():
+    sessions: list[InviteSession] = []
+    agent = UserAgent(on_invite=sessions.append)
+    transport = RecordingTransport()
+    transport.local_address = ("0.0.0.0", 5060)
+    agent._udp = transport  # type: ignore[assignment]
+    agent.datagram_received(request("INVITE", body=SDP), PEER)
+    assert sessions[0].local_ip == "127.0.0.1" and sessions[0].media_ip == "127.0.0.1"
