@@ -43,6 +43,7 @@ class InviteSession:
         self.cancelled = False
         self.ended = False
         self.ack_body: bytes = b""
+        self.local_sdp: bytes = b""  # the session description we last sent
         self.timer_terms: SessionTimerTerms | None = None
         self.on_cancel: Callable[[], None] | None = None
         self.on_bye: Callable[[], None] | None = None
@@ -116,6 +117,8 @@ class InviteSession:
 
     def _ok_response(self, request: SipRequest, sdp: bytes | None) -> SipResponse:
         assert self.dialog is not None
+        if sdp:
+            self.local_sdp = sdp
         extra = [("Contact", self.dialog.local_contact), *self._ua.capabilities()]
         if request is self.request:
             extra += _record_route(request)  # §12.1.1: the proxies on the path stay on it

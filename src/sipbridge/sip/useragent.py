@@ -316,8 +316,9 @@ class UserAgent:
         request.headers.add("Session-Expires", f"{terms.interval};refresher=uas")
         request.headers.add("Min-SE", str(self.session_min_se))
         request.headers.add("Supported", SUPPORTED)
-        if not allows_update and session.on_offer is not None:
-            request.body = session.on_offer(None)
+        if not allows_update and session.local_sdp:
+            # RFC 6337 §5.3: a refresh offers the unchanged session (same o= version).
+            request.body = session.local_sdp
             request.headers.set("Content-Type", "application/sdp")
         response = await self.send_in_dialog(session, request)
         if request.method == "INVITE" and response is not None and 200 <= response.status < 300:
