@@ -220,11 +220,6 @@ def test_calls_survive_20_percent_message_loss(bridge: BridgeProcess, tmp_path: 
         assert ended["end_reason"] == "caller hung up", ended
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bridge bug: a BYE that arrives before the ACK (the ACK was lost) ends the call as "
-    "'no ACK for 200 OK', not 'caller hung up'",
-)
 def test_bye_overtaking_a_lost_ack_ends_the_call_as_hung_up_by_the_caller(
     bridge: BridgeProcess, tmp_path: Path
 ) -> None:
@@ -420,11 +415,6 @@ def test_session_timer_bridge_refreshes_with_update_every_half_interval(
     assert ended["end_reason"] == "caller hung up", ended
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bridge bug: its refresh UPDATE says refresher=uas, naming the caller (the UPDATE's UAS) as "
-    "refresher; RFC 4028 section 7.4 recommends refresher=uac from the side that refreshes",
-)
 def test_session_refresh_update_names_its_sender_as_refresher(
     refreshed_call: tuple[sipp.SippResult, str],
 ) -> None:

@@ -225,7 +225,11 @@ class Call:
         if self._ended.is_set():
             return
         if not acked:
-            await self.hangup("no ACK for 200 OK")
+            if self.session.ended_by_peer:  # its BYE overtook a lost ACK: the caller had the 200
+                self.answered_at = time.time()
+                await self.hangup("caller hung up")
+            else:
+                await self.hangup("no ACK for 200 OK")
             return
         if answer is None and not self._take_answer(self.session.ack_body):
             await self.hangup("no usable SDP answer in the ACK")

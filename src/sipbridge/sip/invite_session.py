@@ -42,6 +42,7 @@ class InviteSession:
         self.dialog: Dialog | None = None
         self.cancelled = False
         self.ended = False
+        self.ended_by_peer = False
         self.ack_body: bytes = b""
         self.local_sdp: bytes = b""  # the session description we last sent
         self.timer_terms: SessionTimerTerms | None = None
@@ -204,7 +205,10 @@ class InviteSession:
             self._ua.respond(tx, self._ua.unserved(request))
 
     def _ended_by_peer(self) -> None:
-        self.ended = True
+        self.ended = self.ended_by_peer = True
+        self._ok = None  # a BYE can overtake a lost ACK: the 200 is no longer retransmitted
+        if self._retransmitter is not None:
+            self._retransmitter.ack_received()
         self._stop()
         if self._ack_outcome is not None and not self._ack_outcome.done():
             self._ack_outcome.set_result(False)
@@ -307,13 +311,18 @@ class InviteSession:
         self._restart_timer(self._terms_from(response, terms))
 
     def _terms_from(self, response: SipResponse, sent: SessionTimerTerms) -> SessionTimerTerms:
+        """The terms the 2xx to our refresh settles.
+
+        In that transaction we are the UAC, so its ``refresher=uac`` means we go on refreshing:
+        in ``SessionTimerTerms``, which names the roles of the caller's INVITE, that is "uas".
+        """
         value = response.headers.get("Session-Expires")
         if value is None:
             return sent
         interval, _, params = value.partition(";")
-        refresher = "uac" if "refresher=uac" in params.replace(" ", "").lower() else "uas"
+        they_refresh = "refresher=uas" in params.replace(" ", "").lower()
         try:
-            return SessionTimerTerms(max(1, int(interval.strip())), refresher, True)
+            return SessionTimerTerms(max(1, int(interval.strip())), "uac" if they_refresh else "uas", True)
         except ValueError:
             return sent
 

@@ -313,7 +313,8 @@ class UserAgent:
         assert session.dialog is not None
         allows_update = "UPDATE" in _allowed(session.request)
         request = session.dialog.create_request("UPDATE" if allows_update else "INVITE")
-        request.headers.add("Session-Expires", f"{terms.interval};refresher=uas")
+        # RFC 4028 §7.4: in our own request, "uac" names us as the refresher (and we go on being it).
+        request.headers.add("Session-Expires", f"{terms.interval};refresher=uac")
         request.headers.add("Min-SE", str(self.session_min_se))
         request.headers.add("Supported", SUPPORTED)
         if not allows_update and session.local_sdp:

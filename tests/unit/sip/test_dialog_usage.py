@@ -185,12 +185,27 @@ async def test_we_refresh_with_update_at_half_the_interval(ua):
     assert ok.headers.get("Session-Expires") == "1;refresher=uas"
     await asyncio.sleep(0.6)
     (update,) = [r for r in sent_requests(transport) if r.method == "UPDATE"]
-    assert update.headers.get("Session-Expires") == "1;refresher=uas"
+    assert update.headers.get("Session-Expires") == "1;refresher=uac"  # in our UPDATE: we refresh
     assert update.to.tag == "caller1" and update.from_.tag == tag
-    agent.datagram_received(answer_to(update, extra="Session-Expires: 1;refresher=uas\r\n"), PEER)
+    agent.datagram_received(answer_to(update, extra="Session-Expires: 1;refresher=uac\r\n"), PEER)
     await asyncio.sleep(0.6)
     assert len([r for r in sent_requests(transport) if r.method == "UPDATE"]) == 2
     assert not session.ended
+
+
+async def test_refresh_answer_can_hand_the_refreshing_to_the_caller(ua):
+    """A 2xx to our UPDATE saying refresher=uas makes the caller refresh: we stop, and expect theirs."""
+    agent, transport, _ = ua
+    extra = "Session-Expires: 1;refresher=uas\r\nSupported: timer\r\nAllow: UPDATE\r\n"
+    session, _ = await answered(ua, invite_extra=extra)
+    failures: list[str] = []
+    session.on_failed = failures.append
+    await asyncio.sleep(0.55)
+    (update,) = [r for r in sent_requests(transport) if r.method == "UPDATE"]
+    agent.datagram_received(answer_to(update, extra="Session-Expires: 1;refresher=uas\r\n"), PEER)
+    await asyncio.sleep(0.8)
+    assert len([r for r in sent_requests(transport) if r.method == "UPDATE"]) == 1
+    assert failures and "expired" in failures[0]
 
 
 async def test_refresh_by_reinvite_when_update_is_not_allowed_is_acked(ua):
@@ -239,3 +254,18 @@ async def test_bye_carries_the_reason(ua):
     assert bye.headers.get("Reason") == 'SIP;cause=200;text="agent unavailable"'
     agent.datagram_received(answer_to(bye), PEER)
     await asyncio.wait_for(hanging_up, 1)
+
+
+async def test_bye_overtaking_a_lost_ack_ends_the_dialog_and_the_200_retransmissions(ua):
+    agent, transport, sessions = ua
+    agent.datagram_received(request("INVITE", body=SDP), PEER)
+    session = sessions[0]
+    accepting = asyncio.ensure_future(session.accept(b"v=0\r\n"))
+    await asyncio.sleep(0)
+    tag = transport.responses()[-1].to.tag
+    agent.datagram_received(request("BYE", branch="z9hG4bKbye", to_tag=tag, cseq=2), PEER)
+    assert not await accepting and session.ended_by_peer
+    assert transport.statuses()[-1] == 200
+    count = len(transport.sent)
+    await asyncio.sleep(0.05)
+    assert len(transport.sent) == count  # no 200 retransmitted after the BYE
