@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.peers.procs import ManagedProcess, free_port_block, free_tcp_port, free_udp_port, wait_until
+from tests.peers.procs import ManagedProcess, free_port_block, free_tcp_port, wait_until
 
 SIPBRIDGE = [sys.executable, "-m", "sipbridge"]
 
@@ -99,7 +99,7 @@ def start_bridge(
     rtp_ports: int = 16,
     env: dict[str, str] | None = None,
 ) -> BridgeProcess:
-    sip_port, api_port = free_udp_port(), free_tcp_port()
+    sip_port, api_port = free_port_block(1, tcp=True), free_tcp_port()  # SIP: UDP and TCP
     rtp_low = free_port_block(rtp_ports)
     rtp_high = rtp_low + rtp_ports - 1
     argv = [

@@ -102,10 +102,21 @@ class UserAgent:
     # -- lifecycle -----------------------------------------------------------------------------
 
     async def start(self, host: str, port: int, tcp: bool = True, tls_port: int | None = None) -> None:
-        """Listen on UDP ``port`` (and TCP on the same port); TLS on ``tls_port`` if given."""
-        self._udp = await UdpTransport.open(host, port, self.datagram_received)
-        if tcp:
-            await self._listen("TCP", host, self._udp.local_address[1])
+        """Listen on UDP ``port`` (and TCP on the same port); TLS on ``tls_port`` if given.
+
+        Port 0 picks a port free for both UDP and TCP.
+        """
+        for attempt in range(1 if port else 20):
+            self._udp = await UdpTransport.open(host, port, self.datagram_received)
+            if not tcp:
+                break
+            try:
+                await self._listen("TCP", host, self._udp.local_address[1])
+                break
+            except OSError:
+                self._udp.close()
+                if port or attempt == 19:
+                    raise
         if tls_port is not None:
             if self._tls_server is None:
                 raise ValueError("TLS listener needs a certificate and key")
