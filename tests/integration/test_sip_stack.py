@@ -320,6 +320,34 @@ def test_hold_and_resume_by_reinvite(bridge: BridgeProcess, tone: Path, tmp_path
     assert ended["end_reason"] == "caller hung up" and ended["on_hold"] is False, ended
 
 
+def test_codec_change_by_reinvite(bridge: BridgeProcess, tone: Path, tmp_path: Path) -> None:
+    """A re-INVITE offering PCMA only mid-call: answered PCMA, transcoders swapped, audio goes on."""
+    caller = "+15557000008"
+    thread, box = _in_background(
+        lambda: sipp.run_scenario(
+            "uac_reinvite_codec",
+            bridge.sip_target,
+            keys={"audio_file": tone, "caller": caller},
+            workdir=tmp_path,
+            timeout=30,
+        )
+    )
+    try:
+        call = _live_call(bridge, caller)
+        view = lambda: bridge.call(call["id"])[1]  # noqa: E731
+        assert view()["codec"] == "PCMU"
+        changed = wait_until(lambda: (v := view())["codec"] == "PCMA" and v, 5)
+        assert changed, view()
+        assert changed["state"] == "answered" and changed["agent"]["state"] == "connected", changed
+        out_at_change = changed["rtp"]["packets_out"]
+        assert wait_until(lambda: view()["rtp"]["packets_out"] >= out_at_change + 15, 2), view()
+    finally:
+        thread.join(40)
+    box["result"].assert_success(calls=1)
+    ended = _ended(bridge, call["id"])
+    assert ended["end_reason"] == "caller hung up" and ended["codec"] == "PCMA", ended
+
+
 def test_invite_without_sdp_gets_our_offer_and_takes_the_answer_from_the_ack(
     bridge: BridgeProcess, tone: Path, tmp_path: Path
 ) -> None:
