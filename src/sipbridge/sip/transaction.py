@@ -75,6 +75,11 @@ def transaction_key(request: SipRequest) -> tuple[str, ...]:
     return ("2543", request.call_id, request.from_.tag or "", str(cseq_num), sent_by, method)
 
 
+def client_transaction_key(message: SipRequest | SipResponse) -> tuple[str, str]:
+    """Client-transaction matching (§17.1.3): top Via branch and CSeq method."""
+    return (message.via[0].branch or "", message.cseq[1])
+
+
 def invite_key_for_cancel(cancel: SipRequest) -> tuple[str, ...]:
     key = transaction_key(cancel)
     return (*key[:-1], "INVITE")
@@ -199,7 +204,7 @@ class ClientNonInviteTransaction:
 
     @property
     def key(self) -> tuple[str, str]:
-        return (self.request.via[0].branch or "", self.request.method)
+        return client_transaction_key(self.request)
 
     @property
     def next_deadline(self) -> float | None:
@@ -325,7 +330,7 @@ class ClientInviteTransaction:
 
     @property
     def key(self) -> tuple[str, str]:
-        return (self.request.via[0].branch or "", self.request.method)
+        return client_transaction_key(self.request)
 
     @property
     def next_deadline(self) -> float | None:

@@ -38,6 +38,7 @@ from .transaction import (
     ServerNonInviteTransaction,
     State,
     Timers,
+    client_transaction_key,
     invite_key_for_cancel,
     transaction_key,
 )
@@ -462,7 +463,7 @@ class UserAgent:
     def _response_received(self, response: SipResponse) -> None:
         self.stats["responses"] += 1
         try:
-            key = (response.via[0].branch or "", response.cseq[1])
+            key = client_transaction_key(response)
         except (SipParseError, IndexError):
             return
         entry = self._client_txs.get(key)
