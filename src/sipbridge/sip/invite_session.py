@@ -264,7 +264,10 @@ class InviteSession:
             return self.on_offer(request.body or None)
         except SdpError as exc:
             self._ua.respond(tx, self._ua.refusal(request, 488, None, str(exc)))
-            return None
+        except Exception:  # the transaction must still be answered, and the call go on
+            log.exception("call %s: session change failed", self.request.call_id)
+            self._ua.respond(tx, self._ua.refusal(request, 500, None, "internal error handling the offer"))
+        return None
 
     # -- session timer -------------------------------------------------------------------------
 
