@@ -107,7 +107,8 @@ def test_concurrent_calls_are_kept_apart_by_local_port(
 def test_serve_without_agent_url_uses_the_embedded_echo_agent(logdir: Path, tmp_path: Path) -> None:
     bridge = start_bridge(logdir, None)
     try:
-        assert "embedded echo agent" in bridge.proc.stderr()
+        # The API answers a moment before the "ready" line is logged.
+        assert wait_until(lambda: "embedded echo agent" in bridge.proc.stderr(), 5), bridge.log()
         thread, box = _in_background(
             lambda: sipp.run_scenario("uac_pcmu_call", bridge.sip_target, hold_ms=1500, workdir=tmp_path)
         )
