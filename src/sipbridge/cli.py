@@ -20,7 +20,7 @@ def _parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the bridge")
     serve.add_argument("--config", type=Path, help="TOML configuration file")
     serve.add_argument("--sip-listen", metavar="HOST:PORT", help="SIP UDP address (default 0.0.0.0:5060)")
-    serve.add_argument("--api-listen", metavar="HOST:PORT", help="REST API address (default 0.0.0.0:8090)")
+    serve.add_argument("--api-listen", metavar="HOST:PORT", help="REST API address (default 127.0.0.1:8090)")
     serve.add_argument("--rtp-ports", metavar="LOW-HIGH", help="RTP port range (default 10000-20000)")
     serve.add_argument("--public-ip", metavar="IP", help="address to advertise in Contact and SDP")
     serve.add_argument(

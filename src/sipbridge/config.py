@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,10 +36,46 @@ class PortRange:
         return f"{self.low}-{self.high}"
 
 
+PROVIDER_TYPES = ("asterisk", "twilio", "ringcentral", "generic")
+TRANSPORTS = ("udp", "tcp", "tls")
+
+
+@dataclass(frozen=True)
+class ProviderConfig:
+    """One trunk profile, ``[providers.NAME]`` in the TOML file."""
+
+    name: str
+    type: str
+    address: HostPort
+    transport: str = "udp"
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    auth_username: str | None = None
+    domain: str | None = None
+    outbound_proxy: HostPort | None = None
+    register: bool = False
+    register_expires: int = 300
+    caller_id: str = "sipbridge"
+    destinations: tuple[str, ...] = ()
+    allow_premium: bool = False
+    max_outbound_calls: int = 5
+    max_attempts_per_minute: int = 20
+    ring_timeout: float = 30.0
+    inbound_cidrs: tuple[str, ...] = ()
+
+    @property
+    def sip_domain(self) -> str:
+        return self.domain or self.address.host
+
+
 @dataclass(frozen=True)
 class Config:
     sip_listen: HostPort = HostPort("0.0.0.0", 5060)
-    api_listen: HostPort = HostPort("0.0.0.0", 8090)
+    # Loopback by default: an open call-placing API is how toll fraud starts.
+    api_listen: HostPort = HostPort("127.0.0.1", 8090)
+    # Bearer keys for the REST API; empty: no auth, and then the API must stay on loopback.
+    api_keys: tuple[str, ...] = field(default=(), repr=False)
+    providers: tuple[ProviderConfig, ...] = ()
     rtp_ports: PortRange = PortRange(10000, 20000)
     # Address written into Contact and SDP; None means the address the SIP socket is bound to
     # (or, when bound to a wildcard, the address the request arrived on).
@@ -168,6 +205,7 @@ def _parse_list(value: Any, name: str) -> tuple[str, ...]:
 _CONVERTERS: dict[str, Any] = {
     "sip_listen": parse_host_port,
     "api_listen": parse_host_port,
+    "api_keys": lambda v, n: _parse_keys(v, n),
     "embedded_agent_listen": parse_host_port,
     "rtp_ports": parse_port_range,
     "public_ip": _parse_ip,
@@ -218,7 +256,7 @@ def _choice(value: Any, name: str, choices: tuple[Any, ...]) -> Any:
 
 
 def _convert(values: Mapping[str, Any], source: str) -> dict[str, Any]:
-    known = {f.name for f in fields(Config)}
+    known = set(_CONVERTERS)
     out: dict[str, Any] = {}
     for key, raw in values.items():
         if key not in known:
@@ -238,11 +276,106 @@ def _from_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path}: {exc}") from None
-    return _convert(data, f"config file {path}:")
+    source = f"config file {path}:"
+    api = data.pop("api", {})
+    providers = data.pop("providers", {})
+    if not isinstance(api, dict) or not isinstance(providers, dict):
+        raise ConfigError(f"{source} [api] and [providers.NAME] must be tables")
+    for key, value in api.items():
+        if key not in ("keys", "listen"):
+            raise ConfigError(f"{source} unknown setting 'api.{key}'")
+        data[f"api_{key}"] = value
+    out = _convert(data, source)
+    if providers:
+        out["providers"] = tuple(_parse_provider(name, table, source) for name, table in providers.items())
+    return out
+
+
+_PROVIDER_CONVERTERS: dict[str, Any] = {
+    "type": lambda v, n: _choice(str(v), n, PROVIDER_TYPES),
+    "address": lambda v, n: _parse_address(v, n),
+    "transport": lambda v, n: _choice(str(v).lower(), n, TRANSPORTS),
+    "username": lambda v, n: str(v),
+    "password": lambda v, n: str(v),
+    "auth_username": lambda v, n: str(v),
+    "domain": lambda v, n: str(v),
+    "outbound_proxy": lambda v, n: _parse_address(v, n),
+    "register": lambda v, n: _parse_bool(v, n),
+    "register_expires": lambda v, n: _parse_range(v, n, 60, 86400),
+    "caller_id": lambda v, n: str(v),
+    "destinations": lambda v, n: tuple(_parse_pattern(p, n) for p in _parse_list(v, n)),
+    "allow_premium": lambda v, n: _parse_bool(v, n),
+    "max_outbound_calls": lambda v, n: _parse_positive(int, v, n),
+    "max_attempts_per_minute": lambda v, n: _parse_positive(int, v, n),
+    "ring_timeout": lambda v, n: _parse_positive(float, v, n),
+    "inbound_cidrs": lambda v, n: tuple(_parse_cidr(c, n) for c in _parse_list(v, n)),
+}
+
+
+def _parse_provider(name: str, table: Any, source: str) -> ProviderConfig:
+    where = f"{source} providers.{name}"
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: must be a table")
+    if not name.replace("-", "").replace("_", "").isalnum():
+        raise ConfigError(f"{where}: provider names are letters, digits, - and _")
+    values: dict[str, Any] = {"name": name}
+    for key, raw in table.items():
+        if key not in _PROVIDER_CONVERTERS:
+            raise ConfigError(f"{where}: unknown setting {key!r}")
+        values[key] = _PROVIDER_CONVERTERS[key](raw, f"{where}.{key}")
+    for required in ("type", "address"):
+        if required not in values:
+            raise ConfigError(f"{where}: {required!r} is required")
+    if values.get("register") and not values.get("username"):
+        raise ConfigError(f"{where}: register = true needs a username")
+    return ProviderConfig(**values)
+
+
+def _parse_address(value: Any, name: str) -> HostPort:
+    """host[:port] where host may be a DNS name (a trunk's address)."""
+    text = str(value).strip()
+    host, sep, port = text.rpartition(":")
+    if not sep or "]" in port:
+        host, port = text, "5060"
+    host = host.strip("[]")
+    if not host or any(c.isspace() or c in "/@;<>" for c in host):
+        raise ConfigError(f"{name}: {text!r} is not a host[:port]")
+    return HostPort(host, _parse_port(port, name))
+
+
+def _parse_pattern(text: str, name: str) -> str:
+    try:
+        re.compile(text)
+    except re.error as exc:
+        raise ConfigError(f"{name}: {text!r} is not a regular expression: {exc}") from None
+    return text
+
+
+def _parse_cidr(text: str, name: str) -> str:
+    try:
+        return str(ipaddress.ip_network(text.strip(), strict=False))
+    except ValueError:
+        raise ConfigError(f"{name}: {text!r} is not an address or CIDR block") from None
+
+
+def _parse_keys(value: Any, name: str) -> tuple[str, ...]:
+    keys = _parse_list(value, name)
+    if any(len(key) < 16 for key in keys):
+        raise ConfigError(f"{name}: API keys must be at least 16 characters")
+    return keys
+
+
+def _provider_secrets(config: Config, env: Mapping[str, str]) -> Config:
+    """SIPBRIDGE_PROVIDER_<NAME>_PASSWORD keeps a trunk password out of the config file."""
+    providers = []
+    for provider in config.providers:
+        key = f"{ENV_PREFIX}PROVIDER_{provider.name.upper().replace('-', '_')}_PASSWORD"
+        providers.append(replace(provider, password=env[key]) if key in env else provider)
+    return replace(config, providers=tuple(providers))
 
 
 def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
-    known = {f.name for f in fields(Config)}
+    known = set(_CONVERTERS)
     values = {
         key[len(ENV_PREFIX) :].lower(): value
         for key, value in env.items()
@@ -262,11 +395,30 @@ def load_config(
         merged.update(_from_toml(path))
     merged.update(_from_env(os.environ if env is None else env))
     merged.update(_convert({k: v for k, v in (overrides or {}).items() if v is not None}, "option"))
-    config = replace(Config(), **merged)
+    config = _provider_secrets(replace(Config(), **merged), os.environ if env is None else env)
+    _check(config)
+    return config
+
+
+def _check(config: Config) -> None:
+    """Rules that span settings."""
     if config.sip_t2_ms < config.sip_t1_ms:
         raise ConfigError("sip_t2_ms must not be below sip_t1_ms")
     if (config.tls_cert_file is None) != (config.tls_key_file is None):
         raise ConfigError("tls_cert_file and tls_key_file must be set together")
     if config.session_expires < config.session_min_se:
         raise ConfigError("session_expires must not be below session_min_se")
-    return config
+    if not config.api_keys and not _is_loopback(config.api_listen.host):
+        raise ConfigError(
+            f"api_listen {config.api_listen} is reachable from other hosts but no API keys are set:"
+            " set [api] keys (SIPBRIDGE_API_KEYS), or listen on 127.0.0.1"
+        )
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

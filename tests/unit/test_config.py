@@ -6,7 +6,7 @@ from sipbridge.config import Config, ConfigError, HostPort, PortRange, load_conf
 def test_defaults_match_the_cli_contract():
     config = load_config(env={})
     assert config.sip_listen == HostPort("0.0.0.0", 5060)
-    assert config.api_listen == HostPort("0.0.0.0", 8090)
+    assert config.api_listen == HostPort("127.0.0.1", 8090) and config.api_keys == ()
     assert config.rtp_ports == PortRange(10000, 20000)
     assert config.agent is None and config.public_ip is None
 
@@ -70,3 +70,63 @@ def test_tls_certificate_and_key_come_together(tmp_path):
 def test_session_expires_must_not_be_below_min_se():
     with pytest.raises(ConfigError, match="session_expires"):
         load_config(env={"SIPBRIDGE_SESSION_EXPIRES": "60", "SIPBRIDGE_SESSION_MIN_SE": "90"})
+
+
+PROVIDERS_TOML = """
+[api]
+keys = ["k-0123456789abcdef"]
+listen = "0.0.0.0:8090"
+
+[providers.asterisk]
+type = "asterisk"
+address = "127.0.0.1:5060"
+transport = "udp"
+username = "sipbridge"
+password = "s3cret-in-file"
+destinations = ['^1\\d{3}$']
+
+[providers.twilio]
+type = "twilio"
+address = "example.pstn.twilio.com"
+transport = "tls"
+inbound_cidrs = ["54.172.60.0/30", "127.0.0.1"]
+"""
+
+
+def test_api_and_provider_sections(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text(PROVIDERS_TOML)
+    config = load_config(path, env={"SIPBRIDGE_PROVIDER_TWILIO_PASSWORD": "from-env"})
+    assert config.api_keys == ("k-0123456789abcdef",) and config.api_listen == HostPort("0.0.0.0", 8090)
+    asterisk, twilio = config.providers
+    assert asterisk.name == "asterisk" and asterisk.address == HostPort("127.0.0.1", 5060)
+    assert asterisk.destinations == (r"^1\d{3}$",) and asterisk.password == "s3cret-in-file"
+    assert twilio.address == HostPort("example.pstn.twilio.com", 5060) and twilio.transport == "tls"
+    assert twilio.inbound_cidrs == ("54.172.60.0/30", "127.0.0.1/32") and twilio.password == "from-env"
+    assert "s3cret" not in repr(config) and "k-0123" not in repr(config)
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ('type = "asterisk"', "'address' is required"),
+        ('type = "pbx"\naddress = "127.0.0.1"', "expected one of"),
+        ('type = "generic"\naddress = "127.0.0.1"\ndestinations = ["("]', "not a regular expression"),
+        ('type = "generic"\naddress = "127.0.0.1"\ninbound_cidrs = ["10.0.0.0/33"]', "CIDR"),
+        ('type = "generic"\naddress = "127.0.0.1"\nregister = true', "needs a username"),
+        ('type = "generic"\naddress = "127.0.0.1"\ncolour = "red"', "unknown setting 'colour'"),
+    ],
+)
+def test_bad_provider_settings_name_the_provider(tmp_path, table, message):
+    path = tmp_path / "c.toml"
+    path.write_text(f"[providers.trunk]\n{table}\n")
+    with pytest.raises(ConfigError, match=message) as info:
+        load_config(path, env={})
+    assert "providers.trunk" in str(info.value)
+
+
+def test_open_api_without_keys_is_refused():
+    with pytest.raises(ConfigError, match="no API keys"):
+        load_config(env={"SIPBRIDGE_API_LISTEN": "0.0.0.0:8090"})
+    config = load_config(env={"SIPBRIDGE_API_LISTEN": "0.0.0.0:8090", "SIPBRIDGE_API_KEYS": "a" * 16})
+    assert config.api_keys == ("a" * 16,)
