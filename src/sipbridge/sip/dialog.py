@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .headers import parse_name_addr
-from .message import Headers, SipRequest
+from .message import Headers, SipRequest, SipResponse
 from .uri import parse_uri
 
 DialogId = tuple[str, str, str]
@@ -40,6 +40,24 @@ class Dialog:
             route_set=list(invite.headers.get_all("Record-Route")),
             local_cseq=0,
             remote_cseq=invite.cseq[0],
+        )
+
+    @classmethod
+    def from_outgoing_invite(cls, invite: SipRequest, response: SipResponse) -> Dialog:
+        """The UAC side of a dialog created by a 2xx (or 1xx with a tag) to our ``invite`` (§12.1.2)."""
+        contacts = response.headers.get_all("Contact")
+        remote_target = str(parse_name_addr(contacts[0]).uri) if contacts else str(invite.request_uri)
+        return cls(
+            call_id=invite.call_id,
+            local_tag=invite.from_.tag or "",
+            remote_tag=response.to.tag or "",
+            local_uri=str(invite.from_.uri),
+            remote_uri=str(invite.to.uri),
+            remote_target=remote_target,
+            local_contact=invite.headers.get("Contact") or "",
+            route_set=list(reversed(response.headers.get_all("Record-Route"))),
+            local_cseq=invite.cseq[0],
+            remote_cseq=0,
         )
 
     @property

@@ -33,11 +33,14 @@ AnswerHandler = Callable[[bytes | None], None]
 
 
 class InviteSession:
-    def __init__(self, ua: UserAgent, tx: ServerInviteTransaction, flow: Flow) -> None:
+    def __init__(
+        self, ua: UserAgent, tx: ServerInviteTransaction | None, flow: Flow, request: SipRequest
+    ) -> None:
         self._ua = ua
         self._tx = tx
-        self.request = tx.request
+        self.request = request
         self.flow = flow
+        self.peer_allow = allowed_methods(request)
         self.local_tag = generate_tag()
         self.dialog: Dialog | None = None
         self.cancelled = False
@@ -60,6 +63,23 @@ class InviteSession:
         self._timer: SessionTimer | None = None
         self._refreshing = False
 
+    @classmethod
+    def incoming(cls, ua: UserAgent, tx: ServerInviteTransaction, flow: Flow) -> InviteSession:
+        return cls(ua, tx, flow, tx.request)
+
+    @classmethod
+    def outgoing(
+        cls, ua: UserAgent, invite: SipRequest, response: SipResponse, flow: Flow, local_sdp: bytes
+    ) -> InviteSession:
+        """The dialog our INVITE set up, answered by ``response`` (a 2xx): in-dialog handling as above."""
+        session = cls(ua, None, flow, invite)
+        session.peer_allow = allowed_methods(response)
+        session.local_tag = invite.from_.tag or ""
+        session.dialog = Dialog.from_outgoing_invite(invite, response)
+        session.local_sdp = local_sdp
+        ua.register_dialog(session)
+        return session
+
     @property
     def source(self) -> tuple[str, int]:
         return self.flow.remote
@@ -75,6 +95,7 @@ class InviteSession:
     # -- answering the INVITE ------------------------------------------------------------------
 
     def provisional(self, status: int, reason: str | None = None) -> None:
+        assert self._tx is not None, "only an incoming INVITE is answered"
         if status == 100:
             self._ua.respond(self._tx, make_response(self.request, 100, reason))
             return
@@ -91,6 +112,7 @@ class InviteSession:
         extra: list[tuple[str, str]] | None = None,
     ) -> None:
         """Final failure response; ``warning`` says why, for the operator reading a trace."""
+        assert self._tx is not None, "only an incoming INVITE is answered"
         self._ua.respond(
             self._tx,
             self._ua.refusal(self.request, status, reason, warning, retry_after, extra, self.local_tag),
@@ -103,6 +125,7 @@ class InviteSession:
         ``sdp`` is our answer, or our offer when the INVITE had none; the ACK's body (the answer
         then) is kept in ``ack_body``.
         """
+        assert self._tx is not None, "only an incoming INVITE is answered"
         if self.cancelled or self._tx.state is not State.PROCEEDING:
             return False
         contact = self._ua.contact_for(self.flow)
@@ -177,6 +200,7 @@ class InviteSession:
             self.on_answer(body)
 
     def cancel_received(self) -> None:
+        assert self._tx is not None
         self.cancelled = True
         self._ua.respond(self._tx, make_response(self.request, 487, to_tag=self.local_tag))
         self.ended = True
@@ -349,7 +373,7 @@ class InviteSession:
             return
         self.ended = True
         if self.dialog is None:
-            if self._tx.state is State.PROCEEDING:
+            if self._tx is not None and self._tx.state is State.PROCEEDING:
                 self._ua.respond(
                     self._tx, self._ua.refusal(self.request, 480, None, reason, tag=self.local_tag)
                 )
@@ -363,6 +387,10 @@ class InviteSession:
         response = await self._ua.send_in_dialog(self, bye)
         if response is None:
             log.info("call %s: BYE got no response", self.request.call_id)
+
+
+def allowed_methods(message: SipRequest | SipResponse) -> set[str]:
+    return {method.strip().upper() for method in message.headers.get_all("Allow")}
 
 
 def _record_route(request: SipRequest) -> list[tuple[str, str]]:

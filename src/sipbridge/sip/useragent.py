@@ -91,6 +91,7 @@ class UserAgent:
         self._streams: dict[str, StreamTransport] = {}
         self._server_txs: dict[tuple[str, ...], ServerTx] = {}
         self._tx_flows: dict[int, Flow] = {}
+        self._tx_observers: dict[int, Callable[[SipResponse], None]] = {}
         self._sessions: dict[tuple[str, ...], InviteSession] = {}
         self._dialogs: dict[DialogId, InviteSession] = {}
         self._client_txs: dict[tuple[str, str], tuple[ClientTx, asyncio.Future]] = {}
@@ -187,8 +188,12 @@ class UserAgent:
         return _host_port(self.local_ip_for(peer), self.listen_port(transport))
 
     def contact_for(self, flow: Flow) -> str:
-        param = "" if flow.transport == "UDP" else f";transport={flow.transport.lower()}"
-        return f"<sip:{self.user_agent}@{self.sent_by(flow.remote, flow.transport)}{param}>"
+        return self.contact_toward(flow.remote, flow.transport)
+
+    def contact_toward(self, destination: Address, transport: str = "UDP") -> str:
+        """Our Contact for a request we are about to send to ``destination``."""
+        param = "" if transport == "UDP" else f";transport={transport.lower()}"
+        return f"<sip:{self.user_agent}@{self.sent_by(destination, transport)}{param}>"
 
     def capabilities(self) -> list[tuple[str, str]]:
         return [("Allow", ALLOW), ("Supported", SUPPORTED)]
@@ -264,16 +269,21 @@ class UserAgent:
         destination: Address,
         transport: str | None = None,
         prefer: Flow | None = None,
+        on_response: Callable[[SipResponse], None] | None = None,
+        keep_via: bool = False,
     ) -> SipResponse | None:
         """Send a request through a client transaction; its final response, None on timeout/failure.
 
         ``prefer`` is a connection to reuse when it leads to the same host (the one a dialog was
-        set up on). A request too large for UDP goes over TCP (§18.1.1).
+        set up on). A request too large for UDP goes over TCP (§18.1.1). For an INVITE,
+        ``on_response`` sees every response the transaction passes up (1xx, retransmitted 2xx).
+        ``keep_via`` sends the request with the Via it has (a CANCEL must match its INVITE's).
         """
-        flow = await self._flow_for(request, destination, transport, prefer)
+        flow = await self.flow_for(request, destination, transport, prefer)
         if flow is None:
             return None
-        self._stamp_via(request, flow)
+        if not keep_via or "Via" not in request.headers:
+            self.stamp_via(request, flow)
         request.headers.set("User-Agent", self.user_agent)
         if request.method == "INVITE":
             tx: ClientTx = ClientInviteTransaction(request, self.timers, self.now(), flow.reliable)
@@ -282,6 +292,8 @@ class UserAgent:
         future: asyncio.Future[SipResponse | None] = asyncio.get_running_loop().create_future()
         self._client_txs[tx.key] = (tx, future)
         self._tx_flows[id(tx)] = flow
+        if on_response is not None:
+            self._tx_observers[id(tx)] = on_response
         flow.send(request.to_bytes())
         self.arm(tx, self._on_client_tx_timer)
         if request.method != "INVITE":
@@ -292,9 +304,14 @@ class UserAgent:
             self._forget_client_tx(tx)
             return None
 
-    async def _flow_for(
+    def existing_connection(self, destination: Address, transport: str) -> Flow | None:
+        stream = self._streams.get(transport.upper())
+        return stream.existing(destination) if stream is not None else None
+
+    async def flow_for(
         self, request: SipRequest, destination: Address, transport: str | None, prefer: Flow | None
     ) -> Flow | None:
+        """How ``request`` goes to ``destination``: a reused connection, a new one, or UDP."""
         wanted = transport or (prefer.transport if prefer is not None else "UDP")
         if wanted == "UDP" and len(request.to_bytes()) + 120 > UDP_SIZE_LIMIT and "TCP" in self._streams:
             wanted = "TCP"
@@ -314,7 +331,7 @@ class UserAgent:
             log.info("could not open %s connection to %s:%s: %s", wanted, *destination, exc)
             return None
 
-    def _stamp_via(self, request: SipRequest, flow: Flow) -> None:
+    def stamp_via(self, request: SipRequest, flow: Flow) -> None:
         branch = generate_branch()
         via = f"SIP/2.0/{flow.transport} {self.sent_by(flow.remote, flow.transport)};branch={branch}"
         request.headers.remove("Via")
@@ -323,7 +340,7 @@ class UserAgent:
     async def refresh_session(self, session: InviteSession, terms: SessionTimerTerms) -> SipResponse | None:
         """A session-timer refresh (RFC 4028 §7.4): UPDATE when the peer allows it, else re-INVITE."""
         assert session.dialog is not None
-        allows_update = "UPDATE" in _allowed(session.request)
+        allows_update = "UPDATE" in session.peer_allow
         request = session.dialog.create_request("UPDATE" if allows_update else "INVITE")
         # RFC 4028 §7.4: in our own request, "uac" names us as the refresher (and we go on being it).
         request.headers.add("Session-Expires", f"{terms.interval};refresher=uac")
@@ -349,9 +366,9 @@ class UserAgent:
     async def _send_ack(self, session: InviteSession, ack: SipRequest) -> None:
         assert session.dialog is not None
         host, port, transport = session.dialog.next_hop()
-        flow = await self._flow_for(ack, (host, port), transport, session.flow)
+        flow = await self.flow_for(ack, (host, port), transport, session.flow)
         if flow is not None:
-            self._stamp_via(ack, flow)
+            self.stamp_via(ack, flow)
             flow.send(ack.to_bytes())
 
     # -- timers --------------------------------------------------------------------------------
@@ -405,6 +422,7 @@ class UserAgent:
 
     def _forget_client_tx(self, tx: ClientTx) -> None:
         self.disarm(tx)
+        self._tx_observers.pop(id(tx), None)
         self._tx_flows.pop(id(tx), None)
         entry = self._client_txs.pop(tx.key, None)
         if entry is not None and not entry[1].done():
@@ -484,9 +502,15 @@ class UserAgent:
         for request in outcome.to_send:
             if flow is not None:
                 flow.send(request.to_bytes())
-        final = outcome.to_tu
-        if final is not None and final.status >= 200 and not future.done():
-            future.set_result(final)
+        passed = outcome.to_tu
+        if passed is None:
+            return
+        if passed.status >= 200 and not future.done():
+            future.set_result(passed)
+        else:
+            observer = self._tx_observers.get(id(tx))
+            if observer is not None:
+                observer(passed)
 
     def _request_received(self, request: SipRequest, flow: Flow) -> None:
         stamp_received(request, flow.remote)
@@ -578,7 +602,7 @@ class UserAgent:
     def _new_invite(self, request: SipRequest, key: tuple, flow: Flow) -> None:
         tx = self._new_server_tx(request, key, flow)
         assert isinstance(tx, ServerInviteTransaction)
-        session = InviteSession(self, tx, flow)
+        session = InviteSession.incoming(self, tx, flow)
         self._sessions[key] = session
         session.provisional(100)
         refusal = self._invite_refusal(request, session)
@@ -607,10 +631,6 @@ class UserAgent:
         except SipParseError as exc:
             return self.refusal(request, 400, warning=exc.reason, tag=tag)
         return None
-
-
-def _allowed(request: SipRequest) -> set[str]:
-    return {method.strip().upper() for method in request.headers.get_all("Allow")}
 
 
 def _accepts_sdp(request: SipRequest) -> bool:

@@ -1,0 +1,220 @@
+"""Our UAC side of one outgoing INVITE, up to its final answer (RFC 3261 §13.2, §9.1, §22).
+
+It sends the INVITE, answers digest challenges (401/407) by sending it again with credentials,
+reports 1xx (with their SDP: early media) to the application, CANCELs on request or at the ring
+timeout, ACKs a 2xx (again for each retransmission), and hands over an ``InviteSession`` for the
+dialog. The outcome says how it ended in words an operator and an API user understand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+from .dialog import Dialog
+from .invite_session import InviteSession
+from .message import Headers, SipRequest, SipResponse, generate_call_id, generate_tag
+from .transport import Address, Flow
+
+if TYPE_CHECKING:
+    from .useragent import UserAgent
+
+log = logging.getLogger(__name__)
+
+MAX_AUTH_ROUNDS = 2
+
+
+class Authenticator(Protocol):
+    def authorize(self, request: SipRequest, challenge: SipResponse) -> bool:
+        """Add the credentials ``challenge`` asks for to ``request``; False when it cannot (give up)."""
+        ...
+
+
+@dataclass
+class InviteOutcome:
+    """How an outgoing INVITE ended: a session when answered, else the reason and the final status."""
+
+    session: InviteSession | None
+    status: int | None
+    reason: str
+    response: SipResponse | None = None
+
+    @property
+    def answered(self) -> bool:
+        return self.session is not None
+
+
+def end_reason_for(status: int | None, phrase: str = "") -> str:
+    """A failure final response (or None: no answer at all) in the words of a call's end reason."""
+    if status is None:
+        return "unreachable: no response"
+    if status in (486, 600):
+        return "busy"
+    if status in (408, 480, 487):
+        return "no answer"
+    if status in (401, 407):
+        return "auth failed"
+    if status in (404, 484, 604):
+        return f"rejected with {status}: unknown number"
+    return f"rejected with {status} {phrase}".rstrip()
+
+
+class OutgoingInvite:
+    def __init__(
+        self,
+        ua: UserAgent,
+        *,
+        request_uri: str,
+        from_uri: str,
+        to_uri: str,
+        destination: Address,
+        transport: str = "UDP",
+        sdp: bytes,
+        from_display: str | None = None,
+        authenticator: Authenticator | None = None,
+        extra_headers: list[tuple[str, str]] | None = None,
+        on_provisional: Callable[[SipResponse], None] | None = None,
+    ) -> None:
+        self._ua = ua
+        self.destination = destination
+        self.transport = transport.upper()
+        self.sdp = sdp
+        self._authenticator = authenticator
+        self._on_provisional = on_provisional
+        self._cancel_requested = False
+        self._rang_out = False
+        self._provisional_seen = asyncio.Event()
+        self._sent: SipRequest | None = None
+        self._ack: bytes | None = None
+        self._flow: Flow | None = None
+        self.request = self._initial_request(request_uri, from_uri, to_uri, from_display, extra_headers or [])
+
+    @property
+    def call_id(self) -> str:
+        return self.request.call_id
+
+    def _initial_request(
+        self, uri: str, from_uri: str, to_uri: str, display: str | None, extra: list[tuple[str, str]]
+    ) -> SipRequest:
+        headers = Headers()
+        headers.add("Max-Forwards", "70")
+        name = f'"{display}" ' if display else ""
+        headers.add("From", f"{name}<{from_uri}>;tag={generate_tag()}")
+        headers.add("To", f"<{to_uri}>")
+        headers.add("Call-ID", generate_call_id(self._ua.sent_by_host))
+        headers.add("CSeq", "1 INVITE")
+        headers.add("Contact", self._ua.contact_toward(self.destination, self.transport))
+        for name_, value in [*self._ua.capabilities(), *extra]:
+            headers.add(name_, value)
+        headers.add("Content-Type", "application/sdp")
+        return SipRequest("INVITE", uri, headers, self.sdp)
+
+    # -- running -------------------------------------------------------------------------------
+
+    async def run(self, ring_timeout: float) -> InviteOutcome:
+        """Dial until answered, refused, cancelled, or ``ring_timeout`` seconds pass (then CANCEL)."""
+        request = self.request
+        for _ in range(MAX_AUTH_ROUNDS + 1):
+            response = await self._send(request, ring_timeout)
+            if response is None or response.status not in (401, 407):
+                return await self._outcome(response)
+            if self._authenticator is None or not self._authenticator.authorize(
+                request := self._next_attempt(request), response
+            ):
+                return InviteOutcome(None, response.status, "auth failed", response)
+        return InviteOutcome(None, 401, "auth failed")
+
+    def _next_attempt(self, previous: SipRequest) -> SipRequest:
+        headers = previous.headers.copy()
+        headers.remove("Via")
+        headers.remove("Authorization")
+        headers.remove("Proxy-Authorization")
+        headers.set("CSeq", f"{previous.cseq[0] + 1} INVITE")
+        return SipRequest("INVITE", previous.uri, headers, previous.body)
+
+    async def _send(self, request: SipRequest, ring_timeout: float) -> SipResponse | None:
+        self._sent = request
+        self._provisional_seen.clear()
+        sending = asyncio.ensure_future(
+            self._ua.send_request(request, self.destination, self.transport, on_response=self._response)
+        )
+        try:
+            return await asyncio.wait_for(asyncio.shield(sending), ring_timeout)
+        except TimeoutError:
+            log.info("call %s: no answer within %.0f s, cancelling", request.call_id, ring_timeout)
+            self._rang_out = True
+            if self._provisional_seen.is_set():  # §9.1: no CANCEL before a provisional response
+                await self._send_cancel(request)
+            else:
+                self._cancel_requested = True
+            return await sending
+
+    def _response(self, response: SipResponse) -> None:
+        if response.status < 200:
+            self._provisional_seen.set()
+            if self._cancel_requested and self._sent is not None:
+                asyncio.get_running_loop().create_task(self._send_cancel(self._sent))
+            elif self._on_provisional is not None and response.status > 100:
+                self._on_provisional(response)
+        elif self._ack is not None and self._flow is not None:
+            self._flow.send(self._ack)  # a retransmitted 2xx: our ACK was lost
+
+    async def _outcome(self, response: SipResponse | None) -> InviteOutcome:
+        if response is None:
+            return InviteOutcome(None, None, end_reason_for(None))
+        if response.status >= 300:
+            if self._rang_out:
+                reason = "no answer"
+            elif self._cancel_requested and response.status == 487:
+                reason = "cancelled"
+            else:
+                reason = end_reason_for(response.status, response.reason)
+            return InviteOutcome(None, response.status, reason, response)
+        assert self._sent is not None
+        dialog = Dialog.from_outgoing_invite(self._sent, response)
+        host, port, transport = dialog.next_hop()
+        ack = dialog.create_request("ACK", cseq=self._sent.cseq[0])
+        for name in ("Authorization", "Proxy-Authorization"):
+            value = self._sent.headers.get(name)
+            if value is not None:
+                ack.headers.add(name, value)
+        prefer = self._ua.existing_connection(self.destination, self.transport)
+        flow = await self._ua.flow_for(ack, (host, port), transport or self.transport, prefer)
+        if flow is None:
+            return InviteOutcome(None, response.status, "unreachable: cannot send the ACK", response)
+        session = InviteSession.outgoing(self._ua, self._sent, response, flow, self.sdp)
+        self._ua.stamp_via(ack, flow)
+        self._ack, self._flow = ack.to_bytes(), flow  # §13.2.2.4: the UA core's own request
+        flow.send(self._ack)
+        if self._cancel_requested:  # answered while our CANCEL was on its way: end it properly
+            asyncio.get_running_loop().create_task(session.hangup("cancelled"))
+        return InviteOutcome(session, response.status, "answered", response)
+
+    # -- cancelling ----------------------------------------------------------------------------
+
+    def cancel(self) -> None:
+        """Hang up before the answer: CANCEL now if the far end has answered 1xx, else on the first 1xx."""
+        if self._cancel_requested:
+            return
+        self._cancel_requested = True
+        if self._provisional_seen.is_set() and self._sent is not None:
+            asyncio.get_running_loop().create_task(self._send_cancel(self._sent))
+
+    async def _send_cancel(self, invite: SipRequest) -> None:
+        """§9.1: same Request-URI, Call-ID, From, To, CSeq number and top Via as the INVITE."""
+        self._cancel_requested = True
+        headers = Headers()
+        headers.add("Via", invite.headers.get("Via") or "")
+        headers.add("Max-Forwards", "70")
+        for name in ("From", "To", "Call-ID"):
+            headers.add(name, invite.headers.get(name) or "")
+        headers.add("CSeq", f"{invite.cseq[0]} CANCEL")
+        for route in invite.headers.get_all("Route"):
+            headers.add("Route", route)
+        cancel = SipRequest("CANCEL", invite.uri, headers)
+        response = await self._ua.send_request(cancel, self.destination, self.transport, keep_via=True)
+        if response is None or response.status >= 300:
+            log.info("call %s: CANCEL got %s", invite.call_id, response.status if response else "no answer")
