@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 
 class CallState(StrEnum):
+    DIALING = "dialing"
     RINGING = "ringing"
     CONNECTING = "connecting"
     ANSWERED = "answered"
@@ -57,7 +58,7 @@ class CallSettings:
 class Call:
     def __init__(
         self,
-        session: InviteSession,
+        session: InviteSession | None,
         settings: CallSettings,
         ports: PortAllocator,
         whip: WhipClient,
@@ -72,13 +73,14 @@ class Call:
         self._whip = whip
         self._clock = clock
         self._on_ended = on_ended
-        request = session.request
-        self.sip_call_id = request.call_id
-        self.from_user = request.from_.uri.user or request.from_.uri.host
-        self.from_display = request.from_.display
-        self.to_user = request.to.uri.user or request.to.uri.host
+        self.sip_call_id = ""
+        self.from_user = self.to_user = ""
+        self.from_display: str | None = None
+        self.provider: str | None = None
+        self.metadata: dict[str, str] = {}
         self.state = CallState.RINGING
         self.started_at = time.time()
+        self.state_history: list[dict[str, Any]] = []
         self.answered_at: float | None = None
         self.ended_at: float | None = None
         self.end_reason: str | None = None
@@ -96,9 +98,23 @@ class Call:
         self._sdp_session_id = int(time.time() * 1000)
         self._sdp_version = 0
         self._ended = asyncio.Event()
+        if session is not None:
+            self._identify_inbound(session)
+            self._set_state(CallState.RINGING)
+
+    def _identify_inbound(self, session: InviteSession) -> None:
+        request = session.request
+        self.sip_call_id = request.call_id
+        self.from_user = request.from_.uri.user or request.from_.uri.host
+        self.from_display = request.from_.display
+        self.to_user = request.to.uri.user or request.to.uri.host
         # Wired before the first await: a CANCEL may answer our 100 Trying before run() starts.
         session.on_cancel = lambda: self._finish_soon("caller cancelled")
         session.on_bye = lambda: self._finish_soon("caller hung up")
+
+    def _set_state(self, state: CallState) -> None:
+        self.state = state
+        self.state_history.append({"state": state.value, "at": time.time()})
 
     # -- the inbound flow ----------------------------------------------------------------------
 
@@ -117,8 +133,13 @@ class Call:
         finally:
             await self._release_media()
 
+    @property
+    def _session(self) -> InviteSession:
+        assert self.session is not None
+        return self.session
+
     async def _answer(self) -> None:
-        if self.session.cancelled:
+        if self._session.cancelled:
             return
         offer, answer = self._negotiate()
         if self.end_reason is not None or self.state is CallState.ENDED:
@@ -127,18 +148,18 @@ class Call:
             return
         if answer is not None:
             self._apply_media(answer)
-        self.session.provisional(180)
-        self.state = CallState.CONNECTING
+        self._session.provisional(180)
+        self._set_state(CallState.CONNECTING)
         if not await self._connect_agent():
             return
-        if self.session.cancelled:
+        if self._session.cancelled:
             await self.hangup("caller cancelled")
             return
         await self._accept(offer, answer)
 
     def _negotiate(self) -> tuple[SessionDescription | None, AudioAnswer | None]:
         """The caller's offer and our answer to it; (None, None) for an INVITE without SDP."""
-        body = self.session.request.body
+        body = self._session.request.body
         if not body:
             return None, None  # we offer in the 200 and take the answer from the ACK
         try:
@@ -212,31 +233,40 @@ class Call:
 
     async def _accept(self, offer: SessionDescription | None, answer: AudioAnswer | None) -> None:
         assert self.rtp is not None
-        self.session.on_offer = self._offer_in_dialog
-        self.session.on_answer = self._answer_in_dialog
-        self.session.on_failed = self._finish_soon
+        self._wire_dialog(self._session)
         if offer is not None and answer is not None:
             sdp = self._local_answer(offer, answer)
         else:
             sdp = self._local_offer()
             self.rtp.sending = False  # until the ACK's answer says codec and address
         self.rtp.start_sending(self._clock, self._next_phone_frame)
-        acked = await self.session.accept(sdp)
+        acked = await self._session.accept(sdp)
         if self._ended.is_set():
             return
         if not acked:
-            if self.session.ended_by_peer:  # its BYE overtook a lost ACK: the caller had the 200
+            if self._session.ended_by_peer:  # its BYE overtook a lost ACK: the caller had the 200
                 self.answered_at = time.time()
                 await self.hangup("caller hung up")
             else:
                 await self.hangup("no ACK for 200 OK")
             return
-        if answer is None and not self._take_answer(self.session.ack_body):
+        if answer is None and not self._take_answer(self._session.ack_body):
             await self.hangup("no usable SDP answer in the ACK")
             return
-        self.state = CallState.ANSWERED
+        self._set_state(CallState.ANSWERED)
         self.answered_at = time.time()
         log.info("call %s answered (%s from %s)", self.id, self.codec, self.from_user)
+
+    def _wire_dialog(self, session: InviteSession) -> None:
+        session.on_offer = self._offer_in_dialog
+        session.on_answer = self._answer_in_dialog
+        session.on_failed = self._finish_soon
+
+    def _media_ip(self) -> str:
+        return self._session.media_ip
+
+    async def _end_signalling(self, reason: str) -> None:
+        await self._session.hangup(reason)
 
     # -- offer/answer --------------------------------------------------------------------------
 
@@ -246,7 +276,7 @@ class Call:
         return build_answer(
             offer,
             answer,
-            local_ip=self.session.media_ip,
+            local_ip=self._media_ip(),
             local_port=self.rtp_port,
             session_id=self._sdp_session_id,
             session_version=self._sdp_version,
@@ -261,7 +291,7 @@ class Call:
             else ("PCMU", "PCMA")
         )
         return build_offer(
-            local_ip=self.session.media_ip,
+            local_ip=self._media_ip(),
             local_port=self.rtp_port,
             session_id=self._sdp_session_id,
             session_version=self._sdp_version,
@@ -323,7 +353,7 @@ class Call:
 
     def _reject(self, status: int, warning: str, reason: str) -> None:
         log.info("call %s rejected with %d: %s", self.id, status, warning)
-        self.session.reject(status, warning=warning)
+        self._session.reject(status, warning=warning)
         self._mark_ended(reason)
 
     def _finish_soon(self, reason: str) -> None:
@@ -335,7 +365,7 @@ class Call:
             return
         self.end_reason = reason
         log.info("call %s ending: %s", self.id, reason)
-        await asyncio.gather(self.session.hangup(reason), self._release_media(), return_exceptions=True)
+        await asyncio.gather(self._end_signalling(reason), self._release_media(), return_exceptions=True)
         self._mark_ended(reason)
 
     async def _release_media(self) -> None:
@@ -351,7 +381,7 @@ class Call:
         if self.state is CallState.ENDED:
             return
         self.end_reason = self.end_reason or reason
-        self.state = CallState.ENDED
+        self._set_state(CallState.ENDED)
         self.ended_at = time.time()
         self._ended.set()
         self._on_ended(self)
@@ -365,6 +395,9 @@ class Call:
             "from": self.from_user,
             "to": self.to_user,
             "state": self.state.value,
+            "states": list(self.state_history),
+            "provider": self.provider,
+            "metadata": dict(self.metadata),
             "started_at": self.started_at,
             "answered_at": self.answered_at,
             "ended_at": self.ended_at,
