@@ -16,7 +16,9 @@ from .api.app import create_app
 from .calls.call import CallSettings
 from .calls.manager import CallManager
 from .config import Config, ConfigError
+from .providers.provider import Providers
 from .rtp.ports import PortAllocator
+from .sip.invite_session import InviteSession
 from .sip.transaction import Timers
 from .sip.useragent import UserAgent
 
@@ -30,6 +32,7 @@ class Bridge:
         self.whip: WhipClient | None = None
         self.ua: UserAgent | None = None
         self.manager: CallManager | None = None
+        self.providers = Providers(())
         self._api: uvicorn.Server | None = None
         self._api_task: asyncio.Task | None = None
 
@@ -52,6 +55,7 @@ class Bridge:
         )
         ports = PortAllocator(config.rtp_ports.low, config.rtp_ports.high)
         self.manager = CallManager(settings, ports, self.whip, config.max_calls)
+        self.providers = Providers(config.providers)
         timers = Timers(t1=config.sip_t1_ms / 1000, t2=config.sip_t2_ms / 1000, t4=config.sip_t4_ms / 1000)
         tls_server = server_tls_context(config)
         self.ua = UserAgent(
@@ -59,7 +63,7 @@ class Bridge:
             public_ip=config.public_ip,
             media_public_ip=config.media_public_ip,
             user_agent=config.user_agent,
-            on_invite=self.manager.handle_invite,
+            on_invite=self._incoming,
             session_min_se=config.session_min_se,
             session_expires=config.session_expires,
             tls_server=tls_server,
@@ -82,6 +86,19 @@ class Bridge:
             endpoint if config.agent else f"{endpoint} (embedded echo agent)",
         )
 
+    def _incoming(self, session: InviteSession) -> None:
+        """Inbound admission: when providers name their source ranges, only those may call in."""
+        assert self.manager is not None
+        source = session.source[0]
+        provider = self.providers.inbound_provider(source)
+        if provider is None and self.providers.restricts_inbound:
+            log.info("INVITE from %s refused: no provider's inbound_cidrs match", source)
+            session.reject(403, warning=f"source {source} matches no trunk (inbound_cidrs)")
+            return
+        call = self.manager.handle_invite(session)
+        if call is not None and provider is not None:
+            call.provider = provider.name
+
     def _embedded_agent_url(self) -> str:
         return f"http://{self.config.embedded_agent_listen}/whip"
 
@@ -94,8 +111,9 @@ class Bridge:
     async def _start_api(self) -> None:
         assert self.manager is not None
         listen = self.config.api_listen
+        app = create_app(self.manager, self.providers, self.ua, self.config.api_keys)
         uv_config = uvicorn.Config(
-            create_app(self.manager),
+            app,
             host=listen.host,
             port=listen.port,
             log_level="warning",

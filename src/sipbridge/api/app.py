@@ -1,27 +1,80 @@
-"""The REST API on port 8090: thin, validates input, asks the CallManager, serialises the answer."""
+"""The REST API on port 8090: thin, validates input, asks the CallManager, serialises the answer.
+
+Every route but ``/health`` needs ``Authorization: Bearer <key>`` once keys are configured.
+Errors are JSON ``{"error": "..."}`` that say what is wrong.
+"""
 
 from __future__ import annotations
 
+import hmac
+import time
 from typing import Any
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .. import __version__
 from ..calls.manager import CallManager
+from ..providers.policy import Refused
+from ..providers.provider import DialRequest, Providers
+from ..sip.useragent import UserAgent
+
+MAX_METADATA_ITEMS = 20
+MAX_METADATA_VALUE = 256
 
 
-def create_app(manager: CallManager) -> FastAPI:
+class PlaceCall(BaseModel):
+    """Body of POST /calls."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    provider: str = Field(min_length=1, max_length=64, description="name of a configured provider")
+    to: str = Field(min_length=1, max_length=32, description="number or extension to dial")
+    from_: str | None = Field(
+        default=None,
+        alias="from",
+        max_length=32,
+        pattern=r"^[A-Za-z0-9+._\-]+$",
+        description="caller id (From user); default: the provider's caller_id",
+    )
+    ring_timeout: float | None = Field(default=None, gt=0, le=300, description="seconds to ring")
+    max_duration: float | None = Field(default=None, gt=0, le=86400, description="seconds, then BYE")
+    metadata: dict[str, str] | None = Field(default=None, description="kept on the call resource")
+
+    @field_validator("metadata")
+    @classmethod
+    def _small_metadata(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        if value is None:
+            return None
+        if len(value) > MAX_METADATA_ITEMS:
+            raise ValueError(f"at most {MAX_METADATA_ITEMS} metadata items")
+        if any(len(k) > 64 or len(v) > MAX_METADATA_VALUE for k, v in value.items()):
+            raise ValueError(f"metadata keys up to 64 and values up to {MAX_METADATA_VALUE} characters")
+        return value
+
+
+def create_app(
+    manager: CallManager,
+    providers: Providers | None = None,
+    ua: UserAgent | None = None,
+    api_keys: tuple[str, ...] = (),
+) -> FastAPI:
+    providers = providers or Providers(())
     app = FastAPI(title="sipbridge", version=__version__, summary="SIP phone calls into a voice agent")
+    authorised = Depends(_bearer_check(api_keys))
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
-        return JSONResponse({"error": exc.detail}, status_code=exc.status_code)
+        return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return JSONResponse({"error": "invalid request", "details": exc.errors()}, status_code=422)
+        details = [
+            {"field": ".".join(str(p) for p in e["loc"][1:]), "problem": e["msg"]} for e in exc.errors()
+        ]
+        return JSONResponse({"error": "invalid request", "details": details}, status_code=422)
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
@@ -37,15 +90,65 @@ def create_app(manager: CallManager) -> FastAPI:
             "rtp_ports_total": manager.ports.capacity,
         }
 
-    @app.get("/calls")
+    @app.get("/providers", dependencies=[authorised])
+    async def list_providers() -> dict[str, Any]:
+        return {"providers": [provider.to_dict() for provider in providers]}
+
+    @app.get("/calls", dependencies=[authorised])
     async def list_calls() -> dict[str, Any]:
         return {"calls": [call.to_dict() for call in manager.list_active()]}
 
-    @app.get("/calls/{call_id}")
+    @app.post("/calls", status_code=201, dependencies=[authorised])
+    async def place_call(body: PlaceCall, response: Response) -> dict[str, Any]:
+        provider = providers.get(body.provider)
+        if provider is None:
+            known = ", ".join(sorted(providers.by_name)) or "none configured"
+            raise HTTPException(404, f"no provider named {body.provider!r} (providers: {known})")
+        if ua is None:
+            raise HTTPException(503, "the SIP endpoint is not running")
+        dial = DialRequest(body.to, body.from_, body.ring_timeout, body.max_duration, body.metadata)
+        try:
+            number = provider.admit(body.to, manager.outbound_active(provider.name))
+            target = await provider.target(number, dial)
+        except Refused as exc:
+            retry = provider.limiter.retry_after(time.monotonic())
+            headers = {"Retry-After": str(retry)} if exc.status == 429 else None
+            raise HTTPException(exc.status, exc.reason, headers=headers) from None
+        call = manager.place_outbound(ua, target)
+        response.headers["Location"] = f"/calls/{call.id}"
+        return call.to_dict()
+
+    @app.get("/calls/{call_id}", dependencies=[authorised])
     async def get_call(call_id: str) -> dict[str, Any]:
         call = manager.get(call_id)
         if call is None:
             raise HTTPException(404, f"no call with id {call_id!r}")
         return call.to_dict()
 
+    @app.delete("/calls/{call_id}", dependencies=[authorised])
+    async def hang_up(call_id: str) -> dict[str, Any]:
+        """CANCEL before the answer, BYE after; a call that already ended is returned as it is."""
+        call = await manager.hangup(call_id, "hung up through the API")
+        if call is None:
+            raise HTTPException(404, f"no call with id {call_id!r}")
+        return call.to_dict()
+
     return app
+
+
+def _bearer_check(api_keys: tuple[str, ...]):  # noqa: ANN202
+    keys = [key.encode() for key in api_keys]
+
+    async def check(request: Request) -> None:
+        if not keys:
+            return
+        scheme, _, token = (request.headers.get("Authorization") or "").partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            raise HTTPException(
+                401, "this API needs 'Authorization: Bearer <key>'", {"WWW-Authenticate": "Bearer"}
+            )
+        presented = token.strip().encode()
+        if not any(hmac.compare_digest(presented, key) for key in keys):
+            raise HTTPException(401, "unknown API key", {"WWW-Authenticate": 'Bearer error="invalid_token"'})
+
+    return check

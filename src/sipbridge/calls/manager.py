@@ -9,8 +9,10 @@ from collections import OrderedDict
 from ..agent.whip import WhipClient
 from ..rtp.clock import FrameClock
 from ..rtp.ports import PortAllocator
-from ..sip.useragent import InviteSession
+from ..sip.invite_session import InviteSession
+from ..sip.useragent import UserAgent
 from .call import Call, CallSettings
+from .outbound import OutboundCall, OutboundTarget
 
 log = logging.getLogger(__name__)
 
@@ -33,18 +35,34 @@ class CallManager:
         self.total_calls = 0
         self.rejected_busy = 0
 
-    def handle_invite(self, session: InviteSession) -> None:
+    def place_outbound(self, ua: UserAgent, target: OutboundTarget) -> OutboundCall:
+        """Start dialling ``target``; the call is listed at once, in state ``dialing``."""
+        call = OutboundCall(ua, target, self.settings, self.ports, self.whip, self.clock, self._call_ended)
+        self.active[call.id] = call
+        self.total_calls += 1
+        self._run(call)
+        return call
+
+    def outbound_active(self, provider: str) -> int:
+        return sum(
+            1 for call in self.active.values() if call.direction == "outbound" and call.provider == provider
+        )
+
+    def _run(self, call: Call) -> None:
+        task = asyncio.get_running_loop().create_task(call.run(), name=f"call-{call.id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def handle_invite(self, session: InviteSession) -> Call | None:
         if len(self.active) >= self.max_calls:
             self.rejected_busy += 1
             warning = f"call limit of {self.max_calls} reached"
             session.reject(503, warning=warning, retry_after=BUSY_RETRY_AFTER_S)
-            return
+            return None
         call = Call(session, self.settings, self.ports, self.whip, self.clock, self._call_ended)
         self.active[call.id] = call
         self.total_calls += 1
-        task = asyncio.get_running_loop().create_task(call.run(), name=f"call-{call.id}")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._run(call)
 
     def _call_ended(self, call: Call) -> None:
         self.active.pop(call.id, None)

@@ -1,0 +1,177 @@
+"""Trunk profiles (asterisk, twilio, ringcentral, generic): where outbound INVITEs go, with what
+credentials, to which numbers and how often; and which sources may send inbound calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from ..calls.outbound import OutboundTarget
+from ..config import ProviderConfig
+from ..sip.digest import DigestCredentials, DigestError, DigestSession
+from ..sip.message import SipRequest, SipResponse
+from .policy import DEFAULT_DESTINATIONS, AttemptLimiter, DestinationPolicy, Refused
+from .twilio_ranges import TWILIO_SIGNALLING_CIDRS
+
+
+class DigestAuthenticator:
+    """Answers 401/407 for one outbound call with a provider's credentials."""
+
+    def __init__(self, credentials: DigestCredentials) -> None:
+        self._session = DigestSession(credentials)
+
+    def authorize(self, request: SipRequest, challenge: SipResponse) -> bool:
+        try:
+            self._session.on_challenge(challenge)
+        except DigestError:
+            return False
+        for name, value in self._session.authorization_headers(request.method, request.uri, request.body):
+            request.headers.set(name, value)
+        return True
+
+
+@dataclass
+class DialRequest:
+    to: str
+    from_user: str | None = None
+    ring_timeout: float | None = None
+    max_duration: float | None = None
+    metadata: dict[str, str] | None = None
+
+
+class Provider:
+    def __init__(self, config: ProviderConfig) -> None:
+        self.config = config
+        self.name = config.name
+        patterns = config.destinations or DEFAULT_DESTINATIONS[config.type]
+        self.policy = DestinationPolicy(patterns, config.allow_premium)
+        self.limiter = AttemptLimiter(config.max_attempts_per_minute)
+        cidrs = config.inbound_cidrs or (TWILIO_SIGNALLING_CIDRS if config.type == "twilio" else ())
+        self.inbound_networks = [ipaddress.ip_network(cidr) for cidr in cidrs]
+        self.registration_state = "registering" if config.register else "not registering"
+        self.last_error: str | None = None
+        self.calls_placed = 0
+        self.calls_refused = 0
+
+    # -- outbound ------------------------------------------------------------------------------
+
+    def admit(self, to: str, outbound_active: int, now: float | None = None) -> str:
+        """The normalised number if a call to it may start now; raises Refused (403/422/429)."""
+        try:
+            number = self.policy.check(to)
+            if outbound_active >= self.config.max_outbound_calls:
+                raise Refused(429, f"provider {self.name} has {outbound_active} outbound calls up (the cap)")
+            moment = time.monotonic() if now is None else now
+            if not self.limiter.allow(moment):
+                limit = self.config.max_attempts_per_minute
+                raise Refused(429, f"provider {self.name}: more than {limit} call attempts in a minute")
+        except Refused:
+            self.calls_refused += 1
+            raise
+        return number
+
+    async def target(self, number: str, dial: DialRequest) -> OutboundTarget:
+        """Where and how to send the INVITE for ``number`` (DNS resolved here, off the hot path)."""
+        config = self.config
+        domain = config.sip_domain
+        hop = config.outbound_proxy or config.address
+        port = "" if config.domain or config.address.port == 5060 else f":{config.address.port}"
+        from_user = dial.from_user or config.caller_id
+        transport = config.transport.upper()
+        uri_params = "" if transport == "UDP" else f";transport={transport.lower()}"
+        credentials = None
+        if config.username and config.password is not None:
+            user = config.auth_username or config.username
+            credentials = DigestAuthenticator(DigestCredentials(user, config.password))
+        self.calls_placed += 1
+        return OutboundTarget(
+            provider=self.name,
+            to=number,
+            from_user=from_user,
+            request_uri=f"sip:{number}@{domain}{port}{uri_params}",
+            from_uri=f"sip:{from_user}@{domain}",
+            to_uri=f"sip:{number}@{domain}",
+            destination=(await resolve(hop.host), hop.port),
+            transport=transport,
+            authenticator=credentials,
+            ring_timeout=dial.ring_timeout or config.ring_timeout,
+            max_duration=dial.max_duration,
+            metadata=dict(dial.metadata or {}),
+        )
+
+    # -- inbound -------------------------------------------------------------------------------
+
+    def accepts_source(self, address: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in network for network in self.inbound_networks)
+
+    # -- view ----------------------------------------------------------------------------------
+
+    @property
+    def status(self) -> str:
+        return self.registration_state if self.config.register else "ready"
+
+    def to_dict(self) -> dict[str, Any]:
+        """What GET /providers shows: never a password or a credential."""
+        config = self.config
+        return {
+            "name": self.name,
+            "type": config.type,
+            "address": str(config.address),
+            "transport": config.transport,
+            "status": self.status,
+            "last_error": self.last_error,
+            "register": config.register,
+            "destinations": list(self.policy.patterns),
+            "allow_premium": config.allow_premium,
+            "max_outbound_calls": config.max_outbound_calls,
+            "max_attempts_per_minute": config.max_attempts_per_minute,
+            "inbound_cidrs": [str(network) for network in self.inbound_networks],
+            "calls_placed": self.calls_placed,
+            "calls_refused": self.calls_refused,
+        }
+
+
+async def resolve(host: str) -> str:
+    """An IP address for ``host`` (a literal is returned as it is)."""
+    try:
+        ipaddress.ip_address(host)
+        return host
+    except ValueError:
+        pass
+    loop = asyncio.get_running_loop()
+    try:
+        infos = await loop.getaddrinfo(host, None, type=socket.SOCK_DGRAM)
+    except OSError as exc:
+        raise Refused(502, f"cannot resolve {host}: {exc}") from None
+    return str(infos[0][4][0])
+
+
+class Providers:
+    """All configured providers by name."""
+
+    def __init__(self, configs: tuple[ProviderConfig, ...]) -> None:
+        self.by_name = {config.name: Provider(config) for config in configs}
+
+    def get(self, name: str) -> Provider | None:
+        return self.by_name.get(name)
+
+    def __iter__(self) -> Iterator[Provider]:
+        return iter(self.by_name.values())
+
+    @property
+    def restricts_inbound(self) -> bool:
+        """Once any provider names inbound sources, INVITEs from anywhere else are refused."""
+        return any(provider.inbound_networks for provider in self)
+
+    def inbound_provider(self, address: str) -> Provider | None:
+        return next((provider for provider in self if provider.accepts_source(address)), None)

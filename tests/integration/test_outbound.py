@@ -1,0 +1,141 @@
+"""Outbound calls through the REST API to sipp acting as a provider, and the API's guard rails."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tests.integration.bridge_proc import AgentProcess, BridgeProcess, start_bridge
+from tests.peers import sipp
+from tests.peers.procs import free_port_block, wait_until
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(not sipp.available(), reason="sipp (Debian sip-tester) is not installed"),
+]
+
+KEY = "test-key-0123456789abcdef"
+
+
+def api(
+    bridge: BridgeProcess, method: str, path: str, body: Any = None, key: str | None = KEY
+) -> tuple[int, Any]:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(f"{bridge.api}{path}", data=data, method=method)
+    request.add_header("Content-Type", "application/json")
+    if key is not None:
+        request.add_header("Authorization", f"Bearer {key}")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"null")
+
+
+@pytest.fixture(scope="module")
+def far_port() -> int:
+    return free_port_block(1)
+
+
+@pytest.fixture(scope="module")
+def bridge(
+    logdir: Path, agent: AgentProcess, far_port: int, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[BridgeProcess]:
+    config = tmp_path_factory.mktemp("config") / "sipbridge.toml"
+    config.write_text(
+        f"""
+[api]
+keys = ["{KEY}"]
+
+[providers.pbx]
+type = "generic"
+address = "127.0.0.1:{far_port}"
+destinations = ['^1[0-9]{{3}}$', '^\\+1[2-9][0-9]{{9}}$', '^\\+44[0-9]{{10}}$']
+max_outbound_calls = 2
+max_attempts_per_minute = 30
+ring_timeout = 20
+caller_id = "bridge"
+username = "sipbridge"
+password = "secret-password-1"
+"""
+    )
+    bridge = start_bridge(logdir, agent.whip_url, "--config", str(config))
+    yield bridge
+    bridge.proc.stop()
+
+
+def test_every_route_but_health_needs_a_key(bridge: BridgeProcess) -> None:
+    assert api(bridge, "GET", "/health", key=None)[0] == 200
+    for method, path in [
+        ("GET", "/calls"),
+        ("GET", "/providers"),
+        ("GET", "/calls/x"),
+        ("DELETE", "/calls/x"),
+    ]:
+        status, body = api(bridge, method, path, key=None)
+        assert status == 401 and "Bearer" in body["error"], (method, path, body)
+        assert api(bridge, method, path, key="wrong-key-0123456789")[0] == 401
+    assert api(bridge, "POST", "/calls", {"provider": "pbx", "to": "1001"}, key=None)[0] == 401
+
+
+def test_providers_are_listed_without_secrets(bridge: BridgeProcess) -> None:
+    status, body = api(bridge, "GET", "/providers")
+    assert status == 200
+    (pbx,) = body["providers"]
+    assert pbx["name"] == "pbx" and pbx["type"] == "generic" and pbx["status"] == "ready"
+    assert "secret-password-1" not in json.dumps(body) and "password" not in pbx
+    assert "secret-password-1" not in bridge.log()
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "says"),
+    [
+        ({"provider": "nope", "to": "1001"}, 404, "no provider named 'nope'"),
+        ({"provider": "pbx", "to": "call me"}, 422, "phone number"),
+        ({"provider": "pbx", "to": "5551234"}, 403, "not in this provider's allowed destinations"),
+        ({"provider": "pbx", "to": "+19005551234"}, 403, "premium"),
+        ({"provider": "pbx", "to": "+441234567890"}, 403, "international"),
+        ({"provider": "pbx"}, 422, "invalid request"),
+        ({"provider": "pbx", "to": "1001", "ring_timeout": -1}, 422, "invalid request"),
+        ({"provider": "pbx", "to": "1001", "colour": "red"}, 422, "invalid request"),
+        ({"provider": "pbx", "to": "1001", "from": "a b"}, 422, "invalid request"),
+    ],
+)
+def test_bad_requests_get_a_clear_4xx(bridge: BridgeProcess, body: dict, status: int, says: str) -> None:
+    got, answer = api(bridge, "POST", "/calls", body)
+    assert got == status and says in answer["error"], answer
+
+
+def test_unknown_call_is_404(bridge: BridgeProcess) -> None:
+    assert api(bridge, "GET", "/calls/nope")[0] == 404
+    assert api(bridge, "DELETE", "/calls/nope")[0] == 404
+
+
+def test_outbound_call_talks_and_ends_through_the_api(
+    bridge: BridgeProcess, far_port: int, tmp_path: Path
+) -> None:
+    with sipp.sipp_uas("uas", port=far_port, rtp_echo=True, calls=1, workdir=tmp_path) as far:
+        status, call = api(
+            bridge, "POST", "/calls", {"provider": "pbx", "to": "1001", "metadata": {"crm": "42"}}
+        )
+        assert status == 201 and call["state"] in ("dialing", "ringing"), call
+        assert call["direction"] == "outbound" and call["to"] == "1001" and call["metadata"] == {"crm": "42"}
+        view = lambda: api(bridge, "GET", f"/calls/{call['id']}")[1]  # noqa: E731
+        assert wait_until(lambda: view()["state"] == "answered", 10), view()
+        assert wait_until(lambda: view()["agent"]["packets_received"] > 20, 10), view()
+        assert wait_until(lambda: view()["rtp"]["packets_in"] > 20, 5), view()
+        status, ended = api(bridge, "DELETE", f"/calls/{call['id']}")
+        assert status == 200
+        assert wait_until(lambda: view()["state"] == "ended", 5), view()
+        again = api(bridge, "DELETE", f"/calls/{call['id']}")
+        assert again[0] == 200 and again[1]["state"] == "ended"  # idempotent
+        far.result().assert_success(calls=1)
+    final = view()
+    assert [s["state"] for s in final["states"]] == ["dialing", "ringing", "answered", "ended"], final
+    assert final["end_reason"] == "hung up through the API"
+    assert final["provider"] == "pbx" and final["codec"] == "PCMU"
