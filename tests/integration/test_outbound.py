@@ -139,3 +139,69 @@ def test_outbound_call_talks_and_ends_through_the_api(
     assert [s["state"] for s in final["states"]] == ["dialing", "ringing", "answered", "ended"], final
     assert final["end_reason"] == "hung up through the API"
     assert final["provider"] == "pbx" and final["codec"] == "PCMU"
+
+
+def _place(bridge: BridgeProcess, **body: Any) -> dict:
+    status, call = api(bridge, "POST", "/calls", {"provider": "pbx", "to": "1001", **body})
+    assert status == 201, call
+    return call
+
+
+def _ended(bridge: BridgeProcess, call_id: str, timeout: float = 15) -> dict:
+    view = lambda: api(bridge, "GET", f"/calls/{call_id}")[1]  # noqa: E731
+    assert wait_until(lambda: view()["state"] == "ended", timeout), view()
+    return view()
+
+
+def test_digest_challenge_is_answered_and_the_far_end_hangs_up(
+    bridge: BridgeProcess, far_port: int, tmp_path: Path
+) -> None:
+    keys = {"user": "sipbridge", "password": "secret-password-1", "realm": "pbx.test", "algo": "MD5"}
+    keys["hangup_ms"] = "1500"
+    with sipp.sipp_uas("uas_digest_answer", port=far_port, keys=keys, calls=1, workdir=tmp_path) as far:
+        call = _place(bridge)
+        ended = _ended(bridge, call["id"])
+        far.result().assert_success(calls=1)
+    assert ended["end_reason"] == "far end hung up" and ended["answered_at"], ended
+    assert [s["state"] for s in ended["states"]] == ["dialing", "ringing", "answered", "ended"]
+
+
+def test_busy_far_end(bridge: BridgeProcess, far_port: int, tmp_path: Path) -> None:
+    keys = {"status": "486", "reason": "Busy Here"}
+    with sipp.sipp_uas("uas_reject", port=far_port, keys=keys, calls=1, rtp_echo=False, workdir=tmp_path):
+        ended = _ended(bridge, _place(bridge)["id"])
+    assert ended["end_reason"] == "busy" and ended["answered_at"] is None, ended
+
+
+def test_no_answer_until_the_ring_timeout_is_cancelled(
+    bridge: BridgeProcess, far_port: int, tmp_path: Path
+) -> None:
+    with sipp.sipp_uas(
+        "uas_ring_until_cancel", port=far_port, calls=1, rtp_echo=False, workdir=tmp_path
+    ) as far:
+        ended = _ended(bridge, _place(bridge, ring_timeout=1)["id"])
+        far.result().assert_success(calls=1)
+    assert ended["end_reason"] == "no answer", ended
+    assert [s["state"] for s in ended["states"]] == ["dialing", "ringing", "ended"]
+
+
+def test_hanging_up_while_it_rings_cancels(bridge: BridgeProcess, far_port: int, tmp_path: Path) -> None:
+    with sipp.sipp_uas(
+        "uas_ring_until_cancel", port=far_port, calls=1, rtp_echo=False, workdir=tmp_path
+    ) as far:
+        call = _place(bridge)
+        view = lambda: api(bridge, "GET", f"/calls/{call['id']}")[1]  # noqa: E731
+        assert wait_until(lambda: view()["state"] == "ringing", 5), view()
+        status, _ = api(bridge, "DELETE", f"/calls/{call['id']}")
+        assert status == 200
+        far.result().assert_success(calls=1)  # it saw the CANCEL and answered 487
+    ended = _ended(bridge, call["id"])
+    assert ended["end_reason"] == "hung up through the API", ended
+
+
+def test_unreachable_provider(bridge: BridgeProcess) -> None:
+    """Nobody at the provider's address: the INVITE times out (64·T1 here is 32 s: too long for a test);
+    the call is listed as dialing and a DELETE ends it at once."""
+    call = _place(bridge)
+    status, ended = api(bridge, "DELETE", f"/calls/{call['id']}")
+    assert status == 200 and ended["state"] == "ended" and ended["end_reason"] == "hung up through the API"
