@@ -17,6 +17,7 @@ from .calls.call import CallSettings
 from .calls.manager import CallManager
 from .config import Config, ConfigError
 from .providers.provider import Providers
+from .providers.registrar import ProviderRegistration
 from .rtp.ports import PortAllocator
 from .sip.invite_session import InviteSession
 from .sip.transaction import Timers
@@ -33,6 +34,7 @@ class Bridge:
         self.ua: UserAgent | None = None
         self.manager: CallManager | None = None
         self.providers = Providers(())
+        self.registrations: list[ProviderRegistration] = []
         self._api: uvicorn.Server | None = None
         self._api_task: asyncio.Task | None = None
 
@@ -75,6 +77,9 @@ class Bridge:
             tcp=config.sip_tcp,
             tls_port=config.sip_tls_port if tls_server is not None else None,
         )
+        self.registrations = [ProviderRegistration(self.ua, p) for p in self.providers if p.config.register]
+        for registration in self.registrations:
+            await registration.start()
         await self._start_api()
         log.info(
             "sipbridge ready: SIP %s on %s (TLS port %s), REST http://%s, RTP ports %s, agent %s",
@@ -135,6 +140,7 @@ class Bridge:
         if self._api is not None and self._api_task is not None:
             self._api.should_exit = True
             await asyncio.gather(self._api_task, return_exceptions=True)
+        await asyncio.gather(*(r.stop() for r in self.registrations), return_exceptions=True)
         if self.ua is not None:
             self.ua.close()
         if self.whip is not None:

@@ -1,0 +1,112 @@
+"""Keeps a provider registered (RFC 3261 §10): the asyncio driver of a sans-IO ``Registration``.
+
+Sends each REGISTER the state machine hands out through the UA's client transactions, feeds back
+the final response (or the timeout), arms its refresh/retry timer, and un-registers at shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+
+from ..sip.digest import DigestCredentials
+from ..sip.message import SipRequest
+from ..sip.registration import Registration, RegistrationState
+from ..sip.useragent import UserAgent
+from .provider import Provider, resolve
+
+log = logging.getLogger(__name__)
+
+UNREGISTER_WAIT_S = 3.0
+
+
+class ProviderRegistration:
+    def __init__(self, ua: UserAgent, provider: Provider) -> None:
+        self._ua = ua
+        self.provider = provider
+        self.registration: Registration | None = None
+        self._destination: tuple[str, int] | None = None
+        self._pending: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        config = self.provider.config
+        hop = config.outbound_proxy or config.address
+        try:
+            self._destination = (await resolve(hop.host), hop.port)
+        except Exception as exc:  # a name that does not resolve: shown as the provider's error
+            self._report(f"cannot resolve {hop.host}: {exc}")
+            return
+        # The provider's signalling comes from where we register: let its INVITEs in.
+        self.provider.inbound_networks.append(ipaddress.ip_network(self._destination[0]))
+        self.registration = self._registration()
+        self._send(self.registration.start(self._ua.now()))
+
+    def _registration(self) -> Registration:
+        config = self.provider.config
+        assert self._destination is not None and config.username is not None
+        transport = config.transport.upper()
+        param = "" if transport == "UDP" else f";transport={transport.lower()}"
+        port = "" if config.domain or config.address.port == 5060 else f":{config.address.port}"
+        domain = config.sip_domain
+        local = self._ua.sent_by(self._destination, transport)
+        credentials = None
+        if config.password is not None:
+            credentials = DigestCredentials(config.auth_username or config.username, config.password)
+        return Registration(
+            f"sip:{domain}{port}{param}",
+            f"sip:{config.username}@{domain}",
+            f"sip:{config.username}@{local}{param}",
+            expires=config.register_expires,
+            credentials=credentials,
+        )
+
+    def _send(self, requests: list[SipRequest]) -> None:
+        for request in requests:
+            task = asyncio.ensure_future(self._exchange(request))
+            self._pending.add(task)
+            task.add_done_callback(self._pending.discard)
+        self._rearm()
+
+    async def _exchange(self, request: SipRequest) -> None:
+        assert self.registration is not None and self._destination is not None
+        transport = self.provider.config.transport.upper()
+        response = await self._ua.send_request(request, self._destination, transport)
+        now = self._ua.now()
+        if response is None:
+            self.registration.timed_out(now, request)
+            more: list[SipRequest] = []
+        else:
+            more = self.registration.receive_response(response, now)
+        self._report()
+        self._send(more)
+
+    def _rearm(self) -> None:
+        if self.registration is not None:
+            self._ua.arm(self.registration, self._on_timer)
+
+    def _on_timer(self, registration: Registration) -> None:
+        self._send(registration.on_timer(self._ua.now()))
+
+    def _report(self, error: str | None = None) -> None:
+        registration = self.registration
+        if registration is None:
+            self.provider.registration_state, self.provider.last_error = "failed", error
+            return
+        self.provider.registration_state = registration.state.value
+        self.provider.last_error = registration.last_error
+        if registration.state is RegistrationState.FAILED:
+            log.warning("provider %s: registration failed: %s", self.provider.name, registration.last_error)
+        elif registration.state is RegistrationState.REGISTERED:
+            log.info("provider %s: registered for %s s", self.provider.name, registration.granted_expires)
+
+    async def stop(self) -> None:
+        """Un-register (Expires: 0) and wait briefly for the answer."""
+        if self.registration is None:
+            return
+        self._ua.disarm(self.registration)
+        self._send(self.registration.stop(self._ua.now()))
+        self._ua.disarm(self.registration)
+        if self._pending:
+            await asyncio.wait(list(self._pending), timeout=UNREGISTER_WAIT_S)
+        self._report()
