@@ -205,3 +205,37 @@ def test_unreachable_provider(bridge: BridgeProcess) -> None:
     call = _place(bridge)
     status, ended = api(bridge, "DELETE", f"/calls/{call['id']}")
     assert status == 200 and ended["state"] == "ended" and ended["end_reason"] == "hung up through the API"
+
+
+def test_early_media_reaches_the_agent_before_the_answer(
+    bridge: BridgeProcess, far_port: int, speech: Path, tmp_path: Path
+) -> None:
+    """A 183 with SDP: the far end's announcement flows to the agent while the call still rings."""
+    from tests.peers import audio
+
+    ulaw = audio.wav_to_ulaw_raw(speech, tmp_path / "announcement.ul")
+    keys = {"audio_file": str(ulaw), "ring_ms": "2500", "hangup_ms": "800"}
+    with sipp.sipp_uas("uas_early_media", port=far_port, keys=keys, calls=1, workdir=tmp_path) as far:
+        call = _place(bridge)
+        view = lambda: api(bridge, "GET", f"/calls/{call['id']}")[1]  # noqa: E731
+        early = wait_until(
+            lambda: (
+                (v := view())["state"] == "ringing" and (v["agent"] or {}).get("packets_sent", 0) > 10 and v
+            ),
+            5,
+        )
+        assert early, view()
+        assert early["rtp"]["packets_in"] > 10 and early["answered_at"] is None, early
+        ended = _ended(bridge, call["id"])
+        far.result().assert_success(calls=1)
+    assert ended["end_reason"] == "far end hung up", ended
+    assert [s["state"] for s in ended["states"]] == ["dialing", "ringing", "answered", "ended"]
+
+
+def test_proxy_challenge_407_is_answered(bridge: BridgeProcess, far_port: int, tmp_path: Path) -> None:
+    keys = {"user": "sipbridge", "password": "secret-password-1", "realm": "proxy.test", "algo": "MD5"}
+    keys["hangup_ms"] = "500"
+    with sipp.sipp_uas("uas_proxy_auth", port=far_port, keys=keys, calls=1, workdir=tmp_path) as far:
+        ended = _ended(bridge, _place(bridge)["id"])
+        far.result().assert_success(calls=1)
+    assert ended["end_reason"] == "far end hung up" and ended["answered_at"], ended
