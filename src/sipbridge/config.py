@@ -301,7 +301,7 @@ _PROVIDER_CONVERTERS: dict[str, Any] = {
     "domain": lambda v, n: str(v),
     "outbound_proxy": lambda v, n: _parse_address(v, n),
     "register": lambda v, n: _parse_bool(v, n),
-    "register_expires": lambda v, n: _parse_range(v, n, 60, 86400),
+    "register_expires": lambda v, n: _parse_range(v, n, 10, 86400),
     "caller_id": lambda v, n: str(v),
     "destinations": lambda v, n: tuple(_parse_pattern(p, n) for p in _parse_list(v, n)),
     "allow_premium": lambda v, n: _parse_bool(v, n),
