@@ -326,6 +326,8 @@ def _parse_provider(name: str, table: Any, source: str) -> ProviderConfig:
     for required in ("type", "address"):
         if required not in values:
             raise ConfigError(f"{where}: {required!r} is required")
+    if values.get("transport") == "tls" and not _names_port(str(table["address"])):
+        values["address"] = replace(values["address"], port=5061)  # SIP over TLS's own port
     if values.get("register") and not values.get("username"):
         raise ConfigError(f"{where}: register = true needs a username")
     return ProviderConfig(**values)
@@ -341,6 +343,11 @@ def _parse_address(value: Any, name: str) -> HostPort:
     if not host or any(c.isspace() or c in "/@;<>" for c in host):
         raise ConfigError(f"{name}: {text!r} is not a host[:port]")
     return HostPort(host, _parse_port(port, name))
+
+
+def _names_port(text: str) -> bool:
+    host, sep, port = text.strip().rpartition(":")
+    return bool(sep) and port.isdigit() and (not host.startswith("[") or host.endswith("]"))
 
 
 def _parse_pattern(text: str, name: str) -> str:

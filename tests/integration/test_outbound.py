@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 from tests.integration.bridge_proc import AgentProcess, BridgeProcess, start_bridge
-from tests.peers import sipp
-from tests.peers.procs import free_port_block, wait_until
+from tests.peers import kamailio, sipp, tls_certs
+from tests.peers.procs import LOOPBACK, free_port_block, wait_until
 
 pytestmark = [
     pytest.mark.integration,
@@ -62,6 +62,11 @@ ring_timeout = 20
 caller_id = "bridge"
 username = "sipbridge"
 password = "secret-password-1"
+
+[providers.nowhere]
+type = "generic"
+address = "127.0.0.1:{free_port_block(1)}"
+destinations = ['^1[0-9]{{3}}$']
 """
     )
     bridge = start_bridge(logdir, agent.whip_url, "--config", str(config))
@@ -86,7 +91,7 @@ def test_every_route_but_health_needs_a_key(bridge: BridgeProcess) -> None:
 def test_providers_are_listed_without_secrets(bridge: BridgeProcess) -> None:
     status, body = api(bridge, "GET", "/providers")
     assert status == 200
-    (pbx,) = body["providers"]
+    pbx = next(p for p in body["providers"] if p["name"] == "pbx")
     assert pbx["name"] == "pbx" and pbx["type"] == "generic" and pbx["status"] == "ready"
     assert "secret-password-1" not in json.dumps(body) and "password" not in pbx
     assert "secret-password-1" not in bridge.log()
@@ -129,6 +134,7 @@ def test_outbound_call_talks_and_ends_through_the_api(
         assert wait_until(lambda: view()["state"] == "answered", 10), view()
         assert wait_until(lambda: view()["agent"]["packets_received"] > 20, 10), view()
         assert wait_until(lambda: view()["rtp"]["packets_in"] > 20, 5), view()
+        assert view()["rtp"]["packets_out"] > 20  # the far end hears the agent
         status, ended = api(bridge, "DELETE", f"/calls/{call['id']}")
         assert status == 200
         assert wait_until(lambda: view()["state"] == "ended", 5), view()
@@ -142,7 +148,7 @@ def test_outbound_call_talks_and_ends_through_the_api(
 
 
 def _place(bridge: BridgeProcess, **body: Any) -> dict:
-    status, call = api(bridge, "POST", "/calls", {"provider": "pbx", "to": "1001", **body})
+    status, call = api(bridge, "POST", "/calls", {"provider": "pbx", "to": "1001"} | body)
     assert status == 201, call
     return call
 
@@ -202,7 +208,7 @@ def test_hanging_up_while_it_rings_cancels(bridge: BridgeProcess, far_port: int,
 def test_unreachable_provider(bridge: BridgeProcess) -> None:
     """Nobody at the provider's address: the INVITE times out (64·T1 here is 32 s: too long for a test);
     the call is listed as dialing and a DELETE ends it at once."""
-    call = _place(bridge)
+    call = _place(bridge, provider="nowhere")
     status, ended = api(bridge, "DELETE", f"/calls/{call['id']}")
     assert status == 200 and ended["state"] == "ended" and ended["end_reason"] == "hung up through the API"
 
@@ -215,7 +221,9 @@ def test_early_media_reaches_the_agent_before_the_answer(
 
     ulaw = audio.wav_to_ulaw_raw(speech, tmp_path / "announcement.ul")
     keys = {"audio_file": str(ulaw), "ring_ms": "2500", "hangup_ms": "800"}
-    with sipp.sipp_uas("uas_early_media", port=far_port, keys=keys, calls=1, workdir=tmp_path) as far:
+    with sipp.sipp_uas(
+        "uas_early_media", port=far_port, keys=keys, calls=1, rtp_echo=False, workdir=tmp_path
+    ) as far:
         call = _place(bridge)
         view = lambda: api(bridge, "GET", f"/calls/{call['id']}")[1]  # noqa: E731
         early = wait_until(
@@ -239,3 +247,46 @@ def test_proxy_challenge_407_is_answered(bridge: BridgeProcess, far_port: int, t
         ended = _ended(bridge, _place(bridge)["id"])
         far.result().assert_success(calls=1)
     assert ended["end_reason"] == "far end hung up" and ended["answered_at"], ended
+
+
+@pytest.mark.skipif(not kamailio.available(tls=True), reason="kamailio with TLS modules is not installed")
+@pytest.mark.parametrize("trusted", [True, False])
+def test_outbound_over_tls_verifies_the_trunk_certificate(
+    logdir: Path, agent: AgentProcess, trusted: bool, tmp_path: Path
+) -> None:
+    """bridge -(TLS, cert checked for the trunk's host name)-> kamailio -> sipp: as to sip.twilio's 5061."""
+    certs = tls_certs.make_certs(tmp_path / "tls")
+    ca = certs.ca_cert if trusted else tls_certs.make_certs(tmp_path / "other").ca_cert
+    far_port = free_port_block(1)
+    with (
+        sipp.sipp_uas(
+            "uas_answer_record_route", port=far_port, rtp_echo=True, calls=1, workdir=tmp_path / "far"
+        ) as far,
+        kamailio.proxy(
+            (LOOPBACK, far_port),
+            transport="udp",
+            tls=(certs.cert, certs.key),
+            ca_file=certs.ca_cert,
+            workdir=tmp_path / "kam",
+        ) as kam,
+    ):
+        config = tmp_path / "sipbridge.toml"
+        config.write_text(
+            f'tls_ca_file = "{ca}"\n[api]\nkeys = ["{KEY}"]\n'
+            f'[providers.pbx]\ntype = "generic"\naddress = "localhost:{kam.tls_port}"\ntransport = "tls"\n'
+        )
+        bridge = start_bridge(logdir, agent.whip_url, "--config", str(config))
+        try:
+            call = _place(bridge)
+            view = lambda: api(bridge, "GET", f"/calls/{call['id']}")[1]  # noqa: E731
+            if trusted:
+                assert wait_until(lambda: view()["state"] == "answered", 10), view()
+                assert api(bridge, "DELETE", f"/calls/{call['id']}")[0] == 200
+                far.result().assert_success(calls=1)
+                assert kam.events("loose", "BYE"), kam.report()
+            else:
+                ended = _ended(bridge, call["id"])
+                assert ended["end_reason"].startswith("unreachable"), ended
+                assert not kam.events("relay", "INVITE")
+        finally:
+            bridge.proc.stop()

@@ -101,7 +101,7 @@ def test_api_and_provider_sections(tmp_path):
     asterisk, twilio = config.providers
     assert asterisk.name == "asterisk" and asterisk.address == HostPort("127.0.0.1", 5060)
     assert asterisk.destinations == (r"^1\d{3}$",) and asterisk.password == "s3cret-in-file"
-    assert twilio.address == HostPort("example.pstn.twilio.com", 5060) and twilio.transport == "tls"
+    assert twilio.address == HostPort("example.pstn.twilio.com", 5061) and twilio.transport == "tls"
     assert twilio.inbound_cidrs == ("54.172.60.0/30", "127.0.0.1/32") and twilio.password == "from-env"
     assert "s3cret" not in repr(config) and "k-0123" not in repr(config)
 

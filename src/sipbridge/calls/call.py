@@ -365,8 +365,11 @@ class Call:
             return
         self.end_reason = reason
         log.info("call %s ending: %s", self.id, reason)
-        await asyncio.gather(self._end_signalling(reason), self._release_media(), return_exceptions=True)
+        # The BYE's answer may take up to 64·T1: the call is over for everyone before that.
+        signalling = asyncio.ensure_future(self._end_signalling(reason))
+        await asyncio.gather(self._release_media(), return_exceptions=True)
         self._mark_ended(reason)
+        await asyncio.gather(signalling, return_exceptions=True)
 
     async def _release_media(self) -> None:
         if self.rtp is not None:

@@ -18,6 +18,7 @@ log = logging.getLogger(__name__)
 
 HISTORY_SIZE = 1000
 BUSY_RETRY_AFTER_S = 5
+HANGUP_WAIT_S = 2.0
 
 
 class CallManager:
@@ -82,9 +83,13 @@ class CallManager:
         return list(self.active.values())
 
     async def hangup(self, call_id: str, reason: str = "hung up through the API") -> Call | None:
+        """End a call; returns once it is marked ended (its BYE/CANCEL goes on in the background)."""
         call = self.get(call_id)
         if call is not None:
-            await call.hangup(reason)
+            task = asyncio.get_running_loop().create_task(call.hangup(reason))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            await asyncio.wait({task}, timeout=HANGUP_WAIT_S)
         return call
 
     async def shutdown(self) -> None:

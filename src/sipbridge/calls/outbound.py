@@ -36,6 +36,7 @@ class OutboundTarget:
     to_uri: str
     destination: tuple[str, int]
     transport: str = "UDP"
+    server_name: str | None = None  # the host name a TLS trunk's certificate is checked against
     authenticator: Authenticator | None = None
     ring_timeout: float = 30.0
     max_duration: float | None = None
@@ -102,6 +103,7 @@ class OutboundCall(Call):
             sdp=self._local_offer(),
             authenticator=target.authenticator,
             on_provisional=self._provisional,
+            server_name=target.server_name,
         )
         self.sip_call_id = self._dialer.call_id
         outcome = await self._dialer.run(target.ring_timeout)

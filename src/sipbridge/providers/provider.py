@@ -99,6 +99,7 @@ class Provider:
             to_uri=f"sip:{number}@{domain}",
             destination=(await resolve(hop.host), hop.port),
             transport=transport,
+            server_name=hop.host,
             authenticator=credentials,
             ring_timeout=dial.ring_timeout or config.ring_timeout,
             max_duration=dial.max_duration,

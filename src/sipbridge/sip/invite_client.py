@@ -77,8 +77,10 @@ class OutgoingInvite:
         authenticator: Authenticator | None = None,
         extra_headers: list[tuple[str, str]] | None = None,
         on_provisional: Callable[[SipResponse], None] | None = None,
+        server_name: str | None = None,
     ) -> None:
         self._ua = ua
+        self.server_name = server_name
         self.destination = destination
         self.transport = transport.upper()
         self.sdp = sdp
@@ -139,7 +141,13 @@ class OutgoingInvite:
         self._sent = request
         self._provisional_seen.clear()
         sending = asyncio.ensure_future(
-            self._ua.send_request(request, self.destination, self.transport, on_response=self._response)
+            self._ua.send_request(
+                request,
+                self.destination,
+                self.transport,
+                on_response=self._response,
+                server_name=self.server_name,
+            )
         )
         try:
             return await asyncio.wait_for(asyncio.shield(sending), ring_timeout)
@@ -182,7 +190,9 @@ class OutgoingInvite:
             if value is not None:
                 ack.headers.add(name, value)
         prefer = self._ua.existing_connection(self.destination, self.transport)
-        flow = await self._ua.flow_for(ack, (host, port), transport or self.transport, prefer)
+        flow = await self._ua.flow_for(
+            ack, (host, port), transport or self.transport, prefer, self.server_name
+        )
         if flow is None:
             return InviteOutcome(None, response.status, "unreachable: cannot send the ACK", response)
         session = InviteSession.outgoing(self._ua, self._sent, response, flow, self.sdp)

@@ -119,6 +119,10 @@ class StreamTransport:
         )
 
     @property
+    def listening(self) -> bool:
+        return self._server is not None
+
+    @property
     def local_address(self) -> Address:
         assert self._server is not None and self._server.sockets
         host, port = self._server.sockets[0].getsockname()[:2]

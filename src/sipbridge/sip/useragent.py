@@ -123,6 +123,8 @@ class UserAgent:
             if self._tls_server is None:
                 raise ValueError("TLS listener needs a certificate and key")
             await self._listen("TLS", host, tls_port)
+        elif self._tls_client is not None:  # outbound TLS (a trunk on 5061) without a listener of ours
+            self._streams["TLS"] = StreamTransport("TLS", self._stream_message, None, self._tls_client)
 
     async def _listen(self, protocol: str, host: str, port: int) -> None:
         server_ssl = self._tls_server if protocol == "TLS" else None
@@ -148,11 +150,13 @@ class UserAgent:
 
     def listen_port(self, transport: str) -> int:
         stream = self._streams.get(transport)
-        return stream.local_address[1] if stream is not None else self.local_address[1]
+        if stream is None or not stream.listening:
+            return self.local_address[1]
+        return stream.local_address[1]
 
     @property
     def transports(self) -> list[str]:
-        return ["UDP", *self._streams]
+        return ["UDP", *(name for name, stream in self._streams.items() if stream.listening)]
 
     def now(self) -> float:
         return asyncio.get_running_loop().time()
@@ -271,6 +275,7 @@ class UserAgent:
         prefer: Flow | None = None,
         on_response: Callable[[SipResponse], None] | None = None,
         keep_via: bool = False,
+        server_name: str | None = None,
     ) -> SipResponse | None:
         """Send a request through a client transaction; its final response, None on timeout/failure.
 
@@ -278,8 +283,9 @@ class UserAgent:
         set up on). A request too large for UDP goes over TCP (§18.1.1). For an INVITE,
         ``on_response`` sees every response the transaction passes up (1xx, retransmitted 2xx).
         ``keep_via`` sends the request with the Via it has (a CANCEL must match its INVITE's).
+        ``server_name`` is the host name a TLS server's certificate must carry (default: the address).
         """
-        flow = await self.flow_for(request, destination, transport, prefer)
+        flow = await self.flow_for(request, destination, transport, prefer, server_name)
         if flow is None:
             return None
         if not keep_via or "Via" not in request.headers:
@@ -309,7 +315,12 @@ class UserAgent:
         return stream.existing(destination) if stream is not None else None
 
     async def flow_for(
-        self, request: SipRequest, destination: Address, transport: str | None, prefer: Flow | None
+        self,
+        request: SipRequest,
+        destination: Address,
+        transport: str | None,
+        prefer: Flow | None,
+        server_name: str | None = None,
     ) -> Flow | None:
         """How ``request`` goes to ``destination``: a reused connection, a new one, or UDP."""
         wanted = transport or (prefer.transport if prefer is not None else "UDP")
@@ -326,7 +337,7 @@ class UserAgent:
             log.info("no %s transport for a request to %s:%s", wanted, *destination)
             return None
         try:
-            return await stream.connect(destination)
+            return await stream.connect(destination, server_name)
         except (TimeoutError, OSError, ssl.SSLError) as exc:
             log.info("could not open %s connection to %s:%s: %s", wanted, *destination, exc)
             return None
@@ -486,6 +497,7 @@ class UserAgent:
             return
         entry = self._client_txs.get(key)
         if entry is None:
+            log.debug("%s %s for %s matches no transaction of ours", response.status, response.reason, key)
             return
         tx, future = entry
         if isinstance(tx, ClientInviteTransaction):
