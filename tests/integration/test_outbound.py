@@ -122,7 +122,7 @@ def test_unknown_call_is_404(bridge: BridgeProcess) -> None:
 
 
 def test_outbound_call_talks_and_ends_through_the_api(
-    bridge: BridgeProcess, far_port: int, tmp_path: Path
+    bridge: BridgeProcess, agent: AgentProcess, far_port: int, tmp_path: Path
 ) -> None:
     with sipp.sipp_uas("uas", port=far_port, rtp_echo=True, calls=1, workdir=tmp_path) as far:
         status, call = api(
@@ -145,6 +145,8 @@ def test_outbound_call_talks_and_ends_through_the_api(
     assert [s["state"] for s in final["states"]] == ["dialing", "ringing", "answered", "ended"], final
     assert final["end_reason"] == "hung up through the API"
     assert final["provider"] == "pbx" and final["codec"] == "PCMU"
+    session = next(s for s in agent.sessions() if s["resource_id"] == "1001")
+    assert session["direction"] == "outbound"  # WHIP ?direction=outbound
 
 
 def _place(bridge: BridgeProcess, **body: Any) -> dict:
@@ -290,3 +292,31 @@ def test_outbound_over_tls_verifies_the_trunk_certificate(
                 assert not kam.events("relay", "INVITE")
         finally:
             bridge.proc.stop()
+
+
+def test_registers_to_a_challenging_registrar_and_refreshes(
+    logdir: Path, agent: AgentProcess, tmp_path: Path
+) -> None:
+    """sipp as a registrar: 401, then the REGISTER with credentials, a refresh before expiry, and the
+    un-REGISTER when the bridge stops."""
+    port = free_port_block(1)
+    keys = {"user": "bridge", "password": "reg-password-7", "realm": "registrar.test", "expires": "10"}
+    config = tmp_path / "sipbridge.toml"
+    config.write_text(
+        f'[providers.reg]\ntype = "generic"\naddress = "127.0.0.1:{port}"\nusername = "bridge"\n'
+        'password = "reg-password-7"\nregister = true\nregister_expires = 10\n'
+    )
+    with sipp.sipp_uas(
+        "uas_registrar", port=port, keys=keys, calls=1, rtp_echo=False, workdir=tmp_path
+    ) as reg:
+        bridge = start_bridge(logdir, agent.whip_url, "--config", str(config))
+        try:
+            status = lambda: json.loads(  # noqa: E731
+                urllib.request.urlopen(f"{bridge.api}/providers", timeout=5).read()
+            )["providers"][0]
+            assert wait_until(lambda: status()["status"] == "registered", 10), status()
+            trace = lambda: (tmp_path / "messages.log").read_text(errors="replace")  # noqa: E731
+            assert wait_until(lambda: "CSeq: 3 REGISTER" in trace(), 9), trace()[-2000:]
+        finally:
+            bridge.proc.stop()
+        reg.result(timeout=10).assert_success(calls=1)

@@ -112,6 +112,11 @@ class Call:
         session.on_cancel = lambda: self._finish_soon("caller cancelled")
         session.on_bye = lambda: self._finish_soon("caller hung up")
 
+    @property
+    def remote_party(self) -> str:
+        """The phone on the other end, whom the agent remembers across calls (its resource id)."""
+        return self.to_user if self.direction == "outbound" else self.from_user
+
     def _set_state(self, state: CallState) -> None:
         self.state = state
         self.state_history.append({"state": state.value, "at": time.time()})
@@ -210,7 +215,7 @@ class Call:
     async def _connect_agent(self) -> bool:
         self.link = AgentLink(
             self._whip,
-            resource_id=self.from_user,
+            resource_id=self.remote_party,
             direction=self.direction,
             ice_servers=list(self.settings.ice_servers),
             on_audio=self._agent_audio,

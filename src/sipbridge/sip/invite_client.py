@@ -12,10 +12,10 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from .dialog import Dialog
-from .invite_session import InviteSession
+from .invite_session import Authenticator, InviteSession
 from .message import Headers, SipRequest, SipResponse, generate_call_id, generate_tag
 from .transport import Address, Flow
 
@@ -25,12 +25,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_AUTH_ROUNDS = 2
-
-
-class Authenticator(Protocol):
-    def authorize(self, request: SipRequest, challenge: SipResponse) -> bool:
-        """Add the credentials ``challenge`` asks for to ``request``; False when it cannot (give up)."""
-        ...
 
 
 @dataclass
@@ -196,6 +190,7 @@ class OutgoingInvite:
         if flow is None:
             return InviteOutcome(None, response.status, "unreachable: cannot send the ACK", response)
         session = InviteSession.outgoing(self._ua, self._sent, response, flow, self.sdp)
+        session.authenticator = self._authenticator
         self._ua.stamp_via(ack, flow)
         self._ack, self._flow = ack.to_bytes(), flow  # §13.2.2.4: the UA core's own request
         flow.send(self._ack)

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import random
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from .dialog import Dialog
 from .errors import SipParseError
@@ -28,6 +28,13 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ServerTx = ServerInviteTransaction | ServerNonInviteTransaction
+
+
+class Authenticator(Protocol):
+    def authorize(self, request: SipRequest, challenge: SipResponse) -> bool:
+        """Add the credentials ``challenge`` asks for to ``request``; False when it cannot (give up)."""
+        ...
+
 OfferHandler = Callable[[bytes | None], bytes]
 AnswerHandler = Callable[[bytes | None], None]
 
@@ -41,6 +48,8 @@ class InviteSession:
         self.request = request
         self.flow = flow
         self.peer_allow = allowed_methods(request)
+        # Credentials for challenges to our in-dialog requests (a trunk that challenges BYE).
+        self.authenticator: Authenticator | None = None
         self.local_tag = generate_tag()
         self.dialog: Dialog | None = None
         self.cancelled = False

@@ -265,7 +265,13 @@ class UserAgent:
         """Send a request inside ``session``'s dialog, to its route set or remote target."""
         assert session.dialog is not None
         host, port, transport = session.dialog.next_hop()
-        return await self.send_request(request, (host, port), transport, prefer=session.flow)
+        response = await self.send_request(request, (host, port), transport, prefer=session.flow)
+        if response is None or response.status not in (401, 407) or session.authenticator is None:
+            return response
+        retry = _with_next_cseq(request, session)
+        if not session.authenticator.authorize(retry, response):
+            return response
+        return await self.send_request(retry, (host, port), transport, prefer=session.flow)
 
     async def send_request(
         self,
@@ -643,6 +649,16 @@ class UserAgent:
         except SipParseError as exc:
             return self.refusal(request, 400, warning=exc.reason, tag=tag)
         return None
+
+
+def _with_next_cseq(request: SipRequest, session: InviteSession) -> SipRequest:
+    """The same in-dialog request again, with the dialog's next CSeq (to answer a challenge)."""
+    assert session.dialog is not None
+    session.dialog.local_cseq += 1
+    headers = request.headers.copy()
+    headers.remove("Via")
+    headers.set("CSeq", f"{session.dialog.local_cseq} {request.method}")
+    return SipRequest(request.method, request.uri, headers, request.body)
 
 
 def _accepts_sdp(request: SipRequest) -> bool:

@@ -174,3 +174,22 @@ async def test_cancel_before_the_first_provisional_waits_for_it(ua):
 )
 def test_end_reasons(status, reason):
     assert end_reason_for(status, "Forbidden") == reason
+
+
+async def test_a_challenged_bye_is_sent_again_with_credentials(ua):
+    agent, transport = ua
+    running = asyncio.ensure_future(dial(agent, authenticator=FakeAuth()).run(ring_timeout=5))
+    await asyncio.sleep(0.001)
+    (invite,) = requests(transport, "INVITE")
+    reply(agent, invite, 200, extra="Contact: <sip:1001@127.0.0.1:5070>\r\n")
+    outcome = await asyncio.wait_for(running, 1)
+    hanging_up = asyncio.ensure_future(outcome.session.hangup("done"))
+    await asyncio.sleep(0.001)
+    (bye,) = requests(transport, "BYE")
+    reply(agent, bye, 407)
+    await asyncio.sleep(0.001)
+    first, second = requests(transport, "BYE")
+    assert second.cseq == (first.cseq[0] + 1, "BYE") and second.headers.get("Proxy-Authorization")
+    assert second.headers.get("Reason") == first.headers.get("Reason")
+    reply(agent, second, 200)
+    await asyncio.wait_for(hanging_up, 1)
