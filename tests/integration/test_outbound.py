@@ -320,3 +320,37 @@ def test_registers_to_a_challenging_registrar_and_refreshes(
         finally:
             bridge.proc.stop()
         reg.result(timeout=10).assert_success(calls=1)
+
+
+@pytest.mark.skipif(not kamailio.available(), reason="kamailio is not installed")
+def test_sha256_proxy_challenge_from_kamailio(logdir: Path, agent: AgentProcess, tmp_path: Path) -> None:
+    """kamailio challenges the INVITE with a SHA-256 407 (RFC 8760); the answer gets the call through."""
+    far_port = free_port_block(1)
+    with (
+        sipp.sipp_uas(
+            "uas_answer_record_route", port=far_port, rtp_echo=True, calls=1, workdir=tmp_path / "far"
+        ),
+        kamailio.registrar(
+            "bridge",
+            "sha-secret-99",
+            "trunk.test",
+            algorithm="SHA-256",
+            target=(LOOPBACK, far_port),
+            workdir=tmp_path / "kam",
+        ) as kam,
+    ):
+        config = tmp_path / "sipbridge.toml"
+        config.write_text(
+            f'[api]\nkeys = ["{KEY}"]\n[providers.pbx]\ntype = "generic"\naddress = "127.0.0.1:{kam.port}"\n'
+            'username = "bridge"\npassword = "sha-secret-99"\ncaller_id = "bridge"\n'
+            "destinations = ['^1[0-9]{3}$']\n"
+        )
+        bridge = start_bridge(logdir, agent.whip_url, "--config", str(config))
+        try:
+            call = _place(bridge)
+            view = lambda: api(bridge, "GET", f"/calls/{call['id']}")[1]  # noqa: E731
+            assert wait_until(lambda: view()["state"] == "answered", 10), (view(), kam.log()[-3000:])
+            assert api(bridge, "DELETE", f"/calls/{call['id']}")[0] == 200
+        finally:
+            bridge.proc.stop()
+    assert kam.events("challenge") and kam.events("auth-ok"), kam.log()[-3000:]
