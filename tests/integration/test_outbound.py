@@ -67,6 +67,12 @@ password = "secret-password-1"
 type = "generic"
 address = "127.0.0.1:{free_port_block(1)}"
 destinations = ['^1[0-9]{{3}}$']
+
+[providers.capped]
+type = "generic"
+address = "127.0.0.1:{free_port_block(1)}"
+destinations = ['^1[0-9]{{3}}$']
+max_attempts_per_minute = 1
 """
     )
     bridge = start_bridge(logdir, agent.whip_url, "--config", str(config))
@@ -354,3 +360,26 @@ def test_sha256_proxy_challenge_from_kamailio(logdir: Path, agent: AgentProcess,
         finally:
             bridge.proc.stop()
     assert kam.events("challenge") and kam.events("auth-ok"), kam.log()[-3000:]
+
+
+def test_attempts_over_the_cap_get_429_with_retry_after(bridge: BridgeProcess) -> None:
+    first = _place(bridge, provider="capped")
+    data = json.dumps({"provider": "capped", "to": "1002"}).encode()
+    request = urllib.request.Request(f"{bridge.api}/calls", data=data, method="POST")
+    request.add_header("Content-Type", "application/json")
+    request.add_header("Authorization", f"Bearer {KEY}")
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(request, timeout=5)
+    assert info.value.code == 429 and int(info.value.headers["Retry-After"]) >= 1
+    assert "in a minute" in json.loads(info.value.read())["error"]
+    api(bridge, "DELETE", f"/calls/{first['id']}")
+
+
+def test_openapi_and_docs_need_the_key_too(bridge: BridgeProcess) -> None:
+    for path in ("/openapi.json", "/docs"):
+        request = urllib.request.Request(f"{bridge.api}{path}")
+        with pytest.raises(urllib.error.HTTPError) as info:
+            urllib.request.urlopen(request, timeout=5)
+        assert info.value.code == 401
+    status, schema = api(bridge, "GET", "/openapi.json")
+    assert status == 200 and "/calls" in schema["paths"] and "/providers" in schema["paths"]

@@ -12,7 +12,8 @@ from typing import Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .. import __version__
@@ -62,8 +63,23 @@ def create_app(
     api_keys: tuple[str, ...] = (),
 ) -> FastAPI:
     providers = providers or Providers(())
-    app = FastAPI(title="sipbridge", version=__version__, summary="SIP phone calls into a voice agent")
+    app = FastAPI(
+        title="sipbridge",
+        version=__version__,
+        summary="SIP phone calls into a voice agent",
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
+    )
     authorised = Depends(_bearer_check(api_keys))
+
+    @app.get("/openapi.json", include_in_schema=False, dependencies=[authorised])
+    async def openapi() -> dict[str, Any]:
+        return app.openapi()
+
+    @app.get("/docs", include_in_schema=False, dependencies=[authorised])
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="sipbridge API")
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
