@@ -54,6 +54,8 @@ class Bridge:
             opus_pcm_rate=config.opus_pcm_rate,
             opus_complexity=config.opus_complexity,
             opus_fec=config.opus_fec,
+            rtp_timeout=config.rtp_timeout or None,
+            max_duration=config.max_call_duration or None,
         )
         ports = PortAllocator(config.rtp_ports.low, config.rtp_ports.high)
         self.manager = CallManager(settings, ports, self.whip, config.max_calls)

@@ -111,6 +111,10 @@ class Config:
     session_expires: int = 1800
     session_min_se: int = 90
     max_calls: int = 500
+    # Seconds without RTP from the phone before a call is ended (0: never); paused while on hold.
+    rtp_timeout: float = 30.0
+    # Longest call in seconds (0: no limit); POST /calls may ask for less.
+    max_call_duration: float = 14400.0
     user_agent: str = "sipbridge"
     log_level: str = "info"
 
@@ -173,6 +177,16 @@ def _parse_positive(kind: type, text: Any, name: str) -> Any:
     return value
 
 
+def _parse_non_negative(text: Any, name: str) -> float:
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name}: {text!r} is not a number") from None
+    if value < 0:
+        raise ConfigError(f"{name}: must be 0 or more, got {value}")
+    return value
+
+
 def _parse_range(text: Any, name: str, low: int, high: int) -> int:
     try:
         value = int(text)
@@ -232,6 +246,8 @@ _CONVERTERS: dict[str, Any] = {
     "session_expires": lambda v, n: _parse_positive(int, v, n),
     "session_min_se": lambda v, n: _parse_positive(int, v, n),
     "max_calls": lambda v, n: _parse_positive(int, v, n),
+    "rtp_timeout": lambda v, n: _parse_non_negative(v, n),
+    "max_call_duration": lambda v, n: _parse_non_negative(v, n),
     "user_agent": lambda v, n: str(v),
     "log_level": lambda v, n: _choice(str(v).lower(), n, ("debug", "info", "warning", "error")),
 }

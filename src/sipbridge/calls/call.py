@@ -34,6 +34,8 @@ from ..sip.useragent import InviteSession
 
 log = logging.getLogger(__name__)
 
+WATCH_INTERVAL_S = 1.0
+
 
 class CallState(StrEnum):
     DIALING = "dialing"
@@ -53,6 +55,10 @@ class CallSettings:
     opus_pcm_rate: int = 8000
     opus_complexity: int | None = None
     opus_fec: bool = False
+    # Seconds without RTP from the phone before the call is ended (not while the caller holds it).
+    rtp_timeout: float | None = 30.0
+    # Longest call; None: no limit.
+    max_duration: float | None = None
 
 
 class Call:
@@ -86,6 +92,8 @@ class Call:
         self.end_reason: str | None = None
         self.codec: str | None = None
         self.events: list[dict[str, Any]] = []
+        self.barge_ins = 0
+        self.barge_in_dropped_ms = 0
         self.rtp: RtpSession | None = None
         self.rtp_port: int | None = None
         self._local_port: int | None = None
@@ -95,6 +103,7 @@ class Call:
         self._silence = b""
         self._media: AudioAnswer | None = None
         self.on_hold = False
+        self._silence_from: float | None = None
         self._sdp_session_id = int(time.time() * 1000)
         self._sdp_version = 0
         self._ended = asyncio.Event()
@@ -128,7 +137,7 @@ class Call:
         try:
             await self._answer()
             if self.state is CallState.ANSWERED:
-                await self._ended.wait()
+                await self._hold_until_ended()
         except asyncio.CancelledError:
             await self.hangup("bridge shutting down")
             raise
@@ -334,6 +343,36 @@ class Call:
         if not self._take_answer(body) and self.state is CallState.ANSWERED:
             self._finish_soon("no usable SDP answer to our offer")
 
+    # -- while the call is up -----------------------------------------------------------------
+
+    @property
+    def max_duration(self) -> float | None:
+        return self.settings.max_duration
+
+    async def _hold_until_ended(self) -> None:
+        """Wait for the end, ending the call on RTP inactivity or at the maximum duration."""
+        started = time.monotonic()
+        while not self._ended.is_set():
+            try:
+                await asyncio.wait_for(self._ended.wait(), WATCH_INTERVAL_S)
+                return
+            except TimeoutError:
+                pass
+            now = time.monotonic()
+            limit = self.max_duration
+            if limit is not None and now - started >= limit:
+                await self.hangup("maximum duration reached")
+            elif self._rtp_silent_for(now, started) is not None:
+                await self.hangup(f"no RTP from the phone for {self.settings.rtp_timeout:.0f} s")
+
+    def _rtp_silent_for(self, now: float, started: float) -> float | None:
+        timeout = self.settings.rtp_timeout
+        if timeout is None or self.rtp is None or self.on_hold:
+            self._silence_from = now  # holding restarts the count
+            return None
+        last = max(filter(None, (self.rtp.stats.last_packet_at, started, self._silence_from)))
+        return now - last if now - last >= timeout else None
+
     # -- media ---------------------------------------------------------------------------------
 
     def _phone_audio(self, payload: bytes) -> None:
@@ -353,6 +392,15 @@ class Call:
     def _agent_event(self, event: dict[str, Any]) -> None:
         self.events.append(event)
         del self.events[:-200]
+        if event.get("type") == "state" and event.get("state") != "speaking":
+            self._barge_in()
+
+    def _barge_in(self) -> None:
+        """The agent stopped speaking (interrupted): what it had queued for the caller is stale."""
+        if self._downlink is not None and self._downlink.buffered_ms:
+            self.barge_ins += 1
+            self.barge_in_dropped_ms += self._downlink.buffered_ms
+            self._downlink.clear()
 
     # -- ending --------------------------------------------------------------------------------
 
@@ -442,5 +490,7 @@ class Call:
             "events_received": stats.events_received,
             "playout_buffered_ms": downlink.buffered_ms if downlink else 0,
             "playout_dropped_ms": downlink.dropped_ms if downlink else 0,
+            "barge_ins": self.barge_ins,
+            "barge_in_dropped_ms": self.barge_in_dropped_ms,
             "events": self.events[-20:],
         }

@@ -168,12 +168,6 @@ class OutboundCall(Call):
         log.info("call %s: %s", self.id, warning)
         self._finish_soon(reason)
 
-    async def _hold_until_ended(self) -> None:
-        limit = self.target.max_duration
-        if limit is None:
-            await self._ended.wait()
-            return
-        try:
-            await asyncio.wait_for(self._ended.wait(), limit)
-        except TimeoutError:
-            await self.hangup("maximum duration reached")
+    @property
+    def max_duration(self) -> float | None:
+        return self.target.max_duration or self.settings.max_duration

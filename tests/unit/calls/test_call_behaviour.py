@@ -1,0 +1,47 @@
+"""A Call's own rules without the network: barge-in drops stale agent audio, hold pauses the RTP timeout."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sipbridge.calls.call import Call, CallSettings
+from sipbridge.media.pipeline import AgentToPhone
+from sipbridge.rtp.session import RtpSession
+
+SETTINGS = CallSettings(
+    rtp_host="127.0.0.1",
+    agent_timeout=1.0,
+    ice_servers=(),
+    opus_bitrate=32000,
+    opus_application="audio",
+    rtp_timeout=30.0,
+)
+
+
+def _call() -> Call:
+    return Call(None, SETTINGS, None, None, None, lambda call: None)  # type: ignore[arg-type]
+
+
+def test_agent_leaving_speaking_drops_what_it_queued_for_the_caller():
+    call = _call()
+    call._downlink = AgentToPhone("PCMU", pcm_rate=8000)
+    call._downlink.push_pcm(np.zeros(2400, dtype=np.int16))  # 300 ms of agent speech queued
+    assert call._downlink.buffered_ms > 200
+    call._agent_event({"type": "state", "state": "speaking"})
+    assert call._downlink.buffered_ms > 200  # still speaking: nothing dropped
+    call._agent_event({"type": "state", "state": "listening"})
+    assert call._downlink.buffered_ms == 0 and call.barge_ins == 1 and call.barge_in_dropped_ms > 200
+    assert call.events[-1] == {"type": "state", "state": "listening"}
+
+
+def test_rtp_timeout_counts_from_the_last_packet_and_not_while_on_hold():
+    call = _call()
+    call.rtp = RtpSession()
+    call.rtp.stats.last_packet_at = 100.0
+    assert call._rtp_silent_for(now=120.0, started=90.0) is None
+    assert call._rtp_silent_for(now=131.0, started=90.0) == 31.0
+    call.on_hold = True
+    assert call._rtp_silent_for(now=200.0, started=90.0) is None
+    call.on_hold = False  # resumed: the count starts again from the resume
+    assert call._rtp_silent_for(now=210.0, started=90.0) is None
+    assert call._rtp_silent_for(now=231.0, started=90.0) == 31.0
