@@ -54,6 +54,7 @@ class AgentSession:
     packets_in: int = 0
     packets_out: int = 0
     events_in: int = 0
+    dtmf_in: str = ""
     pc: RTCPeerConnection | None = field(default=None, repr=False)
 
     @property
@@ -73,6 +74,7 @@ class AgentSession:
             "packets_in": self.packets_in,
             "packets_out": self.packets_out,
             "events_in": self.events_in,
+            "dtmf_in": self.dtmf_in,
         }
 
 
@@ -301,6 +303,9 @@ class EchoAgentServer:
         def on_message(message: str | bytes) -> None:
             session.events_in += 1
             logger.debug("session %s event from the caller: %.200r", session.id, message)
+            digit = _dtmf_digit(message)
+            if digit:
+                session.dtmf_in += digit
 
         channel.on("message", on_message)
         if channel.readyState == "open":
@@ -329,6 +334,16 @@ class EchoAgentServer:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+def _dtmf_digit(message: str | bytes) -> str | None:
+    try:
+        event = json.loads(message)
+    except (ValueError, TypeError):
+        return None
+    if isinstance(event, dict) and event.get("type") == "dtmf" and isinstance(event.get("digit"), str):
+        return event["digit"][:1]
+    return None
 
 
 def _greet(channel: RTCDataChannel) -> None:

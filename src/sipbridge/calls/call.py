@@ -18,6 +18,9 @@ from ..agent.whip import AgentUnavailable, WhipClient
 from ..media.g711 import SILENCE
 from ..media.pipeline import AgentToPhone, PhoneToAgent
 from ..rtp.clock import FrameClock
+from ..rtp.dtmf import DIGITS as DTMF_DIGITS
+from ..rtp.dtmf import DtmfPacket, DtmfReceiver, DtmfSender
+from ..rtp.packet import RtpPacket
 from ..rtp.ports import NoFreePort, PortAllocator
 from ..rtp.session import RtpSession
 from ..sip.sdp import (
@@ -35,6 +38,7 @@ from ..sip.useragent import InviteSession
 log = logging.getLogger(__name__)
 
 WATCH_INTERVAL_S = 1.0
+MAX_DIGITS = 200
 
 
 class CallState(StrEnum):
@@ -94,6 +98,10 @@ class Call:
         self.events: list[dict[str, Any]] = []
         self.barge_ins = 0
         self.barge_in_dropped_ms = 0
+        self.digits: list[dict[str, Any]] = []
+        self._dtmf_in = DtmfReceiver()
+        self._dtmf_out = DtmfSender()
+        self._dtmf_poll: asyncio.TimerHandle | None = None
         self.rtp: RtpSession | None = None
         self.rtp_port: int | None = None
         self._local_port: int | None = None
@@ -190,12 +198,14 @@ class Call:
     async def _open_rtp(self) -> bool:
         try:
             rtp, port = await self._ports.open(
-                self.settings.rtp_host, lambda: RtpSession(on_payload=self._phone_audio)
+                self.settings.rtp_host,
+                lambda: RtpSession(on_payload=self._phone_audio, on_event_packet=self._phone_dtmf),
             )
         except NoFreePort as exc:
             self._reject(503, str(exc), "no free RTP port")
             return False
         self.rtp, self.rtp_port, self._local_port = rtp, port, port
+        rtp.dtmf_source = self._next_dtmf_packet
         return True
 
     def _apply_media(self, answer: AudioAnswer) -> None:
@@ -272,6 +282,7 @@ class Call:
         log.info("call %s answered (%s from %s)", self.id, self.codec, self.from_user)
 
     def _wire_dialog(self, session: InviteSession) -> None:
+        session.on_dtmf = lambda digit: self._digit_from_phone(digit, "sip-info")
         session.on_offer = self._offer_in_dialog
         session.on_answer = self._answer_in_dialog
         session.on_failed = self._finish_soon
@@ -392,8 +403,52 @@ class Call:
     def _agent_event(self, event: dict[str, Any]) -> None:
         self.events.append(event)
         del self.events[:-200]
-        if event.get("type") == "state" and event.get("state") != "speaking":
+        kind = event.get("type")
+        if kind == "state" and event.get("state") != "speaking":
             self._barge_in()
+        elif kind == "dtmf" and isinstance(event.get("digits"), str):
+            self._digits_to_phone(event["digits"])
+
+    # -- DTMF ----------------------------------------------------------------------------------
+
+    def _phone_dtmf(self, packet: RtpPacket) -> None:
+        """An RFC 4733 telephone-event packet from the phone: each digit once, to the agent."""
+        loop = asyncio.get_running_loop()
+        for digit in self._dtmf_in.receive_packet(packet, loop.time()):
+            self._digit_from_phone(digit.digit, "rfc4733")
+        self._schedule_dtmf_poll()
+
+    def _schedule_dtmf_poll(self) -> None:
+        if self._dtmf_poll is not None:
+            self._dtmf_poll.cancel()
+        deadline = self._dtmf_in.deadline
+        if deadline is not None:
+            self._dtmf_poll = asyncio.get_running_loop().call_at(deadline, self._poll_dtmf)
+
+    def _poll_dtmf(self) -> None:
+        self._dtmf_poll = None
+        for digit in self._dtmf_in.poll(asyncio.get_running_loop().time()):
+            self._digit_from_phone(digit.digit, "rfc4733")
+
+    def _digit_from_phone(self, digit: str, via: str) -> None:
+        self.digits.append({"digit": digit, "from": "phone", "via": via, "at": time.time()})
+        del self.digits[:-MAX_DIGITS]
+        if self.link is not None:
+            self.link.send_event({"type": "dtmf", "digit": digit})
+
+    def _digits_to_phone(self, digits: str) -> None:
+        """The agent dials digits to the phone (an IVR menu): RFC 4733 events in the RTP stream."""
+        wanted = [d for d in digits.upper() if d in DTMF_DIGITS]
+        if not wanted or self._media is None or self._media.dtmf_payload_type is None:
+            log.info("call %s: agent digits %r not sent (no telephone-event negotiated)", self.id, digits)
+            return
+        self._dtmf_out.send("".join(wanted))
+        now = time.time()
+        self.digits.extend({"digit": d, "from": "agent", "via": "rfc4733", "at": now} for d in wanted)
+        del self.digits[:-MAX_DIGITS]
+
+    def _next_dtmf_packet(self, timestamp: int) -> DtmfPacket | None:
+        return self._dtmf_out.next_packet(timestamp) if self._dtmf_out.busy else None
 
     def _barge_in(self) -> None:
         """The agent stopped speaking (interrupted): what it had queued for the caller is stale."""
@@ -425,6 +480,8 @@ class Call:
         await asyncio.gather(signalling, return_exceptions=True)
 
     async def _release_media(self) -> None:
+        if self._dtmf_poll is not None:
+            self._dtmf_poll.cancel()
         if self.rtp is not None:
             self.rtp.close()
         if self.rtp_port is not None:
@@ -460,6 +517,8 @@ class Call:
             "end_reason": self.end_reason,
             "codec": self.codec,
             "on_hold": self.on_hold,
+            "digits": "".join(d["digit"] for d in self.digits if d["from"] == "phone"),
+            "dtmf": list(self.digits[-50:]),
             "sip_call_id": self.sip_call_id,
             "rtp": self._rtp_view(),
             "agent": self._agent_view(),

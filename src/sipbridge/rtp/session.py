@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from typing import cast
 
 from .clock import FrameClock
-from .packet import RtpParseError, build_rtp_header, is_rtcp, parse_rtp
+from .dtmf import DtmfPacket
+from .packet import RtpPacket, RtpParseError, build_rtp_header, is_rtcp, parse_rtp
 
 log = logging.getLogger(__name__)
 
@@ -36,10 +37,12 @@ class RtpSession(asyncio.DatagramProtocol):
     def __init__(
         self,
         on_payload: Callable[[bytes], None] | None = None,
-        on_event_payload: Callable[[bytes], None] | None = None,
+        on_event_packet: Callable[[RtpPacket], None] | None = None,
     ) -> None:
         self.on_payload = on_payload
-        self.on_event_payload = on_event_payload
+        self.on_event_packet = on_event_packet
+        # Called each tick with the frame's timestamp: a telephone-event packet replaces the audio.
+        self.dtmf_source: Callable[[int], DtmfPacket | None] | None = None
         self.payload_type = 0
         self.dtmf_payload_type: int | None = None
         self.remote: Address | None = None
@@ -84,8 +87,8 @@ class RtpSession(asyncio.DatagramProtocol):
         if packet.payload_type == self.payload_type:
             if self.on_payload is not None:
                 self.on_payload(packet.payload)
-        elif packet.payload_type == self.dtmf_payload_type and self.on_event_payload is not None:
-            self.on_event_payload(packet.payload)
+        elif packet.payload_type == self.dtmf_payload_type and self.on_event_packet is not None:
+            self.on_event_packet(packet)
 
     def error_received(self, exc: Exception) -> None:
         log.debug("RTP socket error: %s", exc)
@@ -93,12 +96,20 @@ class RtpSession(asyncio.DatagramProtocol):
     def send_frame(self, payload: bytes, marker: bool = False, frames: int = 1) -> None:
         """Send one 20 ms frame, ``frames`` frame times after the previous one (more after a stall).
 
-        Sequence and timestamp advance even when nobody is there to send to yet.
+        Sequence and timestamp advance even when nobody is there to send to yet. While a DTMF
+        event is being sent, its packet goes out instead of the audio.
         """
-        self._timestamp = (self._timestamp + SAMPLES_PER_FRAME * (frames - 1)) & 0xFFFFFFFF
-        header = build_rtp_header(self.payload_type, self._sequence, self._timestamp, self.ssrc, marker)
+        timestamp = (self._timestamp + SAMPLES_PER_FRAME * (frames - 1)) & 0xFFFFFFFF
+        self._timestamp = (timestamp + SAMPLES_PER_FRAME) & 0xFFFFFFFF
+        event = self.dtmf_source(timestamp) if self.dtmf_source is not None else None
+        if event is not None and self.dtmf_payload_type is not None:
+            self._transmit(self.dtmf_payload_type, event.timestamp & 0xFFFFFFFF, event.payload, event.marker)
+        else:
+            self._transmit(self.payload_type, timestamp, payload, marker)
+
+    def _transmit(self, payload_type: int, timestamp: int, payload: bytes, marker: bool) -> None:
+        header = build_rtp_header(payload_type, self._sequence, timestamp, self.ssrc, marker)
         self._sequence = (self._sequence + 1) & 0xFFFF
-        self._timestamp = (self._timestamp + SAMPLES_PER_FRAME) & 0xFFFFFFFF
         if not self.sending or self.remote is None or self._transport is None or self._transport.is_closing():
             return
         data = header + payload

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 from .dialog import Dialog
+from .dtmf_info import DTMF, DTMF_RELAY, DtmfInfoError, parse_dtmf_info
 from .errors import SipParseError
 from .message import SipRequest, SipResponse, generate_tag, make_response
 from .sdp import SdpError
@@ -63,6 +64,7 @@ class InviteSession:
         self.on_offer: OfferHandler | None = None
         self.on_answer: AnswerHandler | None = None
         self.on_failed: Callable[[str], None] | None = None
+        self.on_dtmf: Callable[[str], None] | None = None
         self._ok: SipResponse | None = None
         self._ok_tx: ServerInviteTransaction | None = None
         self._ok_cseq = 0
@@ -234,8 +236,22 @@ class InviteSession:
             self._modify(request, tx)
         elif method == "OPTIONS":
             self._ua.respond(tx, make_response(request, 200, extra=self._ua.capabilities()))
+        elif method == "INFO":
+            self._info(request, tx)
         else:
             self._ua.respond(tx, self._ua.unserved(request))
+
+    def _info(self, request: SipRequest, tx: ServerTx) -> None:
+        """SIP INFO DTMF (application/dtmf-relay or application/dtmf)."""
+        try:
+            info = parse_dtmf_info(request.headers.get("Content-Type") or "", request.body)
+        except DtmfInfoError as exc:
+            extra = [("Accept", f"{DTMF_RELAY}, {DTMF}")] if exc.status == 415 else None
+            self._ua.respond(tx, self._ua.refusal(request, exc.status, None, exc.reason, extra=extra))
+            return
+        self._ua.respond(tx, make_response(request, 200))
+        if info is not None and self.on_dtmf is not None:
+            self.on_dtmf(info.digit)
 
     def _ended_by_peer(self) -> None:
         self.ended = self.ended_by_peer = True

@@ -48,10 +48,10 @@ from .transport_udp import UdpTransport
 
 log = logging.getLogger(__name__)
 
-ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE"
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO"
 SUPPORTED = "timer"
 # Methods we know but do not serve here: 405 with Allow. Anything else: 501 (RFC 3261 §8.2.1).
-KNOWN_METHODS = {"REGISTER", "SUBSCRIBE", "NOTIFY", "MESSAGE", "REFER", "PUBLISH", "INFO", "PRACK"}
+KNOWN_METHODS = {"REGISTER", "SUBSCRIBE", "NOTIFY", "MESSAGE", "REFER", "PUBLISH", "PRACK"}
 SUPPORTED_OPTIONS = frozenset({"timer"})
 
 ClientTx = ClientInviteTransaction | ClientNonInviteTransaction
@@ -565,7 +565,7 @@ class UserAgent:
         elif request.method == "OPTIONS":
             response = make_response(request, 200, to_tag=generate_tag(), extra=_option_headers())
             self._reply(request, key, flow, response)
-        elif request.method in ("BYE", "UPDATE"):
+        elif request.method in ("BYE", "UPDATE", "INFO"):
             self._reply(request, key, flow, self.refusal(request, 481, warning="no such call"))
         else:
             self._reply(request, key, flow, self.unserved(request))

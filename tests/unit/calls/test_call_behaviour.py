@@ -45,3 +45,37 @@ def test_rtp_timeout_counts_from_the_last_packet_and_not_while_on_hold():
     call.on_hold = False  # resumed: the count starts again from the resume
     assert call._rtp_silent_for(now=210.0, started=90.0) is None
     assert call._rtp_silent_for(now=231.0, started=90.0) == 31.0
+
+
+class _Socket:
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+
+    def sendto(self, data: bytes, addr: tuple) -> None:
+        self.sent.append(data)
+
+    def is_closing(self) -> bool:
+        return False
+
+
+def test_agent_digits_go_to_the_phone_as_rfc4733_events_instead_of_audio():
+    from sipbridge.rtp.dtmf import parse_event
+    from sipbridge.rtp.packet import parse_rtp
+    from sipbridge.sip.sdp import AudioAnswer
+
+    call = _call()
+    call.rtp = RtpSession()
+    socket = _Socket()
+    call.rtp.connection_made(socket)  # type: ignore[arg-type]
+    call.rtp.configure(0, 101, ("127.0.0.1", 4000))
+    call.rtp.dtmf_source = call._next_dtmf_packet
+    call._media = AudioAnswer(0, "PCMU", 8000, 101, ("127.0.0.1", 4000))
+    call._agent_event({"type": "dtmf", "digits": "7#"})
+    for _ in range(40):
+        call.rtp.send_frame(b"\xff" * 160)
+    packets = [parse_rtp(data) for data in socket.sent]
+    events = [p for p in packets if p.payload_type == 101]
+    ends = [parse_event(p.payload) for p in events if parse_event(p.payload).end]
+    assert [e.digit for e in ends] == ["7", "7", "7", "#", "#", "#"]
+    assert events[0].marker and len(packets) == 40  # events replace audio frames, the stream goes on
+    assert "".join(d["digit"] for d in call.digits if d["from"] == "agent") == "7#"

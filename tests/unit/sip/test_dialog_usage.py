@@ -269,3 +269,18 @@ async def test_bye_overtaking_a_lost_ack_ends_the_dialog_and_the_200_retransmiss
     count = len(transport.sent)
     await asyncio.sleep(0.05)
     assert len(transport.sent) == count  # no 200 retransmitted after the BYE
+
+
+async def test_info_dtmf_relay_is_answered_and_handed_to_the_call(ua):
+    agent, transport, _ = ua
+    session, tag = await answered(ua)
+    digits: list[str] = []
+    session.on_dtmf = digits.append
+    body = "Signal=5\r\nDuration=160\r\n"
+    raw = request("INFO", branch="z9hG4bKinfo", to_tag=tag, cseq=2, body=body)
+    agent.datagram_received(raw.replace(b"application/sdp", b"application/dtmf-relay"), PEER)
+    assert transport.statuses()[-1] == 200 and digits == ["5"]
+    raw = request("INFO", branch="z9hG4bKinfo2", to_tag=tag, cseq=3, body="hello")
+    agent.datagram_received(raw.replace(b"application/sdp", b"text/plain"), PEER)
+    response = transport.responses()[-1]
+    assert response.status == 415 and "application/dtmf-relay" in response.headers.get("Accept")

@@ -1,0 +1,57 @@
+"""DTMF from a real caller: sipp plays RFC 4733 events; each digit reaches the agent once, in order."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+from tests.integration.bridge_proc import AgentProcess, BridgeProcess, start_bridge
+from tests.peers import audio, sipp
+from tests.peers.procs import wait_until
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(not sipp.available(), reason="sipp (Debian sip-tester) is not installed"),
+]
+
+DIGITS = "0123456789*#ABCD"
+
+
+def test_rfc4733_digits_reach_the_agent_in_order(
+    logdir: Path, agent: AgentProcess, speech: Path, tmp_path: Path
+) -> None:
+    bridge: BridgeProcess = start_bridge(logdir, agent.whip_url)
+    ulaw = audio.wav_to_ulaw_raw(speech, tmp_path / "speech.ul")
+    before = {s["id"] for s in agent.sessions()}
+    box: dict = {}
+    caller = threading.Thread(
+        target=lambda: box.setdefault(
+            "result",
+            sipp.run_scenario(
+                "uac_pcmu_play_dtmf",
+                bridge.sip_target,
+                hold_ms=400 + 2 * 60 * (len(DIGITS) + 1) + 1500,
+                keys={"audio_file": ulaw, "dtmf_digits": f"{DIGITS},60", "caller": "+15550009999"},
+                workdir=tmp_path / "sipp",
+                timeout=40,
+            ),
+        )
+    )
+    caller.start()
+    try:
+        assert wait_until(lambda: any(c["state"] == "answered" for c in bridge.calls()), 10), bridge.log()
+        (call,) = bridge.calls()
+        assert wait_until(lambda: bridge.call(call["id"])[1]["digits"] == DIGITS, 15), bridge.call(call["id"])
+        session = next(s for s in agent.sessions() if s["id"] not in before)
+        assert wait_until(lambda: _session(agent, session["id"])["dtmf_in"] == DIGITS, 5), _session(
+            agent, session["id"]
+        )
+    finally:
+        caller.join(40)
+        bridge.proc.stop()
+    box["result"].assert_success(calls=1)
+
+
+def _session(agent: AgentProcess, session_id: str) -> dict:
+    return next(s for s in agent.sessions() if s["id"] == session_id)
