@@ -17,9 +17,11 @@ from ..agent.link import AgentLink
 from ..agent.whip import AgentUnavailable, WhipClient
 from ..media.g711 import SILENCE
 from ..media.pipeline import AgentToPhone, PhoneToAgent
+from ..media.plc import Concealer
 from ..rtp.clock import FrameClock
 from ..rtp.dtmf import DIGITS as DTMF_DIGITS
 from ..rtp.dtmf import DtmfPacket, DtmfReceiver, DtmfSender
+from ..rtp.jitter import LOST, JitterBuffer
 from ..rtp.packet import RtpPacket
 from ..rtp.ports import NoFreePort, PortAllocator
 from ..rtp.session import RtpSession
@@ -102,6 +104,9 @@ class Call:
         self._dtmf_in = DtmfReceiver()
         self._dtmf_out = DtmfSender()
         self._dtmf_poll: asyncio.TimerHandle | None = None
+        self._jitter = JitterBuffer()
+        self._concealer = Concealer()
+        self._playout_token: int | None = None
         self.rtp: RtpSession | None = None
         self.rtp_port: int | None = None
         self._local_port: int | None = None
@@ -199,13 +204,14 @@ class Call:
         try:
             rtp, port = await self._ports.open(
                 self.settings.rtp_host,
-                lambda: RtpSession(on_payload=self._phone_audio, on_event_packet=self._phone_dtmf),
+                lambda: RtpSession(on_packet=self._phone_packet, on_event_packet=self._phone_dtmf),
             )
         except NoFreePort as exc:
             self._reject(503, str(exc), "no free RTP port")
             return False
         self.rtp, self.rtp_port, self._local_port = rtp, port, port
         rtp.dtmf_source = self._next_dtmf_packet
+        self._playout_token = self._clock.subscribe(self._playout_tick)
         return True
 
     def _apply_media(self, answer: AudioAnswer) -> None:
@@ -386,10 +392,26 @@ class Call:
 
     # -- media ---------------------------------------------------------------------------------
 
-    def _phone_audio(self, payload: bytes) -> None:
+    def _phone_packet(self, packet: RtpPacket, arrival: float) -> None:
+        self._jitter.push(packet, arrival)
+
+    def _playout_tick(self, frames: int) -> None:
+        """Every 20 ms: the next frame from the jitter buffer (concealed when lost) to the agent."""
+        now = time.monotonic()
+        for _ in range(frames):
+            frame = self._jitter.pop(now)
+            if frame is None or self._uplink is None:
+                continue
+            if frame is LOST:
+                pcm = self._concealer.lost()
+            else:
+                pcm = self._concealer.good(self._uplink.decode(frame))
+            self._phone_pcm(pcm)
+
+    def _phone_pcm(self, pcm: np.ndarray) -> None:
         if self._uplink is None or self.link is None:
             return
-        for packet in self._uplink.push(payload):
+        for packet in self._uplink.push_pcm(pcm):
             self.link.send_opus(packet)
 
     def _agent_audio(self, pcm: np.ndarray) -> None:
@@ -482,6 +504,9 @@ class Call:
     async def _release_media(self) -> None:
         if self._dtmf_poll is not None:
             self._dtmf_poll.cancel()
+        if self._playout_token is not None:
+            self._clock.unsubscribe(self._playout_token)
+            self._playout_token = None
         if self.rtp is not None:
             self.rtp.close()
         if self.rtp_port is not None:
@@ -534,6 +559,20 @@ class Call:
             "packets_in": stats.packets_in,
             "packets_out": stats.packets_out,
             "invalid_in": stats.invalid_in,
+            "jitter_buffer": self._jitter_view(),
+        }
+
+    def _jitter_view(self) -> dict[str, Any]:
+        stats = self._jitter.stats
+        return {
+            "depth_ms": round(stats.depth_ms, 1),
+            "target_ms": round(stats.target_ms, 1),
+            "jitter_ms": round(stats.jitter_ms, 1),
+            "played": stats.played,
+            "concealed": stats.concealed,
+            "lost": stats.lost,
+            "late": stats.late,
+            "duplicate": stats.duplicate,
         }
 
     def _agent_view(self) -> dict[str, Any] | None:

@@ -64,7 +64,14 @@ class PhoneToAgent:
 
     def push(self, payload: bytes) -> list[bytes]:
         """Feed one RTP payload of G.711 (any length); returns the Opus packets now complete."""
-        pcm = self._decode(payload)
+        return self.push_pcm(self._decode(payload))
+
+    def decode(self, payload: bytes) -> np.ndarray:
+        """G.711 bytes to 8 kHz PCM (for a caller that conceals losses before ``push_pcm``)."""
+        return self._decode(payload)
+
+    def push_pcm(self, pcm: np.ndarray) -> list[bytes]:
+        """Feed 8 kHz PCM (a decoded or concealed frame); returns the Opus packets now complete."""
         self._append(self._resampler.process(pcm) if self._resampler else pcm)
         return self._drain()
 

@@ -38,8 +38,11 @@ class RtpSession(asyncio.DatagramProtocol):
         self,
         on_payload: Callable[[bytes], None] | None = None,
         on_event_packet: Callable[[RtpPacket], None] | None = None,
+        on_packet: Callable[[RtpPacket, float], None] | None = None,
     ) -> None:
         self.on_payload = on_payload
+        # Audio packets with their arrival time (for a jitter buffer); takes over from on_payload.
+        self.on_packet = on_packet
         self.on_event_packet = on_event_packet
         # Called each tick with the frame's timestamp: a telephone-event packet replaces the audio.
         self.dtmf_source: Callable[[int], DtmfPacket | None] | None = None
@@ -80,12 +83,14 @@ class RtpSession(asyncio.DatagramProtocol):
             return
         self.stats.packets_in += 1
         self.stats.bytes_in += len(data)
-        self.stats.last_packet_at = time.monotonic()
+        self.stats.last_packet_at = arrival = time.monotonic()
         if not self.latched:
             self.remote = (addr[0], addr[1])
             self.latched = True
         if packet.payload_type == self.payload_type:
-            if self.on_payload is not None:
+            if self.on_packet is not None:
+                self.on_packet(packet, arrival)
+            elif self.on_payload is not None:
                 self.on_payload(packet.payload)
         elif packet.payload_type == self.dtmf_payload_type and self.on_event_packet is not None:
             self.on_event_packet(packet)
