@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..calls.outbound import OutboundTarget
-from ..config import ProviderConfig
+from ..config import HostPort, ProviderConfig
 from ..sip.digest import DigestCredentials, DigestError, DigestSession
 from ..sip.message import SipRequest, SipResponse
 from .policy import DEFAULT_DESTINATIONS, AttemptLimiter, DestinationPolicy, Refused
@@ -80,31 +80,49 @@ class Provider:
         """Where and how to send the INVITE for ``number`` (DNS resolved here, off the hot path)."""
         config = self.config
         domain = config.sip_domain
-        hop = config.outbound_proxy or config.address
-        port = "" if config.domain or config.address.port == 5060 else f":{config.address.port}"
+        hop = self.next_hop
         from_user = dial.from_user or config.caller_id
-        transport = config.transport.upper()
-        uri_params = "" if transport == "UDP" else f";transport={transport.lower()}"
-        credentials = None
-        if config.username and config.password is not None:
-            user = config.auth_username or config.username
-            credentials = DigestAuthenticator(DigestCredentials(user, config.password))
+        credentials = self.credentials
         self.calls_placed += 1
         return OutboundTarget(
             provider=self.name,
             to=number,
             from_user=from_user,
-            request_uri=f"sip:{number}@{domain}{port}{uri_params}",
+            request_uri=self.request_uri(number),
             from_uri=f"sip:{from_user}@{domain}",
             to_uri=f"sip:{number}@{domain}",
             destination=(await resolve(hop.host), hop.port),
-            transport=transport,
+            transport=config.transport.upper(),
             server_name=hop.host,
-            authenticator=credentials,
+            authenticator=DigestAuthenticator(credentials) if credentials is not None else None,
             ring_timeout=dial.ring_timeout or config.ring_timeout,
             max_duration=dial.max_duration,
             metadata=dict(dial.metadata or {}),
         )
+
+    @property
+    def next_hop(self) -> HostPort:
+        """Where our requests to this provider are sent: the outbound proxy, else its address."""
+        return self.config.outbound_proxy or self.config.address
+
+    def request_uri(self, user: str | None = None) -> str:
+        """sip:[user@]domain[:port][;transport=...]: the port only when the domain is the address."""
+        config = self.config
+        port = "" if config.domain or config.address.port == 5060 else f":{config.address.port}"
+        return f"sip:{user + '@' if user else ''}{config.sip_domain}{port}{self.transport_param}"
+
+    @property
+    def transport_param(self) -> str:
+        transport = self.config.transport.lower()
+        return "" if transport == "udp" else f";transport={transport}"
+
+    @property
+    def credentials(self) -> DigestCredentials | None:
+        """Digest credentials (the authorization id when it differs from the user), if configured."""
+        config = self.config
+        if not config.username or config.password is None:
+            return None
+        return DigestCredentials(config.auth_username or config.username, config.password)
 
     # -- inbound -------------------------------------------------------------------------------
 

@@ -10,7 +10,6 @@ import asyncio
 import ipaddress
 import logging
 
-from ..sip.digest import DigestCredentials
 from ..sip.message import SipRequest
 from ..sip.registration import Registration, RegistrationState
 from ..sip.useragent import UserAgent
@@ -30,8 +29,7 @@ class ProviderRegistration:
         self._pending: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
-        config = self.provider.config
-        hop = config.outbound_proxy or config.address
+        hop = self.provider.next_hop
         try:
             self._destination = (await resolve(hop.host), hop.port)
         except Exception as exc:  # a name that does not resolve: shown as the provider's error
@@ -43,22 +41,15 @@ class ProviderRegistration:
         self._send(self.registration.start(self._ua.now()))
 
     def _registration(self) -> Registration:
-        config = self.provider.config
+        provider, config = self.provider, self.provider.config
         assert self._destination is not None and config.username is not None
-        transport = config.transport.upper()
-        param = "" if transport == "UDP" else f";transport={transport.lower()}"
-        port = "" if config.domain or config.address.port == 5060 else f":{config.address.port}"
-        domain = config.sip_domain
-        local = self._ua.sent_by(self._destination, transport)
-        credentials = None
-        if config.password is not None:
-            credentials = DigestCredentials(config.auth_username or config.username, config.password)
+        local = self._ua.sent_by(self._destination, config.transport.upper())
         return Registration(
-            f"sip:{domain}{port}{param}",
-            f"sip:{config.username}@{domain}",
-            f"sip:{config.username}@{local}{param}",
+            provider.request_uri(),
+            f"sip:{config.username}@{config.sip_domain}",
+            f"sip:{config.username}@{local}{provider.transport_param}",
             expires=config.register_expires,
-            credentials=credentials,
+            credentials=provider.credentials,
         )
 
     def _send(self, requests: list[SipRequest]) -> None:
