@@ -148,7 +148,7 @@ class Call:
     async def run(self) -> None:
         """The call from INVITE to its end; whatever way it ends, its port and agent link are freed."""
         try:
-            await self._answer()
+            await self._establish()
             if self.state is CallState.ANSWERED:
                 await self._hold_until_ended()
         except asyncio.CancelledError:
@@ -164,6 +164,10 @@ class Call:
     def _session(self) -> InviteSession:
         assert self.session is not None
         return self.session
+
+    async def _establish(self) -> None:
+        """Get the call to ANSWERED (or ended): for an inbound call, answer its INVITE."""
+        await self._answer()
 
     async def _answer(self) -> None:
         if self._session.cancelled:

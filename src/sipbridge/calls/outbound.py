@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ..agent.whip import AgentUnavailable, WhipClient
+from ..agent.whip import WhipClient
 from ..rtp.clock import FrameClock
 from ..rtp.ports import PortAllocator
 from ..sip.invite_client import Authenticator, OutgoingInvite
@@ -76,22 +76,10 @@ class OutboundCall(Call):
 
     # -- the outbound flow ---------------------------------------------------------------------
 
-    async def run(self) -> None:
-        try:
-            if await self._dial() and self.state is CallState.ANSWERED:
-                await self._hold_until_ended()
-        except asyncio.CancelledError:
-            await self.hangup("bridge shutting down")
-            raise
-        except Exception:
-            log.exception("call %s failed", self.id)
-            await self.hangup("internal error")
-        finally:
-            await self._release_media()
-
-    async def _dial(self) -> bool:
+    async def _establish(self) -> None:
+        """Dial the target; ANSWERED once the far end answered and the agent's media is up."""
         if not await self._open_rtp():
-            return False
+            return
         target = self.target
         self._dialer = OutgoingInvite(
             self._ua,
@@ -110,22 +98,21 @@ class OutboundCall(Call):
         if self.state is CallState.ENDED:
             if outcome.session is not None:
                 await outcome.session.hangup(self.end_reason)
-            return False
+            return
         if outcome.session is None:
             self._mark_ended(outcome.reason)
-            return False
+            return
         self.session = outcome.session
         self.session.on_bye = lambda: self._finish_soon("far end hung up")
         self._wire_dialog(self.session)
         if outcome.response is None or not self._take_answer(outcome.response.body or None):
             await self.hangup("no usable SDP answer in the 200 OK")
-            return False
+            return
         if not await self._agent_connected():
-            return False
+            return
         self._set_state(CallState.ANSWERED)
         self.answered_at = time.time()
         log.info("call %s answered by %s (%s)", self.id, target.to, self.codec)
-        return True
 
     def _provisional(self, response: SipResponse) -> None:
         if self.state is CallState.DIALING:
@@ -156,12 +143,6 @@ class OutboundCall(Call):
             return True
         await self.hangup("agent unavailable")
         return False
-
-    async def _connect_agent(self) -> bool:
-        try:
-            return await super()._connect_agent()
-        except AgentUnavailable:
-            return False
 
     def _reject(self, status: int, warning: str, reason: str) -> None:
         """Nothing to answer on an outbound call: a failure ends it (CANCEL or BYE as it stands)."""
