@@ -198,17 +198,11 @@ class InviteSession:
         self._ok = None
         if self._retransmitter is not None:
             self._retransmitter.ack_received()
-        if self._ok_offered:
-            self._deliver_answer(ack.body or None)
         if self._ack_outcome is not None and not self._ack_outcome.done():
-            self.ack_body = ack.body
+            self.ack_body = ack.body  # the initial INVITE's ACK: accept() hands it over
             self._ack_outcome.set_result(True)
-
-    def _deliver_answer(self, body: bytes | None) -> None:
-        if self._ack_outcome is not None and not self._ack_outcome.done():
-            return  # the initial INVITE's answer: the application reads ack_body
-        if self.on_answer is not None:
-            self.on_answer(body)
+        elif self._ok_offered and self.on_answer is not None:
+            self.on_answer(ack.body or None)  # the answer to our offer in a re-INVITE's 200
 
     def cancel_received(self) -> None:
         assert self._tx is not None
