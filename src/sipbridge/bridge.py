@@ -48,6 +48,8 @@ class Bridge:
         settings = CallSettings(
             rtp_host=config.sip_listen.host,
             agent_timeout=config.agent_timeout,
+            agent_silence_timeout=config.agent_silence_timeout,
+            agent_resume_window=config.agent_resume_window,
             ice_servers=config.ice_servers,
             opus_bitrate=config.opus_bitrate,
             opus_application=config.opus_application,

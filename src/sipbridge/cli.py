@@ -31,6 +31,13 @@ def _parser() -> argparse.ArgumentParser:
     agent = sub.add_parser("agent", help="run the embedded reference voice agent as a WHIP server")
     agent.add_argument("--listen", default="127.0.0.1:8080", metavar="HOST:PORT")
     agent.add_argument("--mode", default="echo", choices=["echo", "relay", "silence"])
+    agent.add_argument(
+        "--resume-grace",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="how long a resume token stays valid (default 30)",
+    )
     agent.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     return parser
 
@@ -83,7 +90,7 @@ def _agent(args: argparse.Namespace) -> int:
         return 2
     _setup_logging(args.log_level)
     try:
-        asyncio.run(run_agent(listen.host, listen.port, args.mode))
+        asyncio.run(run_agent(listen.host, listen.port, args.mode, resume_grace=args.resume_grace))
     except KeyboardInterrupt:
         pass
     except OSError as exc:

@@ -94,6 +94,11 @@ class Config:
     agent: str | None = None
     agent_token: str | None = field(default=None, repr=False)
     agent_timeout: float = 10.0
+    # Seconds with nothing from the agent (not even RTCP) before its link counts as failed.
+    agent_silence_timeout: float = 5.0
+    # After the agent link fails mid-call: how long to keep redialling with the resume token
+    # (the StreamCore server keeps a dropped session about 30 s); 0: hang up at once.
+    agent_resume_window: float = 20.0
     ice_servers: tuple[str, ...] = ()
     # Local addresses offered as ICE host candidates; empty: loopback for a loopback agent, else all.
     ice_host_addresses: tuple[str, ...] = ()
@@ -197,6 +202,13 @@ def _parse_range(text: Any, name: str, low: int, high: int) -> int:
     return value
 
 
+def _parse_range_float(text: Any, name: str, low: float, high: float) -> float:
+    value = _parse_non_negative(text, name)
+    if not low <= value <= high:
+        raise ConfigError(f"{name}: must be from {low:g} to {high:g}, got {value:g}")
+    return value
+
+
 def _parse_bool(value: Any, name: str) -> bool:
     if isinstance(value, bool):
         return value
@@ -233,6 +245,8 @@ _CONVERTERS: dict[str, Any] = {
     "agent": _parse_url,
     "agent_token": lambda v, n: str(v),
     "agent_timeout": lambda v, n: _parse_positive(float, v, n),
+    "agent_silence_timeout": lambda v, n: _parse_range_float(v, n, 1.0, 60.0),
+    "agent_resume_window": lambda v, n: _parse_range_float(v, n, 0.0, 300.0),
     "ice_servers": _parse_list,
     "ice_host_addresses": lambda v, n: tuple(_parse_ip(a, n) for a in _parse_list(v, n)),
     "opus_bitrate": lambda v, n: _parse_positive(int, v, n),

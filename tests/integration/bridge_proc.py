@@ -17,8 +17,10 @@ from tests.peers.procs import ManagedProcess, free_port_block, free_tcp_port, wa
 SIPBRIDGE = [sys.executable, "-m", "sipbridge"]
 
 
-def http_json(method: str, url: str, timeout: float = 5.0) -> tuple[int, Any]:
-    request = urllib.request.Request(url, method=method)
+def http_json(method: str, url: str, timeout: float = 5.0, body: Any = None) -> tuple[int, Any]:
+    data = None if body is None else json.dumps(body).encode()
+    headers = {} if body is None else {"Content-Type": "application/json"}
+    request = urllib.request.Request(url, method=method, data=data, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             body = response.read()
@@ -54,6 +56,17 @@ class AgentProcess:
     def sessions(self) -> list[dict[str, Any]]:
         return http_json("GET", f"http://127.0.0.1:{self.port}/sessions")[1]
 
+    def drop(self, session_id: str) -> None:
+        """Cut the session's network path without a goodbye, as a crash would (its token stays valid)."""
+        status, body = http_json("POST", f"http://127.0.0.1:{self.port}/sessions/{session_id}/drop")
+        assert status == 200, body
+
+    def send_events(self, session_id: str, *events: dict[str, Any]) -> None:
+        """Send events to the caller as the agent would, on the session's events channel."""
+        url = f"http://127.0.0.1:{self.port}/sessions/{session_id}/events"
+        status, body = http_json("POST", url, body=list(events))
+        assert status == 200, body
+
 
 @dataclass
 class BridgeProcess:
@@ -81,10 +94,10 @@ class BridgeProcess:
         return self.proc.tail(80)
 
 
-def start_agent(logdir: Path, mode: str = "echo") -> AgentProcess:
+def start_agent(logdir: Path, mode: str = "echo", *extra: str) -> AgentProcess:
     port = free_tcp_port()
     proc = ManagedProcess(
-        [*SIPBRIDGE, "agent", "--listen", f"127.0.0.1:{port}", "--mode", mode],
+        [*SIPBRIDGE, "agent", "--listen", f"127.0.0.1:{port}", "--mode", mode, *extra],
         name=f"agent-{port}",
         logdir=logdir,
     ).start()

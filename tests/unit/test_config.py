@@ -36,6 +36,9 @@ def test_precedence_file_then_env_then_flags(tmp_path):
         ("tls_cert_file", "/nonexistent/cert.pem", "no such file"),
         ("sip_tcp", "maybe", "true or false"),
         ("session_min_se", "0", "positive"),
+        ("agent_silence_timeout", "0.5", "from 1 to 60"),
+        ("agent_resume_window", "-2", "0 or more"),
+        ("agent_resume_window", "soon", "not a number"),
     ],
 )
 def test_bad_values_name_the_setting(key, value, message):

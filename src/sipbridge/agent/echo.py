@@ -5,6 +5,12 @@
 load tests of the bridge); ``silence`` mode answers and sends silence. Either way
 the agent greets on the ``events`` data channel, and ``GET /sessions`` shows every session (deleted
 ones too, the last 1000) so tests can check what reached it.
+
+Resume tokens (``X-Resume-Token``) are single use and expire ``resume_grace`` seconds after the
+session they belong to was created or last resumed, like the StreamCore server's. Two routes exist for
+tests, to act as the agent would: ``POST /sessions/{id}/events`` sends a JSON event (or a list of
+them) to the caller on the ``events`` channel, and ``POST /sessions/{id}/drop`` cuts the session's
+network path without a goodbye (no DTLS close, no SCTP abort), as a crash or a network failure would.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import json
 import logging
 import secrets
 import socket
+import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Coroutine
@@ -37,6 +44,7 @@ logger = logging.getLogger(__name__)
 MODES = ("echo", "relay", "silence")
 MAX_RECORDS = 1000
 MAX_RESUME_TOKENS = 1000
+RESUME_GRACE_S = 30.0
 PC_CLOSE_TIMEOUT = 3.0
 GREETING = ({"type": "connection", "state": "connected"}, {"type": "state", "state": "listening"})
 
@@ -55,7 +63,9 @@ class AgentSession:
     packets_out: int = 0
     events_in: int = 0
     dtmf_in: str = ""
+    dropped: bool = False
     pc: RTCPeerConnection | None = field(default=None, repr=False)
+    channel: RTCDataChannel | None = field(default=None, repr=False)
 
     @property
     def finished(self) -> bool:
@@ -75,6 +85,7 @@ class AgentSession:
             "packets_out": self.packets_out,
             "events_in": self.events_in,
             "dtmf_in": self.dtmf_in,
+            "dropped": self.dropped,
         }
 
 
@@ -130,7 +141,13 @@ class EchoAgentServer:
     """A WHIP endpoint at ``/whip`` backed by aiortc. ``port=0`` picks a free port (see ``url``)."""
 
     def __init__(
-        self, host: str = "127.0.0.1", port: int = 8080, mode: str = "echo", *, token: str | None = None
+        self,
+        host: str = "127.0.0.1",
+        port: int = 8080,
+        mode: str = "echo",
+        *,
+        token: str | None = None,
+        resume_grace: float = RESUME_GRACE_S,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
@@ -138,8 +155,10 @@ class EchoAgentServer:
         self.port = port
         self.mode = mode
         self.token = token
+        self.resume_grace = resume_grace
         self.sessions: OrderedDict[str, AgentSession] = OrderedDict()
-        self._resume_tokens: OrderedDict[str, str] = OrderedDict()  # token -> conversation
+        # token -> (conversation, monotonic expiry)
+        self._resume_tokens: OrderedDict[str, tuple[str, float]] = OrderedDict()
         self._tasks: set[asyncio.Task[None]] = set()
         self._runner: web.AppRunner | None = None
 
@@ -153,6 +172,8 @@ class EchoAgentServer:
         app.router.add_post("/whip", self._post_offer)
         app.router.add_delete("/whip/{id}", self._delete)
         app.router.add_get("/sessions", self._list_sessions)
+        app.router.add_post("/sessions/{id}/events", self._send_events)
+        app.router.add_post("/sessions/{id}/drop", self._drop)
         app.router.add_get("/health", self._health)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
@@ -214,6 +235,35 @@ class EchoAgentServer:
         logger.info("session %s deleted", session.id)
         return web.Response(status=200)
 
+    async def _send_events(self, request: web.Request) -> web.Response:
+        """Test route: send events to the caller as the agent (``{"type":"dtmf","digits":"12#"}``, ...)."""
+        session = self.sessions.get(request.match_info["id"])
+        if session is None or session.finished:
+            return web.Response(status=404, text="no such live session")
+        try:
+            body = await request.json()
+        except ValueError:
+            return web.Response(status=400, text="body must be a JSON object or a list of them")
+        events = body if isinstance(body, list) else [body]
+        if not all(isinstance(event, dict) for event in events):
+            return web.Response(status=400, text="body must be a JSON object or a list of them")
+        channel = session.channel
+        if channel is None or channel.readyState != "open":
+            return web.Response(status=409, text="the events channel is not open")
+        for event in events:
+            channel.send(json.dumps(event))
+        return web.json_response({"sent": len(events)})
+
+    async def _drop(self, request: web.Request) -> web.Response:
+        """Test route: the session's network path dies silently; its resume token stays valid."""
+        session = self.sessions.get(request.match_info["id"])
+        if session is None or session.finished or session.pc is None:
+            return web.Response(status=404, text="no such live session")
+        session.dropped = True
+        await _cut_network(session.pc)
+        logger.info("session %s dropped (network cut)", session.id)
+        return web.json_response({"dropped": session.id})
+
     async def _list_sessions(self, request: web.Request) -> web.Response:
         return web.json_response([s.to_json() for s in self.sessions.values()])
 
@@ -243,14 +293,14 @@ class EchoAgentServer:
         """The conversation to attach to and the X-Resume-Status: tokens are single use."""
         if not token:
             return uuid.uuid4().hex, "new"
-        conversation = self._resume_tokens.pop(token, None)
-        if conversation is None:
+        conversation, expires = self._resume_tokens.pop(token, ("", 0.0))
+        if not conversation or time.monotonic() > expires:
             return uuid.uuid4().hex, "expired"
         return conversation, "resumed"
 
     def _issue_resume_token(self, conversation: str) -> str:
         token = secrets.token_urlsafe(24)
-        self._resume_tokens[token] = conversation
+        self._resume_tokens[token] = (conversation, time.monotonic() + self.resume_grace)
         while len(self._resume_tokens) > MAX_RESUME_TOKENS:
             self._resume_tokens.popitem(last=False)
         return token
@@ -299,6 +349,7 @@ class EchoAgentServer:
     def _on_datachannel(self, session: AgentSession, channel: RTCDataChannel) -> None:
         if channel.label != "events":
             return
+        session.channel = channel
 
         def on_message(message: str | bytes) -> None:
             session.events_in += 1
@@ -336,6 +387,18 @@ class EchoAgentServer:
         task.add_done_callback(self._tasks.discard)
 
 
+async def _cut_network(pc: RTCPeerConnection) -> None:
+    """Close the ICE sockets under the peer connection: nothing more is sent or received, no goodbye.
+
+    Relies on aiortc 1.16's RTCIceTransport._connection (pinned); only this test route uses it.
+    """
+    ice_transports = {t.receiver.transport.transport for t in pc.getTransceivers() if t.receiver.transport}
+    if pc.sctp is not None:
+        ice_transports.add(pc.sctp.transport.transport)
+    for ice in ice_transports:
+        await ice._connection.close()
+
+
 def _dtmf_digit(message: str | bytes) -> str | None:
     try:
         event = json.loads(message)
@@ -360,10 +423,12 @@ async def _drain(track: MediaStreamTrack, session: AgentSession) -> None:
         pass
 
 
-async def run_agent(host: str, port: int, mode: str, *, token: str | None = None) -> None:
+async def run_agent(
+    host: str, port: int, mode: str, *, token: str | None = None, resume_grace: float = RESUME_GRACE_S
+) -> None:
     """Serve the reference agent until cancelled (loopback candidates when it listens on loopback)."""
     use_host_addresses(loopback_addresses_for(host))
-    server = EchoAgentServer(host, port, mode, token=token)
+    server = EchoAgentServer(host, port, mode, token=token, resume_grace=resume_grace)
     await server.start()
     try:
         await asyncio.Event().wait()

@@ -2,9 +2,16 @@
 
 Audio goes out as ready-made Opus packets (``send_opus``) and comes back as mono int16 PCM at
 ``audio_rate`` (``on_audio``), decoded by ``AgentAudioReceiver`` as each RTP packet arrives. The
-agent's JSON events arrive on the ``events`` data channel (``on_event``). When the agent side goes
-away (it hung up, its DTLS or ICE died, its channel ended) ``on_closed`` fires once; ``close()`` is
-ours to call in every case, and never raises.
+agent's JSON events arrive on the ``events`` data channel (``on_event``).
+
+How the agent side goes away decides what can follow, and one of two callbacks fires, once:
+- ``on_closed``: the agent hung up (its DTLS close or SCTP abort arrived: the channel or the connection
+  closed). The conversation is over.
+- ``on_failed``: the path failed (ICE failed, or nothing at all, not even RTCP, arrived for
+  ``silence_timeout`` seconds). The agent may still hold the conversation: a new link made with
+  ``resume_token=session.resume_token`` can reattach to it; ``abandon()`` lets this one go without
+  the WHIP DELETE that would end the conversation.
+``close()`` (or ``abandon()``) is ours to call in every case, and never raises.
 """
 
 from __future__ import annotations
@@ -46,6 +53,8 @@ NO_CANDIDATES = (
 AudioHandler = Callable[[np.ndarray], None]
 EventHandler = Callable[[dict], None]
 ClosedHandler = Callable[[str], None]
+LIVENESS_INTERVAL = 1.0
+DEFAULT_SILENCE_TIMEOUT = 5.0  # aiortc sends RTCP every 0.5-1.5 s, libwebrtc audio at least every 7.5 s
 
 
 @dataclass(frozen=True)
@@ -74,11 +83,18 @@ class AgentLink:
         on_audio: AudioHandler,
         on_event: EventHandler | None = None,
         on_closed: ClosedHandler | None = None,
+        on_failed: ClosedHandler | None = None,
         audio_rate: int = 48000,
+        resume_token: str | None = None,
+        silence_timeout: float | None = DEFAULT_SILENCE_TIMEOUT,
     ) -> None:
         self._whip = whip
         self.resource_id = resource_id
         self.direction = direction
+        self.resume_token = resume_token
+        self._silence_timeout = silence_timeout
+        self._on_failed = on_failed
+        self._liveness: asyncio.Task[None] | None = None
         self._ice_servers = list(ice_servers)
         self._on_audio = on_audio
         self._on_event = on_event
@@ -162,7 +178,9 @@ class AgentLink:
         offer = opus_offer(pc.localDescription.sdp)
         if "a=candidate:" not in offer:
             raise AgentUnavailable(NO_CANDIDATES)
-        session = await self._whip.offer(offer, resource_id=self.resource_id, direction=self.direction)
+        session = await self._whip.offer(
+            offer, resource_id=self.resource_id, direction=self.direction, resume_token=self.resume_token
+        )
         self.session = self._undeleted = session
         if self._closing:
             raise AgentUnavailable("agent link closed while connecting")
@@ -217,28 +235,54 @@ class AgentLink:
         if state == "connected" and self.state in ("connecting", "answered"):
             self.state = "connected"
             self._settled.set()
-        elif state in ("failed", "closed"):
-            self._agent_gone(f"agent connection {state}")
+            if self._silence_timeout is not None:
+                self._liveness = asyncio.create_task(self._watch_liveness(pc), name="agent-liveness")
+        elif state == "failed":
+            self._agent_gone("agent connection failed", failed=True)
+        elif state == "closed":
+            self._agent_gone("agent connection closed")
 
-    def _agent_gone(self, reason: str) -> None:
+    async def _watch_liveness(self, pc: RTCPeerConnection) -> None:
+        """Fail the link when nothing arrives from the agent (media, RTCP, data) for the timeout."""
+        assert self._silence_timeout is not None
+        loop = asyncio.get_running_loop()
+        last_count, last_change = -1, loop.time()
+        while not (self._closing or self._gone):
+            await asyncio.sleep(LIVENESS_INTERVAL)
+            count = await _packets_received(pc)
+            now = loop.time()
+            if count != last_count:
+                last_count, last_change = count, now
+            elif now - last_change >= self._silence_timeout:
+                self._agent_gone(f"nothing from the agent for {now - last_change:.1f} s", failed=True)
+
+    def _agent_gone(self, reason: str, *, failed: bool = False) -> None:
         """Report the agent side's end once, unless we are the ones closing."""
         if self._closing or self._gone:
             return
         self._gone = True
-        self.state = "disconnected"
+        self.state = "failed" if failed else "disconnected"
         self._settled.set()
-        logger.info("agent link lost: %s", reason)
-        if self._on_closed is not None:
+        logger.info("agent link %s: %s", "failed" if failed else "lost", reason)
+        handler = self._on_failed if failed and self._on_failed is not None else self._on_closed
+        if handler is not None:
             try:
-                self._on_closed(reason)
+                handler(reason)
             except Exception:
-                logger.exception("on_closed handler failed")
+                logger.exception("agent link handler failed")
 
     # ── teardown ─────────────────────────────────────────────────────────────────────────────
+
+    async def abandon(self) -> None:
+        """Close the peer connection but keep the agent's session (no DELETE), for a resume."""
+        self._undeleted = None
+        await self.close()
 
     async def close(self) -> None:
         """DELETE the WHIP session, close the peer connection, stop the tasks. Idempotent."""
         self._closing = True
+        if self._liveness is not None and self._liveness is not asyncio.current_task():
+            self._liveness.cancel()
         if self._negotiation is not None and not self._negotiation.done():
             self._negotiation.cancel()
         await self._teardown()
@@ -260,6 +304,12 @@ class AgentLink:
             pc, self._pc = self._pc, None
             if pc is not None:
                 await _close_pc(pc)
+
+
+async def _packets_received(pc: RTCPeerConnection) -> int:
+    """Every datagram the peer connection's transports took in (ICE checks aside)."""
+    report = await pc.getStats()
+    return sum(stats.packetsReceived for stats in report.values() if stats.type == "transport")
 
 
 def _prefer_opus(transceiver: RTCRtpTransceiver) -> None:

@@ -65,6 +65,9 @@ class CallSettings:
     rtp_timeout: float | None = 30.0
     # Longest call; None: no limit.
     max_duration: float | None = None
+    # Nothing from the agent this long: its link failed. Then redial with the resume token this long.
+    agent_silence_timeout: float = 5.0
+    agent_resume_window: float = 20.0
 
 
 class Call:
@@ -111,6 +114,8 @@ class Call:
         self.rtp_port: int | None = None
         self._local_port: int | None = None
         self.link: AgentLink | None = None
+        self._recovery: asyncio.Task[None] | None = None
+        self.agent_reconnects = 0
         self._uplink: PhoneToAgent | None = None
         self._downlink: AgentToPhone | None = None
         self._silence = b""
@@ -242,16 +247,7 @@ class Call:
         self._media = answer
 
     async def _connect_agent(self) -> bool:
-        self.link = AgentLink(
-            self._whip,
-            resource_id=self.remote_party,
-            direction=self.direction,
-            ice_servers=list(self.settings.ice_servers),
-            on_audio=self._agent_audio,
-            on_event=self._agent_event,
-            on_closed=lambda reason: self._finish_soon(f"agent ended the call: {reason}"),
-            audio_rate=self.settings.opus_pcm_rate,
-        )
+        self.link = self._new_link()
         deadline = asyncio.get_running_loop().time() + self.settings.agent_timeout
         try:
             await self.link.connect(self.settings.agent_timeout)
@@ -264,6 +260,93 @@ class Call:
             self._reject(503, f"agent unavailable: {exc.reason}", "agent unavailable")
             return False
         return True
+
+    def _new_link(self, resume_token: str | None = None) -> AgentLink:
+        """A link to the agent whose end reports to this call only while it is the call's link."""
+
+        def closed(reason: str) -> None:
+            if link is self.link:
+                self._finish_soon(f"agent ended the call: {reason}")
+
+        def failed(reason: str) -> None:
+            if link is self.link:
+                self._agent_link_failed(reason)
+
+        link = AgentLink(
+            self._whip,
+            resource_id=self.remote_party,
+            direction=self.direction,
+            ice_servers=list(self.settings.ice_servers),
+            on_audio=self._agent_audio,
+            on_event=self._agent_event,
+            on_closed=closed,
+            on_failed=failed,
+            audio_rate=self.settings.opus_pcm_rate,
+            resume_token=resume_token,
+            silence_timeout=self.settings.agent_silence_timeout,
+        )
+        return link
+
+    # -- agent link recovery -------------------------------------------------------------------
+
+    def _agent_link_failed(self, reason: str) -> None:
+        if self.end_reason is not None or self._recovery is not None:
+            return
+        if self.settings.agent_resume_window <= 0:
+            self._finish_soon(f"agent link failed: {reason}")
+            return
+        log.warning("call %s: agent link failed (%s); redialling with the resume token", self.id, reason)
+        self._note_link_event("failed", reason=reason)
+        self._recovery = asyncio.get_running_loop().create_task(self._recover_agent(reason))
+
+    async def _recover_agent(self, reason: str) -> None:
+        """Redial the agent with the resume token until it answers or the window closes.
+
+        The phone leg stays up meanwhile and hears comfort silence (the playout queue runs dry).
+        """
+        assert self.link is not None
+        token = self.link.session.resume_token if self.link.session else ""
+        await self.link.abandon()  # no DELETE: that would end the conversation we want back
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.agent_resume_window
+        backoff, last_error = 0.25, reason
+        while self.end_reason is None and (remaining := deadline - loop.time()) > 0:
+            link = self._new_link(token or None)
+            try:
+                await link.connect(min(self.settings.agent_timeout, remaining))
+                await link.wait_connected(min(self.settings.agent_timeout, max(0.0, deadline - loop.time())))
+            except AgentUnavailable as exc:
+                last_error = exc.reason
+                token = link.session.resume_token if link.session and link.session.resume_token else token
+                await link.abandon()
+                await asyncio.sleep(min(backoff, max(0.0, deadline - loop.time())))
+                backoff = min(backoff * 2, 2.0)
+                continue
+            except asyncio.CancelledError:
+                await link.close()
+                raise
+            self._resumed(link)
+            return
+        self._recovery = None
+        window = self.settings.agent_resume_window
+        await self.hangup(
+            f"agent link failed ({reason}) and was not recovered within {window:g} s: {last_error}"
+        )
+
+    def _resumed(self, link: AgentLink) -> None:
+        assert link.session is not None
+        self.link, self._recovery = link, None
+        self.agent_reconnects += 1
+        status = link.session.resume_status or "unknown"
+        self._note_link_event("resumed" if status == "resumed" else "reconnected", resume_status=status)
+        if status == "resumed":
+            log.info("call %s: agent link resumed", self.id)
+        else:  # the agent lost the conversation: the call goes on with a new one
+            log.warning("call %s: agent link back as a new conversation (resume %s)", self.id, status)
+
+    def _note_link_event(self, state: str, **detail: str) -> None:
+        self.events.append({"type": "link", "state": state, **detail, "at": time.time()})
+        del self.events[:-200]
 
     async def _accept(self, offer: SessionDescription | None, answer: AudioAnswer | None) -> None:
         assert self.rtp is not None
@@ -506,6 +589,10 @@ class Call:
         await asyncio.gather(signalling, return_exceptions=True)
 
     async def _release_media(self) -> None:
+        recovery, self._recovery = self._recovery, None
+        if recovery is not None and recovery is not asyncio.current_task():
+            recovery.cancel()
+            await asyncio.gather(recovery, return_exceptions=True)
         if self._dtmf_poll is not None:
             self._dtmf_poll.cancel()
         if self._playout_token is not None:
@@ -585,7 +672,9 @@ class Call:
         stats = self.link.stats
         downlink = self._downlink
         return {
-            "state": self.link.state,
+            "state": "reconnecting" if self._recovery is not None else self.link.state,
+            "reconnects": self.agent_reconnects,
+            "resume_status": self.link.session.resume_status if self.link.session else None,
             "packets_sent": stats.packets_sent,
             "packets_dropped": stats.packets_dropped,
             "packets_received": stats.packets_received,

@@ -70,14 +70,23 @@ class Recorder:
         self.audio: list[np.ndarray] = []
         self.events: list[dict] = []
         self.closed: list[tuple[float, str]] = []
+        self.failed: list[tuple[float, str]] = []
 
     def on_closed(self, reason: str) -> None:
         self.closed.append((time.monotonic(), reason))
 
+    def on_failed(self, reason: str) -> None:
+        self.failed.append((time.monotonic(), reason))
+
     def link(self, whip: WhipClient, **kwargs: object) -> AgentLink:
         kwargs.setdefault("resource_id", "+15551230000")
         return AgentLink(
-            whip, on_audio=self.audio.append, on_event=self.events.append, on_closed=self.on_closed, **kwargs
+            whip,
+            on_audio=self.audio.append,
+            on_event=self.events.append,
+            on_closed=self.on_closed,
+            on_failed=self.on_failed,
+            **kwargs,
         )
 
 
@@ -293,3 +302,53 @@ async def test_relay_agent_sends_the_same_opus_packets_back():
         assert abs(peak_frequency(heard[len(heard) // 4 :]) - 440) < 10
         session = next(iter(server.sessions.values()))
         assert session.packets_out == session.packets_in > 40
+
+
+async def test_a_silent_path_fails_the_link_and_a_resume_reattaches(agent, whip):
+    rec = Recorder()
+    link = rec.link(whip, silence_timeout=1.5)
+    await link.connect(timeout=5)
+    await link.wait_connected(timeout=5)
+    first = link.session
+    [record] = await sessions(agent)
+    async with aiohttp.ClientSession() as http:  # the agent's network path dies without a goodbye
+        async with http.post(agent.url.removesuffix("/whip") + f"/sessions/{record['id']}/drop") as resp:
+            assert resp.status == 200
+    dropped = time.monotonic()
+    await until(lambda: bool(rec.failed), timeout=5)
+    logger.info("on_failed %.2f s after the drop: %s", rec.failed[0][0] - dropped, rec.failed[0][1])
+    assert rec.closed == [] and "nothing from the agent" in rec.failed[0][1]
+    assert link.state == "failed"
+    await link.abandon()
+    assert not agent.sessions[record["id"]].deleted  # no DELETE: the conversation is kept
+
+    again = Recorder()
+    resumed = again.link(whip, resume_token=first.resume_token)
+    await resumed.connect(timeout=5)
+    await resumed.wait_connected(timeout=5)
+    assert resumed.session.resume_status == "resumed"
+    assert resumed.session.resume_token not in ("", first.resume_token)
+    await send_paced(resumed, opus_tone(0.6))
+    await until(lambda: len(again.audio) > 5)  # media flows on the new link
+    await resumed.close()
+    records = {r["id"]: r for r in await sessions(agent)}
+    assert len(records) == 2
+    new = next(r for r in records.values() if r["id"] != record["id"])
+    assert new["conversation"] == record["conversation"] and new["resume_status"] == "resumed"
+
+
+async def test_resume_tokens_are_single_use_and_expire(agent, whip):
+    agent.resume_grace = 0.3
+    link = Recorder().link(whip)
+    await link.connect(timeout=5)
+    token = link.session.resume_token
+    await link.close()
+    await asyncio.sleep(0.4)
+    late = Recorder().link(whip, resume_token=token)
+    await late.connect(timeout=5)
+    assert late.session.resume_status == "expired"
+    await late.close()
+    again = Recorder().link(whip, resume_token=token)
+    await again.connect(timeout=5)
+    assert again.session.resume_status == "expired"  # used once already
+    await again.close()

@@ -1,0 +1,107 @@
+"""The agent link fails mid-call: the bridge redials with the resume token and the call goes on, or
+hangs up with a clear reason when the agent does not come back."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tests.integration.bridge_proc import AgentProcess, BridgeProcess, start_agent, start_bridge
+from tests.peers import audio, sipp
+from tests.peers.procs import wait_until
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(not sipp.available(), reason="sipp (Debian sip-tester) is not installed"),
+]
+
+FAST_FAILURE = {"SIPBRIDGE_AGENT_SILENCE_TIMEOUT": "1.5"}
+
+
+def _in_background(fn: Callable[[], Any]) -> tuple[threading.Thread, dict[str, Any]]:
+    box: dict[str, Any] = {}
+    thread = threading.Thread(target=lambda: box.setdefault("result", fn()))
+    thread.start()
+    return thread, box
+
+
+def _answered_call(bridge: BridgeProcess) -> dict[str, Any]:
+    assert wait_until(lambda: any(c["state"] == "answered" for c in bridge.calls()), 10), bridge.log()
+    (call,) = bridge.calls()
+    return call
+
+
+def _view(bridge: BridgeProcess, call_id: str) -> dict[str, Any]:
+    status, view = bridge.call(call_id)
+    assert status == 200, view
+    return view
+
+
+def test_a_dropped_agent_link_is_resumed_and_the_call_goes_on(
+    logdir: Path, agent: AgentProcess, speech: Path, tmp_path: Path
+) -> None:
+    ulaw = audio.wav_to_ulaw_raw(speech, tmp_path / "speech.ul")
+    bridge = start_bridge(logdir, agent.whip_url, env=FAST_FAILURE)
+    before = {s["id"] for s in agent.sessions()}
+    thread, box = _in_background(
+        lambda: sipp.run_scenario(
+            "uac_pcmu_audio", bridge.sip_target, hold_ms=12000, keys={"audio_file": ulaw}, workdir=tmp_path
+        )
+    )
+    try:
+        call = _answered_call(bridge)
+        (first,) = [s for s in agent.sessions() if s["id"] not in before]
+        assert wait_until(lambda: agent_session(agent, first["id"])["packets_in"] > 20, 5)
+        out_before = _view(bridge, call["id"])["rtp"]["packets_out"]
+        agent.drop(first["id"])
+
+        assert wait_until(lambda: _view(bridge, call["id"])["agent"]["reconnects"] == 1, 10), bridge.log()
+        view = _view(bridge, call["id"])
+        assert view["state"] == "answered", view
+        assert view["agent"]["resume_status"] == "resumed", view["agent"]
+        links = [e for e in view["agent"]["events"] if e.get("type") == "link"]
+        assert [e["state"] for e in links] == ["failed", "resumed"], links
+        # the phone leg never stopped: comfort silence went out while the agent was away
+        assert view["rtp"]["packets_out"] - out_before >= 50, view["rtp"]
+
+        second = next(s for s in agent.sessions() if s["id"] not in before | {first["id"]})
+        assert second["conversation"] == first["conversation"] and second["resume_status"] == "resumed"
+        # the caller's audio reaches the agent on the new link, and the agent's comes back
+        assert wait_until(lambda: agent_session(agent, second["id"])["packets_in"] > 50, 5), second
+        received = view["agent"]["packets_received"]
+        assert wait_until(lambda: _view(bridge, call["id"])["agent"]["packets_received"] > received + 50, 5)
+    finally:
+        thread.join(40)
+        bridge.proc.stop()
+    box["result"].assert_success(calls=1)
+    assert "agent link failed" in bridge.log() and "resumed" in bridge.log()
+
+
+def agent_session(agent: AgentProcess, session_id: str) -> dict[str, Any]:
+    return next(s for s in agent.sessions() if s["id"] == session_id)
+
+
+def test_an_agent_that_does_not_come_back_ends_the_call_with_the_reason(logdir: Path, tmp_path: Path) -> None:
+    doomed = start_agent(logdir)
+    bridge = start_bridge(logdir, doomed.whip_url, env={**FAST_FAILURE, "SIPBRIDGE_AGENT_RESUME_WINDOW": "3"})
+    thread, box = _in_background(
+        lambda: sipp.run_scenario("uac_wait_for_bye", bridge.sip_target, workdir=tmp_path, timeout=30)
+    )
+    try:
+        call = _answered_call(bridge)
+        doomed.proc.stop(grace=0)  # SIGKILL: no DTLS close, no SCTP abort, nothing answers any more
+        thread.join(30)
+        view = _view(bridge, call["id"])
+    finally:
+        thread.join(30)
+        bridge.proc.stop()
+        doomed.proc.stop()
+    result = box["result"]
+    result.assert_success(calls=1)
+    assert view["state"] == "ended", view
+    assert view["end_reason"].startswith("agent link failed (nothing from the agent for"), view["end_reason"]
+    assert "was not recovered within 3 s: agent unreachable: connection refused" in view["end_reason"]
+    assert "was not recovered within 3 s" in result.messages(), result.messages()[-1500:]
