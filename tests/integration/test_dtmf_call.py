@@ -1,4 +1,5 @@
-"""DTMF from a real caller: sipp plays RFC 4733 events; each digit reaches the agent once, in order."""
+"""DTMF with real callers: sipp plays RFC 4733 events that reach the agent once each, in order; the
+agent's digits are decoded by baresip from the RTP stream it hears."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from tests.integration.bridge_proc import AgentProcess, BridgeProcess, start_bridge
-from tests.peers import audio, sipp
+from tests.peers import audio, baresip, sipp
 from tests.peers.procs import wait_until
 
 pytestmark = [
@@ -55,3 +56,35 @@ def test_rfc4733_digits_reach_the_agent_in_order(
 
 def _session(agent: AgentProcess, session_id: str) -> dict:
     return next(s for s in agent.sessions() if s["id"] == session_id)
+
+
+AGENT_DIGITS = "159#*0D"
+
+
+@pytest.mark.skipif(not baresip.available(), reason="baresip is not installed")
+def test_agent_digits_are_heard_by_a_real_caller(
+    logdir: Path, agent: AgentProcess, speech: Path, tmp_path: Path
+) -> None:
+    """The agent dials digits (an IVR menu); baresip, the caller, decodes them from the RTP stream."""
+    bridge: BridgeProcess = start_bridge(logdir, agent.whip_url)
+    before = {s["id"] for s in agent.sessions()}
+    box: dict = {}
+    caller = threading.Thread(
+        target=lambda: box.setdefault(
+            "rec", baresip.run_call(f"sip:agent@{bridge.sip_target}", speech, tmp_path / "baresip", 6.0)
+        )
+    )
+    caller.start()
+    try:
+        assert wait_until(lambda: any(c["state"] == "answered" for c in bridge.calls()), 10), bridge.log()
+        (call,) = bridge.calls()
+        session = next(s for s in agent.sessions() if s["id"] not in before)
+        agent.send_events(session["id"], {"type": "dtmf", "digits": AGENT_DIGITS})
+        sent = [d for d in bridge.call(call["id"])[1]["dtmf"] if d["from"] == "agent"]
+        assert "".join(d["digit"] for d in sent) == AGENT_DIGITS, sent
+    finally:
+        caller.join(30)
+        bridge.proc.stop()
+    rec = box["rec"]
+    heard = "".join(baresip.digits_heard(rec))
+    assert heard == AGENT_DIGITS, rec.report()

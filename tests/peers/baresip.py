@@ -51,6 +51,7 @@ TERMINATED = re.compile(r"Call with (\S+) terminated \(duration: ([^)]*)\)")
 CLOSED = re.compile(r"session closed: ([^\r\n]*)")
 PROGRESS = re.compile(r"call: SIP Progress: (\d{3}) ")
 REMOTE_BYE = "Connection reset by peer"
+RECEIVED_EVENT = re.compile(r"received event: '(.)' \(end=([01])\)")
 
 
 def available() -> bool:
@@ -286,3 +287,20 @@ def compare_recording(rec: CallRecording, max_lag_s: float = 2.0) -> audio.Audio
     if rec.sent is None or rec.heard is None:
         raise AssertionError(f"baresip left no recording\n{rec.report()}")
     return audio.compare_files(rec.sent, rec.heard, rate=8000, max_lag_s=max_lag_s)
+
+
+def digits_heard(rec: CallRecording) -> list[str]:
+    """The RFC 4733 digits baresip decoded from the far end's RTP, in order (one per key press).
+
+    baresip 1.0.0 prints ``received event: '5' (end=0)`` when an event starts and ``(end=1)`` when
+    it ends; a press is a start that follows an end (or nothing).
+    """
+    digits: list[str] = []
+    pressed = False
+    for key, end in RECEIVED_EVENT.findall(rec.log_text()):
+        if end == "1":
+            pressed = False
+        elif not pressed:
+            digits.append(key)
+            pressed = True
+    return digits
