@@ -34,6 +34,21 @@ def test_agent_leaving_speaking_drops_what_it_queued_for_the_caller():
     assert call.events[-1] == {"type": "state", "state": "listening"}
 
 
+def test_after_an_interrupt_the_very_next_frame_to_the_caller_is_silence():
+    """Worst case of stale audio: the playout queue full (400 ms) when the interrupt comes."""
+    call = _call()
+    call._downlink = AgentToPhone("PCMU", pcm_rate=8000)
+    call._silence = b"\xff" * 160
+    tone = (np.sin(np.arange(8000) * 2 * np.pi * 440 / 8000) * 8000).astype(np.int16)
+    call._downlink.push_pcm(tone)  # a bursty agent: one second at once; the queue keeps its cap
+    played = [call._next_phone_frame() for _ in range(3)]
+    assert all(frame != call._silence for frame in played)
+    call._agent_event({"type": "state", "state": "listening"})  # the caller barged in
+    after = [call._next_phone_frame() for _ in range(25)]
+    assert after == [call._silence] * 25  # nothing queued before the interrupt is ever played
+    assert 340 <= call.barge_in_dropped_ms <= 400
+
+
 def test_rtp_timeout_counts_from_the_last_packet_and_not_while_on_hold():
     call = _call()
     call.rtp = RtpSession()
