@@ -36,6 +36,7 @@ class Authenticator(Protocol):
         """Add the credentials ``challenge`` asks for to ``request``; False when it cannot (give up)."""
         ...
 
+
 OfferHandler = Callable[[bytes | None], bytes]
 AnswerHandler = Callable[[bytes | None], None]
 
