@@ -485,12 +485,16 @@ class Call:
     def _playout_tick(self, frames: int) -> None:
         """Every 20 ms: the next frame from the jitter buffer (concealed when lost) to the agent."""
         now = time.monotonic()
+        stats = self._jitter.stats
         for _ in range(frames):
+            cuts = stats.shrunk + stats.overflow
             frame = self._jitter.pop(now)
             if frame is None or self._uplink is None:
                 continue
             if frame is LOST:
                 pcm = self._concealer.lost()
+            elif stats.shrunk + stats.overflow != cuts:  # frames were dropped before this one
+                pcm = self._concealer.splice(self._uplink.decode(frame))
             else:
                 pcm = self._concealer.good(self._uplink.decode(frame))
             self._phone_pcm(pcm)

@@ -2,7 +2,9 @@
 
 ``Concealer.good(pcm)`` is given every frame that arrived (decoded to int16) and returns it, changed
 only at its start when it ends a loss; ``Concealer.lost()`` returns a frame to play in place of a
-missing one. Like Appendix I:
+missing one; ``Concealer.splice(pcm)`` is for a good frame that does not continue the one before it
+(the jitter buffer dropped frames to shrink its delay): its start is blended from the previous
+frame's pitch-repeated continuation, as after a loss, so the cut does not click. Like Appendix I:
 
 - a history of the last 48.75 ms (390 samples) is kept;
 - at the first lost frame the pitch period is found in 40-120 samples (200-66 Hz; a higher voice is
@@ -37,6 +39,7 @@ BLOCK = 80  # 10 ms: the period count and the attenuation change per block
 CONCEAL_BLOCKS = 6  # 60 ms, then silence
 END_OLA_STEP = 32  # the final overlap-add grows 4 ms per extra 10 ms lost ...
 END_OLA_MAX = 80  # ... up to 10 ms
+SPLICE_MIN = 40  # a splice blends at least 5 ms
 _SYNTH = CONCEAL_BLOCKS * BLOCK  # 480 samples
 
 # 1 for the first 10 ms, then down 20 % per 10 ms (linearly, per sample) to 0 at 60 ms.
@@ -74,6 +77,23 @@ class Concealer:
             samples = self._end_loss(samples)
         self._remember(samples)
         return samples
+
+    def splice(self, pcm: np.ndarray) -> np.ndarray:
+        """A good frame that follows a cut (frames were dropped before it): joined without a step."""
+        if self._lost:
+            return self.good(pcm)
+        samples = np.asarray(pcm)
+        if samples.dtype != np.int16:
+            raise TypeError(f"concealment needs int16 samples, got {samples.dtype}")
+        if not np.any(self._history):
+            return self.good(samples)
+        self._start_loss()
+        length = min(max(self.pitch // 4, SPLICE_MIN), len(samples))
+        ramp = np.arange(1, length + 1, dtype=np.float32) / length
+        out = samples.copy()
+        out[:length] = _to_int16(self._synth[:length] * (1 - ramp) + samples[:length] * ramp)
+        self._remember(out)
+        return out
 
     def lost(self) -> np.ndarray:
         """A frame to play in place of a missing one."""

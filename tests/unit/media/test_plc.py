@@ -92,6 +92,31 @@ def test_no_click_into_the_loss_between_frames_or_out_of_it(signal, lost_frames)
     assert max_step(out) <= 1.3 * natural
 
 
+@pytest.mark.parametrize(("freq", "dropped"), [(170, 2), (230, 1), (230, 2), (310, 1), (437, 2)])
+def test_a_splice_after_dropped_frames_does_not_click(freq, dropped):
+    """The jitter buffer shrinks by dropping frames: a bare cut jumps in phase, the splice does not."""
+    signal = tone(freq, 1.0)
+    f = frames(signal)
+    kept = f[:10] + f[10 + dropped : 14]
+    plc = Concealer()
+    spliced = [plc.good(x) for x in f[:10]] + [plc.splice(f[10 + dropped])]
+    spliced += [plc.good(x) for x in f[11 + dropped : 14]]
+    natural = max_step(signal)
+    assert max_step(np.concatenate(kept)) > 2.5 * natural  # these cuts would click
+    out = np.concatenate(spliced)
+    assert max_step(out) <= 1.1 * natural
+    assert np.array_equal(out[10 * N + 80 :], np.concatenate(kept)[10 * N + 80 :])  # only the join
+
+
+def test_a_splice_ending_a_loss_is_the_usual_end_of_loss():
+    f = frames(vowel())
+    a, b = Concealer(), Concealer()
+    for x in f[:5]:
+        a.good(x), b.good(x)
+    a.lost(), b.lost()
+    assert np.array_equal(a.splice(f[7]), b.good(f[7]))
+
+
 def test_a_good_frame_is_untouched_unless_it_ends_a_loss():
     plc = Concealer()
     signal = vowel()
