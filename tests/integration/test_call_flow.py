@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -144,3 +145,43 @@ def test_baresip_hears_its_own_speech_through_the_agent(
     match = baresip.compare_recording(recording)
     print(f"baresip through the bridge and the echo agent: {match}")
     assert match.correlation >= 0.85, f"{match}\n{recording.report()}\n{bridge.log()}"
+
+
+@pytest.mark.skipif(not baresip.available(), reason="baresip (Debian baresip-core) is not installed")
+def test_a_caller_sending_30_ms_packets_is_heard_as_well(
+    bridge: BridgeProcess, speech: Path, tmp_path: Path
+) -> None:
+    """ptime 30: the jitter buffer and concealment follow the phone's packet size (we still send 20 ms)."""
+    seen: list[int] = []
+    watcher = threading.Thread(target=_watch_packet_ms, args=(bridge, seen))
+    watcher.start()
+    try:
+        recording = baresip.run_call(
+            f"sip:echo@{bridge.sip_target}",
+            speech,
+            tmp_path,
+            seconds=12,
+            account_params=";ptime=30",
+            sip_trace=True,
+        )
+    finally:
+        watcher.join(20)
+    assert "a=ptime:30" in recording.log_text()
+    assert seen and set(seen) == {30}, seen
+    match = baresip.compare_recording(recording)
+    print(f"baresip with ptime 30 through the bridge and the echo agent: {match}")
+    assert match.correlation >= 0.85, f"{match}\n{recording.report()}\n{bridge.log()}"
+
+
+def _watch_packet_ms(bridge: BridgeProcess, seen: list[int]) -> None:
+    """The packet duration the bridge's jitter buffer follows, sampled while the call is up."""
+    if not wait_until(lambda: any(c["state"] == "answered" for c in bridge.calls()), 15):
+        return
+    for _ in range(20):
+        calls = bridge.calls()
+        if not calls:
+            return
+        buffer = (calls[0].get("rtp") or {}).get("jitter_buffer") or {}
+        if buffer.get("played", 0) > 25:
+            seen.append(buffer["packet_ms"])
+        time.sleep(0.25)

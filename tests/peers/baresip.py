@@ -112,8 +112,11 @@ def write_config(
     extra_config: str = "",
     ca_file: Path | None = None,
     certificate: Path | None = None,
+    account_params: str = "",
 ) -> None:
     """The three files baresip reads from ``-f DIR``: config, accounts, contacts.
+
+    account_params: more ``;name=value`` parameters for the account line (e.g. ``;ptime=30``).
 
     ca_file: ``sip_cafile`` (CAs for TLS; loaded, but baresip 1.0.0 does not check the server with
     them). certificate: ``sip_certificate``, the private key and certificate in one PEM file, which
@@ -164,7 +167,7 @@ ringback_disabled	yes
     )
     name = f'"{display_name}" ' if display_name else ""
     (config_dir / "accounts").write_text(
-        f"{name}<sip:{caller}@{LOOPBACK}:{sip_port}>;regint=0;audio_codecs={codec_spec}\n"
+        f"{name}<sip:{caller}@{LOOPBACK}:{sip_port}>;regint=0;audio_codecs={codec_spec}{account_params}\n"
     )
     (config_dir / "contacts").write_text("")
 
@@ -198,6 +201,7 @@ def run_call(
     transport: str | None = None,
     ca_file: Path | None = None,
     certificate: Path | None = None,
+    account_params: str = "",
 ) -> CallRecording:
     """Dial `target` (``sip:user@127.0.0.1:PORT``), play `wav_in` for `seconds`, hang up, and return
     the recordings.
@@ -237,6 +241,7 @@ def run_call(
         extra_config=extra_config,
         ca_file=ca_file,
         certificate=certificate,
+        account_params=account_params,
     )
     limit = seconds + answer_timeout
     argv = ["baresip", "-f", str(config_dir), "-t", str(math.ceil(limit) + 1), "-e", f"/dial {target}"]

@@ -21,7 +21,7 @@ from ..media.plc import Concealer
 from ..rtp.clock import FrameClock
 from ..rtp.dtmf import DIGITS as DTMF_DIGITS
 from ..rtp.dtmf import DtmfPacket, DtmfReceiver, DtmfSender
-from ..rtp.jitter import LOST, JitterBuffer
+from ..rtp.jitter import LOST, JitterBuffer, JitterConfig
 from ..rtp.packet import RtpPacket
 from ..rtp.ports import NoFreePort, PortAllocator
 from ..rtp.session import RtpSession
@@ -40,6 +40,8 @@ from ..sip.useragent import InviteSession
 log = logging.getLogger(__name__)
 
 WATCH_INTERVAL_S = 1.0
+FRAME_SAMPLES = 160  # the 20 ms tick at 8 kHz
+PACKET_SAMPLES = frozenset(range(80, 481, 80))  # phone packets of 10 to 60 ms
 MAX_DIGITS = 200
 
 
@@ -109,6 +111,8 @@ class Call:
         self._dtmf_poll: asyncio.TimerHandle | None = None
         self._jitter = JitterBuffer()
         self._concealer = Concealer()
+        self._playout_due = 0  # samples of phone audio owed to the agent, played a packet at a time
+        self._other_size = 0  # a packet size other than the buffer's, seen once
         self._playout_token: int | None = None
         self.rtp: RtpSession | None = None
         self.rtp_port: int | None = None
@@ -480,13 +484,33 @@ class Call:
     # -- media ---------------------------------------------------------------------------------
 
     def _phone_packet(self, packet: RtpPacket, arrival: float) -> None:
+        samples = len(packet.payload)  # G.711: one byte per sample
+        if samples == self._jitter.config.frame_samples or samples not in PACKET_SAMPLES:
+            self._other_size = 0
+        elif self._other_size == samples or not self._jitter.started:  # two in a row: not a stray
+            self._follow_packet_time(samples)
+        else:
+            self._other_size = samples
         self._jitter.push(packet, arrival)
+
+    def _follow_packet_time(self, samples: int) -> None:
+        """The phone packs another duration than the buffer expects (ptime 10 to 60 ms): follow it."""
+        if self._jitter.started:
+            log.info("call %s: phone packets now %d ms", self.id, samples // 8)
+        stats = self._jitter.stats
+        self._jitter = JitterBuffer(JitterConfig(frame_samples=samples))
+        self._jitter.stats = stats
+        self._concealer = Concealer(frame_samples=samples)
+        self._playout_due = self._other_size = 0
 
     def _playout_tick(self, frames: int) -> None:
         """Every 20 ms: the next frame from the jitter buffer (concealed when lost) to the agent."""
         now = time.monotonic()
         stats = self._jitter.stats
-        for _ in range(frames):
+        per_packet = self._jitter.config.frame_samples
+        self._playout_due += frames * FRAME_SAMPLES
+        while self._playout_due >= per_packet:
+            self._playout_due -= per_packet
             cuts = stats.shrunk + stats.overflow
             frame = self._jitter.pop(now)
             if frame is None or self._uplink is None:
@@ -660,6 +684,7 @@ class Call:
     def _jitter_view(self) -> dict[str, Any]:
         stats = self._jitter.stats
         return {
+            "packet_ms": self._jitter.config.frame_samples // 8,
             "depth_ms": round(stats.depth_ms, 1),
             "target_ms": round(stats.target_ms, 1),
             "jitter_ms": round(stats.jitter_ms, 1),

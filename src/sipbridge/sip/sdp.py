@@ -376,8 +376,20 @@ def _audio_media(proto: str, port: int, answer: AudioAnswer) -> MediaDescription
     dtmf = answer.dtmf_payload_type
     formats = [str(answer.payload_type)] + ([str(dtmf)] if dtmf is not None else [])
     attributes = [_rtpmap_attribute(answer.payload_type, answer.codec, answer.clock_rate)]
-    attributes += _dtmf_attributes(dtmf) + [("ptime", "20"), (answer.direction, None)]
+    attributes += _dtmf_attributes(dtmf) + [
+        ("ptime", str(_answer_ptime(answer.ptime))),
+        (answer.direction, None),
+    ]
     return MediaDescription("audio", port, proto, formats, None, attributes)
+
+
+def _answer_ptime(offered: int) -> int:
+    """The packet time we ask to receive: the caller's own (10 to 60 ms, whole 10s), else 20.
+
+    We play phone packets of any of those lengths, so a trunk set to 30 ms is not made to change;
+    what we send is always 20 ms.
+    """
+    return offered if offered in (10, 20, 30, 40, 50, 60) else 20
 
 
 def _rtpmap_attribute(pt: int, name: str, rate: int) -> Attribute:

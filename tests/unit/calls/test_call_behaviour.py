@@ -94,3 +94,32 @@ def test_agent_digits_go_to_the_phone_as_rfc4733_events_instead_of_audio():
     assert [e.digit for e in ends] == ["7", "7", "7", "#", "#", "#"]
     assert events[0].marker and len(packets) == 40  # events replace audio frames, the stream goes on
     assert "".join(d["digit"] for d in call.digits if d["from"] == "agent") == "7#"
+
+
+def test_the_playout_follows_the_phones_packet_time_even_against_our_answer(monkeypatch):
+    """We asked for 20 ms, the phone sends 30 ms anyway: played at its pace, nothing concealed."""
+    import types
+
+    from sipbridge.media.pipeline import PhoneToAgent
+    from sipbridge.rtp.packet import RtpPacket
+
+    clock = types.SimpleNamespace(now=100.0)
+    monkeypatch.setattr(
+        "sipbridge.calls.call.time",
+        types.SimpleNamespace(monotonic=lambda: clock.now, time=lambda: clock.now),
+    )
+    call = _call()
+    call._uplink = PhoneToAgent("PCMU", 32000, "audio")
+    heard: list[int] = []
+    call._phone_pcm = lambda pcm: heard.append(len(pcm))  # type: ignore[method-assign]
+    events = [(100.0 + 0.03 * i, "packet", i) for i in range(100)]  # 3 s of 30 ms packets ...
+    events += [(100.001 + 0.02 * k, "tick", k) for k in range(145)]  # ... played on the 20 ms clock
+    for at, kind, i in sorted(events):
+        clock.now = at
+        if kind == "packet":
+            call._phone_packet(RtpPacket(sequence=i, timestamp=240 * i, ssrc=5, payload=b"\x7f" * 240), at)
+        else:
+            call._playout_tick(1)
+    assert call._jitter.config.frame_samples == 240
+    assert call._jitter.stats.concealed == 0 and call._jitter.stats.late == 0, call._jitter.stats
+    assert heard == [240] * len(heard) and len(heard) >= 95

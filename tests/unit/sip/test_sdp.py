@@ -264,3 +264,13 @@ def test_sdp_bodies_of_torture_messages():
     g726 = parse_sdp(offer("m=audio 6000 RTP/AVP 2\r\na=rtpmap:2 G726-32/8000\r\n"))
     with pytest.raises(NoCommonCodec, match="offered G726-32"):
         negotiate_audio(g726)
+
+
+@pytest.mark.parametrize(
+    ("offered", "answered"), [("30", "30"), ("10", "10"), ("60", "60"), ("25", "20"), ("90", "20")]
+)
+def test_the_answer_asks_for_the_callers_own_packet_time_when_we_can_play_it(offered, answered):
+    sdp = parse_sdp(offer(f"m=audio 4000 RTP/AVP 0\r\na=ptime:{offered}\r\n"))
+    answer = negotiate_audio(sdp)
+    body = build_answer(sdp, answer, local_ip="127.0.0.1", local_port=5000, session_id=1, session_version=1)
+    assert f"a=ptime:{answered}\r\n".encode() in body
