@@ -55,6 +55,13 @@ def test_a_dropped_agent_link_is_resumed_and_the_call_goes_on(
         call = _answered_call(bridge)
         (first,) = [s for s in agent.sessions() if s["id"] not in before]
         assert wait_until(lambda: agent_session(agent, first["id"])["packets_in"] > 20, 5)
+        agent.send_events(
+            first["id"],
+            {"type": "transcript", "text": "I need to chan", "final": False},
+            {"type": "transcript", "text": "I need to change my booking", "final": True},
+            {"type": "response", "text": "Sure, what is the booking number?"},
+        )
+        assert wait_until(lambda: len(_view(bridge, call["id"])["conversation"]) == 2, 5)
         out_before = _view(bridge, call["id"])["rtp"]["packets_out"]
         agent.drop(first["id"])
 
@@ -64,6 +71,10 @@ def test_a_dropped_agent_link_is_resumed_and_the_call_goes_on(
         assert view["agent"]["resume_status"] == "resumed", view["agent"]
         links = [e for e in view["agent"]["events"] if e.get("type") == "link"]
         assert [e["state"] for e in links] == ["failed", "resumed"], links
+        assert view["conversation"] == [  # what was said before the failure is kept
+            {"from": "caller", "text": "I need to change my booking"},
+            {"from": "agent", "text": "Sure, what is the booking number?"},
+        ]
         # the phone leg never stopped: comfort silence went out while the agent was away
         assert view["rtp"]["packets_out"] - out_before >= 50, view["rtp"]
 

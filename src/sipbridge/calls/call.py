@@ -43,6 +43,7 @@ WATCH_INTERVAL_S = 1.0
 FRAME_SAMPLES = 160  # the 20 ms tick at 8 kHz
 PACKET_SAMPLES = frozenset(range(80, 481, 80))  # phone packets of 10 to 60 ms
 MAX_DIGITS = 200
+MAX_EVENTS = 200
 
 
 class CallState(StrEnum):
@@ -103,6 +104,7 @@ class Call:
         self.end_reason: str | None = None
         self.codec: str | None = None
         self.events: list[dict[str, Any]] = []
+        self.conversation: list[dict[str, str]] = []  # final transcripts and the agent's responses
         self.barge_ins = 0
         self.barge_in_dropped_ms = 0
         self.digits: list[dict[str, Any]] = []
@@ -350,7 +352,7 @@ class Call:
 
     def _note_link_event(self, state: str, **detail: str) -> None:
         self.events.append({"type": "link", "state": state, **detail, "at": time.time()})
-        del self.events[:-200]
+        del self.events[:-MAX_EVENTS]
 
     async def _accept(self, offer: SessionDescription | None, answer: AudioAnswer | None) -> None:
         assert self.rtp is not None
@@ -539,8 +541,12 @@ class Call:
 
     def _agent_event(self, event: dict[str, Any]) -> None:
         self.events.append(event)
-        del self.events[:-200]
+        del self.events[:-MAX_EVENTS]
         kind = event.get("type")
+        text = event.get("text")
+        if isinstance(text, str) and (kind == "response" or (kind == "transcript" and event.get("final"))):
+            self.conversation.append({"from": "agent" if kind == "response" else "caller", "text": text})
+            del self.conversation[:-MAX_EVENTS]
         if kind == "state" and event.get("state") != "speaking":
             self._barge_in()
         elif kind == "dtmf" and isinstance(event.get("digits"), str):
@@ -663,6 +669,7 @@ class Call:
             "on_hold": self.on_hold,
             "digits": "".join(d["digit"] for d in self.digits if d["from"] == "phone"),
             "dtmf": list(self.digits[-50:]),
+            "conversation": list(self.conversation),
             "sip_call_id": self.sip_call_id,
             "rtp": self._rtp_view(),
             "agent": self._agent_view(),
