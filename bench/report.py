@@ -138,9 +138,13 @@ def update_results_md(results: dict[str, Any], path: Path = RESULTS_MD) -> Path:
         "Written by `make bench` (see bench/README.md for what each column means), newest run first.\n\n"
     )
     old = path.read_text() if path.exists() else ""
-    runs = [RUN_HEADING + r for r in re.split(rf"^{re.escape(RUN_HEADING)}", old, flags=re.M)[1:]]
+    parts = re.split(rf"^{re.escape(RUN_HEADING)}", old, flags=re.M)
+    # Sections above the runs (the latency budget, before/after comparisons) are kept as they are.
+    other = re.search(r"^## ", parts[0], flags=re.M)
+    sections = [parts[0][other.start() :].rstrip() + "\n"] if other else []
+    runs = [RUN_HEADING + r for r in parts[1:]]
     runs = [markdown(results)] + runs[: KEEP_RUNS - 1]
-    path.write_text(header + "\n".join(r.rstrip() + "\n" for r in runs))
+    path.write_text(header + "\n".join(r.rstrip() + "\n" for r in [*sections, *runs]))
     return path
 
 
