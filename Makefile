@@ -37,5 +37,11 @@ test: $(STAMP) system-deps
 	$(BIN)/ruff check src tests bench
 	$(BIN)/pytest $(ARGS)
 
+# Long fuzz run of the parsers (tests/fuzz, see README "Fuzzing"): FUZZ_EXAMPLES examples per target.
+FUZZ_EXAMPLES ?= 6000
+.PHONY: fuzz
+fuzz: $(STAMP)
+	HYPOTHESIS_PROFILE=fuzz FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest tests/fuzz -p no:cacheprovider -o timeout=0 --hypothesis-show-statistics $(ARGS)
+
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache
