@@ -125,8 +125,9 @@ def _challenge(params: dict[str, str], proxy: bool) -> DigestChallenge:
         raise DigestError("Digest challenge without realm")
     if not nonce:
         raise DigestError("Digest challenge without nonce")
-    algorithm_text = params.get("algorithm")
-    algorithm = _ALGORITHMS.get((algorithm_text or "MD5").strip().upper())
+    # Echoed back as the server spelled it, less surrounding whitespace (a CR or LF would end the header).
+    algorithm_text = None if "algorithm" not in params else params["algorithm"].strip()
+    algorithm = _ALGORITHMS.get((algorithm_text or "MD5").upper())
     if algorithm is None:
         raise DigestError(f"unsupported Digest algorithm {algorithm_text}")
     qop = _parse_qop(params.get("qop"))
@@ -185,7 +186,8 @@ def choose_per_realm(challenges: Iterable[DigestChallenge]) -> list[DigestChalle
 
 
 def _hash(algorithm: str, text: str | bytes) -> str:
-    data = text.encode("utf-8") if isinstance(text, str) else text
+    # surrogateescape: a realm or nonce that was not UTF-8 on the wire is hashed as the bytes received.
+    data = text.encode("utf-8", "surrogateescape") if isinstance(text, str) else text
     return hashlib.new(_HASHES[algorithm.removesuffix("-sess")], data).hexdigest()
 
 

@@ -20,7 +20,7 @@ from sipbridge.sip.digest import (
     parse_challenge,
 )
 from sipbridge.sip.headers import parse_params
-from sipbridge.sip.message import Headers, SipResponse
+from sipbridge.sip.message import Headers, SipResponse, parse_message
 
 MUFASA = DigestCredentials("Mufasa", "Circle Of Life")
 RFC2617_CHALLENGE = (
@@ -184,6 +184,28 @@ def test_parse_challenge_torture(value, expected):
 def test_unusable_challenges_say_why(value, message):
     with pytest.raises(DigestError, match=message):
         parse_challenge(value)
+
+
+def test_fuzz_realm_not_utf8_is_hashed_as_received():
+    """Found by fuzzing: b'Digest realm="\\x80tlanta.example.com", nonce=...' in a 401 (decoded with
+    surrogateescape) made authorization_value raise UnicodeEncodeError; the realm's bytes are hashed."""
+    response = parse_message(
+        b"SIP/2.0 401 Unauthorized\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nFrom: <sip:a@h>;tag=1\r\n"
+        b"To: <sip:a@h>;tag=2\r\nCall-ID: c\r\nCSeq: 1 REGISTER\r\n"
+        b'WWW-Authenticate: Digest realm="\x80tlanta.example.com", nonce="n"\r\n\r\n'
+    )
+    challenge = challenges_from(response)[0]
+    value = authorization_value(challenge, MUFASA, "REGISTER", "sip:h", cnonce="c", nc=1)
+    ha1 = _md5(b"Mufasa:\x80tlanta.example.com:Circle Of Life")
+    ha2 = _md5("REGISTER:sip:h")
+    assert f'response="{_md5(f"{ha1}:n:{ha2}")}"' in value
+
+
+def test_fuzz_algorithm_with_crlf_is_not_echoed_into_the_header():
+    """Found by fuzzing: 'Digest realm="r", nonce="n", algorithm="MD5\\r\\n"' put a CRLF in our answer."""
+    challenge = parse_challenge('Digest realm="r", nonce="n", algorithm="MD5\r\n"')
+    value = authorization_value(challenge, MUFASA, "REGISTER", "sip:h", cnonce="c", nc=1)
+    assert challenge.algorithm_text == "MD5" and value.endswith("algorithm=MD5")
 
 
 def test_digest_error_is_a_value_error():
