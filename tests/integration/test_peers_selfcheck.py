@@ -289,6 +289,37 @@ def test_compare_silence() -> None:
         audio.compare(np.zeros(RATE, np.float32), x, RATE)
 
 
+def test_compare_windowed_identical_signals() -> None:
+    x = _voice_like(4.0, seed=9)
+
+    m = audio.compare_windowed(x, x, RATE)
+
+    assert m.median == pytest.approx(1.0, abs=1e-9) and m.p10 == pytest.approx(1.0, abs=1e-9)
+    assert m.windows >= 6 and m.lag_min_seconds == m.lag_max_seconds == 0.0
+
+
+def test_compare_windowed_follows_a_20_ms_slip_that_halves_the_single_lag_figure() -> None:
+    # What a jitter buffer does when it drops a frame mid-call: the rest arrives 20 ms earlier.
+    x = _voice_like(6.0, seed=10)
+    delay, cut = int(0.15 * RATE), len(x) // 2
+    heard = np.concatenate([np.zeros(delay, np.float32), x[:cut], x[cut + RATE // 50 :]])
+
+    single = audio.compare(x, heard, RATE)
+    m = audio.compare_windowed(x, heard, RATE)
+
+    assert single.correlation < 0.8
+    assert m.median > 0.99 and m.overall == single
+    assert m.lag_spread_seconds == pytest.approx(0.02, abs=1 / RATE)
+    assert {round(lag, 3) for _, _, lag in m.per_window} == {0.13, 0.15}
+
+
+def test_compare_windowed_unrelated_signals_and_silence() -> None:
+    x = _voice_like(4.0, seed=11)
+
+    assert audio.compare_windowed(x, _voice_like(5.0, seed=12), RATE).median < 0.2
+    assert audio.compare_windowed(x, np.zeros(5 * RATE, np.float32), RATE).median == 0.0
+
+
 @needs_speech
 def test_compare_speech_through_g711_and_other_speech(speech: Path, tmp_path: Path) -> None:
     ulaw = audio.wav_to_ulaw_raw(speech, tmp_path / "s.ul")

@@ -262,3 +262,114 @@ def compare_files(sent_wav: Path, heard_wav: Path, rate: int = 8000, max_lag_s: 
     sent, _ = read_wav(sent_wav, rate)
     heard, _ = read_wav(heard_wav, rate)
     return compare(sent, heard, rate, max_lag_s)
+
+
+@dataclass(frozen=True)
+class WindowedMatch:
+    """How well `heard` reproduces `sent` second by second, each window at its own best lag.
+
+    A receiver's adaptive jitter buffer moves the delay by whole frames during a call (it stretches
+    while its target rises, drops a frame to come down, a phone may play a frame twice in place of a
+    lost one and lose 20 ms at a double loss). Speech barely correlates with itself 20 ms later, so one
+    such slip in the middle of the call halves the single-lag :func:`compare` figure although every
+    second of speech came through. This measure follows the slips: it cuts the sent speech into
+    windows, finds each one in `heard` within ±`search_s` of the overall lag, and summarises the
+    windows' normalised correlations.
+
+    median: median window correlation (the headline figure).
+    p10: 10th percentile (the bad seconds: losses, the windows that straddle a slip).
+    windows: number of windows measured (windows quieter than `floor_db` under the loudest are skipped).
+    lag_min_seconds / lag_max_seconds: range of the windows' own lags (the time-warp seen).
+    overall: the single-lag :func:`compare` result, for reference.
+    per_window: (start from the beginning of the sent speech in s, correlation, lag in s) of each window.
+    """
+
+    median: float
+    p10: float
+    windows: int
+    lag_min_seconds: float
+    lag_max_seconds: float
+    overall: AudioMatch
+    per_window: tuple[tuple[float, float, float], ...]
+
+    @property
+    def lag_spread_seconds(self) -> float:
+        return self.lag_max_seconds - self.lag_min_seconds
+
+    def __str__(self) -> str:
+        return (
+            f"windowed correlation median {self.median:.4f}, p10 {self.p10:.4f} over {self.windows} windows, "
+            f"local lags {self.lag_min_seconds * 1000:.1f}..{self.lag_max_seconds * 1000:.1f} ms "
+            f"(single lag: {self.overall})"
+        )
+
+
+def compare_windowed(
+    sent: np.ndarray,
+    heard: np.ndarray,
+    rate: int,
+    *,
+    window_s: float = 1.0,
+    hop_s: float = 0.5,
+    search_s: float = 0.25,
+    floor_db: float = -20.0,
+    max_lag_s: float = 2.0,
+) -> WindowedMatch:
+    """Per-window correlation of `sent` against `heard`, each window at its best local lag.
+
+    The overall lag comes from :func:`compare` (within ±`max_lag_s`); the active span of `sent` is cut
+    into `window_s` windows every `hop_s`, windows more than `floor_db` below the loudest are left out
+    (pauses say nothing about the match), and each remaining window is searched for in `heard` within
+    ±`search_s` of the overall lag, wholly inside `heard`. A window's correlation is normalised by its
+    own energy and that of the part of `heard` it lines up with. Unrelated speech scores about 0.13,
+    noise about 0.04.
+    """
+    overall = compare(sent, heard, rate, max_lag_s)
+    s_all = np.asarray(sent, dtype=np.float64)
+    h = np.asarray(heard, dtype=np.float64)
+    start, end = active_span(s_all, rate)
+    s = s_all - s_all.mean()
+    h = h - h.mean() if len(h) else h
+    width, hop, reach = int(window_s * rate), max(1, int(hop_s * rate)), int(search_s * rate)
+    lag = int(round(overall.lag_seconds * rate))
+    starts = list(range(start, max(start + 1, end - width + 1), hop))
+    energies = [float(np.sum(np.square(s[a : a + width]))) for a in starts]
+    loudest = max(energies, default=0.0)
+    found: list[tuple[float, float, float]] = []
+    for a, energy in zip(starts, energies, strict=True):
+        if loudest <= 0.0 or energy < loudest * 10 ** (floor_db / 10) or a + width > len(s):
+            continue
+        lo, hi = max(0, a + lag - reach), min(len(h), a + lag + reach + width)
+        if hi - lo < width:
+            continue
+        window, part = s[a : a + width], h[lo:hi]
+        shifts = len(part) - width + 1
+        nfft = 1 << (len(part) + width).bit_length()
+        c = np.fft.irfft(np.fft.rfft(part, nfft) * np.conj(np.fft.rfft(window, nfft)), nfft)[:shifts]
+        cum = np.concatenate(([0.0], np.cumsum(part * part)))
+        heard_energy = cum[width : width + shifts] - cum[:shifts]
+        r = c / np.sqrt(energy * heard_energy + 1e-20 * energy + 1e-30)
+        best = int(np.argmax(r))
+        found.append(((a - start) / rate, float(r[best]), (lo + best - a) / rate))
+    if not found:
+        return WindowedMatch(0.0, 0.0, 0, 0.0, 0.0, overall, ())
+    rs = np.array([r for _, r, _ in found])
+    lags = [lag_s for _, _, lag_s in found]
+    return WindowedMatch(
+        median=float(np.median(rs)),
+        p10=float(np.percentile(rs, 10)),
+        windows=len(found),
+        lag_min_seconds=min(lags),
+        lag_max_seconds=max(lags),
+        overall=overall,
+        per_window=tuple(found),
+    )
+
+
+def compare_files_windowed(
+    sent_wav: Path, heard_wav: Path, rate: int = 8000, **kwargs: float
+) -> WindowedMatch:
+    """:func:`compare_windowed` on two WAV files, both read at `rate`."""
+    sent, _ = read_wav(sent_wav, rate)
+    heard, _ = read_wav(heard_wav, rate)
+    return compare_windowed(sent, heard, rate, **kwargs)

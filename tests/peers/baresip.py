@@ -5,11 +5,19 @@ filter, what it encoded (``dump-*-enc.wav``: what it sent) and what it decoded (
 what it heard). Its speaker is aubridge, which discards the audio without a sound card (ALSA's null
 device costs a whole core: baresip busy-loops on it).
 
-Two things to know when reading the recordings:
+Three things to know when reading the recordings:
 - baresip hangs up when the input file ends, so :func:`run_call` pads (or cuts) the input to the
   call length it is asked for;
 - ``dec.wav`` starts with the first RTP packet received, not when the call started: a lag measured
   between the two files is the delay *after* the far end started sending, not the round trip.
+- G.711 in baresip 1.0.0 has no loss concealment (``module plc.so`` changes nothing): for a gap in
+  the sequence numbers the packet after it is decoded twice, its copy standing in for the lost frame.
+  A single loss keeps ``dec.wav``'s timeline (the repeated frames sit exactly where the relay dropped
+  packets), but a double loss gets one copy only and everything after it slips 20 ms earlier, which
+  halves a single-lag correlation: use :func:`compare_recording_windowed` on lossy calls. The
+  jitter buffer size (``jitter_buffer_delay``, in frames; 5-10 here) does not change this, and 5-10
+  frames already absorb 40 ± 40 ms of jitter (a call with only that on the return leg measures 0.975,
+  as a clean one).
 
 Signalling over TCP or TLS: ``run_call(..., transport="tls", ca_file=certs.ca_cert)`` dials the
 target with ``;transport=tls``. baresip 1.0.0 (libre 1.1.0) does NOT verify the server's certificate:
@@ -292,6 +300,14 @@ def compare_recording(rec: CallRecording, max_lag_s: float = 2.0) -> audio.Audio
     if rec.sent is None or rec.heard is None:
         raise AssertionError(f"baresip left no recording\n{rec.report()}")
     return audio.compare_files(rec.sent, rec.heard, rate=8000, max_lag_s=max_lag_s)
+
+
+def compare_recording_windowed(rec: CallRecording) -> audio.WindowedMatch:
+    """Like :func:`compare_recording`, second by second at each second's own lag
+    (:func:`audio.compare_windowed`): for calls whose delay moves (jitter buffers, lost packets)."""
+    if rec.sent is None or rec.heard is None:
+        raise AssertionError(f"baresip left no recording\n{rec.report()}")
+    return audio.compare_files_windowed(rec.sent, rec.heard, rate=8000)
 
 
 def digits_heard(rec: CallRecording) -> list[str]:
