@@ -23,8 +23,9 @@ a marker's delay is (onset heard) - (onset sent):
 - agent -> phone: from the agent's send to the kernel's receive stamp at the phone: SRTP and aiortc
   in the bridge, Opus decode, the playout queue and the wait for the 20 ms send tick, G.711, loopback.
 
-The agent's own share (its receive path above, under a millisecond idle) is counted as the bridge's:
-the figures err high. Writes the table into ``bench/RESULTS.md`` (section "Latency budget") and the
+The agent's own share (its receive path above, under a millisecond idle) is counted as the bridge's,
+and both senders stamp just before they send (a stall of theirs there counts against the bridge):
+the figures err high, never low. Writes the table into ``bench/RESULTS.md`` (section "Latency budget") and the
 row of the README's "Measured" table unless ``--no-write-results``.
 """
 
@@ -274,19 +275,28 @@ def paired(phones: list[Phone], sessions: list[dict[str, Any]]) -> list[tuple[Ph
     return [(phone, by_caller.get(caller(i), empty)) for i, phone in enumerate(phones)]
 
 
-def both_ways(pairs: list[tuple[Phone, dict[str, Any]]]) -> tuple[dict[str, Any], dict[str, Any]]:
+def both_ways(pairs: list[tuple[Phone, dict[str, Any]]]) -> dict[str, Any]:
+    """Both directions over all calls, and each call's median (its phase to the bridge's tick)."""
     up: list[float] = []
     down: list[float] = []
     missing = [0, 0]
+    per_call: list[list[float | None]] = []
     for phone, session in pairs:
         end = min(phone.records.last_in_ns, phone.records.last_out_ns) - END_NS  # the BYE is near
-        delays, lost = match(phone.records.sent, session["received"], end)
-        up += delays
-        missing[0] += lost
-        delays, lost = match(session["sent"], phone.records.heard, end)
-        down += delays
-        missing[1] += lost
-    return summary(up, missing[0]), summary(down, missing[1])
+        call_up, lost_up = match(phone.records.sent, session["received"], end)
+        call_down, lost_down = match(session["sent"], phone.records.heard, end)
+        up, down = up + call_up, down + call_down
+        missing = [missing[0] + lost_up, missing[1] + lost_down]
+        per_call.append([_median(call_up), _median(call_down)])
+    return {
+        "phone_to_agent": summary(up, missing[0]),
+        "agent_to_phone": summary(down, missing[1]),
+        "per_call_p50_ms": per_call,
+    }
+
+
+def _median(delays: list[float]) -> float | None:
+    return round(float(np.median(delays)), 1) if delays else None
 
 
 def analyse(
@@ -297,13 +307,11 @@ def analyse(
     folder: Path,
 ) -> dict[str, Any]:
     pairs = paired(phones, sessions)
-    up, down = both_ways(pairs)
     late = np.array([n for p in phones for n in p.records.send_late_ns] or [0]) / 1e6
     results = {
         "date": f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
         "command": command(args),
-        "phone_to_agent": up,
-        "agent_to_phone": down,
+        **both_ways(pairs),
         "calls": args.calls,
         "detector_bias_samples": sorted({e for p in phones for e in p.records.detector_errors}),
         "codec": codec_calibration(),
@@ -373,6 +381,8 @@ def markdown(results: dict[str, Any]) -> str:
             _row("phone → agent", results["phone_to_agent"]),
             _row("agent → phone", results["agent_to_phone"]),
             "",
+            f"Medians per call (each at its own phase to the tick): phone → agent "
+            f"{_spread(results, 0)} ms, agent → phone {_spread(results, 1)} ms. "
             f"Jitter-buffer target during the call {_pair(jb['target_ms_min_max'])} ms (minimum 20), "
             f"playout queue towards the phone {_pair(jb['playout_queue_ms_min_max'])} ms. "
             f"Phones and agent sessions send at {results['calls']} phases spread evenly over the "
@@ -383,6 +393,11 @@ def markdown(results: dict[str, Any]) -> str:
             "",
         ]
     )
+
+
+def _spread(results: dict[str, Any], direction: int) -> str:
+    medians = [m[direction] for m in results["per_call_p50_ms"] if m[direction] is not None]
+    return _pair([min(medians), max(medians)] if medians else None)
 
 
 def _pair(pair: list[float] | None) -> str:

@@ -13,7 +13,7 @@ sent on the bridge's shared 20 ms tick), session ``i`` puts its clock ``i / phas
 that packet's arrival: over ``--phases`` calls the agent's packets meet the bridge's send tick at
 evenly spread phases, as independent agents' would (a relay would send each packet back right after
 the bridge's tick and measure a single phase). Each marker packet is
-stamped right after aiortc hands it to the socket (its SRTP transport's send returned); the onset's
+stamped as aiortc hands it to its SRTP transport, just before SRTP and the socket; the onset's
 sample in it is what a reference 8 kHz decoder finds. ``GET /records`` returns all of it.
 """
 
@@ -110,14 +110,15 @@ class MarkerTrack(MediaStreamTrack):
         self._unsent: tuple[bytes, int] | None = None  # (payload, onset sample) to stamp on send
 
     def stamp_sends(self, send: Callable[[bytes], Awaitable[None]]) -> Callable[[bytes], Awaitable[None]]:
-        """Wrap the SRTP transport's send: the marker packet is stamped once it was handed on."""
+        """Wrap the SRTP transport's send: the marker packet is stamped as it is handed on (before
+        SRTP and the socket, so a stall of this process there counts against the bridge, never for)."""
 
         async def stamped(data: bytes) -> None:
-            await send(data)
             unsent = self._unsent
             if unsent is not None and data.endswith(unsent[0]):
                 self._unsent = None
                 self._session.sent.append({"at_ns": time.time_ns(), "sample": unsent[1]})
+            await send(data)
 
         return stamped
 

@@ -4,7 +4,7 @@ sipp does the call's signalling; its SDP names this socket's port. The bridge's 
 the phone to where it came from (symmetric RTP). From then on the sender sends 20 ms PCMU frames on
 its own 20 ms clock, started ``phase_ns`` after the latch packet arrived (so its frames meet the bridge's
 shared 20 ms playout tick at that phase): silence, and a marker every ``every_ms``. Each
-send is stamped right after ``send`` returned. The sender also runs the onset detector on exactly what
+send is stamped just before ``send`` is called. The sender also runs the onset detector on exactly what
 it sends, which must find every marker at the sample it was put: the detector's own bias (checked).
 
 The receiver stamps every packet with the kernel's receive time (SO_TIMESTAMPNS, CLOCK_REALTIME, as
@@ -128,11 +128,11 @@ class Phone:
                 queued, markers = burst_frames(planned), markers + 1
             payload = ulaw_encode(queued.pop(0)) if queued else SILENCE
             header = _RTP.pack(0x80, 0, k & 0xFFFF, (k * FRAME) & 0xFFFFFFFF, ssrc)
+            sent = time.time_ns()  # before the send: a stall in it counts against the bridge
             try:
                 self.sock.send(header + payload)
             except OSError:
                 return  # the bridge's port is gone: the call is over
-            sent = time.time_ns()
             self._sent(detector, payload, planned, sent, due)
             k += 1
 

@@ -29,6 +29,7 @@ AGENT_RATE = 48000
 FRAME_MS = 20
 PHONE_FRAME_BYTES = PHONE_RATE * FRAME_MS // 1000  # 160: one G.711 byte per sample
 _BYTES_PER_MS = PHONE_RATE // 1000
+STANDING_POPS = 50  # 1 s of 20 ms pops: a backlog never drawn on for that long is dropped
 
 
 class PhoneToAgent:
@@ -105,7 +106,13 @@ class PhoneToAgent:
 
 
 class AgentToPhone:
-    """Mono PCM from the agent to a bounded queue of G.711 bytes, popped 20 ms at a time."""
+    """Mono PCM from the agent to a bounded queue of G.711 bytes, popped 20 ms at a time.
+
+    A backlog left over from a burst, a late packet or audio queued before the call was answered
+    would otherwise delay everything after it for the rest of the call (the queue drains only as
+    fast as it is filled). When at least a whole frame was still queued after every pop for
+    ``STANDING_POPS`` pops in a row, those whole frames are dropped (counted in ``dropped_ms``).
+    """
 
     def __init__(
         self,
@@ -123,6 +130,8 @@ class AgentToPhone:
         self.max_buffer_ms = max_buffer_ms
         self._max_bytes = max_buffer_ms * _BYTES_PER_MS
         self.dropped_ms = 0
+        self._pops = 0  # pops in a row that left something queued ...
+        self._least_left = 0  # ... and the least they left
 
     @property
     def buffered_ms(self) -> float:
@@ -144,14 +153,29 @@ class AgentToPhone:
     def pop_frame(self) -> bytes | None:
         """The next 160 bytes (20 ms) of G.711, or None when less than that is queued."""
         if len(self._queue) < PHONE_FRAME_BYTES:
+            self._pops = 0
             return None
         frame = bytes(self._queue[:PHONE_FRAME_BYTES])
         del self._queue[:PHONE_FRAME_BYTES]
+        self._track_standing()
         return frame
+
+    def _track_standing(self) -> None:
+        left = len(self._queue)
+        self._least_left = left if self._pops == 0 else min(self._least_left, left)
+        self._pops += 1
+        if self._pops < STANDING_POPS:
+            return
+        standing = self._least_left - self._least_left % PHONE_FRAME_BYTES
+        if standing:
+            del self._queue[:standing]
+            self.dropped_ms += standing // _BYTES_PER_MS
+        self._pops = 0
 
     def clear(self) -> None:
         """Drop all queued audio, including what the resampler holds back (barge-in)."""
         self._queue.clear()
+        self._pops = 0
         if self._resampler:
             self._resampler.reset()
 

@@ -5,7 +5,7 @@ import pytest
 
 from sipbridge.media import g711
 from sipbridge.media.opus import OpusDecoder, OpusEncoder
-from sipbridge.media.pipeline import AgentToPhone, PhoneToAgent
+from sipbridge.media.pipeline import STANDING_POPS, AgentToPhone, PhoneToAgent
 from sipbridge.media.resample import KINDS, StreamResampler
 
 LEVEL_DBFS = -10.0
@@ -173,3 +173,30 @@ def test_native_8khz_opus_path_keeps_1khz_tone_both_ways(codec):
         frames.append(down.pop_frame())
     assert all(f is not None and len(f) == 160 for f in frames)
     assert_1khz_at_level(g711.decode(codec, b"".join(frames)), 8000)
+
+
+def test_agent_to_phone_drops_a_backlog_that_stands_for_a_second():
+    """Audio queued ahead (before the answer, or by a late packet) would delay the whole call."""
+    pipe = AgentToPhone("PCMU", pcm_rate=8000)
+    frame = np.full(160, 1000, np.int16)
+    pipe.push_pcm(frame)  # one frame of backlog, then one frame in per frame out
+    left = []
+    for _ in range(STANDING_POPS + 5):
+        pipe.push_pcm(frame)
+        assert pipe.pop_frame() is not None
+        left.append(pipe.buffered_ms)
+    assert left[: STANDING_POPS - 1] == [20] * (STANDING_POPS - 1)
+    assert left[STANDING_POPS - 1 :] == [0] * 6 and pipe.dropped_ms == 20
+
+
+def test_agent_to_phone_keeps_a_queue_that_runs_dry_now_and_then():
+    pipe = AgentToPhone("PCMU", pcm_rate=8000)
+    frame = np.full(160, 1000, np.int16)
+    for i in range(3 * STANDING_POPS):
+        pipe.push_pcm(frame)
+        if i % 40 == 0:
+            pipe.push_pcm(frame)  # a burst: two frames at once ...
+        if i % 40 == 39:
+            assert pipe.pop_frame() is not None  # ... drawn on by a late packet
+        pipe.pop_frame()
+    assert pipe.dropped_ms == 0
