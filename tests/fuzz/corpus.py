@@ -125,6 +125,7 @@ SPECIALS: list[bytes] = [
     b"4294967296",
     b"9" * 25,
     b"9" * 5000,
+    b'\\"',
     b"\xff",
     b"\xc3",
     b"\xed\xa0\x80",  # an encoded surrogate: invalid UTF-8
@@ -193,7 +194,15 @@ def _repeat_line(draw: st.DrawFn, seeds: Sequence[bytes], data: bytes, pos: int)
     return b"\n".join(lines)
 
 
-_OPS = (_flip, _set_byte, _truncate, _delete, _insert_special, _insert_bytes, _splice, _repeat_line)
+def _repeat(draw: st.DrawFn, seeds: Sequence[bytes], data: bytes, pos: int) -> bytes:
+    """A short run of the input (or a special) repeated up to the size of a datagram: finds the
+    parsers that are quadratic in their input (a regex that backtracks, a rescan per character)."""
+    unit = data[pos : pos + draw(st.integers(1, 4))] or draw(st.sampled_from(SPECIALS))
+    count = draw(st.integers(2, 60_000 // len(unit)))
+    return data[:pos] + unit * count + data[pos:]
+
+
+_OPS = (_flip, _set_byte, _truncate, _delete, _insert_special, _insert_bytes, _splice, _repeat_line, _repeat)
 
 
 def fuzz_bytes(seeds: Sequence[bytes], max_random: int = 512) -> st.SearchStrategy[bytes]:
@@ -266,4 +275,5 @@ HEADER_PIECES = [
 def header_text(pieces: Sequence[str] = HEADER_PIECES, max_pieces: int = 16) -> st.SearchStrategy[str]:
     """Text made of header tokens, with some arbitrary characters among them."""
     piece = st.one_of(st.sampled_from(pieces), st.text(max_size=4))
-    return st.lists(piece, max_size=max_pieces).map("".join)
+    repeated = st.tuples(piece, st.integers(2, 20_000)).map(lambda pair: pair[0] * pair[1])
+    return st.lists(piece | repeated, max_size=max_pieces).map("".join)

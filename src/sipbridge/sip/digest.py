@@ -42,7 +42,8 @@ _ALGORITHMS: dict[str, str] = {name.upper(): name for name in _HASHES} | {
 QOPS = ("auth", "auth-int")
 
 _SCHEME = re.compile(rf"\s*({TOKEN})(?:\s+|$)")
-_PARAM = re.compile(rf'({TOKEN})\s*=\s*("(?:\\.|[^"\\])*"|[^\s,"]*)\s*(?:,|$)', re.DOTALL)
+# Possessive: backtracking into the whitespace made a value of many spaces and no end quadratic.
+_PARAM = re.compile(rf'({TOKEN})\s*+=\s*+("(?:\\.|[^"\\])*+"|[^\s,"]*+)\s*+(?:,|$)', re.DOTALL)
 _QUOTED_PAIR = re.compile(r"\\(.)", re.DOTALL)
 
 
