@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import ssl
@@ -176,6 +177,16 @@ def client_tls_context(config: Config) -> ssl.SSLContext:
     return context
 
 
+def settle_heap() -> None:
+    """Keep what start-up made (modules, the app, ~100k objects) out of later garbage collections.
+
+    A full collection walks every tracked object: 35-70 ms with the loop stopped, i.e. a gap in the
+    audio of every call. Frozen, the start-up objects are never walked again; what calls create is.
+    """
+    gc.collect()
+    gc.freeze()
+
+
 async def serve(config: Config) -> None:
     """Run the bridge until SIGINT or SIGTERM."""
     bridge = Bridge(config)
@@ -185,6 +196,7 @@ async def serve(config: Config) -> None:
         loop.add_signal_handler(sig, stop.set)
     try:
         await bridge.start()
+        settle_heap()
         await stop.wait()
         log.info("shutting down")
     finally:
