@@ -104,7 +104,9 @@ class Config:
     ice_host_addresses: tuple[str, ...] = ()
     embedded_agent_listen: HostPort = HostPort("127.0.0.1", 0)
     opus_bitrate: int = 32000
-    opus_application: str = "audio"
+    # lowdelay: 2.5 ms of encoder lookahead instead of 6.5 ms, same quality and cost at 32 kbit/s
+    # (libopus codes the phone band in CELT either way at that rate), but no in-band FEC.
+    opus_application: str = "lowdelay"
     # PCM rate at the libopus boundary: 8000 codes the phone's band natively (no resampling at all).
     opus_pcm_rate: int = 8000
     opus_complexity: int = 1
@@ -443,6 +445,11 @@ def _check(config: Config) -> None:
         raise ConfigError("sip_t2_ms must not be below sip_t1_ms")
     if (config.tls_cert_file is None) != (config.tls_key_file is None):
         raise ConfigError("tls_cert_file and tls_key_file must be set together")
+    if config.opus_fec and config.opus_application == "lowdelay":
+        raise ConfigError(
+            "opus_fec needs opus_application voip or audio:"
+            " lowdelay codes CELT only, which has no in-band FEC"
+        )
     if config.session_expires < config.session_min_se:
         raise ConfigError("session_expires must not be below session_min_se")
     if not config.api_keys and not _is_loopback(config.api_listen.host):

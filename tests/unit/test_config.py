@@ -75,6 +75,13 @@ def test_session_expires_must_not_be_below_min_se():
         load_config(env={"SIPBRIDGE_SESSION_EXPIRES": "60", "SIPBRIDGE_SESSION_MIN_SE": "90"})
 
 
+def test_opus_fec_needs_a_mode_that_has_it():
+    with pytest.raises(ConfigError, match="opus_fec needs opus_application"):
+        load_config(env={"SIPBRIDGE_OPUS_FEC": "true"})  # the default mode, lowdelay, is CELT only
+    config = load_config(env={"SIPBRIDGE_OPUS_FEC": "true", "SIPBRIDGE_OPUS_APPLICATION": "voip"})
+    assert config.opus_fec and config.opus_application == "voip"
+
+
 PROVIDERS_TOML = """
 [api]
 keys = ["k-0123456789abcdef"]
