@@ -53,6 +53,7 @@ NO_CANDIDATES = (
 AudioHandler = Callable[[np.ndarray], None]
 EventHandler = Callable[[dict], None]
 ClosedHandler = Callable[[str], None]
+PacketHandler = Callable[[int], None]  # the sequence number of an agent audio packet, as it arrives
 LIVENESS_INTERVAL = 1.0
 DEFAULT_SILENCE_TIMEOUT = 5.0  # aiortc sends RTCP every 0.5-1.5 s, libwebrtc audio at least every 7.5 s
 
@@ -84,6 +85,7 @@ class AgentLink:
         on_event: EventHandler | None = None,
         on_closed: ClosedHandler | None = None,
         on_failed: ClosedHandler | None = None,
+        on_packet: PacketHandler | None = None,
         audio_rate: int = 48000,
         resume_token: str | None = None,
         silence_timeout: float | None = DEFAULT_SILENCE_TIMEOUT,
@@ -99,6 +101,7 @@ class AgentLink:
         self._on_audio = on_audio
         self._on_event = on_event
         self._on_closed = on_closed
+        self._on_packet = on_packet
         self.session: WhipSession | None = None
         self.state = "new"
         self._pc: RTCPeerConnection | None = None
@@ -172,7 +175,7 @@ class AgentLink:
         self._watch_channel(self._channel)
         transceiver = pc.addTransceiver(self._track, direction="sendrecv")
         _prefer_opus(transceiver)
-        tap_receiver(transceiver.receiver, self._receiver.packet)
+        tap_receiver(transceiver.receiver, self._agent_packet)
         pc.on("connectionstatechange", lambda: self._on_connection_state(pc))
         await pc.setLocalDescription(await pc.createOffer())  # aiortc gathers all candidates here
         offer = opus_offer(pc.localDescription.sdp)
@@ -202,6 +205,13 @@ class AgentLink:
             logger.debug("events channel not open, dropping %s", obj.get("type"))
             return
         channel.send(json.dumps(obj))
+
+    def _agent_packet(self, sequence: int, payload: bytes) -> None:
+        if self._receiver.packet(sequence, payload) and self._on_packet is not None:
+            try:
+                self._on_packet(sequence)  # not for late or duplicate packets
+            except Exception:
+                logger.exception("on_packet handler failed")
 
     def _deliver_audio(self, pcm: np.ndarray) -> None:
         try:

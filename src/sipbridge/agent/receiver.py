@@ -40,12 +40,13 @@ class AgentAudioReceiver:
         self._last_sequence: int | None = None
         self.stats = ReceiverStats()
 
-    def packet(self, sequence: int, payload: bytes) -> None:
+    def packet(self, sequence: int, payload: bytes) -> bool:
+        """Decode one packet (and conceal what is missing before it); False if late or a duplicate."""
         if self._last_sequence is not None:
             gap = (sequence - self._last_sequence) & 0xFFFF
             if gap == 0 or gap >= 0x8000:
                 self.stats.late += 1
-                return
+                return False
             if gap > 1:
                 self._fill_gap(gap - 1, payload)
         self._last_sequence = sequence
@@ -55,8 +56,9 @@ class AgentAudioReceiver:
         except OpusError as exc:
             self.stats.undecodable += 1
             log.debug("agent audio: %s", exc)
-            return
+            return True
         self._on_pcm(pcm)
+        return True
 
     def _fill_gap(self, missing: int, next_payload: bytes) -> None:
         self.stats.lost += missing

@@ -18,6 +18,7 @@ from ..agent.whip import AgentUnavailable, WhipClient
 from ..media.g711 import SILENCE
 from ..media.pipeline import AgentToPhone, PhoneToAgent
 from ..media.plc import Concealer
+from ..rtp.arrival import ArrivalTiming
 from ..rtp.clock import FrameClock
 from ..rtp.dtmf import DIGITS as DTMF_DIGITS
 from ..rtp.dtmf import DtmfPacket, DtmfReceiver, DtmfSender
@@ -40,6 +41,7 @@ from ..sip.useragent import InviteSession
 log = logging.getLogger(__name__)
 
 WATCH_INTERVAL_S = 1.0
+PLAYOUT_MARGIN_S = 0.0002  # tick just after the due time, never just before it
 FRAME_SAMPLES = 160  # the 20 ms tick at 8 kHz
 PACKET_SAMPLES = frozenset(range(80, 481, 80))  # phone packets of 10 to 60 ms
 MAX_DIGITS = 200
@@ -116,6 +118,7 @@ class Call:
         self._playout_due = 0  # samples of phone audio owed to the agent, played a packet at a time
         self._other_size = 0  # a packet size other than the buffer's, seen once
         self._playout_token: int | None = None
+        self._agent_timing = ArrivalTiming()  # when the agent's frames come: we send just after
         self.rtp: RtpSession | None = None
         self.rtp_port: int | None = None
         self._local_port: int | None = None
@@ -278,6 +281,10 @@ class Call:
             if link is self.link:
                 self._agent_link_failed(reason)
 
+        def packet(sequence: int) -> None:
+            if link is self.link:
+                self._agent_packet(sequence)
+
         link = AgentLink(
             self._whip,
             resource_id=self.remote_party,
@@ -287,6 +294,7 @@ class Call:
             on_event=self._agent_event,
             on_closed=closed,
             on_failed=failed,
+            on_packet=packet,
             audio_rate=self.settings.opus_pcm_rate,
             resume_token=resume_token,
             silence_timeout=self.settings.agent_silence_timeout,
@@ -494,6 +502,7 @@ class Call:
         else:
             self._other_size = samples
         self._jitter.push(packet, arrival)
+        self._align_playout()  # the first frame of a talkspurt falls due its target after arriving
 
     def _follow_packet_time(self, samples: int) -> None:
         """The phone packs another duration than the buffer expects (ptime 10 to 60 ms): follow it."""
@@ -524,6 +533,19 @@ class Call:
             else:
                 pcm = self._concealer.good(self._uplink.decode(frame))
             self._phone_pcm(pcm)
+        self._align_playout()
+
+    def _align_playout(self) -> None:
+        """Tick when the next frame falls due, not up to 20 ms later at the clock's own phase.
+
+        Only for 20 ms packets, one per tick (the phone's usual size): the tick of other sizes pops
+        as many as the samples owed, which a tick moved to one frame's due would not keep right.
+        """
+        if self._playout_token is None or self._jitter.config.frame_samples != FRAME_SAMPLES:
+            return
+        due = self._jitter.next_due()
+        if due is not None:
+            self._clock.align(self._playout_token, due + PLAYOUT_MARGIN_S)
 
     def _phone_pcm(self, pcm: np.ndarray) -> None:
         if self._uplink is None or self.link is None:
@@ -531,13 +553,31 @@ class Call:
         for packet in self._uplink.push_pcm(pcm):
             self.link.send_opus(packet)
 
+    def _agent_packet(self, sequence: int) -> None:
+        self._agent_timing.arrived(sequence, time.monotonic())
+        if self._downlink is not None:
+            self._downlink.keep_frames = self._agent_timing.keep_frames
+
     def _agent_audio(self, pcm: np.ndarray) -> None:
         if self._downlink is not None:
             self._downlink.push_pcm(pcm)
 
     def _next_phone_frame(self) -> bytes:
+        """Each 20 ms tick towards the phone: the agent's next frame, or comfort silence."""
         frame = self._downlink.pop_frame() if self._downlink is not None else None
+        self._align_sending()
         return frame if frame is not None else self._silence
+
+    def _align_sending(self) -> None:
+        """Send each frame just after the agent's arrives, not up to 20 ms later at our own phase
+        (or, a frame that comes a little late, 20 ms later after a frame of silence)."""
+        scheduled = self.rtp.next_send_at if self.rtp is not None else None
+        if scheduled is None or self._downlink is None:
+            return
+        queued = self._downlink.queued_frames
+        at = self._agent_timing.tick_at(scheduled, time.monotonic(), queued)
+        if at is not None:
+            self.rtp.align_sending(at)
 
     def _agent_event(self, event: dict[str, Any]) -> None:
         self.events.append(event)
@@ -700,6 +740,10 @@ class Call:
             "lost": stats.lost,
             "late": stats.late,
             "duplicate": stats.duplicate,
+            "stretched": stats.stretched,
+            "shrunk": stats.shrunk,
+            "overflow": stats.overflow,
+            "resyncs": stats.resyncs,
         }
 
     def _agent_view(self) -> dict[str, Any] | None:
@@ -717,6 +761,8 @@ class Call:
             "events_received": stats.events_received,
             "playout_buffered_ms": downlink.buffered_ms if downlink else 0,
             "playout_dropped_ms": downlink.dropped_ms if downlink else 0,
+            "playout_underruns": downlink.underruns if downlink else 0,
+            "playout_wait_ms": round(self._agent_timing.wait_s * 1000, 1),
             "barge_ins": self.barge_ins,
             "barge_in_dropped_ms": self.barge_in_dropped_ms,
             "events": self.events[-20:],

@@ -58,6 +58,11 @@ class PhoneToAgent:
         self._fill = 0
 
     @property
+    def queued_frames(self) -> int:
+        """Whole 20 ms frames waiting in the queue."""
+        return len(self._queue) // PHONE_FRAME_BYTES
+
+    @property
     def delay_ms(self) -> float:
         """Audio received but not yet encoded: the resampler's delay plus the partial frame."""
         resampler_ms = self._resampler.delay_ms if self._resampler else 0.0
@@ -111,7 +116,8 @@ class AgentToPhone:
     A backlog left over from a burst, a late packet or audio queued before the call was answered
     would otherwise delay everything after it for the rest of the call (the queue drains only as
     fast as it is filled). When at least a whole frame was still queued after every pop for
-    ``STANDING_POPS`` pops in a row, those whole frames are dropped (counted in ``dropped_ms``).
+    ``STANDING_POPS`` pops in a row, those whole frames are dropped (counted in ``dropped_ms``),
+    but for the ``keep_frames`` the agent leg's jitter needs (set by the caller).
     """
 
     def __init__(
@@ -130,6 +136,9 @@ class AgentToPhone:
         self.max_buffer_ms = max_buffer_ms
         self._max_bytes = max_buffer_ms * _BYTES_PER_MS
         self.dropped_ms = 0
+        self.keep_frames = 0
+        self.underruns = 0  # pops that found less than a frame, once audio had come
+        self._started = False
         self._pops = 0  # pops in a row that left something queued ...
         self._least_left = 0  # ... and the least they left
 
@@ -137,6 +146,11 @@ class AgentToPhone:
     def buffered_ms(self) -> float:
         """Encoded audio waiting in the queue (the resampler's delay is not counted)."""
         return len(self._queue) / _BYTES_PER_MS
+
+    @property
+    def queued_frames(self) -> int:
+        """Whole 20 ms frames waiting in the queue."""
+        return len(self._queue) // PHONE_FRAME_BYTES
 
     @property
     def delay_ms(self) -> float:
@@ -154,7 +168,9 @@ class AgentToPhone:
         """The next 160 bytes (20 ms) of G.711, or None when less than that is queued."""
         if len(self._queue) < PHONE_FRAME_BYTES:
             self._pops = 0
+            self.underruns += self._started
             return None
+        self._started = True
         frame = bytes(self._queue[:PHONE_FRAME_BYTES])
         del self._queue[:PHONE_FRAME_BYTES]
         self._track_standing()
@@ -166,8 +182,9 @@ class AgentToPhone:
         self._pops += 1
         if self._pops < STANDING_POPS:
             return
-        standing = self._least_left - self._least_left % PHONE_FRAME_BYTES
-        if standing:
+        whole = self._least_left - self._least_left % PHONE_FRAME_BYTES
+        standing = whole - self.keep_frames * PHONE_FRAME_BYTES
+        if standing > 0:
             del self._queue[:standing]
             self.dropped_ms += standing // _BYTES_PER_MS
         self._pops = 0

@@ -404,6 +404,16 @@ class JitterBuffer:
         self.stats.shrunk += 1
         return True
 
+    def next_due(self) -> float | None:
+        """When the frame at the cursor reaches the target delay (on ``pop``'s clock); None if unknown.
+
+        A caller that pops right then plays each frame the target after its earliest arrival, instead
+        of up to a frame later at whatever phase its clock happens to tick.
+        """
+        if self._next is None or self._next < self._ref_from:
+            return None
+        return self._d_ref + (self._next_ts - self._ts_base) / self._rate + self._target
+
     # --- state ---------------------------------------------------------------------------------
 
     @property

@@ -136,6 +136,18 @@ class RtpSession(asyncio.DatagramProtocol):
 
         self._clock, self._clock_token = clock, clock.subscribe(tick)
 
+    @property
+    def next_send_at(self) -> float | None:
+        """When the next frame is sent (loop time), if sending has started."""
+        if self._clock is None or self._clock_token is None:
+            return None
+        return self._clock.next_tick(self._clock_token)
+
+    def align_sending(self, at: float) -> None:
+        """Send the next frame at ``at`` (loop time) instead of at the clock's own phase."""
+        if self._clock is not None and self._clock_token is not None:
+            self._clock.align(self._clock_token, at)
+
     def close(self) -> None:
         if self._clock is not None and self._clock_token is not None:
             self._clock.unsubscribe(self._clock_token)

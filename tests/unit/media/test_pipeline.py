@@ -200,3 +200,15 @@ def test_agent_to_phone_keeps_a_queue_that_runs_dry_now_and_then():
             assert pipe.pop_frame() is not None  # ... drawn on by a late packet
         pipe.pop_frame()
     assert pipe.dropped_ms == 0
+
+
+def test_agent_to_phone_keeps_the_frames_the_agent_legs_jitter_needs():
+    pipe = AgentToPhone("PCMU", pcm_rate=8000)
+    pipe.keep_frames = 1
+    frame = np.full(160, 1000, np.int16)
+    pipe.push_pcm(frame)
+    pipe.push_pcm(frame)  # two frames of backlog, one of them needed
+    for _ in range(STANDING_POPS + 5):
+        pipe.push_pcm(frame)
+        assert pipe.pop_frame() is not None
+    assert pipe.buffered_ms == 20 and pipe.dropped_ms == 20

@@ -75,6 +75,25 @@ def test_in_order_stream_plays_every_frame_once_at_a_constant_delay():
     assert s.target_ms == 20.0 and s.jitter_ms < 0.01
 
 
+def test_popped_when_due_every_frame_plays_exactly_the_target_after_its_arrival():
+    jb = JitterBuffer()
+    assert jb.next_due() is None  # nothing has arrived
+    arrivals = steady(range(50), delay=0.0137)
+    arrived_at = {p.payload: t for t, p in arrivals}
+    delays = []
+
+    def pop_what_is_due(before: float) -> None:
+        while (due := jb.next_due()) is not None and due < before:
+            now = due + 1e-6  # just after, as the playout clock ticks
+            delays.append(round(now - arrived_at[jb.pop(now)], 5))
+
+    for t, p in arrivals:
+        pop_what_is_due(before=t)
+        jb.push(p, t)
+    pop_what_is_due(before=arrivals[-1][0] + 0.021)
+    assert delays == [0.020] * 50  # the target, not up to a frame more at a clock's own phase
+
+
 def test_reordering_within_the_delay_plays_in_order():
     jb = JitterBuffer(JitterConfig(initial_ms=60, fall_ms_per_s=0))
     arrivals = steady(range(40))

@@ -1,0 +1,85 @@
+"""Sending to the phone just after the agent's frames arrive (as ``Call`` drives it), on a fake clock.
+
+The agent's stream runs on the agent's clock: at any phase to ours, with some jitter, every frame
+must leave on the first tick after it arrived, a few ms later, never a frame of silence between
+(the slips that a fixed-phase tick among the arrivals made).
+"""
+
+import random
+
+import numpy as np
+import pytest
+
+from sipbridge.media.pipeline import AgentToPhone
+from sipbridge.rtp.arrival import ArrivalTiming
+from sipbridge.rtp.clock import FRAME_SECONDS, aligned_due, slot_ceil
+
+PCM = np.full(160, 1000, np.int16)
+steps: list[float] = []  # the intervals between the ticks of the last ``send``
+
+
+def send(arrivals: list[tuple[int, float]], until: float) -> tuple[list[float | None], AgentToPhone]:
+    """Tick on the clock's grid, aligning after each tick; the wait of each frame sent (None: silence)."""
+    queue, timing = AgentToPhone("PCMU", pcm_rate=8000), ArrivalTiming()
+    pending, queued, waits = sorted(arrivals, key=lambda a: a[1]), [], []
+    steps.clear()
+    due, last, i = slot_ceil(arrivals[0][1] - 0.5, 0.0), -1.0, 0
+    while due < until:
+        while i < len(pending) and pending[i][1] <= due:
+            seq, at = pending[i]
+            timing.arrived(seq, at)
+            queue.keep_frames = timing.keep_frames
+            queue.push_pcm(PCM)
+            queued.append(at)
+            i += 1
+        frame = queue.pop_frame()
+        waits.append(None if frame is None else due - queued.pop(0))
+        last, due = due, due + FRAME_SECONDS
+        wanted = timing.tick_at(scheduled=due, now=last, queued=queue.queued_frames)
+        if wanted is not None and (moved := aligned_due(wanted, last, 0.0)) is not None:
+            due = moved
+        steps.append(due - last)
+    return waits, queue
+
+
+def agent(frames: int, phase: float, jitter: float, seed: int = 3) -> list[tuple[int, float]]:
+    rng = random.Random(seed)
+    return [(k, 1.0 + phase + k * FRAME_SECONDS + rng.uniform(0, jitter)) for k in range(frames)]
+
+
+def speech(waits: list[float | None]) -> list[float | None]:
+    """From the first frame sent to the last."""
+    sent = [i for i, w in enumerate(waits) if w is not None]
+    return waits[sent[0] + 6 : sent[-1] + 1]  # the ticks are placed five packets in
+
+
+@pytest.mark.parametrize("phase_ms", [0.0, 1.0, 4.9, 9.9, 10.1, 15.0, 19.0, 19.9])
+@pytest.mark.parametrize("jitter_ms", [0.0, 1.5, 6.0])
+def test_every_frame_leaves_on_the_first_tick_after_it_came(phase_ms, jitter_ms):
+    waits, queue = send(agent(500, phase_ms / 1000, jitter_ms / 1000), until=12.0)
+    body = speech(waits)
+    assert None not in body and queue.dropped_ms == 0  # no silence inserted, nothing skipped
+    # 8 ms of jitter assumed until measured (and kept while within the slack), the margin, a slot
+    assert max(body) <= (8 + jitter_ms + 2 + 2 + 0.1) / 1000  # (a first reference may be late by the jitter)
+    placed = next(i for i, step in enumerate(steps) if abs(step - FRAME_SECONDS) > 1e-9) + 1
+    moves = [i for i, step in enumerate(steps[placed:]) if abs(step - FRAME_SECONDS) > 1e-9]
+    assert all(abs(steps[placed + i] - 0.018) < 1e-9 for i in moves)  # then only 2 ms earlier ...
+    assert all(b - a >= 50 for a, b in zip(moves, moves[1:], strict=False))  # ... at most once a second
+
+
+def test_bunched_frames_of_a_30_ms_caller_echoed_back_go_out_without_a_gap():
+    """Our playout of 30 ms phone packets on the 20 ms tick sends the agent 1, 2, 1, 2 ... frames per
+    tick; an echoing agent returns them so (the spread is a whole frame)."""
+    rng, arrivals, seq = random.Random(5), [], 0
+    for tick in range(600):
+        for _ in range((0, 1, 2)[tick % 3]):
+            arrivals.append((seq, 1.0 + 0.013 + tick * FRAME_SECONDS + rng.uniform(0, 0.001)))
+            seq += 1
+    waits, queue = send(arrivals, until=13.0)
+    assert None not in speech(waits) and queue.dropped_ms == 0
+
+
+def test_jitter_of_more_than_a_frame_keeps_a_frame_and_still_inserts_no_silence():
+    waits, queue = send(agent(500, 0.005, 0.030), until=12.0)
+    body = speech(waits)
+    assert None not in body[50:] and queue.dropped_ms == 0
