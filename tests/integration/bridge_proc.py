@@ -6,6 +6,7 @@ import json
 import os
 import socket
 import sys
+import threading
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -151,3 +152,29 @@ class SilentHttpServer:
 
     def close(self) -> None:
         self.sock.close()
+
+
+class CallWatcher:
+    """Polls GET /calls in the background for one caller's calls (ended calls leave that list)."""
+
+    def __init__(self, bridge: BridgeProcess, caller: str) -> None:
+        self.bridge = bridge
+        self.caller = caller
+        self.ids: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for call in self.bridge.calls():
+                if call["from"] == self.caller and call["id"] not in self.ids:
+                    self.ids.append(call["id"])
+            self._stop.wait(0.02)
+
+    def __enter__(self) -> CallWatcher:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)

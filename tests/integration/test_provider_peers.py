@@ -21,7 +21,6 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -29,6 +28,7 @@ from typing import Self
 import pytest
 from tests.peers import kamailio, sipp
 from tests.peers.procs import LOOPBACK, free_udp_port, wait_for
+from tests.peers.sipp import traced
 
 pytestmark = pytest.mark.integration
 
@@ -217,30 +217,6 @@ def digest(
     if opaque and "opaque" in challenge:
         value += f', opaque="{challenge["opaque"]}"'
     return value
-
-
-@dataclass(frozen=True)
-class TracedMessage:
-    at: float  # time.time() scale
-    sent: bool
-    text: str
-
-    @property
-    def first_line(self) -> str:
-        return self.text.split("\n", 1)[0].strip()
-
-
-def traced(result: sipp.SippResult) -> list[TracedMessage]:
-    """The messages of a sipp run's trace, with when they were sent or received."""
-    found = []
-    for block in result.messages().split("----------------------------------------------- ")[1:]:
-        stamp, _, rest = block.partition("\n")
-        kind, _, text = rest.partition("\n")
-        if "message sent" not in kind and "message received" not in kind:
-            continue
-        at = datetime.strptime(stamp.strip(), "%Y-%m-%d %H:%M:%S.%f").timestamp()
-        found.append(TracedMessage(at, "message sent" in kind, text.strip()))
-    return found
 
 
 def first_lines(result: sipp.SippResult, *, sent: bool | None = None) -> list[str]:

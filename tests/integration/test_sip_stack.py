@@ -13,16 +13,15 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from tests.integration.bridge_proc import BridgeProcess, start_bridge
+from tests.integration.bridge_proc import BridgeProcess, CallWatcher, start_bridge
 from tests.peers import sipp
 from tests.peers.procs import free_port_block, wait_until
+from tests.peers.sipp import Traced, lost_count, traced
 
 from sipbridge.media.g711 import ulaw_encode
 
@@ -67,32 +66,6 @@ def _in_background(fn: Callable[[], sipp.SippResult]) -> tuple[threading.Thread,
     return thread, box
 
 
-class CallWatcher:
-    """Polls GET /calls in the background for one caller's calls (ended calls leave that list)."""
-
-    def __init__(self, bridge: BridgeProcess, caller: str) -> None:
-        self.bridge = bridge
-        self.caller = caller
-        self.ids: list[str] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            for call in self.bridge.calls():
-                if call["from"] == self.caller and call["id"] not in self.ids:
-                    self.ids.append(call["id"])
-            self._stop.wait(0.02)
-
-    def __enter__(self) -> CallWatcher:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(5)
-
-
 def _live_call(bridge: BridgeProcess, caller: str, timeout: float = 10) -> dict[str, Any]:
     """The caller's call once it is answered."""
     found = wait_until(
@@ -106,82 +79,6 @@ def _live_call(bridge: BridgeProcess, caller: str, timeout: float = 10) -> dict[
 def _ended(bridge: BridgeProcess, call_id: str) -> dict[str, Any]:
     assert wait_until(lambda: bridge.call(call_id)[1]["state"] == "ended", 5), bridge.call(call_id)
     return bridge.call(call_id)[1]
-
-
-@dataclass
-class Traced:
-    """One SIP message from sipp's -trace_msg log."""
-
-    at: datetime
-    sent: bool  # by sipp
-    transport: str
-    text: str
-    lost: bool = False  # received, then dropped by sipp's -lost (logged, never acted on)
-
-    @property
-    def first_line(self) -> str:
-        return self.text.split("\n", 1)[0].strip()
-
-    @property
-    def is_request(self) -> bool:
-        return not self.first_line.startswith("SIP/2.0 ")
-
-    @property
-    def method(self) -> str:
-        """The request's method, or a response's CSeq method."""
-        if self.is_request:
-            return self.first_line.split(" ", 1)[0]
-        return (self.header("CSeq") or " ").split()[-1]
-
-    @property
-    def status(self) -> int | None:
-        return None if self.is_request else int(self.first_line.split()[1])
-
-    def header(self, name: str) -> str | None:
-        head = self.text.split("\n\n", 1)[0]
-        match = re.search(rf"^{re.escape(name)}\s*:\s*(.*?)\s*$", head, re.MULTILINE | re.IGNORECASE)
-        return match.group(1) if match else None
-
-    @property
-    def body(self) -> str:
-        parts = self.text.split("\n\n", 1)
-        return parts[1] if len(parts) > 1 else ""
-
-
-# sipp -trace_msg: each message follows a line of dashes and a timestamp. What -lost drops gets a
-# note written without a line break, so the dashes of the next entry are not always at a line start:
-# "UDP message lost (recv)." or "UDP message (retrans) lost (recv)." after a received message it then
-# ignored, "UDP message voluntary lost (while sending)." instead of a message it never sent.
-_TRACE_ENTRY = re.compile(
-    r"-{20,} (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+)\n(UDP|TCP)[^\n]*message (sent|received)[^\n]*\n\n"
-)
-_LOST_NOTE = re.compile(r"(?:UDP|TCP) message (?:\(retrans\) |voluntary )?lost \((recv|while sending)\)\.")
-
-
-def traced(result: sipp.SippResult) -> list[Traced]:
-    """What sipp sent and received, in order; ``lost`` marks a received message that -lost dropped."""
-    text = result.messages().replace("\r\n", "\n")
-    entries = list(_TRACE_ENTRY.finditer(text))
-    messages: list[Traced] = []
-    for entry, following in zip(entries, [*entries[1:], None], strict=True):
-        chunk = text[entry.end() : following.start() if following else len(text)]
-        notes = list(_LOST_NOTE.finditer(chunk))
-        messages.append(
-            Traced(
-                at=datetime.fromisoformat(entry.group(1)),
-                sent=entry.group(3) == "sent",
-                transport=entry.group(2),
-                text=chunk[: notes[0].start() if notes else len(chunk)].strip("\n") + "\n",
-                lost=any(n.group(1) == "recv" for n in notes),
-            )
-        )
-    return messages
-
-
-def lost_count(result: sipp.SippResult) -> tuple[int, int]:
-    """How many messages sipp's -lost dropped: (received and ignored, never sent)."""
-    notes = [m.group(1) for m in _LOST_NOTE.finditer(result.messages())]
-    return notes.count("recv"), notes.count("while sending")
 
 
 def _first(messages: list[Traced], what: str) -> Traced:
@@ -430,8 +327,8 @@ def test_session_timer_bridge_refreshes_with_update_every_half_interval(
         assert "timer" in (update.header("Supported") or ""), update.text
     # RFC 4028 section 10: the refresher refreshes at half the interval.
     half = SESSION_INTERVAL / 2
-    first_gap = (updates[0].at - ack.at).total_seconds()
-    second_gap = (updates[1].at - updates[0].at).total_seconds()
+    first_gap = updates[0].at - ack.at
+    second_gap = updates[1].at - updates[0].at
     print(f"UPDATEs {first_gap:.2f} s after the ACK and {second_gap:.2f} s after the first")
     assert half - 0.3 <= first_gap <= half + 0.7, (first_gap, second_gap)
     assert half - 0.3 <= second_gap <= half + 0.7, (first_gap, second_gap)
@@ -478,7 +375,7 @@ def test_session_timer_expiry_without_refresh_ends_the_call_with_bye(
     reason = bye.header("Reason") or ""
     assert reason.startswith("SIP;cause=200;text=") and "session timer" in reason.lower(), bye.text
     expected = SESSION_INTERVAL - min(32, SESSION_INTERVAL / 3)
-    waited = (bye.at - ack.at).total_seconds()
+    waited = bye.at - ack.at
     print(f"BYE {waited:.2f} s after the ACK (expected {expected:.2f} s)")
     assert expected - 0.3 <= waited <= expected + 0.7, waited
     assert not [m for m in messages if not m.sent and m.method in ("UPDATE", "INVITE") and m.is_request]

@@ -23,6 +23,7 @@ import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 from .procs import (
@@ -451,3 +452,79 @@ def sipp_uas(
         if not proc.running:
             raise RuntimeError(f"sipp UAS exited at start\n{proc.tail()}")
         yield SippServer(proc=proc, port=port, media_port=media_port, workdir=workdir)
+
+
+@dataclass
+class Traced:
+    """One SIP message from sipp's -trace_msg log."""
+
+    at: float  # when sipp logged it, seconds since the epoch (time.time() scale)
+    sent: bool  # by sipp
+    transport: str
+    text: str
+    lost: bool = False  # received, then dropped by sipp's -lost (logged, never acted on)
+
+    @property
+    def first_line(self) -> str:
+        return self.text.split("\n", 1)[0].strip()
+
+    @property
+    def is_request(self) -> bool:
+        return not self.first_line.startswith("SIP/2.0 ")
+
+    @property
+    def method(self) -> str:
+        """The request's method, or a response's CSeq method."""
+        if self.is_request:
+            return self.first_line.split(" ", 1)[0]
+        return (self.header("CSeq") or " ").split()[-1]
+
+    @property
+    def status(self) -> int | None:
+        return None if self.is_request else int(self.first_line.split()[1])
+
+    def header(self, name: str) -> str | None:
+        head = self.text.split("\n\n", 1)[0]
+        match = re.search(rf"^{re.escape(name)}\s*:\s*(.*?)\s*$", head, re.MULTILINE | re.IGNORECASE)
+        return match.group(1) if match else None
+
+    @property
+    def body(self) -> str:
+        parts = self.text.split("\n\n", 1)
+        return parts[1] if len(parts) > 1 else ""
+
+
+# sipp -trace_msg: each message follows a line of dashes and a timestamp. What -lost drops gets a
+# note written without a line break, so the dashes of the next entry are not always at a line start:
+# "UDP message lost (recv)." or "UDP message (retrans) lost (recv)." after a received message it then
+# ignored, "UDP message voluntary lost (while sending)." instead of a message it never sent.
+_TRACE_ENTRY = re.compile(
+    r"-{20,} (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+)\n(UDP|TCP)[^\n]*message (sent|received)[^\n]*\n\n"
+)
+_LOST_NOTE = re.compile(r"(?:UDP|TCP) message (?:\(retrans\) |voluntary )?lost \((recv|while sending)\)\.")
+
+
+def traced(result: SippResult) -> list[Traced]:
+    """What sipp sent and received, in order; ``lost`` marks a received message that -lost dropped."""
+    text = result.messages().replace("\r\n", "\n")
+    entries = list(_TRACE_ENTRY.finditer(text))
+    messages: list[Traced] = []
+    for entry, following in zip(entries, [*entries[1:], None], strict=True):
+        chunk = text[entry.end() : following.start() if following else len(text)]
+        notes = list(_LOST_NOTE.finditer(chunk))
+        messages.append(
+            Traced(
+                at=datetime.fromisoformat(entry.group(1)).timestamp(),
+                sent=entry.group(3) == "sent",
+                transport=entry.group(2),
+                text=chunk[: notes[0].start() if notes else len(chunk)].strip("\n") + "\n",
+                lost=any(n.group(1) == "recv" for n in notes),
+            )
+        )
+    return messages
+
+
+def lost_count(result: SippResult) -> tuple[int, int]:
+    """How many messages sipp's -lost dropped: (received and ignored, never sent)."""
+    notes = [m.group(1) for m in _LOST_NOTE.finditer(result.messages())]
+    return notes.count("recv"), notes.count("while sending")
