@@ -80,8 +80,11 @@ def test_agent_digits_are_heard_by_a_real_caller(
         (call,) = bridge.calls()
         session = next(s for s in agent.sessions() if s["id"] not in before)
         agent.send_events(session["id"], {"type": "dtmf", "digits": AGENT_DIGITS})
-        sent = [d for d in bridge.call(call["id"])[1]["dtmf"] if d["from"] == "agent"]
-        assert "".join(d["digit"] for d in sent) == AGENT_DIGITS, sent
+
+        def sent() -> str:  # the event reaches the bridge over the data channel a moment later
+            return "".join(d["digit"] for d in bridge.call(call["id"])[1]["dtmf"] if d["from"] == "agent")
+
+        assert wait_until(lambda: sent() == AGENT_DIGITS, 5), sent()
     finally:
         caller.join(30)
         bridge.proc.stop()
