@@ -1,13 +1,21 @@
-"""Calls that must end by themselves: the phone stops sending RTP, or the call runs too long."""
+"""Calls that must end by themselves: the phone stops sending RTP, the call runs too long, or the
+agent does not answer while it rings."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-from tests.integration.bridge_proc import AgentProcess, start_bridge
+from tests.integration.bridge_proc import (
+    AgentProcess,
+    CallWatcher,
+    SilentHttpServer,
+    http_json,
+    start_bridge,
+)
 from tests.peers import sipp
 from tests.peers.procs import wait_until
+from tests.peers.sipp import traced
 
 pytestmark = [
     pytest.mark.integration,
@@ -35,3 +43,28 @@ def test_call_is_ended_with_bye_and_reason(
     finally:
         bridge.proc.stop()
     assert reason in bridge.log()
+
+
+def test_an_agent_that_never_answers_rings_until_the_agent_timeout_then_503(
+    logdir: Path, tmp_path: Path
+) -> None:
+    """The inbound ring timeout: the caller hears ringing while the agent is dialled, and is never
+    answered into silence; past agent_timeout it gets 503, and the call says why."""
+    hanging_agent = SilentHttpServer()  # takes the WHIP request and never answers it
+    bridge = start_bridge(logdir, hanging_agent.url, env={"SIPBRIDGE_AGENT_TIMEOUT": "2"})
+    try:
+        with CallWatcher(bridge, "sipp") as watcher:
+            result = sipp.run_scenario("uac_expect_503", bridge.sip_target, workdir=tmp_path)
+        result.assert_success(calls=1)
+        received = [m for m in traced(result) if not m.sent]
+        ringing = next(m for m in received if m.status == 180)
+        refused = next(m for m in received if m.status == 503)
+        assert refused.at - ringing.at >= 1.9  # rang until the deadline, not refused at once
+        assert "agent unavailable" in (refused.header("Warning") or ""), refused.text
+        assert len(watcher.ids) == 1
+        call = bridge.call(watcher.ids[0])[1]
+        assert call["state"] == "ended" and call["end_reason"] == "agent unavailable", call
+        assert http_json("GET", f"{bridge.api}/health")[1]["rtp_ports_in_use"] == 0
+    finally:
+        bridge.proc.stop()
+        hanging_agent.close()
