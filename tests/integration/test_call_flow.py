@@ -142,9 +142,9 @@ def test_baresip_hears_its_own_speech_through_the_agent(
     recording = baresip.run_call(
         f"sip:echo@{bridge.sip_target}", speech, tmp_path, seconds=12, caller="+15551230002"
     )
-    match = baresip.compare_recording(recording)
+    match = baresip.compare_recording_windowed(recording)
     print(f"baresip through the bridge and the echo agent: {match}")
-    assert match.correlation >= 0.85, f"{match}\n{recording.report()}\n{bridge.log()}"
+    assert_clean_round_trip(match, recording, bridge)
 
 
 @pytest.mark.skipif(not baresip.available(), reason="baresip (Debian baresip-core) is not installed")
@@ -168,9 +168,27 @@ def test_a_caller_sending_30_ms_packets_is_heard_as_well(
         watcher.join(20)
     assert "a=ptime:30" in recording.log_text()
     assert seen and set(seen) == {30}, seen
-    match = baresip.compare_recording(recording)
+    match = baresip.compare_recording_windowed(recording)
     print(f"baresip with ptime 30 through the bridge and the echo agent: {match}")
-    assert match.correlation >= 0.85, f"{match}\n{recording.report()}\n{bridge.log()}"
+    assert_clean_round_trip(match, recording, bridge)
+
+
+def assert_clean_round_trip(
+    match: audio.WindowedMatch, recording: baresip.CallRecording, bridge: BridgeProcess
+) -> None:
+    """Every second of the speech came back nearly as sent, at one delay or, at most once, another.
+
+    One move is allowed: this machine stalls now and then, baresip and the bridge together for 15 to
+    30 ms (seen in packet captures of both streams), and baresip's own playout then keeps a frame
+    more. The single-lag figure halves at such a move; a bridge that slips by itself moves the delay
+    again and again (a send tick among the agent's arrivals did: +20 ms, then -20 ms a second later).
+    """
+    assert recording.sent is not None
+    sent, _ = audio.read_wav(recording.sent, 8000)
+    every_window = audio.compare_windowed(sent, sent, 8000).windows
+    details = f"{match}\n{recording.report()}\n{bridge.log()}"
+    assert match.windows == every_window, f"not all of the speech came back\n{details}"
+    assert match.median >= 0.95 and match.delay_moves <= 1, details
 
 
 def _watch_packet_ms(bridge: BridgeProcess, seen: list[int]) -> None:

@@ -296,11 +296,17 @@ class WindowedMatch:
     def lag_spread_seconds(self) -> float:
         return self.lag_max_seconds - self.lag_min_seconds
 
+    @property
+    def delay_moves(self) -> int:
+        """How often the delay moved (by 5 ms or more) from one window to the next: the slips."""
+        lags = [lag for _, _, lag in self.per_window]
+        return sum(abs(b - a) >= 0.005 for a, b in zip(lags, lags[1:], strict=False))
+
     def __str__(self) -> str:
         return (
             f"windowed correlation median {self.median:.4f}, p10 {self.p10:.4f} over {self.windows} windows, "
-            f"local lags {self.lag_min_seconds * 1000:.1f}..{self.lag_max_seconds * 1000:.1f} ms "
-            f"(single lag: {self.overall})"
+            f"local lags {self.lag_min_seconds * 1000:.1f}..{self.lag_max_seconds * 1000:.1f} ms, "
+            f"{self.delay_moves} delay moves (single lag: {self.overall})"
         )
 
 
