@@ -19,6 +19,7 @@ from .calls.manager import CallManager
 from .config import Config, ConfigError
 from .providers.provider import Providers
 from .providers.registrar import ProviderRegistration
+from .rtp.clock import FrameClock
 from .rtp.ports import PortAllocator
 from .sip.invite_session import InviteSession
 from .sip.transaction import Timers
@@ -61,7 +62,8 @@ class Bridge:
             max_duration=config.max_call_duration or None,
         )
         ports = PortAllocator(config.rtp_ports.low, config.rtp_ports.high)
-        self.manager = CallManager(settings, ports, self.whip, config.max_calls)
+        clock = FrameClock(config.clock_slot_ms / 1000)
+        self.manager = CallManager(settings, ports, self.whip, config.max_calls, clock)
         self.providers = Providers(config.providers)
         timers = Timers(t1=config.sip_t1_ms / 1000, t2=config.sip_t2_ms / 1000, t4=config.sip_t4_ms / 1000)
         tls_server = server_tls_context(config)

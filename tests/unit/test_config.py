@@ -75,6 +75,13 @@ def test_session_expires_must_not_be_below_min_se():
         load_config(env={"SIPBRIDGE_SESSION_EXPIRES": "60", "SIPBRIDGE_SESSION_MIN_SE": "90"})
 
 
+def test_clock_slot_divides_the_20_ms_frame():
+    assert load_config(env={}).clock_slot_ms == 2
+    assert load_config(env={"SIPBRIDGE_CLOCK_SLOT_MS": "5"}).clock_slot_ms == 5
+    with pytest.raises(ConfigError, match="clock_slot_ms"):
+        load_config(env={"SIPBRIDGE_CLOCK_SLOT_MS": "3"})
+
+
 def test_opus_fec_needs_a_mode_that_has_it():
     with pytest.raises(ConfigError, match="opus_fec needs opus_application"):
         load_config(env={"SIPBRIDGE_OPUS_FEC": "true"})  # the default mode, lowdelay, is CELT only

@@ -23,7 +23,12 @@ HANGUP_WAIT_S = 2.0
 
 class CallManager:
     def __init__(
-        self, settings: CallSettings, ports: PortAllocator, whip: WhipClient, max_calls: int = 500
+        self,
+        settings: CallSettings,
+        ports: PortAllocator,
+        whip: WhipClient,
+        max_calls: int = 500,
+        clock: FrameClock | None = None,
     ) -> None:
         self.settings = settings
         self.ports = ports
@@ -32,7 +37,7 @@ class CallManager:
         self.active: dict[str, Call] = {}
         self.history: OrderedDict[str, Call] = OrderedDict()
         self._tasks: set[asyncio.Task] = set()
-        self.clock = FrameClock()
+        self.clock = clock or FrameClock()
         self.total_calls = 0
         self.rejected_busy = 0
 

@@ -1,8 +1,9 @@
 """One 20 ms clock for every call: the paced work of all RTP streams from a single task.
 
 A timer per call costs an event-loop wakeup per call every 20 ms; the shared clock wakes at most once
-per 2 ms slot that has subscribers and runs all of that slot's ticks (so at most ten wakeups per
-20 ms, however many calls). A subscriber ticks every 20 ms at slot 0 unless ``align`` moves its next
+per slot (2 ms by default) that has subscribers and runs all of that slot's ticks (so at most ten
+wakeups per 20 ms, however many calls; each costs 60 us and more on a VM, so wider slots trade a
+little latency for CPU). A subscriber ticks every 20 ms at slot 0 unless ``align`` moves its next
 tick: the phone-side playout asks for the moment its jitter buffer's next frame falls due, so no
 frame waits up to a whole 20 ms for the next tick.
 
@@ -37,26 +38,29 @@ class _Subscriber:
     last: float = -math.inf  # loop time of its last tick
 
 
-def slot_ceil(at: float, base: float) -> float:
-    """The first time of the 2 ms slot grid that starts at ``base`` that is not before ``at``."""
-    return base + math.ceil((at - base) / SLOT_SECONDS - _EPSILON) * SLOT_SECONDS
+def slot_ceil(at: float, base: float, slot: float = SLOT_SECONDS) -> float:
+    """The first time of the slot grid that starts at ``base`` that is not before ``at``."""
+    return base + math.ceil((at - base) / slot - _EPSILON) * slot
 
 
-def aligned_due(at: float, last: float, base: float) -> float | None:
+def aligned_due(at: float, last: float, base: float, slot: float = SLOT_SECONDS) -> float | None:
     """When a subscriber that last ticked at ``last`` and wants its next tick at ``at`` ticks.
 
     On the slot grid, never before ``at`` and never sooner than half a frame after the last tick (an
     overdue tick is one, not a burst); None (leave the schedule as it is) if ``at`` is more than two
     frames away.
     """
-    due = slot_ceil(at, base)
+    due = slot_ceil(at, base, slot)
     if due > last + 2 * FRAME_SECONDS + _EPSILON:
         return None
-    return max(due, slot_ceil(last + FRAME_SECONDS / 2, base))
+    return max(due, slot_ceil(last + FRAME_SECONDS / 2, base, slot))
 
 
 class FrameClock:
-    def __init__(self) -> None:
+    def __init__(self, slot_seconds: float = SLOT_SECONDS) -> None:
+        if not 0 < slot_seconds <= FRAME_SECONDS or round(FRAME_SECONDS / slot_seconds, 9) % 1:
+            raise ValueError(f"a slot must divide 20 ms, not {slot_seconds * 1000:g} ms")
+        self.slot = slot_seconds
         self._subscribers: dict[int, _Subscriber] = {}
         self._task: asyncio.Task | None = None
         self._base = 0.0  # loop time of slot 0 of the grid
@@ -71,7 +75,7 @@ class FrameClock:
             self._base = now
             self._task = loop.create_task(self._run(), name="rtp-frame-clock")
         # The next slot-0 time, or the one that began less than a slot ago (it runs at once).
-        cycles = math.ceil((now - self._base - SLOT_SECONDS) / FRAME_SECONDS)
+        cycles = math.ceil((now - self._base - self.slot) / FRAME_SECONDS)
         self._subscribers[token] = _Subscriber(tick, self._base + cycles * FRAME_SECONDS)
         return token
 
@@ -86,7 +90,7 @@ class FrameClock:
     def align(self, token: int, at: float) -> None:
         """Tick this subscriber next at ``at`` (loop time; see ``aligned_due``), then every 20 ms."""
         sub = self._subscribers.get(token)
-        if sub is not None and (due := aligned_due(at, sub.last, self._base)) is not None:
+        if sub is not None and (due := aligned_due(at, sub.last, self._base, self.slot)) is not None:
             sub.due = due  # a due before now runs at the next wakeup
 
     async def _run(self) -> None:

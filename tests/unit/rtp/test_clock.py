@@ -76,3 +76,10 @@ async def test_an_aligned_subscriber_ticks_between_the_others_and_as_often():
     assert all(a != b for a, b in zip(names, names[1:], strict=False))  # strictly interleaved
     counts = {who: sum(n for w, n in order if w == who) for who in ("plain", "moved")}
     assert abs(counts["plain"] - counts["moved"]) <= 1
+
+
+def test_wider_slots_put_the_ticks_on_a_coarser_grid():
+    assert aligned_due(100.0311, 100.020, 100.0, slot=0.005) == pytest.approx(100.035)
+    assert FrameClock(0.005).slot == 0.005
+    with pytest.raises(ValueError, match="divide 20 ms"):
+        FrameClock(0.003)
