@@ -320,6 +320,8 @@ def analyse(
             "packets_out": sum(p.records.packets_out for p in phones),
             "packets_in": sum(p.records.packets_in for p in phones),
             "send_late_ms_p99": round(float(np.percentile(late, 99)), 3),
+            # a phone that sent late (its thread stalled) looks like network jitter to the bridge
+            "send_late_ms_max_per_call": [round(max(p.records.send_late_ns or [0]) / 1e6, 1) for p in phones],
         },
         "agent": {k: sum(s.get(k) or 0 for _, s in pairs) for k in ("packets_in", "packets_out")},
         "sipp_ok": call["sipp_ok"],
