@@ -64,10 +64,6 @@ class ArrivalTiming:
         self._spread_at = 0.0
 
     @property
-    def known(self) -> bool:
-        return self._high is not None
-
-    @property
     def wait_s(self) -> float:
         """How long after its on-time arrival a frame is sent: the spread plus the margin."""
         return self._spread + self._margin
