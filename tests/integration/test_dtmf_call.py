@@ -54,6 +54,35 @@ def test_rfc4733_digits_reach_the_agent_in_order(
     box["result"].assert_success(calls=1)
 
 
+@pytest.mark.parametrize(("capture", "digit"), [("5", "5"), ("pound", "#")])
+def test_a_digit_from_sipps_rfc4733_capture_reaches_the_agent(
+    logdir: Path, agent: AgentProcess, speech: Path, tmp_path: Path, capture: str, digit: str
+) -> None:
+    """sip-tester's own captures (play_pcap_audio: RTP headers as captured, the end packet three times)."""
+    pcap = Path(f"/usr/share/sip-tester/dtmf_2833_{capture}.pcap")
+    if not pcap.exists():
+        pytest.skip(f"{pcap} is not installed")
+    bridge: BridgeProcess = start_bridge(logdir, agent.whip_url)
+    ulaw = audio.wav_to_ulaw_raw(speech, tmp_path / "speech.ul")
+    before = {s["id"] for s in agent.sessions()}
+    try:
+        result = sipp.run_scenario(
+            "uac_pcmu_dtmf_pcap",
+            bridge.sip_target,
+            hold_ms=1500,
+            keys={"audio_file": ulaw, "dtmf_pcap": pcap, "caller": "+15550008888"},
+            workdir=tmp_path / "sipp",
+            timeout=30,
+        )
+        result.assert_success(calls=1)
+        session = next(s for s in agent.sessions() if s["id"] not in before)
+        assert wait_until(lambda: _session(agent, session["id"])["dtmf_in"] == digit, 5), _session(
+            agent, session["id"]
+        )
+    finally:
+        bridge.proc.stop()
+
+
 def _session(agent: AgentProcess, session_id: str) -> dict:
     return next(s for s in agent.sessions() if s["id"] == session_id)
 
