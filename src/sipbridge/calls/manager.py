@@ -66,9 +66,11 @@ class CallManager:
             session.reject(503, warning=warning, retry_after=BUSY_RETRY_AFTER_S)
             return None
         call = Call(session, self.settings, self.ports, self.whip, self.clock, self._call_ended)
+        call.provider = session.admitted_as
         self.active[call.id] = call
         self.total_calls += 1
         self._run(call)
+        return call
 
     def _call_ended(self, call: Call) -> None:
         self.active.pop(call.id, None)
