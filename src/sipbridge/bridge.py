@@ -7,6 +7,7 @@ import gc
 import logging
 import signal
 import ssl
+from collections.abc import Callable
 
 import uvicorn
 
@@ -17,10 +18,12 @@ from .api.app import create_app
 from .calls.call import CallSettings
 from .calls.manager import CallManager
 from .config import Config, ConfigError
+from .providers.admission import InboundAdmission
 from .providers.provider import Providers
 from .providers.registrar import ProviderRegistration
 from .rtp.clock import FrameClock
 from .rtp.ports import PortAllocator
+from .sip.gate import DEFAULT_SCANNER_SIGNATURES, RequestGate, SourceLimiter, Verdict, scanner_pattern
 from .sip.invite_session import InviteSession
 from .sip.transaction import Timers
 from .sip.useragent import UserAgent
@@ -36,6 +39,7 @@ class Bridge:
         self.ua: UserAgent | None = None
         self.manager: CallManager | None = None
         self.providers = Providers(())
+        self.admission: InboundAdmission | None = None
         self.registrations: list[ProviderRegistration] = []
         self._api: uvicorn.Server | None = None
         self._api_task: asyncio.Task | None = None
@@ -65,6 +69,12 @@ class Bridge:
         clock = FrameClock(config.clock_slot_ms / 1000)
         self.manager = CallManager(settings, ports, self.whip, config.max_calls, clock)
         self.providers = Providers(config.providers)
+        self.admission = InboundAdmission(
+            self.providers,
+            config.auth_realm,
+            config.unknown_source_action,
+            algorithms=config.auth_algorithms,
+        )
         timers = Timers(t1=config.sip_t1_ms / 1000, t2=config.sip_t2_ms / 1000, t4=config.sip_t4_ms / 1000)
         tls_server = server_tls_context(config)
         self.ua = UserAgent(
@@ -77,6 +87,8 @@ class Bridge:
             session_expires=config.session_expires,
             tls_server=tls_server,
             tls_client=client_tls_context(config),
+            gate=request_gate(config, self.admission.trusted),
+            screen=self.admission.screen,
         )
         await self.ua.start(
             config.sip_listen.host,
@@ -99,17 +111,9 @@ class Bridge:
         )
 
     def _incoming(self, session: InviteSession) -> None:
-        """Inbound admission: when providers name their source ranges, only those may call in."""
+        """An INVITE the admission let in (``InboundAdmission.screen``) becomes a call."""
         assert self.manager is not None
-        source = session.source[0]
-        provider = self.providers.inbound_provider(source)
-        if provider is None and self.providers.restricts_inbound:
-            log.info("INVITE from %s refused: no provider's inbound_cidrs match", source)
-            session.reject(403, warning=f"source {source} matches no trunk (inbound_cidrs)")
-            return
-        call = self.manager.handle_invite(session)
-        if call is not None and provider is not None:
-            call.provider = provider.name
+        self.manager.handle_invite(session)
 
     def _embedded_agent_url(self) -> str:
         return f"http://{self.config.embedded_agent_listen}/whip"
@@ -154,6 +158,22 @@ class Bridge:
             await self.whip.close()
         if self.agent_server is not None:
             await self.agent_server.stop()
+
+
+def request_gate(config: Config, trusted: Callable[[str], bool]) -> RequestGate | None:
+    """The per-source rate limit and the scanner filter, as configured (None: neither)."""
+    limiter = None
+    if config.sip_rate_limit > 0:
+        limiter = SourceLimiter(
+            config.sip_rate_limit, config.sip_rate_burst, max_sources=config.sip_rate_sources
+        )
+    scanners = None
+    if config.scanner_action != "allow":
+        scanners = scanner_pattern(config.scanner_signatures or DEFAULT_SCANNER_SIGNATURES)
+    if limiter is None and scanners is None:
+        return None
+    verdict = Verdict.DROP if config.scanner_action == "drop" else Verdict.FORBID
+    return RequestGate(limiter, scanners, trusted, verdict)
 
 
 def server_tls_context(config: Config) -> ssl.SSLContext | None:

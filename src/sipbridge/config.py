@@ -62,6 +62,9 @@ class ProviderConfig:
     max_attempts_per_minute: int = 20
     ring_timeout: float = 30.0
     inbound_cidrs: tuple[str, ...] = ()
+    # Digest credentials a PBX or trunk presents to call in (we challenge INVITEs from elsewhere).
+    inbound_username: str | None = None
+    inbound_password: str | None = field(default=None, repr=False)
 
     @property
     def sip_domain(self) -> str:
@@ -127,6 +130,24 @@ class Config:
     max_call_duration: float = 14400.0
     user_agent: str = "sipbridge"
     log_level: str = "info"
+    # Per source address: SIP requests a second and the burst allowed (0: no limit); over it the
+    # first request in a while gets 503 with Retry-After, the rest no answer. Trunks named by a
+    # provider's inbound_cidrs are never limited. At most sip_rate_sources sources are tracked.
+    sip_rate_limit: float = 20.0
+    sip_rate_burst: int = 60
+    sip_rate_sources: int = 10000
+    # Requests whose User-Agent or From names a known scanner (friendly-scanner, sipvicious, ...):
+    # drop (no answer), reject (403) or allow; scanner_signatures replaces the built-in list.
+    scanner_action: str = "drop"
+    scanner_signatures: tuple[str, ...] = ()
+    # Once providers restrict inbound calls (inbound_cidrs or inbound_username): what an INVITE
+    # from elsewhere gets, reject (403) or drop (no answer, and no answer to OPTIONS either).
+    unknown_source_action: str = "reject"
+    # Realm and digest algorithms (offered in this order) of the challenges to INVITEs that
+    # authenticate with a provider's inbound_username. MD5 alone by default: many deployed UAs
+    # answer only the first challenge, and only MD5.
+    auth_realm: str = "sipbridge"
+    auth_algorithms: tuple[str, ...] = ("MD5",)
 
 
 def parse_host_port(text: str, name: str) -> HostPort:
@@ -270,7 +291,33 @@ _CONVERTERS: dict[str, Any] = {
     "max_call_duration": lambda v, n: _parse_non_negative(v, n),
     "user_agent": lambda v, n: str(v),
     "log_level": lambda v, n: _choice(str(v).lower(), n, ("debug", "info", "warning", "error")),
+    "sip_rate_limit": lambda v, n: _parse_non_negative(v, n),
+    "sip_rate_burst": lambda v, n: _parse_range(v, n, 1, 100000),
+    "sip_rate_sources": lambda v, n: _parse_range(v, n, 16, 10_000_000),
+    "scanner_action": lambda v, n: _choice(str(v).lower(), n, ("drop", "reject", "allow")),
+    "scanner_signatures": _parse_list,
+    "unknown_source_action": lambda v, n: _choice(str(v).lower(), n, ("reject", "drop")),
+    "auth_realm": lambda v, n: _parse_realm(v, n),
+    "auth_algorithms": lambda v, n: _parse_algorithms(v, n),
 }
+
+DIGEST_ALGORITHMS = ("SHA-512-256", "SHA-256", "MD5")
+
+
+def _parse_algorithms(value: Any, name: str) -> tuple[str, ...]:
+    algorithms = tuple(a.upper() for a in _parse_list(value, name))
+    if not algorithms:
+        raise ConfigError(f"{name}: name at least one of {', '.join(DIGEST_ALGORITHMS)}")
+    for algorithm in algorithms:
+        _choice(algorithm, name, DIGEST_ALGORITHMS)
+    return algorithms
+
+
+def _parse_realm(value: Any, name: str) -> str:
+    text = str(value).strip()
+    if not text or any(c in text for c in '"\\\r\n'):
+        raise ConfigError(f"{name}: a realm is non-empty text without quotes, backslashes or line breaks")
+    return text
 
 
 _OPTIONAL = frozenset(
@@ -345,7 +392,16 @@ _PROVIDER_CONVERTERS: dict[str, Any] = {
     "max_attempts_per_minute": lambda v, n: _parse_positive(int, v, n),
     "ring_timeout": lambda v, n: _parse_positive(float, v, n),
     "inbound_cidrs": lambda v, n: tuple(_parse_cidr(c, n) for c in _parse_list(v, n)),
+    "inbound_username": lambda v, n: _parse_username(v, n),
+    "inbound_password": lambda v, n: str(v),
 }
+
+
+def _parse_username(value: Any, name: str) -> str:
+    text = str(value)
+    if not text or any(c.isspace() or c in '"\\' for c in text):
+        raise ConfigError(f"{name}: a user name is non-empty, without spaces, quotes or backslashes")
+    return text
 
 
 def _parse_provider(name: str, table: Any, source: str) -> ProviderConfig:
@@ -409,11 +465,16 @@ def _parse_keys(value: Any, name: str) -> tuple[str, ...]:
 
 
 def _provider_secrets(config: Config, env: Mapping[str, str]) -> Config:
-    """SIPBRIDGE_PROVIDER_<NAME>_PASSWORD keeps a trunk password out of the config file."""
+    """SIPBRIDGE_PROVIDER_<NAME>_PASSWORD and ..._INBOUND_PASSWORD keep passwords out of the file."""
     providers = []
     for provider in config.providers:
-        key = f"{ENV_PREFIX}PROVIDER_{provider.name.upper().replace('-', '_')}_PASSWORD"
-        providers.append(replace(provider, password=env[key]) if key in env else provider)
+        prefix = f"{ENV_PREFIX}PROVIDER_{provider.name.upper().replace('-', '_')}_"
+        secrets = {
+            field_name: env[prefix + field_name.upper()]
+            for field_name in ("password", "inbound_password")
+            if prefix + field_name.upper() in env
+        }
+        providers.append(replace(provider, **secrets))
     return replace(config, providers=tuple(providers))
 
 
@@ -456,6 +517,16 @@ def _check(config: Config) -> None:
         )
     if config.session_expires < config.session_min_se:
         raise ConfigError("session_expires must not be below session_min_se")
+    for provider in config.providers:
+        if (provider.inbound_username is None) != (provider.inbound_password is None):
+            name = provider.name.upper().replace("-", "_")
+            raise ConfigError(
+                f"providers.{provider.name}: inbound_username and inbound_password go together"
+                f" (the password may come from SIPBRIDGE_PROVIDER_{name}_INBOUND_PASSWORD)"
+            )
+    usernames = [p.inbound_username for p in config.providers if p.inbound_username]
+    if len(usernames) != len(set(usernames)):
+        raise ConfigError("providers: each inbound_username must be unique (it says which trunk calls)")
     if not config.api_keys and not _is_loopback(config.api_listen.host):
         raise ConfigError(
             f"api_listen {config.api_listen} is reachable from other hosts but no API keys are set:"

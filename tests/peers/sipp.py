@@ -258,6 +258,7 @@ def _argv(
     auto_answer: bool,
     extra_args: Sequence[str],
     transport: str | None = None,
+    local_ip: str = LOOPBACK,
 ) -> list[str]:
     all_keys = {**DEFAULT_KEYS, **{k: _key_value(v) for k, v in (keys or {}).items()}}
     if isinstance(scenario, str) and scenario in BUILTIN_SCENARIOS:
@@ -268,9 +269,9 @@ def _argv(
         argv.append(target)
     argv += [
         "-nostdin",
-        "-i", LOOPBACK,
+        "-i", local_ip,
         "-p", str(local_port),
-        "-mi", LOOPBACK,
+        "-mi", local_ip,
         "-mp", str(media_port),
         "-ci", LOOPBACK,
         "-cp", str(free_udp_port()),  # the control socket defaults to 0.0.0.0:8888
@@ -324,6 +325,7 @@ def run_scenario(
     trace_messages: bool = True,
     auto_answer: bool = True,
     transport: str | None = None,
+    local_ip: str = LOOPBACK,
 ) -> SippResult:
     """Run a UAC scenario against `target` ("127.0.0.1:PORT") until `calls` calls are done.
 
@@ -334,7 +336,8 @@ def run_scenario(
     later if it has not. recv_timeout_ms: a missing expected message fails the call after this long.
     keys: scenario keys (Path values are made absolute). workdir: where the logs go (a new temporary
     folder by default: pass pytest's tmp_path). transport: "udp" or "tcp" (sipp -t u1 / t1; see
-    TRANSPORTS), sipp's default (UDP) when not given. Never raises for a failed call: check the result.
+    TRANSPORTS), sipp's default (UDP) when not given. local_ip: sipp's SIP and media address (another
+    loopback address, 127.0.0.2 say, to call from a second host). Never raises for a failed call.
     """
     workdir = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="sipp-"))
     workdir.mkdir(parents=True, exist_ok=True)
@@ -356,6 +359,7 @@ def run_scenario(
         auto_answer=auto_answer,
         extra_args=extra_args,
         transport=transport,
+        local_ip=local_ip,
     )
     timed_out = False
     with ManagedProcess(argv, name="sipp", logdir=workdir, cwd=workdir) as proc:

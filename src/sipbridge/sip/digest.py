@@ -2,9 +2,10 @@
 
 ``parse_challenge`` reads one WWW-Authenticate / Proxy-Authenticate value, ``challenges_from`` every
 usable one of a 401/407 and ``choose_challenge`` the one to answer per realm. ``authorization_value``
-computes an Authorization / Proxy-Authorization value. ``DigestSession`` keeps the last nonce of each
-realm, answers later requests with it pre-emptively (nc counting up) and tells a stale nonce from
-rejected credentials. Passwords never appear in a repr, and HA1 is never stored.
+computes an Authorization / Proxy-Authorization value; ``parse_credentials`` reads one.
+``DigestSession`` keeps the last nonce of each realm, answers later requests with it pre-emptively
+(nc counting up) and tells a stale nonce from rejected credentials. Passwords never appear in a
+repr, and HA1 is never stored.
 """
 
 from __future__ import annotations
@@ -97,6 +98,17 @@ def parse_challenge(value: str, *, proxy: bool = False) -> DigestChallenge:
         raise DigestError(f"unsupported authentication scheme {scheme.group(1)}")
     params = _parse_params(value, scheme.end())
     return _challenge(params, proxy)
+
+
+def parse_credentials(value: str) -> dict[str, str]:
+    """The parameters of one Digest Authorization / Proxy-Authorization value (names lower-cased).
+
+    Raises ``DigestError`` for another scheme or malformed text.
+    """
+    scheme = _SCHEME.match(value)
+    if scheme is None or scheme.group(1).lower() != "digest":
+        raise DigestError("not Digest credentials")
+    return _parse_params(value, scheme.end())
 
 
 def _parse_params(value: str, pos: int) -> dict[str, str]:

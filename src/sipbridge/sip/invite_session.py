@@ -52,6 +52,8 @@ class InviteSession:
         self.peer_allow = allowed_methods(request)
         # Credentials for challenges to our in-dialog requests (a trunk that challenges BYE).
         self.authenticator: Authenticator | None = None
+        # What admitted an incoming INVITE (a trunk's name), as the UA's screen said.
+        self.admitted_as: str | None = None
         self.local_tag = generate_tag()
         self.dialog: Dialog | None = None
         self.cancelled = False
@@ -76,8 +78,12 @@ class InviteSession:
         self._refreshing = False
 
     @classmethod
-    def incoming(cls, ua: UserAgent, tx: ServerInviteTransaction, flow: Flow) -> InviteSession:
-        return cls(ua, tx, flow, tx.request)
+    def incoming(
+        cls, ua: UserAgent, tx: ServerInviteTransaction, flow: Flow, admitted_as: str | None = None
+    ) -> InviteSession:
+        session = cls(ua, tx, flow, tx.request)
+        session.admitted_as = admitted_as
+        return session
 
     @classmethod
     def outgoing(

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from .dialog import DialogId
 from .errors import SipParseError
+from .gate import ADMIT, RequestGate, Screening, Verdict
 from .invite_session import InviteSession, ServerTx
 from .message import (
     REASON_PHRASES,
@@ -77,6 +78,8 @@ class UserAgent:
         session_expires: int | None = 1800,
         tls_server: ssl.SSLContext | None = None,
         tls_client: ssl.SSLContext | None = None,
+        gate: RequestGate | None = None,
+        screen: Callable[[SipRequest, Flow], Screening] | None = None,
     ) -> None:
         self.timers = timers or Timers()
         self.public_ip = public_ip
@@ -87,6 +90,10 @@ class UserAgent:
         self.session_expires = session_expires
         self._tls_server = tls_server
         self._tls_client = tls_client
+        # Per-source limits and scanner signatures, on the raw bytes; then the application's
+        # admission of each new out-of-dialog request (trunk addresses, digest).
+        self.gate = gate
+        self.screen = screen
         self._udp: UdpTransport | None = None
         self._streams: dict[str, StreamTransport] = {}
         self._server_txs: dict[tuple[str, ...], ServerTx] = {}
@@ -99,7 +106,7 @@ class UserAgent:
         self._timers: dict[int, asyncio.TimerHandle] = {}
         self._local_ips: dict[str, str] = {}
         self._tasks: set[asyncio.Task] = set()
-        self.stats: dict[str, int] = {"requests": 0, "responses": 0, "parse_errors": 0}
+        self.stats: dict[str, int] = {"requests": 0, "responses": 0, "parse_errors": 0, "screened_out": 0}
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -464,10 +471,49 @@ class UserAgent:
         if not data.strip(b"\r\n"):
             return  # keep-alive (RFC 5626 CRLF ping)
         assert self._udp is not None
-        self.message_received(data, UdpFlow(self._udp, source))
+        verdict = self._gate_verdict(data, source)
+        if verdict is not Verdict.DROP:
+            self._handle_raw(data, verdict, UdpFlow(self._udp, source))
 
     def _stream_message(self, data: bytes, connection: StreamConnection) -> None:
-        self.message_received(data, connection)
+        verdict = self._gate_verdict(data, connection.remote)
+        if verdict is not Verdict.DROP:
+            self._handle_raw(data, verdict, connection)
+
+    def _gate_verdict(self, data: bytes, source: Address) -> Verdict:
+        """Per-source limit and scanner check on the raw bytes, before anything is parsed."""
+        return Verdict.HANDLE if self.gate is None else self.gate.check(data, source[0], self.now())
+
+    def _handle_raw(self, data: bytes, verdict: Verdict, flow: Flow) -> None:
+        if verdict is Verdict.HANDLE:
+            self.message_received(data, flow)
+        else:
+            self._refuse_unparsed(data, verdict, flow)
+
+    def _refuse_unparsed(self, data: bytes, verdict: Verdict, flow: Flow) -> None:
+        """503 with Retry-After to a source over its limit, 403 to a scanner; no transaction kept."""
+        try:
+            request = parse_message(data)
+        except SipParseError:
+            return
+        if not isinstance(request, SipRequest) or request.method == "ACK":
+            return
+        stamp_received(request, flow.remote)
+        if verdict is Verdict.REJECT:
+            assert self.gate is not None and self.gate.limiter is not None
+            retry = self.gate.limiter.retry_after
+            response = self.refusal(request, 503, warning="too many requests", retry_after=retry)
+        else:
+            response = self.refusal(request, 403, warning="scanner")
+        self._send_stateless(response, flow)
+
+    def _send_stateless(self, response: SipResponse, flow: Flow) -> None:
+        """A refusal sent once, with no transaction (RFC 3261 §8.2.7: a request refused before any
+        processing, e.g. unauthenticated, may be answered statelessly). A retransmitted request gets
+        it again; nothing is retransmitted towards a source that never ACKs, so a spoofed flood is
+        not amplified, and nothing is kept."""
+        response.headers.set("Server", self.user_agent)
+        self._send_response(response, flow)
 
     def message_received(self, data: bytes, flow: Flow) -> None:
         try:
@@ -545,6 +591,9 @@ class UserAgent:
         if request.method == "CANCEL":
             self._cancel_received(request, key, flow)
             return
+        admitted = ADMIT if request.to.tag else self._screened_in(request, flow)
+        if admitted is None:
+            return
         if not request.to.tag and self._merged.is_merged(request, key, self.now()):
             self._reply(
                 request, key, flow, self.refusal(request, 482, warning="merged request: already handled")
@@ -561,7 +610,7 @@ class UserAgent:
         elif request.to.tag:
             self._in_dialog_request(request, key, flow)
         elif request.method == "INVITE":
-            self._new_invite(request, key, flow)
+            self._new_invite(request, key, flow, admitted.admitted_as)
         elif request.method == "OPTIONS":
             response = make_response(request, 200, to_tag=generate_tag(), extra=_option_headers())
             self._reply(request, key, flow, response)
@@ -569,6 +618,19 @@ class UserAgent:
             self._reply(request, key, flow, self.refusal(request, 481, warning="no such call"))
         else:
             self._reply(request, key, flow, self.unserved(request))
+
+    def _screened_in(self, request: SipRequest, flow: Flow) -> Screening | None:
+        """The application's admission of a new out-of-dialog request; None once refused or ignored."""
+        screening = self.screen(request, flow) if self.screen is not None else ADMIT
+        if screening.status is None and not screening.drop:
+            return screening
+        self.stats["screened_out"] += 1
+        if not screening.drop and request.method != "ACK":
+            refusal = self.refusal(
+                request, screening.status or 403, warning=screening.warning, extra=list(screening.headers)
+            )
+            self._send_stateless(refusal, flow)
+        return None
 
     def _retransmission_or_ack(self, tx: ServerTx, request: SipRequest) -> None:
         flow = self._tx_flows.get(id(tx))
@@ -617,10 +679,10 @@ class UserAgent:
             return
         session.request_received(request, self._new_server_tx(request, key, flow))
 
-    def _new_invite(self, request: SipRequest, key: tuple, flow: Flow) -> None:
+    def _new_invite(self, request: SipRequest, key: tuple, flow: Flow, admitted_as: str | None) -> None:
         tx = self._new_server_tx(request, key, flow)
         assert isinstance(tx, ServerInviteTransaction)
-        session = InviteSession.incoming(self, tx, flow)
+        session = InviteSession.incoming(self, tx, flow, admitted_as)
         self._sessions[key] = session
         session.provisional(100)
         refusal = self._invite_refusal(request, session)

@@ -226,3 +226,78 @@ async def test_contact_never_carries_the_wildcard_address():
     agent._udp = transport  # type: ignore[assignment]
     agent.datagram_received(request("INVITE", body=SDP), PEER)
     assert sessions[0].local_ip == "127.0.0.1" and sessions[0].media_ip == "127.0.0.1"
+
+
+# -- the gate and the screen ------------------------------------------------------------------
+
+
+def _gated_ua(gate=None, screen=None):  # noqa: ANN001, ANN202
+    sessions: list[InviteSession] = []
+    agent = UserAgent(
+        timers=Timers(t1=0.01, t2=0.04, t4=0.05), on_invite=sessions.append, gate=gate, screen=screen
+    )
+    transport = RecordingTransport()
+    agent._udp = transport  # type: ignore[assignment]
+    return agent, transport, sessions
+
+
+async def test_a_source_over_its_rate_gets_one_503_with_retry_after_then_nothing():
+    from sipbridge.sip.gate import RequestGate, SourceLimiter
+
+    agent, transport, _ = _gated_ua(gate=RequestGate(SourceLimiter(rate=0.01, burst=3, retry_after=7), None))
+    for i in range(20):
+        agent.datagram_received(request("OPTIONS", branch=f"z9hG4bKf{i}", cseq=i + 1), PEER)
+    assert transport.statuses() == [200, 200, 200, 503]
+    assert transport.responses()[-1].headers.get("Retry-After") == "7"
+    assert agent.gate is not None and agent.gate.counts.dropped == 16
+    agent.datagram_received(request("OPTIONS", branch="z9hG4bKother", cseq=99), ("127.0.0.9", 5060))
+    assert transport.statuses()[-1] == 200  # another source is not affected
+
+
+async def test_a_scanner_gets_no_answer_at_all():
+    from sipbridge.sip.gate import DEFAULT_SCANNER_SIGNATURES, RequestGate, scanner_pattern
+
+    agent, transport, sessions = _gated_ua(
+        gate=RequestGate(None, scanner_pattern(DEFAULT_SCANNER_SIGNATURES))
+    )
+    agent.datagram_received(request("INVITE", extra="User-Agent: friendly-scanner\r\n", body=SDP), PEER)
+    agent.datagram_received(request("OPTIONS", extra="User-Agent: sipcli/v1.8\r\n"), PEER)
+    assert transport.sent == [] and sessions == []
+
+
+async def test_a_screened_out_invite_gets_no_100_trying_and_no_session():
+    from sipbridge.sip.gate import Screening
+
+    agent, transport, sessions = _gated_ua(screen=lambda request, flow: Screening(drop=True))
+    agent.datagram_received(request("INVITE", body=SDP), PEER)
+    assert transport.sent == [] and sessions == []
+
+
+async def test_a_challenge_from_the_screen_is_a_stateless_401_with_its_headers():
+    from sipbridge.sip.gate import Screening
+
+    challenge = ("WWW-Authenticate", 'Digest realm="sipbridge", nonce="n", qop="auth"')
+    agent, transport, sessions = _gated_ua(
+        screen=lambda request, flow: Screening(status=401, headers=(challenge,))
+    )
+    agent.datagram_received(request("INVITE", body=SDP), PEER)
+    agent.datagram_received(request("INVITE", body=SDP), PEER)  # a retransmission is answered again
+    assert transport.statuses() == [401, 401] and sessions == []
+    assert transport.responses()[0].headers.get("WWW-Authenticate") == challenge[1]
+    await asyncio.sleep(0.1)  # well past Timer G at T1 = 10 ms: nothing is retransmitted
+    assert transport.statuses() == [401, 401] and agent._server_txs == {}
+
+
+async def test_the_screen_says_what_admitted_the_call_and_is_not_asked_in_a_dialog():
+    from sipbridge.sip.gate import Screening
+
+    asked: list[str] = []
+
+    def screen(req, flow):  # noqa: ANN001, ANN202
+        asked.append(req.method)
+        return Screening(admitted_as="trunk")
+
+    agent, transport, sessions = _gated_ua(screen=screen)
+    agent.datagram_received(request("INVITE", body=SDP), PEER)
+    agent.datagram_received(request("BYE", to_tag="nope", branch="z9hG4bKbye"), PEER)
+    assert sessions[0].admitted_as == "trunk" and asked == ["INVITE"]
