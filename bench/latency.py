@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 import threading
 import time
@@ -51,7 +50,7 @@ from tests.peers.procs import ManagedProcess, free_tcp_port, wait_until
 from sipbridge.media.g711 import ulaw_decode, ulaw_encode
 from sipbridge.media.opus import OpusDecoder
 
-from . import marker
+from . import marker, report
 from .floor import Pipelines, bridge_config
 from .latency_phone import LEAD_MS, Phone
 
@@ -408,16 +407,7 @@ def _pair(pair: list[float] | None) -> str:
 
 def update_results_md(results: dict[str, Any], path: Path = RESULTS_MD) -> None:
     """Replace (or add, after the file's introduction) the latency section of RESULTS.md."""
-    text = path.read_text() if path.exists() else "# Benchmark results\n\n"
-    section = markdown(results)
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.M | re.S)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section + "\n", text, count=1)
-    else:
-        first = re.search(r"^## ", text, re.M)
-        at = first.start() if first else len(text)
-        text = text[:at] + section + "\n" + text[at:]
-    path.write_text(text)
+    report.replace_section(path, SECTION, markdown(results))
 
 
 def update_readme(results: dict[str, Any], path: Path = README) -> None:

@@ -17,8 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -26,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.integration.bridge_proc import AgentProcess, BridgeProcess, start_agent, start_bridge
+from tests.integration.bridge_proc import AgentProcess, BridgeProcess, http_json, start_agent, start_bridge
 from tests.peers import sipp
 
 from . import procstat
@@ -43,12 +46,24 @@ IDLE_S = 2.0  # CPU of the idle processes is measured this long before the first
 
 
 @dataclass(frozen=True)
+class FloodPlan:
+    """A hostile host flooding the bridge with INVITEs during the steady window (tests/peers/flood)."""
+
+    rate: float
+    seconds: float
+    source: str = "127.0.0.2"
+
+
+@dataclass(frozen=True)
 class LevelPlan:
     calls: int
     hold_s: float
     rate: float
     folder: Path
     agent_mode: str = "relay"
+    flood: FloodPlan | None = None  # the steady window is then the flood's duration
+    bridge_args: tuple[str, ...] = ()
+    bridge_env: tuple[tuple[str, str], ...] = ()
 
     @property
     def ramp_s(self) -> float:
@@ -69,6 +84,7 @@ class Measured:
     sipp: sipp.SippResult | None
     notes: list[str]
     idle_pct: dict[str, float] | None = None
+    flood: dict[str, Any] | None = None
 
 
 def start_processes(plan: LevelPlan, stack: ExitStack) -> tuple[AgentProcess, BridgeProcess]:
@@ -76,7 +92,15 @@ def start_processes(plan: LevelPlan, stack: ExitStack) -> tuple[AgentProcess, Br
     logs = plan.folder / "logs"
     agent = start_agent(logs, mode=plan.agent_mode)
     stack.callback(agent.proc.stop)
-    bridge = start_bridge(logs, agent.whip_url, "--log-level", "warning", rtp_ports=2 * plan.calls + 32)
+    bridge = start_bridge(
+        logs,
+        agent.whip_url,
+        "--log-level",
+        "warning",
+        *plan.bridge_args,
+        rtp_ports=2 * plan.calls + 32,
+        env=dict(plan.bridge_env),
+    )
     stack.callback(bridge.proc.stop)
     return agent, bridge
 
@@ -181,17 +205,52 @@ class LiveLevel:
                 "raise --hold or --rate"
             )
         self._find_sipp()
+        flood = self._start_flood()
+        if self.plan.flood is not None:
+            window_end = min(window_end, time.monotonic() + self.plan.flood.seconds)
         start, start_ns = procstat.Snapshot.take(self.pids), time.time_ns()
         calls_live = len(self.probe.latched())
         await self._sample_until(window_end)
         end, end_ns = procstat.Snapshot.take(self.pids), time.time_ns()
+        flooded = await self._flood_result(flood)
         memory["steady_rss_kib"] = procstat.memory_kib(self.pids["bridge"])["VmRSS"]
         bridge_calls = await asyncio.to_thread(self._bridge_calls)
         usage = procstat.usage_between(start, end)
         return Measured(
             (start_ns, end_ns), usage, memory, calls_live, all_answered, self.samples, bridge_calls,
-            None, self.notes,
+            None, self.notes, flood=flooded,
         )  # fmt: skip
+
+    def _start_flood(self) -> subprocess.Popen | None:
+        """The flooder in its own process (its sending must not share the probe's loop or GIL)."""
+        plan = self.plan.flood
+        if plan is None:
+            return None
+        argv = [
+            sys.executable, "-m", "tests.peers.flood", self.bridge.sip_target, "--source", plan.source,
+            "--rate", f"{plan.rate:g}", "--seconds", f"{plan.seconds:g}",
+            "--out", str(self.plan.folder / "flood.json"),
+        ]  # fmt: skip
+        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        self.pids["flooder"] = proc.pid
+        return proc
+
+    async def _flood_result(self, proc: subprocess.Popen | None) -> dict[str, Any] | None:
+        if proc is None:
+            return None
+        try:
+            _, errors = await asyncio.to_thread(proc.communicate, timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise RuntimeError("the flooder did not finish") from None
+        if proc.returncode != 0:
+            raise RuntimeError(f"the flooder failed: {errors[-500:]}")
+        result = json.loads((self.plan.folder / "flood.json").read_text())
+        result["bridge_health"] = await asyncio.to_thread(self._health)
+        return result
+
+    def _health(self) -> dict[str, Any]:
+        return http_json("GET", f"{self.bridge.api}/health")[1]
 
     async def _first_answer(self, sipp_task: asyncio.Task) -> float:
         deadline = time.monotonic() + SETUP_TIMEOUT_S
