@@ -1,8 +1,9 @@
 """``python -m bench.flood``: running calls under an INVITE flood from one hostile host (issue 7).
 
 The bridge runs as deployed on the open internet: a trunk (``inbound_cidrs = 127.0.0.1/32``, where
-sipp and the RTP probe call from) and default settings. N calls are set up with speech both ways
-(the load benchmark's harness: sipp signalling, the RTP probe, the relay agent in its own process);
+sipp and the RTP probe call from, as every benchmark level has it) and default settings. N calls
+are set up with speech both ways (the load benchmark's harness: sipp signalling, the RTP probe, the
+relay agent in its own process);
 then, for the steady window, ``tests/peers/flood.py`` sends INVITEs from 127.0.0.2 at the given rate,
 each a new call attempt. Measured over exactly the flood's duration: the loss of the running calls'
 speech (frames that did not come back through bridge, agent and bridge again), their round trip,
@@ -30,12 +31,6 @@ from .reference import reference
 from .run import run_level
 
 SECTION = "## Flood"
-TRUNK_CONFIG = """
-[providers.trunk]
-type = "generic"
-address = "127.0.0.1:5999"
-inbound_cidrs = ["127.0.0.1/32"]
-"""
 
 
 def parser() -> argparse.ArgumentParser:
@@ -64,8 +59,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     folder = (args.out or DEFAULT_OUT / f"flood-{stamp}").resolve()
     folder.mkdir(parents=True, exist_ok=True)
-    config = folder / "sipbridge.toml"
-    config.write_text(TRUNK_CONFIG)
     voice = speech.make(folder)
     ref = reference(voice)
     hold = args.seconds + args.calls / 20.0 + 8.0  # ramp-up, settle, the flood, the end margin
@@ -85,7 +78,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             20.0,
             folder / f"run-{index}",
             flood=flood,
-            bridge_args=("--config", str(config)),
             bridge_env=tuple(env.items()),
         )
         results["runs"].append({"name": name, **summary(run_level(plan, voice, ref))})

@@ -62,7 +62,6 @@ class LevelPlan:
     folder: Path
     agent_mode: str = "relay"
     flood: FloodPlan | None = None  # the steady window is then the flood's duration
-    bridge_args: tuple[str, ...] = ()
     bridge_env: tuple[tuple[str, str], ...] = ()
 
     @property
@@ -87,17 +86,30 @@ class Measured:
     flood: dict[str, Any] | None = None
 
 
+# The load comes from 127.0.0.1 as a carrier's calls would come from its edge: a configured trunk,
+# so the per-source rate limit for strangers (sip_rate_limit) does not apply to it.
+TRUNK_CONFIG = """
+[providers.trunk]
+type = "generic"
+address = "127.0.0.1:5999"
+inbound_cidrs = ["127.0.0.1/32"]
+"""
+
+
 def start_processes(plan: LevelPlan, stack: ExitStack) -> tuple[AgentProcess, BridgeProcess]:
     """The reference agent (its own process) and the bridge, both stopped when `stack` closes."""
     logs = plan.folder / "logs"
     agent = start_agent(logs, mode=plan.agent_mode)
     stack.callback(agent.proc.stop)
+    config = plan.folder / "sipbridge.toml"
+    config.write_text(TRUNK_CONFIG)
     bridge = start_bridge(
         logs,
         agent.whip_url,
         "--log-level",
         "warning",
-        *plan.bridge_args,
+        "--config",
+        str(config),
         rtp_ports=2 * plan.calls + 32,
         env=dict(plan.bridge_env),
     )

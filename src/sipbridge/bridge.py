@@ -67,7 +67,9 @@ class Bridge:
         )
         ports = PortAllocator(config.rtp_ports.low, config.rtp_ports.high)
         clock = FrameClock(config.clock_slot_ms / 1000)
-        self.manager = CallManager(settings, ports, self.whip, config.max_calls, clock)
+        self.manager = CallManager(
+            settings, ports, self.whip, config.max_calls, clock, config.max_calls_per_source
+        )
         self.providers = Providers(config.providers)
         self.admission = InboundAdmission(
             self.providers,

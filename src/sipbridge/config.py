@@ -121,6 +121,8 @@ class Config:
     session_expires: int = 1800
     session_min_se: int = 90
     max_calls: int = 500
+    # Inbound calls up at once from one address that no provider admitted (0: no cap).
+    max_calls_per_source: int = 10
     # Width of the shared 20 ms clock's slots: each call's ticks are placed on this grid (2 ms: up to
     # 2 ms of wait per direction; wider slots mean fewer event-loop wakeups, i.e. less CPU).
     clock_slot_ms: int = 2
@@ -286,6 +288,7 @@ _CONVERTERS: dict[str, Any] = {
     "session_expires": lambda v, n: _parse_positive(int, v, n),
     "session_min_se": lambda v, n: _parse_positive(int, v, n),
     "max_calls": lambda v, n: _parse_positive(int, v, n),
+    "max_calls_per_source": lambda v, n: _parse_range(v, n, 0, 1_000_000),
     "clock_slot_ms": lambda v, n: _choice(int(_parse_positive(int, v, n)), n, (1, 2, 4, 5, 10, 20)),
     "rtp_timeout": lambda v, n: _parse_non_negative(v, n),
     "max_call_duration": lambda v, n: _parse_non_negative(v, n),

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -181,5 +182,35 @@ def test_a_source_over_its_rate_gets_one_503_then_silence_and_others_are_served(
         assert next(r for r in replies if r.status == 503).headers["retry-after"] == "5"
         status, health = http_json("GET", f"{bridge.api}/health")
         assert status == 200
+    finally:
+        bridge.proc.stop()
+
+
+def test_one_stranger_cannot_take_more_than_its_share_of_calls(
+    logdir: Path, agent: AgentProcess, tmp_path: Path
+) -> None:
+    """Open admission (no provider restricts inbound calls), max_calls_per_source = 1."""
+    bridge = start_bridge(logdir, agent.whip_url, env={"SIPBRIDGE_MAX_CALLS_PER_SOURCE": "1"})
+    box: dict[str, sipp.SippResult] = {}
+    holder = threading.Thread(
+        target=lambda: box.update(
+            result=sipp.run_scenario(
+                "uac_pcmu_call", bridge.sip_target, hold_ms=3000, workdir=tmp_path / "first"
+            )
+        )
+    )
+    try:
+        with CallWatcher(bridge, "sipp") as watcher:
+            holder.start()
+            assert wait_until(lambda: len(watcher.ids) == 1, 5)
+        with rawsip.RawSipSocket(LOOPBACK) as same, rawsip.RawSipSocket("127.0.0.3") as other:
+            same.send(rawsip.request("INVITE", _target(bridge), same.address), _target(bridge))
+            other.send(rawsip.request("INVITE", _target(bridge), other.address), _target(bridge))
+            refused = [r for r in same.wait_for(2) if r.status >= 200]
+            assert [r.status for r in other.wait_for(1)][:1] == [100]  # another host is served
+        assert refused[0].status == 503 and "are up already" in refused[0].headers["warning"]
+        assert "retry-after" in refused[0].headers
+        holder.join(20)
+        box["result"].assert_success(calls=1)  # the first call was not disturbed
     finally:
         bridge.proc.stop()

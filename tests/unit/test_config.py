@@ -39,6 +39,14 @@ def test_precedence_file_then_env_then_flags(tmp_path):
         ("agent_silence_timeout", "0.5", "from 1 to 60"),
         ("agent_resume_window", "-2", "0 or more"),
         ("agent_resume_window", "soon", "not a number"),
+        ("sip_rate_limit", "-1", "0 or more"),
+        ("sip_rate_burst", "0", "from 1 to"),
+        ("sip_rate_sources", "3", "from 16 to"),
+        ("scanner_action", "shout", "expected one of"),
+        ("unknown_source_action", "allow", "expected one of"),
+        ("auth_realm", 'a"b', "realm"),
+        ("auth_algorithms", "MD4", "expected one of"),
+        ("max_calls_per_source", "-1", "from 0 to"),
     ],
 )
 def test_bad_values_name_the_setting(key, value, message):
@@ -132,6 +140,11 @@ def test_api_and_provider_sections(tmp_path):
         ('type = "generic"\naddress = "127.0.0.1"\ninbound_cidrs = ["10.0.0.0/33"]', "CIDR"),
         ('type = "generic"\naddress = "127.0.0.1"\nregister = true', "needs a username"),
         ('type = "generic"\naddress = "127.0.0.1"\ncolour = "red"', "unknown setting 'colour'"),
+        ('type = "generic"\naddress = "127.0.0.1"\ninbound_username = "pbx"', "go together"),
+        (
+            'type = "generic"\naddress = "127.0.0.1"\ninbound_username = "a b"\ninbound_password = "p"',
+            "user name",
+        ),
     ],
 )
 def test_bad_provider_settings_name_the_provider(tmp_path, table, message):
@@ -147,3 +160,25 @@ def test_open_api_without_keys_is_refused():
         load_config(env={"SIPBRIDGE_API_LISTEN": "0.0.0.0:8090"})
     config = load_config(env={"SIPBRIDGE_API_LISTEN": "0.0.0.0:8090", "SIPBRIDGE_API_KEYS": "a" * 16})
     assert config.api_keys == ("a" * 16,)
+
+
+def test_inbound_credentials_and_admission_settings(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text(
+        'scanner_signatures = ["evil-dialer"]\nauth_algorithms = ["sha-256", "MD5"]\n'
+        '[providers.pbx]\ntype = "asterisk"\naddress = "127.0.0.1"\ninbound_username = "asterisk"\n'
+    )
+    config = load_config(path, env={"SIPBRIDGE_PROVIDER_PBX_INBOUND_PASSWORD": "in-secret"})
+    (pbx,) = config.providers
+    assert pbx.inbound_username == "asterisk" and pbx.inbound_password == "in-secret"
+    assert "in-secret" not in repr(config)
+    assert config.scanner_signatures == ("evil-dialer",) and config.auth_algorithms == ("SHA-256", "MD5")
+    assert (config.sip_rate_limit, config.sip_rate_burst, config.scanner_action) == (20.0, 60, "drop")
+
+
+def test_an_inbound_username_says_which_trunk_calls_so_it_is_unique(tmp_path):
+    table = 'type = "generic"\naddress = "127.0.0.1"\ninbound_username = "pbx"\ninbound_password = "p"\n'
+    path = tmp_path / "c.toml"
+    path.write_text(f"[providers.a]\n{table}[providers.b]\n{table}")
+    with pytest.raises(ConfigError, match="unique"):
+        load_config(path, env={})

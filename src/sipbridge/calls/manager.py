@@ -29,11 +29,16 @@ class CallManager:
         whip: WhipClient,
         max_calls: int = 500,
         clock: FrameClock | None = None,
+        max_calls_per_source: int = 0,
     ) -> None:
         self.settings = settings
         self.ports = ports
         self.whip = whip
         self.max_calls = max_calls
+        # Inbound calls at once from one address that no trunk admitted (0: no cap): one stranger
+        # cannot take the capacity that trunks' calls need.
+        self.max_calls_per_source = max_calls_per_source
+        self.rejected_source_cap = 0
         self.active: dict[str, Call] = {}
         self.history: OrderedDict[str, Call] = OrderedDict()
         self._tasks: set[asyncio.Task] = set()
@@ -65,12 +70,24 @@ class CallManager:
             warning = f"call limit of {self.max_calls} reached"
             session.reject(503, warning=warning, retry_after=BUSY_RETRY_AFTER_S)
             return None
+        if session.admitted_as is None and self._over_source_cap(session.source[0]):
+            self.rejected_source_cap += 1
+            warning = f"{self.max_calls_per_source} calls from {session.source[0]} are up already"
+            session.reject(503, warning=warning, retry_after=BUSY_RETRY_AFTER_S)
+            return None
         call = Call(session, self.settings, self.ports, self.whip, self.clock, self._call_ended)
         call.provider = session.admitted_as
         self.active[call.id] = call
         self.total_calls += 1
         self._run(call)
         return call
+
+    def _over_source_cap(self, source: str) -> bool:
+        """Whether the calls up from ``source`` that no trunk admitted reach max_calls_per_source."""
+        if not self.max_calls_per_source:
+            return False
+        up = sum(1 for call in self.active.values() if _stranger_address(call) == source)
+        return up >= self.max_calls_per_source
 
     def _call_ended(self, call: Call) -> None:
         self.active.pop(call.id, None)
@@ -104,3 +121,10 @@ class CallManager:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def _stranger_address(call: Call) -> str | None:
+    """Where an inbound call that no trunk admitted comes from (None for any other call)."""
+    if call.direction != "inbound" or call.provider is not None or call.session is None:
+        return None
+    return call.session.source[0]
