@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+from collections import Counter
 from collections.abc import Callable
 from typing import cast
 
@@ -20,6 +21,10 @@ log = logging.getLogger(__name__)
 
 IDLE_TIMEOUT_S = 300.0
 CONNECT_TIMEOUT_S = 5.0
+# Connections accepted from one address, and in all: a host that opens connections and sends
+# nothing (or a TLS hello and no more) cannot run the process out of file descriptors.
+MAX_PER_SOURCE = 32
+MAX_ACCEPTED = 1000
 MessageHandler = Callable[[bytes, "StreamConnection"], None]
 
 
@@ -28,8 +33,9 @@ class StreamConnection(asyncio.Protocol):
 
     reliable = True
 
-    def __init__(self, owner: StreamTransport) -> None:
+    def __init__(self, owner: StreamTransport, accepted: bool = False) -> None:
         self._owner = owner
+        self.accepted = accepted
         self.transport = owner.protocol
         self.remote: Address = ("", 0)
         self._stream: asyncio.Transport | None = None
@@ -41,7 +47,9 @@ class StreamConnection(asyncio.Protocol):
         self._stream = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         self.remote = (peer[0], peer[1])
-        self._owner.register(self)
+        if not self._owner.register(self):
+            transport.close()
+            return
         self._touch()
 
     def data_received(self, data: bytes) -> None:
@@ -102,12 +110,18 @@ class StreamTransport:
         server_ssl: ssl.SSLContext | None = None,
         client_ssl: ssl.SSLContext | None = None,
         idle_timeout: float = IDLE_TIMEOUT_S,
+        max_per_source: int = MAX_PER_SOURCE,
+        max_accepted: int = MAX_ACCEPTED,
     ) -> None:
         self.protocol = protocol
         self.on_message = on_message
         self.server_ssl = server_ssl
         self.client_ssl = client_ssl
         self.idle_timeout = idle_timeout
+        self.max_per_source = max_per_source
+        self.max_accepted = max_accepted
+        self.refused = 0
+        self._accepted: Counter[str] = Counter()
         self.connections: dict[Address, StreamConnection] = {}
         self._server: asyncio.Server | None = None
         self._pending: dict[Address, asyncio.Task[StreamConnection]] = {}
@@ -115,7 +129,7 @@ class StreamTransport:
     async def listen(self, host: str, port: int) -> None:
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            lambda: StreamConnection(self), host, port, ssl=self.server_ssl, reuse_address=True
+            lambda: StreamConnection(self, accepted=True), host, port, ssl=self.server_ssl, reuse_address=True
         )
 
     @property
@@ -128,12 +142,26 @@ class StreamTransport:
         host, port = self._server.sockets[0].getsockname()[:2]
         return host, port
 
-    def register(self, connection: StreamConnection) -> None:
+    def register(self, connection: StreamConnection) -> bool:
+        """Take a new connection into the table; False for an accepted one over the caps."""
+        if connection.accepted:
+            host = connection.remote[0]
+            if self._accepted[host] >= self.max_per_source or self._accepted.total() >= self.max_accepted:
+                self.refused += 1
+                log.info("SIP %s connection from %s refused: too many open", self.protocol, host)
+                return False
+            self._accepted[host] += 1
         self.connections[connection.remote] = connection
+        return True
 
     def unregister(self, connection: StreamConnection) -> None:
         if self.connections.get(connection.remote) is connection:
             del self.connections[connection.remote]
+            if connection.accepted:
+                host = connection.remote[0]
+                self._accepted[host] -= 1
+                if self._accepted[host] <= 0:
+                    del self._accepted[host]
 
     def existing(self, remote: Address) -> StreamConnection | None:
         connection = self.connections.get(remote)
