@@ -90,6 +90,8 @@ def _record(
         "bridge_calls": counters,
         "logs": str(plan.folder),
     }
+    if measured.flood is not None:
+        record["flood"] = measured.flood
     return record
 
 
