@@ -625,7 +625,7 @@ class UserAgent:
         if screening.status is None and not screening.drop:
             return screening
         self.stats["screened_out"] += 1
-        if not screening.drop and request.method != "ACK":
+        if not screening.drop:
             refusal = self.refusal(
                 request, screening.status or 403, warning=screening.warning, extra=list(screening.headers)
             )
