@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import math
 import signal
 import ssl
 
@@ -16,6 +17,7 @@ from .agent.whip import WhipClient
 from .api.app import create_app
 from .calls.call import CallSettings
 from .calls.manager import CallManager
+from .calls.records import CallRecords
 from .config import Config, ConfigError
 from .providers.provider import Providers
 from .providers.registrar import ProviderRegistration
@@ -63,7 +65,7 @@ class Bridge:
         )
         ports = PortAllocator(config.rtp_ports.low, config.rtp_ports.high)
         clock = FrameClock(config.clock_slot_ms / 1000)
-        self.manager = CallManager(settings, ports, self.whip, config.max_calls, clock)
+        self.manager = CallManager(settings, ports, self.whip, config.max_calls, clock, _call_records(config))
         self.providers = Providers(config.providers)
         timers = Timers(t1=config.sip_t1_ms / 1000, t2=config.sip_t2_ms / 1000, t4=config.sip_t4_ms / 1000)
         tls_server = server_tls_context(config)
@@ -123,12 +125,15 @@ class Bridge:
     async def _start_api(self) -> None:
         assert self.manager is not None
         listen = self.config.api_listen
-        app = create_app(self.manager, self.providers, self.ua, self.config.api_keys)
+        app = create_app(
+            self.manager, self.providers, self.ua, self.config.api_keys, self.config.degraded_load
+        )
         uv_config = uvicorn.Config(
             app,
             host=listen.host,
             port=listen.port,
             log_level="warning",
+            log_config=None,  # its lines go through our handler: our format, redacted
             lifespan="off",
             access_log=False,
         )
@@ -141,19 +146,48 @@ class Bridge:
                 raise OSError(f"REST API could not listen on {listen}")
             await asyncio.sleep(0.01)
 
+    async def drain(self, hurry: asyncio.Event) -> None:
+        """Refuse new calls, withdraw registrations, and let running calls end by themselves for up to
+        ``drain_grace`` seconds (or until ``hurry`` is set: a second SIGTERM or SIGINT)."""
+        if self.manager is None:
+            return
+        grace = self.config.drain_grace
+        self.manager.start_draining(retry_after=max(1, math.ceil(grace)))
+        active = len(self.manager.active)
+        log.info(
+            "draining: new calls refused, %d call(s) running; waiting up to %g s for them to end"
+            " (signal again to end them now)",
+            active,
+            grace,
+        )
+        await self._withdraw_registrations()
+        if active and not await self.manager.drained(grace, hurry):
+            log.info("drain over: ending %d call(s) with BYE", len(self.manager.active))
+
+    async def _withdraw_registrations(self) -> None:
+        registrations, self.registrations = self.registrations, []
+        await asyncio.gather(*(r.stop() for r in registrations), return_exceptions=True)
+
     async def stop(self) -> None:
         if self.manager is not None:
             await self.manager.shutdown()
         if self._api is not None and self._api_task is not None:
             self._api.should_exit = True
             await asyncio.gather(self._api_task, return_exceptions=True)
-        await asyncio.gather(*(r.stop() for r in self.registrations), return_exceptions=True)
+        await self._withdraw_registrations()
         if self.ua is not None:
             self.ua.close()
         if self.whip is not None:
             await self.whip.close()
         if self.agent_server is not None:
             await self.agent_server.stop()
+
+
+def _call_records(config: Config) -> CallRecords:
+    try:
+        return CallRecords(config.call_records, redact=config.log_redact)
+    except OSError as exc:
+        raise ConfigError(f"call_records: cannot append to {config.call_records!r}: {exc.strerror}") from None
 
 
 def server_tls_context(config: Config) -> ssl.SSLContext | None:
@@ -190,16 +224,21 @@ def settle_heap() -> None:
 
 
 async def serve(config: Config) -> None:
-    """Run the bridge until SIGINT or SIGTERM."""
+    """Run the bridge until SIGINT or SIGTERM; then drain (a second signal ends the drain) and stop."""
     bridge = Bridge(config)
-    stop = asyncio.Event()
+    stop, hurry = asyncio.Event(), asyncio.Event()
+
+    def signalled() -> None:
+        (hurry if stop.is_set() else stop).set()
+
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, signalled)
     try:
         await bridge.start()
         settle_heap()
         await stop.wait()
         log.info("shutting down")
+        await bridge.drain(hurry)
     finally:
         await bridge.stop()

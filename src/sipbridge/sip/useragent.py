@@ -15,6 +15,7 @@ import ssl
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
+from .. import metrics
 from .dialog import DialogId
 from .errors import SipParseError
 from .invite_session import InviteSession, ServerTx
@@ -239,6 +240,7 @@ class UserAgent:
     def _send_response(self, response: SipResponse, flow: Flow | None) -> None:
         """§18.2.2: over the connection the request came on; UDP to received/rport."""
         self.stats["responses"] += 1
+        metrics.sip_response_sent(response.status)
         data = response.to_bytes()
         via = response.via[0]
         if flow is None or flow.transport == "UDP":
@@ -480,6 +482,7 @@ class UserAgent:
             self._response_received(message)
         else:
             self.stats["requests"] += 1
+            metrics.sip_request_received(message.method)
             self._request_received(message, flow)
 
     def _answer_unparseable(self, data: bytes, exc: SipParseError, flow: Flow) -> None:
