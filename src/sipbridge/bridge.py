@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import math
 import signal
 import ssl
+from collections.abc import Iterator
 
 import uvicorn
 
@@ -28,6 +30,18 @@ from .sip.transaction import Timers
 from .sip.useragent import UserAgent
 
 log = logging.getLogger(__name__)
+
+
+class _ApiServer(uvicorn.Server):
+    """uvicorn without signal handling of its own: SIGTERM is the bridge's, which drains first.
+
+    (Its own handlers would stop the API at the first SIGTERM, then raise the signal again once
+    stopped, which the bridge would take for a second one.)
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
 
 
 class Bridge:
@@ -137,8 +151,7 @@ class Bridge:
             lifespan="off",
             access_log=False,
         )
-        self._api = uvicorn.Server(uv_config)
-        self._api.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        self._api = _ApiServer(uv_config)
         self._api_task = asyncio.get_running_loop().create_task(self._api.serve())
         while not self._api.started:
             if self._api_task.done():
