@@ -21,6 +21,7 @@ from .calls.call import CallSettings
 from .calls.manager import CallManager
 from .calls.records import CallRecords
 from .config import Config, ConfigError
+from .loop_lag import LoopLag
 from .providers.provider import Providers
 from .providers.registrar import ProviderRegistration
 from .rtp.clock import FrameClock
@@ -55,6 +56,7 @@ class Bridge:
         self.registrations: list[ProviderRegistration] = []
         self._api: uvicorn.Server | None = None
         self._api_task: asyncio.Task | None = None
+        self.loop_lag = LoopLag()
 
     async def start(self) -> None:
         config = self.config
@@ -103,6 +105,7 @@ class Bridge:
         self.registrations = [ProviderRegistration(self.ua, p) for p in self.providers if p.config.register]
         for registration in self.registrations:
             await registration.start()
+        self.loop_lag.start()
         await self._start_api()
         log.info(
             "sipbridge ready: SIP %s on %s (TLS port %s), REST http://%s, RTP ports %s, agent %s",
@@ -140,7 +143,12 @@ class Bridge:
         assert self.manager is not None
         listen = self.config.api_listen
         app = create_app(
-            self.manager, self.providers, self.ua, self.config.api_keys, self.config.degraded_load
+            self.manager,
+            self.providers,
+            self.ua,
+            self.config.api_keys,
+            self.config.degraded_load,
+            self.loop_lag,
         )
         uv_config = uvicorn.Config(
             app,
@@ -194,6 +202,7 @@ class Bridge:
             await self.whip.close()
         if self.agent_server is not None:
             await self.agent_server.stop()
+        await self.loop_lag.stop()
 
 
 def _call_records(config: Config) -> CallRecords:

@@ -3,6 +3,7 @@ while draining."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from types import SimpleNamespace
@@ -15,6 +16,7 @@ from sipbridge.api.app import create_app
 from sipbridge.calls.call import Call, CallSettings
 from sipbridge.calls.manager import CallManager
 from sipbridge.config import HostPort, ProviderConfig
+from sipbridge.loop_lag import LoopLag
 from sipbridge.providers.provider import Providers
 from sipbridge.rtp.ports import PortAllocator
 from sipbridge.rtp.session import RtpSession
@@ -148,3 +150,21 @@ async def test_a_scrape_with_500_calls_is_cheap(manager: CallManager) -> None:
     assert _samples(response.text)[("sipbridge_rtp_packets_received_total", ())] == 500_000
     print(f"\n/metrics with 500 active calls: {per_scrape * 1000:.1f} ms per scrape")
     assert per_scrape < 0.25
+
+
+async def test_health_is_degraded_while_the_event_loop_lags(manager: CallManager) -> None:
+    lag = LoopLag(interval=0.02, window=1.0)
+    lag.start()
+    try:
+        await asyncio.sleep(0.05)
+        app = create_app(manager, Providers(()), None, (), loop_lag=lag)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://b") as client:
+            assert (await client.get("/health")).json()["status"] == "ok"
+            time.sleep(0.6)  # the loop stalls: every call's audio would have stopped
+            await asyncio.sleep(0.05)
+            assert lag.recent_max >= 0.5
+            assert (await client.get("/health")).json()["status"] == "degraded"
+            text = (await client.get("/metrics")).text
+        assert _samples(text)[("sipbridge_event_loop_lag_seconds", ())] >= 0.5
+    finally:
+        await lag.stop()

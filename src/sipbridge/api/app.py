@@ -18,12 +18,14 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .. import __version__, metrics
 from ..calls.manager import CallManager
+from ..loop_lag import LoopLag
 from ..providers.policy import Refused
 from ..providers.provider import DialRequest, Providers
 from ..sip.useragent import UserAgent
 from .metrics import BridgeCollector
 
 MAX_METADATA_ITEMS = 20
+DEGRADED_LOOP_LAG_S = 0.5
 MAX_METADATA_VALUE = 256
 
 
@@ -63,9 +65,11 @@ def create_app(
     ua: UserAgent | None = None,
     api_keys: tuple[str, ...] = (),
     degraded_load: float = 0.8,
+    loop_lag: LoopLag | None = None,
 ) -> FastAPI:
     providers = providers or Providers(())
-    collector = BridgeCollector(manager, providers, ua)
+    loop_lag = loop_lag or LoopLag()
+    collector = BridgeCollector(manager, providers, ua, loop_lag)
     app = FastAPI(
         title="sipbridge",
         version=__version__,
@@ -98,7 +102,7 @@ def create_app(
     @app.get("/health")
     async def health() -> JSONResponse:
         """200 while ok or degraded, 503 while draining (a load balancer then sends no new calls)."""
-        status = health_status(manager, degraded_load)
+        status = health_status(manager, degraded_load, loop_lag.recent_max)
         body = {
             "status": status,
             "version": __version__,
@@ -165,12 +169,14 @@ def create_app(
     return app
 
 
-def health_status(manager: CallManager, degraded_load: float) -> str:
-    """draining (shutting down), degraded (calls or RTP ports at degraded_load or more), or ok."""
+def health_status(manager: CallManager, degraded_load: float, loop_lag_s: float = 0.0) -> str:
+    """draining (shutting down); degraded (calls or RTP ports at degraded_load or more, or the event
+    loop half a second late in the last 10 s: every call's audio stalled); or ok."""
     if manager.draining:
         return "draining"
     ports = manager.ports.in_use / manager.ports.capacity if manager.ports.capacity else 1.0
-    return "degraded" if max(manager.load, ports) >= degraded_load else "ok"
+    busy = max(manager.load, ports) >= degraded_load or loop_lag_s >= DEGRADED_LOOP_LAG_S
+    return "degraded" if busy else "ok"
 
 
 def _bearer_check(api_keys: tuple[str, ...]):  # noqa: ANN202

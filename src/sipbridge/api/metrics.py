@@ -15,6 +15,7 @@ from pathlib import Path
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from ..calls.manager import CallManager
+from ..loop_lag import LoopLag
 from ..metrics import MediaCounters
 from ..providers.provider import Providers
 from ..sip.useragent import UserAgent
@@ -54,10 +55,13 @@ _MEDIA_COUNTERS: tuple[tuple[str, str, str], ...] = (
 class BridgeCollector:
     """Figures of one running bridge, read when Prometheus scrapes."""
 
-    def __init__(self, manager: CallManager, providers: Providers, ua: UserAgent | None) -> None:
+    def __init__(
+        self, manager: CallManager, providers: Providers, ua: UserAgent | None, loop_lag: LoopLag
+    ) -> None:
         self.manager = manager
         self.providers = providers
         self.ua = ua
+        self.loop_lag = loop_lag
 
     def collect(self) -> Iterator[Metric]:
         yield from self._calls()
@@ -118,6 +122,11 @@ class BridgeCollector:
         yield GaugeMetricFamily("sipbridge_process_threads", "OS threads of the process", value=_threads())
         yield GaugeMetricFamily(
             "sipbridge_asyncio_tasks", "Tasks alive in the event loop", value=len(asyncio.all_tasks())
+        )
+        yield GaugeMetricFamily(
+            "sipbridge_event_loop_lag_seconds",
+            "Largest lateness of an event-loop timer in the last 10 s (every call's ticks wait as long)",
+            value=self.loop_lag.recent_max,
         )
 
 
