@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import sys
 from pathlib import Path
 
@@ -61,13 +62,14 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"sipbridge: configuration error: {exc}", file=sys.stderr)
         return 2
     logs.setup(config.log_level, config.log_format, config.log_redact, config.secrets)
+    log = logging.getLogger("sipbridge")  # from here on in the configured format, redacted
     try:
         asyncio.run(serve(config))
     except ConfigError as exc:
-        print(f"sipbridge: configuration error: {exc}", file=sys.stderr)
+        log.error("configuration error: %s", exc)
         return 2
     except OSError as exc:
-        print(f"sipbridge: cannot start: {exc}", file=sys.stderr)
+        log.error("cannot start: %s", exc)
         return 1
     return 0
 

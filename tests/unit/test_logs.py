@@ -20,12 +20,9 @@ def captured() -> Iterator[io.StringIO]:
     saved_handlers, saved_level = list(root.handlers), root.level
     buffer = io.StringIO()
     yield buffer
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-    for handler in saved_handlers:
-        root.addHandler(handler)
+    logs.setup("info")  # back to the default redaction state, then to pytest's handlers
+    root.handlers[:] = saved_handlers
     root.setLevel(saved_level)
-    logs.setup("info")  # back to the default redaction state
 
 
 def _setup(buffer: io.StringIO, fmt: str, redact: bool = True, secrets: tuple[str, ...] = ()) -> None:
