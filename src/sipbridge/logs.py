@@ -89,7 +89,7 @@ _CREDENTIALS: tuple[tuple[re.Pattern[str], str], ...] = (
 )
 _SIP_USER = re.compile(r"""(?i)\b(sips?:)([^@\s;>,"'<]+)@""")
 _TEL = re.compile(r"(?i)\b(tel:)(\+?[0-9][0-9().-]{2,})")
-_NUMBER = re.compile(r"(?<![\w.:/=#@+-])(\+\d{6,15}|\d{7,15})(?![\w.@])")
+_NUMBER = re.compile(r"(?<![\w./#@+-])(\+\d{6,15}|\d{7,15})(?![\w.@])")
 
 
 class Redactor:

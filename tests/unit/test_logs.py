@@ -78,6 +78,8 @@ def test_configured_secrets_are_redacted_wherever_they_appear() -> None:
         ("To: <tel:+1-415-555-0123>", "+1-415-555-0123"),
         ("dialling 14155550123 now", "14155550123"),
         ("caller +447700900123 left", "+447700900123"),
+        ("INVITE sip:+14155550123;npdi@trunk SIP/2.0", "+14155550123"),
+        ("agent resource_id=14155550123", "14155550123"),
     ],
 )
 def test_phone_numbers_keep_only_their_end(line: str, number: str) -> None:
