@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
+import math
 import signal
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import uvicorn
 
@@ -17,7 +19,9 @@ from .agent.whip import WhipClient
 from .api.app import create_app
 from .calls.call import CallSettings
 from .calls.manager import CallManager
+from .calls.records import CallRecords
 from .config import Config, ConfigError
+from .loop_lag import LoopLag
 from .providers.admission import InboundAdmission
 from .providers.provider import Providers
 from .providers.registrar import ProviderRegistration
@@ -29,6 +33,18 @@ from .sip.transaction import Timers
 from .sip.useragent import UserAgent
 
 log = logging.getLogger(__name__)
+
+
+class _ApiServer(uvicorn.Server):
+    """uvicorn without signal handling of its own: SIGTERM is the bridge's, which drains first.
+
+    (Its own handlers would stop the API at the first SIGTERM, then raise the signal again once
+    stopped, which the bridge would take for a second one.)
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
 
 
 class Bridge:
@@ -43,6 +59,7 @@ class Bridge:
         self.registrations: list[ProviderRegistration] = []
         self._api: uvicorn.Server | None = None
         self._api_task: asyncio.Task | None = None
+        self.loop_lag = LoopLag()
 
     async def start(self) -> None:
         config = self.config
@@ -68,7 +85,13 @@ class Bridge:
         ports = PortAllocator(config.rtp_ports.low, config.rtp_ports.high)
         clock = FrameClock(config.clock_slot_ms / 1000)
         self.manager = CallManager(
-            settings, ports, self.whip, config.max_calls, clock, config.max_calls_per_source
+            settings,
+            ports,
+            self.whip,
+            config.max_calls,
+            clock,
+            records=_call_records(config),
+            max_calls_per_source=config.max_calls_per_source,
         )
         self.providers = Providers(config.providers)
         self.admission = InboundAdmission(
@@ -101,6 +124,7 @@ class Bridge:
         self.registrations = [ProviderRegistration(self.ua, p) for p in self.providers if p.config.register]
         for registration in self.registrations:
             await registration.start()
+        self.loop_lag.start()
         await self._start_api()
         log.info(
             "sipbridge ready: SIP %s on %s (TLS port %s), REST http://%s, RTP ports %s, agent %s",
@@ -129,17 +153,25 @@ class Bridge:
     async def _start_api(self) -> None:
         assert self.manager is not None
         listen = self.config.api_listen
-        app = create_app(self.manager, self.providers, self.ua, self.config.api_keys)
+        app = create_app(
+            self.manager,
+            self.providers,
+            self.ua,
+            self.config.api_keys,
+            self.config.degraded_load,
+            self.loop_lag,
+            self.admission,
+        )
         uv_config = uvicorn.Config(
             app,
             host=listen.host,
             port=listen.port,
             log_level="warning",
+            log_config=None,  # its lines go through our handler: our format, redacted
             lifespan="off",
             access_log=False,
         )
-        self._api = uvicorn.Server(uv_config)
-        self._api.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        self._api = _ApiServer(uv_config)
         self._api_task = asyncio.get_running_loop().create_task(self._api.serve())
         while not self._api.started:
             if self._api_task.done():
@@ -147,19 +179,49 @@ class Bridge:
                 raise OSError(f"REST API could not listen on {listen}")
             await asyncio.sleep(0.01)
 
+    async def drain(self, hurry: asyncio.Event) -> None:
+        """Refuse new calls, withdraw registrations, and let running calls end by themselves for up to
+        ``drain_grace`` seconds (or until ``hurry`` is set: a second SIGTERM or SIGINT)."""
+        if self.manager is None:
+            return
+        grace = self.config.drain_grace
+        self.manager.start_draining(retry_after=max(1, math.ceil(grace)))
+        active = len(self.manager.active)
+        log.info(
+            "draining: new calls refused, %d call(s) running; waiting up to %g s for them to end"
+            " (signal again to end them now)",
+            active,
+            grace,
+        )
+        await self._withdraw_registrations()
+        if active and not await self.manager.drained(grace, hurry):
+            log.info("drain over: ending %d call(s) with BYE", len(self.manager.active))
+
+    async def _withdraw_registrations(self) -> None:
+        registrations, self.registrations = self.registrations, []
+        await asyncio.gather(*(r.stop() for r in registrations), return_exceptions=True)
+
     async def stop(self) -> None:
         if self.manager is not None:
             await self.manager.shutdown()
         if self._api is not None and self._api_task is not None:
             self._api.should_exit = True
             await asyncio.gather(self._api_task, return_exceptions=True)
-        await asyncio.gather(*(r.stop() for r in self.registrations), return_exceptions=True)
+        await self._withdraw_registrations()
         if self.ua is not None:
             self.ua.close()
         if self.whip is not None:
             await self.whip.close()
         if self.agent_server is not None:
             await self.agent_server.stop()
+        await self.loop_lag.stop()
+
+
+def _call_records(config: Config) -> CallRecords:
+    try:
+        return CallRecords(config.call_records, redact=config.log_redact)
+    except OSError as exc:
+        raise ConfigError(f"call_records: cannot append to {config.call_records!r}: {exc.strerror}") from None
 
 
 def request_gate(config: Config, trusted: Callable[[str], bool]) -> RequestGate | None:
@@ -212,16 +274,21 @@ def settle_heap() -> None:
 
 
 async def serve(config: Config) -> None:
-    """Run the bridge until SIGINT or SIGTERM."""
+    """Run the bridge until SIGINT or SIGTERM; then drain (a second signal ends the drain) and stop."""
     bridge = Bridge(config)
-    stop = asyncio.Event()
+    stop, hurry = asyncio.Event(), asyncio.Event()
+
+    def signalled() -> None:
+        (hurry if stop.is_set() else stop).set()
+
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, signalled)
     try:
         await bridge.start()
         settle_heap()
         await stop.wait()
         log.info("shutting down")
+        await bridge.drain(hurry)
     finally:
         await bridge.stop()

@@ -8,6 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
+from . import logs
 from .config import ConfigError, load_config, parse_host_port
 
 
@@ -27,6 +28,7 @@ def _parser() -> argparse.ArgumentParser:
         "--agent", metavar="URL", help="WHIP endpoint of the voice agent (default: embedded echo)"
     )
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    serve.add_argument("--log-format", choices=["text", "json"], help="log lines as text (default) or JSON")
 
     agent = sub.add_parser("agent", help="run the embedded reference voice agent as a WHIP server")
     agent.add_argument("--listen", default="127.0.0.1:8080", metavar="HOST:PORT")
@@ -42,16 +44,6 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    for noisy in ("aioice", "aiortc"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
-
-
 def _serve(args: argparse.Namespace) -> int:
     from .bridge import serve
 
@@ -62,20 +54,22 @@ def _serve(args: argparse.Namespace) -> int:
         "public_ip": args.public_ip,
         "agent": args.agent,
         "log_level": args.log_level,
+        "log_format": args.log_format,
     }
     try:
         config = load_config(args.config, overrides=overrides)
     except ConfigError as exc:
         print(f"sipbridge: configuration error: {exc}", file=sys.stderr)
         return 2
-    _setup_logging(config.log_level)
+    logs.setup(config.log_level, config.log_format, config.log_redact, config.secrets)
+    log = logging.getLogger("sipbridge")  # from here on in the configured format, redacted
     try:
         asyncio.run(serve(config))
     except ConfigError as exc:
-        print(f"sipbridge: configuration error: {exc}", file=sys.stderr)
+        log.error("configuration error: %s", exc)
         return 2
     except OSError as exc:
-        print(f"sipbridge: cannot start: {exc}", file=sys.stderr)
+        log.error("cannot start: %s", exc)
         return 1
     return 0
 
@@ -88,7 +82,7 @@ def _agent(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"sipbridge: {exc}", file=sys.stderr)
         return 2
-    _setup_logging(args.log_level)
+    logs.setup(args.log_level)
     try:
         asyncio.run(run_agent(listen.host, listen.port, args.mode, resume_grace=args.resume_grace))
     except KeyboardInterrupt:

@@ -150,6 +150,27 @@ class Config:
     # answer only the first challenge, and only MD5.
     auth_realm: str = "sipbridge"
     auth_algorithms: tuple[str, ...] = ("MD5",)
+    # text for a person at a terminal (and the default, as before); json for a log pipeline.
+    log_format: str = "text"
+    # Phone numbers and SIP users in logs and call records keep only their last digits.
+    log_redact: bool = True
+    # /health says "degraded" from this share of max_calls (or of the RTP ports) in use.
+    degraded_load: float = 0.8
+    # On SIGTERM: seconds running calls may go on before they are ended with BYE.
+    drain_grace: float = 30.0
+    # A file that gets one JSON line per ended call; None: no records.
+    call_records: str | None = None
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """Every configured credential: never to be logged, whatever the format."""
+        values = (
+            *self.api_keys,
+            self.agent_token,
+            *(p.password for p in self.providers),
+            *(p.inbound_password for p in self.providers),
+        )
+        return tuple(v for v in values if v)
 
 
 def parse_host_port(text: str, name: str) -> HostPort:
@@ -302,6 +323,11 @@ _CONVERTERS: dict[str, Any] = {
     "unknown_source_action": lambda v, n: _choice(str(v).lower(), n, ("reject", "drop")),
     "auth_realm": lambda v, n: _parse_realm(v, n),
     "auth_algorithms": lambda v, n: _parse_algorithms(v, n),
+    "log_format": lambda v, n: _choice(str(v).lower(), n, ("text", "json")),
+    "log_redact": lambda v, n: _parse_bool(v, n),
+    "degraded_load": lambda v, n: _parse_range_float(v, n, 0.01, 1.0),
+    "drain_grace": lambda v, n: _parse_range_float(v, n, 0.0, 86400.0),
+    "call_records": lambda v, n: _parse_new_file(v, n),
 }
 
 DIGEST_ALGORITHMS = ("SHA-512-256", "SHA-256", "MD5")
@@ -325,6 +351,7 @@ def _parse_realm(value: Any, name: str) -> str:
 
 _OPTIONAL = frozenset(
     {"public_ip", "media_public_ip", "agent", "agent_token", "tls_cert_file", "tls_key_file", "tls_ca_file"}
+    | {"call_records"}
 )
 
 
@@ -332,6 +359,16 @@ def _parse_file(value: Any, name: str) -> str:
     path = Path(str(value)).expanduser()
     if not path.is_file():
         raise ConfigError(f"{name}: no such file {str(path)!r}")
+    return str(path)
+
+
+def _parse_new_file(value: Any, name: str) -> str:
+    """A file we append to: it may not exist yet, but its folder must, and it must not be a folder."""
+    path = Path(str(value)).expanduser()
+    if path.is_dir():
+        raise ConfigError(f"{name}: {str(path)!r} is a directory, not a file")
+    if not path.parent.is_dir():
+        raise ConfigError(f"{name}: no such directory {str(path.parent)!r}")
     return str(path)
 
 

@@ -47,6 +47,13 @@ def test_precedence_file_then_env_then_flags(tmp_path):
         ("auth_realm", 'a"b', "realm"),
         ("auth_algorithms", "MD4", "expected one of"),
         ("max_calls_per_source", "-1", "from 0 to"),
+        ("log_format", "yaml", "text, json"),
+        ("log_redact", "sometimes", "true or false"),
+        ("degraded_load", "1.5", "from 0.01 to 1"),
+        ("degraded_load", "0", "from 0.01 to 1"),
+        ("drain_grace", "-1", "0 or more"),
+        ("call_records", "/nonexistent-dir/calls.jsonl", "no such directory"),
+        ("call_records", "/tmp", "is a directory"),
     ],
 )
 def test_bad_values_name_the_setting(key, value, message):
@@ -182,3 +189,25 @@ def test_an_inbound_username_says_which_trunk_calls_so_it_is_unique(tmp_path):
     path.write_text(f"[providers.a]\n{table}[providers.b]\n{table}")
     with pytest.raises(ConfigError, match="unique"):
         load_config(path, env={})
+
+
+def test_operations_settings_defaults_and_sources(tmp_path):
+    config = load_config(env={})
+    assert (config.log_format, config.log_redact, config.degraded_load) == ("text", True, 0.8)
+    assert config.drain_grace == 30.0 and config.call_records is None
+    path = tmp_path / "sipbridge.toml"
+    path.write_text(f'log_format = "json"\ndrain_grace = 5\ncall_records = "{tmp_path}/calls.jsonl"\n')
+    env = {"SIPBRIDGE_LOG_REDACT": "false", "SIPBRIDGE_DEGRADED_LOAD": "0.9"}
+    config = load_config(path, env=env, overrides={"log_format": "text"})
+    assert (config.log_format, config.log_redact, config.degraded_load) == ("text", False, 0.9)
+    assert config.drain_grace == 5.0 and config.call_records == f"{tmp_path}/calls.jsonl"
+
+
+def test_secrets_lists_every_configured_credential(tmp_path):
+    path = tmp_path / "sipbridge.toml"
+    path.write_text(
+        '[api]\nkeys = ["k-0123456789abcdef"]\n'
+        '[providers.pbx]\ntype = "generic"\naddress = "127.0.0.1:5060"\nusername = "u"\n'
+    )
+    env = {"SIPBRIDGE_AGENT_TOKEN": "tok-1", "SIPBRIDGE_PROVIDER_PBX_PASSWORD": "pw-1"}
+    assert set(load_config(path, env=env).secrets) == {"k-0123456789abcdef", "tok-1", "pw-1"}

@@ -1,7 +1,7 @@
 """The REST API on port 8090: thin, validates input, asks the CallManager, serialises the answer.
 
 Every route but ``/health`` needs ``Authorization: Bearer <key>`` once keys are configured.
-Errors are JSON ``{"error": "..."}`` that say what is wrong.
+Errors are JSON ``{"error": "..."}`` that say what is wrong. ``/metrics`` is Prometheus text.
 """
 
 from __future__ import annotations
@@ -16,13 +16,17 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from .. import __version__
+from .. import __version__, metrics
 from ..calls.manager import CallManager
+from ..loop_lag import LoopLag
+from ..providers.admission import InboundAdmission
 from ..providers.policy import Refused
 from ..providers.provider import DialRequest, Providers
 from ..sip.useragent import UserAgent
+from .metrics import BridgeCollector
 
 MAX_METADATA_ITEMS = 20
+DEGRADED_LOOP_LAG_S = 0.5
 MAX_METADATA_VALUE = 256
 
 
@@ -61,8 +65,13 @@ def create_app(
     providers: Providers | None = None,
     ua: UserAgent | None = None,
     api_keys: tuple[str, ...] = (),
+    degraded_load: float = 0.8,
+    loop_lag: LoopLag | None = None,
+    admission: InboundAdmission | None = None,
 ) -> FastAPI:
     providers = providers or Providers(())
+    loop_lag = loop_lag or LoopLag()
+    collector = BridgeCollector(manager, providers, ua, loop_lag, admission)
     app = FastAPI(
         title="sipbridge",
         version=__version__,
@@ -93,9 +102,11 @@ def create_app(
         return JSONResponse({"error": "invalid request", "details": details}, status_code=422)
 
     @app.get("/health")
-    async def health() -> dict[str, Any]:
-        return {
-            "status": "ok",
+    async def health() -> JSONResponse:
+        """200 while ok or degraded, 503 while draining (a load balancer then sends no new calls)."""
+        status = health_status(manager, degraded_load, loop_lag.recent_max)
+        body = {
+            "status": status,
             "version": __version__,
             "calls_active": len(manager.active),
             "max_calls": manager.max_calls,
@@ -105,6 +116,11 @@ def create_app(
             "rtp_ports_in_use": manager.ports.in_use,
             "rtp_ports_total": manager.ports.capacity,
         }
+        return JSONResponse(body, status_code=503 if status == "draining" else 200)
+
+    @app.get("/metrics", dependencies=[authorised], response_class=Response)
+    async def prometheus_metrics() -> Response:
+        return Response(metrics.render(collector), media_type=metrics.CONTENT_TYPE)
 
     @app.get("/providers", dependencies=[authorised])
     async def list_providers() -> dict[str, Any]:
@@ -122,6 +138,9 @@ def create_app(
             raise HTTPException(404, f"no provider named {body.provider!r} (providers: {known})")
         if ua is None:
             raise HTTPException(503, "the SIP endpoint is not running")
+        if manager.draining:
+            retry = {"Retry-After": str(manager.drain_retry_after)}
+            raise HTTPException(503, "the bridge is draining (shutting down): no new calls", headers=retry)
         dial = DialRequest(body.to, body.from_, body.ring_timeout, body.max_duration, body.metadata)
         try:
             number = provider.admit(body.to, manager.outbound_active(provider.name))
@@ -150,6 +169,16 @@ def create_app(
         return call.to_dict()
 
     return app
+
+
+def health_status(manager: CallManager, degraded_load: float, loop_lag_s: float = 0.0) -> str:
+    """draining (shutting down); degraded (calls or RTP ports at degraded_load or more, or the event
+    loop half a second late in the last 10 s: every call's audio stalled); or ok."""
+    if manager.draining:
+        return "draining"
+    ports = manager.ports.in_use / manager.ports.capacity if manager.ports.capacity else 1.0
+    busy = max(manager.load, ports) >= degraded_load or loop_lag_s >= DEGRADED_LOOP_LAG_S
+    return "degraded" if busy else "ok"
 
 
 def _bearer_check(api_keys: tuple[str, ...]):  # noqa: ANN202

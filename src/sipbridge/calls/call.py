@@ -6,13 +6,14 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
+from .. import logs, metrics
 from ..agent.link import AgentLink
 from ..agent.whip import AgentUnavailable, WhipClient
 from ..media.g711 import SILENCE
@@ -46,6 +47,8 @@ FRAME_SAMPLES = 160  # the 20 ms tick at 8 kHz
 PACKET_SAMPLES = frozenset(range(80, 481, 80))  # phone packets of 10 to 60 ms
 MAX_DIGITS = 200
 MAX_EVENTS = 200
+
+T = TypeVar("T")
 
 
 class CallState(StrEnum):
@@ -86,6 +89,7 @@ class Call:
         on_ended: Callable[[Call], None],
     ) -> None:
         self.id = secrets.token_hex(8)
+        self.log = logs.call_logger(log, self.id)
         self.direction = "inbound"
         self.session = session
         self.settings = settings
@@ -100,6 +104,8 @@ class Call:
         self.metadata: dict[str, str] = {}
         self.state = CallState.RINGING
         self.started_at = time.time()
+        self._created = time.monotonic()
+        self.setup_s: float | None = None  # INVITE to 200 OK sent (inbound), placed to answered (outbound)
         self.state_history: list[dict[str, Any]] = []
         self.answered_at: float | None = None
         self.ended_at: float | None = None
@@ -125,6 +131,7 @@ class Call:
         self.link: AgentLink | None = None
         self._recovery: asyncio.Task[None] | None = None
         self.agent_reconnects = 0
+        self._replaced_links = metrics.MediaCounters()  # what the agent links before the current one carried
         self._uplink: PhoneToAgent | None = None
         self._downlink: AgentToPhone | None = None
         self._silence = b""
@@ -144,6 +151,7 @@ class Call:
         self.from_user = request.from_.uri.user or request.from_.uri.host
         self.from_display = request.from_.display
         self.to_user = request.to.uri.user or request.to.uri.host
+        session.log_extra = {"call_id": self.id}
         # Wired before the first await: a CANCEL may answer our 100 Trying before run() starts.
         session.on_cancel = lambda: self._finish_soon("caller cancelled")
         session.on_bye = lambda: self._finish_soon("caller hung up")
@@ -169,7 +177,7 @@ class Call:
             await self.hangup("bridge shutting down")
             raise
         except Exception:
-            log.exception("call %s failed", self.id)
+            self.log.exception("call %s failed", self.id)
             await self.hangup("internal error")
         finally:
             await self._release_media()
@@ -248,7 +256,7 @@ class Call:
             self._downlink = AgentToPhone(answer.codec, pcm_rate=settings.opus_pcm_rate)
             self._silence = bytes([SILENCE[answer.codec]]) * 160
             if self.codec is not None:
-                log.info("call %s: codec changed from %s to %s", self.id, self.codec, answer.codec)
+                self.log.info("call %s: codec changed from %s to %s", self.id, self.codec, answer.codec)
             self.codec = answer.codec
         self.rtp.configure(answer.payload_type, answer.dtmf_payload_type, answer.remote_addr)
         self.rtp.sending = answer.direction in ("sendrecv", "sendonly")
@@ -265,7 +273,8 @@ class Call:
         except AgentUnavailable as exc:
             if self.end_reason is not None:
                 return False  # the caller went away while we were dialling the agent
-            log.warning("call %s: agent unavailable: %s", self.id, exc.reason)
+            self.log.warning("call %s: agent unavailable: %s", self.id, exc.reason)
+            metrics.agent_link_failed("setup")
             self._reject(503, f"agent unavailable: {exc.reason}", "agent unavailable")
             return False
         return True
@@ -306,12 +315,13 @@ class Call:
     def _agent_link_failed(self, reason: str) -> None:
         if self.end_reason is not None or self._recovery is not None:
             return
+        metrics.agent_link_failed("mid_call")
         if self.settings.agent_resume_window <= 0:
             self._finish_soon(f"agent link failed: {reason}")
             return
-        log.warning("call %s: agent link failed (%s); redialling with the resume token", self.id, reason)
+        self.log.warning("call %s: agent link failed (%s); redialling with the resume token", self.id, reason)
         self._note_link_event("failed", reason=reason)
-        self._recovery = asyncio.get_running_loop().create_task(self._recover_agent(reason))
+        self._recovery = self._spawn(self._recover_agent(reason))
 
     async def _recover_agent(self, reason: str) -> None:
         """Redial the agent with the resume token until it answers or the window closes.
@@ -349,14 +359,17 @@ class Call:
 
     def _resumed(self, link: AgentLink) -> None:
         assert link.session is not None
+        if self.link is not None:
+            self._replaced_links.add(_link_counters(self.link))
         self.link, self._recovery = link, None
         self.agent_reconnects += 1
         status = link.session.resume_status or "unknown"
+        metrics.agent_reconnected(status == "resumed")
         self._note_link_event("resumed" if status == "resumed" else "reconnected", resume_status=status)
         if status == "resumed":
-            log.info("call %s: agent link resumed", self.id)
+            self.log.info("call %s: agent link resumed", self.id)
         else:  # the agent lost the conversation: the call goes on with a new one
-            log.warning("call %s: agent link back as a new conversation (resume %s)", self.id, status)
+            self.log.warning("call %s: agent link back as a new conversation (resume %s)", self.id, status)
 
     def _note_link_event(self, state: str, **detail: str) -> None:
         self.events.append({"type": "link", "state": state, **detail, "at": time.time()})
@@ -371,6 +384,7 @@ class Call:
             sdp = self._local_offer()
             self.rtp.sending = False  # until the ACK's answer says codec and address
         self.rtp.start_sending(self._clock, self._next_phone_frame)
+        sent_ok_at = time.monotonic()
         acked = await self._session.accept(sdp)
         if self._ended.is_set():
             return
@@ -386,7 +400,8 @@ class Call:
             return
         self._set_state(CallState.ANSWERED)
         self.answered_at = time.time()
-        log.info("call %s answered (%s from %s)", self.id, self.codec, self.from_user)
+        self._set_up(sent_ok_at)
+        self.log.info("call %s answered (%s from %s)", self.id, self.codec, logs.redact_user(self.from_user))
 
     def _wire_dialog(self, session: InviteSession) -> None:
         session.on_dtmf = lambda digit: self._digit_from_phone(digit, "sip-info")
@@ -437,7 +452,7 @@ class Call:
         try:
             answer = negotiate_audio(parse_sdp(body))
         except SdpError as exc:
-            log.info("call %s: unusable SDP answer: %s", self.id, exc)
+            self.log.info("call %s: unusable SDP answer: %s", self.id, exc)
             return False
         if self.rtp is None:
             return False
@@ -454,7 +469,7 @@ class Call:
         offer = parse_sdp(body)
         answer = negotiate_audio(offer)
         self._apply_media(answer)
-        log.info("call %s: media now %s %s", self.id, answer.codec, answer.direction)
+        self.log.info("call %s: media now %s %s", self.id, answer.codec, answer.direction)
         return self._local_answer(offer, answer)
 
     def _answer_in_dialog(self, body: bytes | None) -> None:
@@ -507,7 +522,7 @@ class Call:
     def _follow_packet_time(self, samples: int) -> None:
         """The phone packs another duration than the buffer expects (ptime 10 to 60 ms): follow it."""
         if self._jitter.started:
-            log.info("call %s: phone packets now %d ms", self.id, samples // 8)
+            self.log.info("call %s: phone packets now %d ms", self.id, samples // 8)
         stats = self._jitter.stats
         self._jitter = JitterBuffer(JitterConfig(frame_samples=samples))
         self._jitter.stats = stats
@@ -623,7 +638,9 @@ class Call:
         """The agent dials digits to the phone (an IVR menu): RFC 4733 events in the RTP stream."""
         wanted = [d for d in digits.upper() if d in DTMF_DIGITS]
         if not wanted or self._media is None or self._media.dtmf_payload_type is None:
-            log.info("call %s: agent digits %r not sent (no telephone-event negotiated)", self.id, digits)
+            self.log.info(
+                "call %s: agent digits %r not sent (no telephone-event negotiated)", self.id, digits
+            )
             return
         self._dtmf_out.send("".join(wanted))
         now = time.time()
@@ -643,19 +660,27 @@ class Call:
     # -- ending --------------------------------------------------------------------------------
 
     def _reject(self, status: int, warning: str, reason: str) -> None:
-        log.info("call %s rejected with %d: %s", self.id, status, warning)
+        self.log.info("call %s rejected with %d: %s", self.id, status, warning)
         self._session.reject(status, warning=warning)
         self._mark_ended(reason)
 
     def _finish_soon(self, reason: str) -> None:
-        asyncio.get_running_loop().create_task(self.hangup(reason))
+        self._spawn(self.hangup(reason))
+
+    def _spawn(self, coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+        """A task on behalf of this call (its log lines carry the call id), from any callback."""
+        return asyncio.get_running_loop().create_task(coro, context=logs.call_context(self.id))
+
+    def _set_up(self, at: float) -> None:
+        self.setup_s = at - self._created
+        metrics.call_set_up(self.direction, self.setup_s)
 
     async def hangup(self, reason: str) -> None:
         """End the call (BYE or final response as the dialog state requires) and free everything."""
         if self.end_reason is not None:
             return
         self.end_reason = reason
-        log.info("call %s ending: %s", self.id, reason)
+        self.log.info("call %s ending: %s", self.id, reason)
         # The BYE's answer may take up to 64·T1: the call is over for everyone before that.
         signalling = asyncio.ensure_future(self._end_signalling(reason))
         await asyncio.gather(self._release_media(), return_exceptions=True)
@@ -688,6 +713,36 @@ class Call:
         self.ended_at = time.time()
         self._ended.set()
         self._on_ended(self)
+
+    # -- figures -------------------------------------------------------------------------------
+
+    def media_counters(self) -> metrics.MediaCounters:
+        """This call's RTP and agent-leg counters, read from its stats (nothing is counted per packet)."""
+        jitter = self._jitter.stats
+        counters = metrics.MediaCounters(
+            rtp_packets_lost=jitter.lost, rtp_packets_late=jitter.late, rtp_frames_concealed=jitter.concealed
+        )
+        if self.rtp is not None:
+            rtp = self.rtp.stats
+            counters.rtp_packets_received, counters.rtp_packets_sent = rtp.packets_in, rtp.packets_out
+            counters.rtp_bytes_received, counters.rtp_bytes_sent = rtp.bytes_in, rtp.bytes_out
+            counters.rtp_packets_invalid = rtp.invalid_in
+        counters.add(self._replaced_links)
+        if self.link is not None:
+            counters.add(_link_counters(self.link))
+        return counters
+
+    @property
+    def rtp_jitter_s(self) -> float | None:
+        """The phone stream's interarrival jitter; None before any audio packet came."""
+        return self._jitter.stats.jitter_ms / 1000 if self._jitter.stats.received else None
+
+    @property
+    def rtp_loss(self) -> float | None:
+        """Share of the phone's frames that were missing at their playout time; None before any."""
+        stats = self._jitter.stats
+        due = stats.played + stats.lost
+        return stats.lost / due if due else None
 
     # -- view ----------------------------------------------------------------------------------
 
@@ -767,3 +822,12 @@ class Call:
             "barge_in_dropped_ms": self.barge_in_dropped_ms,
             "events": self.events[-20:],
         }
+
+
+def _link_counters(link: AgentLink) -> metrics.MediaCounters:
+    stats = link.stats
+    return metrics.MediaCounters(
+        agent_packets_sent=stats.packets_sent,
+        agent_packets_received=stats.packets_received,
+        agent_packets_dropped=stats.packets_dropped,
+    )

@@ -1,11 +1,14 @@
-"""All calls of the bridge: admission, lookup by id, history of ended calls, shutdown."""
+"""All calls of the bridge: admission, lookup by id, history of ended calls, drain and shutdown."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from collections import OrderedDict
+from collections.abc import Coroutine
+from typing import Any
 
+from .. import logs, metrics
 from ..agent.whip import WhipClient
 from ..rtp.clock import FrameClock
 from ..rtp.ports import PortAllocator
@@ -13,6 +16,7 @@ from ..sip.invite_session import InviteSession
 from ..sip.useragent import UserAgent
 from .call import Call, CallSettings
 from .outbound import OutboundCall, OutboundTarget
+from .records import CallRecords
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +33,7 @@ class CallManager:
         whip: WhipClient,
         max_calls: int = 500,
         clock: FrameClock | None = None,
+        records: CallRecords | None = None,
         max_calls_per_source: int = 0,
     ) -> None:
         self.settings = settings
@@ -45,13 +50,17 @@ class CallManager:
         self.clock = clock or FrameClock()
         self.total_calls = 0
         self.rejected_busy = 0
+        self.records = records or CallRecords(None)
+        self.ended_media = metrics.MediaCounters()  # what ended calls carried, added once per call
+        self.draining = False
+        self.drain_retry_after = BUSY_RETRY_AFTER_S
+        self._idle = asyncio.Event()
+        self._idle.set()
 
     def place_outbound(self, ua: UserAgent, target: OutboundTarget) -> OutboundCall:
         """Start dialling ``target``; the call is listed at once, in state ``dialing``."""
         call = OutboundCall(ua, target, self.settings, self.ports, self.whip, self.clock, self._call_ended)
-        self.active[call.id] = call
-        self.total_calls += 1
-        self._run(call)
+        self._admit(call)
         return call
 
     def outbound_active(self, provider: str) -> int:
@@ -59,27 +68,40 @@ class CallManager:
             1 for call in self.active.values() if call.direction == "outbound" and call.provider == provider
         )
 
-    def _run(self, call: Call) -> None:
-        task = asyncio.get_running_loop().create_task(call.run(), name=f"call-{call.id}")
+    def _admit(self, call: Call) -> None:
+        self.active[call.id] = call
+        self._idle.clear()
+        self.total_calls += 1
+        self._spawn(call, call.run(), name=f"call-{call.id}")
+
+    def _spawn(self, call: Call, coro: Coroutine[Any, Any, None], name: str | None = None) -> asyncio.Task:
+        """A task working for ``call``: its log lines carry the call's id."""
+        task = asyncio.get_running_loop().create_task(coro, name=name, context=logs.call_context(call.id))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     def handle_invite(self, session: InviteSession) -> Call | None:
+        if self.draining:
+            metrics.call_refused("draining")
+            warning = "draining: the bridge is shutting down"
+            session.reject(503, warning=warning, retry_after=self.drain_retry_after)
+            return None
         if len(self.active) >= self.max_calls:
             self.rejected_busy += 1
+            metrics.call_refused("call_limit")
             warning = f"call limit of {self.max_calls} reached"
             session.reject(503, warning=warning, retry_after=BUSY_RETRY_AFTER_S)
             return None
         if session.admitted_as is None and self._over_source_cap(session.source[0]):
             self.rejected_source_cap += 1
+            metrics.call_refused("source_cap")
             warning = f"{self.max_calls_per_source} calls from {session.source[0]} are up already"
             session.reject(503, warning=warning, retry_after=BUSY_RETRY_AFTER_S)
             return None
         call = Call(session, self.settings, self.ports, self.whip, self.clock, self._call_ended)
         call.provider = session.admitted_as
-        self.active[call.id] = call
-        self.total_calls += 1
-        self._run(call)
+        self._admit(call)
         return call
 
     def _over_source_cap(self, source: str) -> bool:
@@ -90,10 +112,31 @@ class CallManager:
         return up >= self.max_calls_per_source
 
     def _call_ended(self, call: Call) -> None:
+        """Once per call, as it ends: out of the active list, counted, recorded."""
         self.active.pop(call.id, None)
         self.history[call.id] = call
         while len(self.history) > HISTORY_SIZE:
             self.history.popitem(last=False)
+        if not self.active:
+            self._idle.set()
+        try:
+            self.ended_media.add(call.media_counters())
+            metrics.call_ended(
+                call.direction, call.provider, call.end_reason, call.rtp_jitter_s, call.rtp_loss
+            )
+            self.records.write(call)
+        except Exception:  # the bookkeeping must never keep a call from ending
+            log.exception(
+                "call %s: counting or recording its end failed", call.id, extra={"call_id": call.id}
+            )
+
+    def media_totals(self) -> metrics.MediaCounters:
+        """RTP and agent-leg counters of every call so far: the ended ones' and the active ones' now."""
+        totals = metrics.MediaCounters()
+        totals.add(self.ended_media)
+        for call in self.active.values():
+            totals.add(call.media_counters())
+        return totals
 
     @property
     def load(self) -> float:
@@ -110,11 +153,28 @@ class CallManager:
         """End a call; returns once it is marked ended (its BYE/CANCEL goes on in the background)."""
         call = self.get(call_id)
         if call is not None:
-            task = asyncio.get_running_loop().create_task(call.hangup(reason))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            task = self._spawn(call, call.hangup(reason))
             await asyncio.wait({task}, timeout=HANGUP_WAIT_S)
         return call
+
+    def start_draining(self, retry_after: int) -> None:
+        """From now on new INVITEs get 503 with ``Retry-After``; running calls go on."""
+        self.draining = True
+        self.drain_retry_after = retry_after
+
+    async def drained(self, grace: float, interrupt: asyncio.Event) -> bool:
+        """Wait until no call is active, for up to ``grace`` seconds or until ``interrupt`` is set.
+
+        True when every call ended by itself.
+        """
+        idle = asyncio.ensure_future(self._idle.wait())
+        stop = asyncio.ensure_future(interrupt.wait())
+        try:
+            await asyncio.wait({idle, stop}, timeout=grace, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            idle.cancel()
+            stop.cancel()
+        return not self.active
 
     async def shutdown(self) -> None:
         await asyncio.gather(*(c.hangup("bridge shutting down") for c in list(self.active.values())))

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from .. import logs
 from ..agent.whip import WhipClient
 from ..rtp.clock import FrameClock
 from ..rtp.ports import PortAllocator
@@ -55,6 +56,7 @@ class OutboundCall(Call):
         on_ended: Callable[[Call], None],
     ) -> None:
         super().__init__(None, settings, ports, whip, clock, on_ended)
+        self.log = logs.call_logger(log, self.id)
         self.direction = "outbound"
         self._ua = ua
         self.target = target
@@ -103,6 +105,7 @@ class OutboundCall(Call):
             self._mark_ended(outcome.reason)
             return
         self.session = outcome.session
+        self.session.log_extra = {"call_id": self.id}
         self.session.on_bye = lambda: self._finish_soon("far end hung up")
         self._wire_dialog(self.session)
         if outcome.response is None or not self._take_answer(outcome.response.body or None):
@@ -112,7 +115,8 @@ class OutboundCall(Call):
             return
         self._set_state(CallState.ANSWERED)
         self.answered_at = time.time()
-        log.info("call %s answered by %s (%s)", self.id, target.to, self.codec)
+        self._set_up(time.monotonic())
+        self.log.info("call %s answered by %s (%s)", self.id, logs.redact_user(target.to), self.codec)
 
     def _provisional(self, response: SipResponse) -> None:
         if self.state is CallState.DIALING:
@@ -124,7 +128,7 @@ class OutboundCall(Call):
         try:
             answer = negotiate_audio(parse_sdp(body))
         except SdpError as exc:
-            log.info("call %s: unusable early-media SDP: %s", self.id, exc)
+            self.log.info("call %s: unusable early-media SDP: %s", self.id, exc)
             return
         self._apply_media(answer)
         self._start_media()
@@ -134,7 +138,7 @@ class OutboundCall(Call):
         assert self.rtp is not None
         self.rtp.start_sending(self._clock, self._next_phone_frame)
         if self._agent_task is None:
-            self._agent_task = asyncio.ensure_future(self._connect_agent())
+            self._agent_task = self._spawn(self._connect_agent())
 
     async def _agent_connected(self) -> bool:
         self._start_media()
@@ -146,7 +150,7 @@ class OutboundCall(Call):
 
     def _reject(self, status: int, warning: str, reason: str) -> None:
         """Nothing to answer on an outbound call: a failure ends it (CANCEL or BYE as it stands)."""
-        log.info("call %s: %s", self.id, warning)
+        self.log.info("call %s: %s", self.id, warning)
         self._finish_soon(reason)
 
     @property

@@ -16,6 +16,7 @@ follow real time.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import math
 from collections.abc import Callable
@@ -73,7 +74,8 @@ class FrameClock:
         now = loop.time()
         if self._task is None or self._task.done():
             self._base = now
-            self._task = loop.create_task(self._run(), name="rtp-frame-clock")
+            # Shared by every call: not in the context (a call's log id) of the call that started it.
+            self._task = loop.create_task(self._run(), name="rtp-frame-clock", context=contextvars.Context())
         # The next slot-0 time, or the one that began less than a slot ago (it runs at once).
         cycles = math.ceil((now - self._base - self.slot) / FRAME_SECONDS)
         self._subscribers[token] = _Subscriber(tick, self._base + cycles * FRAME_SECONDS)

@@ -68,6 +68,8 @@ class InviteSession:
         self.on_answer: AnswerHandler | None = None
         self.on_failed: Callable[[str], None] | None = None
         self.on_dtmf: Callable[[str], None] | None = None
+        # Fields for this session's log lines (the application's call id: they run in SIP callbacks).
+        self.log_extra: dict[str, str] = {}
         self._ok: SipResponse | None = None
         self._ok_tx: ServerInviteTransaction | None = None
         self._ok_cseq = 0
@@ -189,7 +191,12 @@ class InviteSession:
         if rt.on_timer(self._ua.now()):
             self._ua.respond(self._ok_tx, self._ok)
         if rt.gave_up:
-            log.warning("call %s: no ACK for 200 OK within %.0f s", self.request.call_id, self._ua.timers.b)
+            log.warning(
+                "call %s: no ACK for 200 OK within %.0f s",
+                self.request.call_id,
+                self._ua.timers.b,
+                extra=self.log_extra,
+            )
             self._ok = None
             if self._ack_outcome is not None and not self._ack_outcome.done():
                 self._ua.unregister_dialog(self)
@@ -315,7 +322,7 @@ class InviteSession:
         except SdpError as exc:
             self._ua.respond(tx, self._ua.refusal(request, 488, None, str(exc)))
         except Exception:  # the transaction must still be answered, and the call go on
-            log.exception("call %s: session change failed", self.request.call_id)
+            log.exception("call %s: session change failed", self.request.call_id, extra=self.log_extra)
             self._ua.respond(tx, self._ua.refusal(request, 500, None, "internal error handling the offer"))
         return None
 
@@ -380,7 +387,7 @@ class InviteSession:
             return sent
 
     def _fail(self, reason: str) -> None:
-        log.info("call %s: %s", self.request.call_id, reason)
+        log.info("call %s: %s", self.request.call_id, reason, extra=self.log_extra)
         if self.on_failed is not None:
             self.on_failed(reason)
         else:
@@ -412,7 +419,7 @@ class InviteSession:
             bye.headers.add("Reason", f'SIP;cause=200;text="{_quoted(reason)}"')
         response = await self._ua.send_in_dialog(self, bye)
         if response is None:
-            log.info("call %s: BYE got no response", self.request.call_id)
+            log.info("call %s: BYE got no response", self.request.call_id, extra=self.log_extra)
 
 
 def allowed_methods(message: SipRequest | SipResponse) -> set[str]:

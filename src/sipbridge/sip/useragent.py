@@ -15,6 +15,7 @@ import ssl
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
+from .. import metrics
 from .dialog import DialogId
 from .errors import SipParseError
 from .gate import ADMIT, RequestGate, Screening, Verdict
@@ -162,6 +163,11 @@ class UserAgent:
         return stream.local_address[1]
 
     @property
+    def connections_refused(self) -> int:
+        """TCP/TLS connections closed at once for being over the per-source or total cap."""
+        return sum(stream.refused for stream in self._streams.values())
+
+    @property
     def transports(self) -> list[str]:
         return ["UDP", *(name for name, stream in self._streams.items() if stream.listening)]
 
@@ -246,6 +252,7 @@ class UserAgent:
     def _send_response(self, response: SipResponse, flow: Flow | None) -> None:
         """§18.2.2: over the connection the request came on; UDP to received/rport."""
         self.stats["responses"] += 1
+        metrics.sip_response_sent(response.status)
         data = response.to_bytes()
         via = response.via[0]
         if flow is None or flow.transport == "UDP":
@@ -526,6 +533,7 @@ class UserAgent:
             self._response_received(message)
         else:
             self.stats["requests"] += 1
+            metrics.sip_request_received(message.method)
             self._request_received(message, flow)
 
     def _answer_unparseable(self, data: bytes, exc: SipParseError, flow: Flow) -> None:

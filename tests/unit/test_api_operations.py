@@ -1,0 +1,177 @@
+"""The operator's routes without sockets: /health states, /metrics (format, key, cost), POST /calls
+while draining."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from types import SimpleNamespace
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from sipbridge.api.app import create_app
+from sipbridge.calls.call import Call, CallSettings
+from sipbridge.calls.manager import CallManager
+from sipbridge.config import HostPort, ProviderConfig
+from sipbridge.loop_lag import LoopLag
+from sipbridge.providers.provider import Providers
+from sipbridge.rtp.ports import PortAllocator
+from sipbridge.rtp.session import RtpSession
+from sipbridge.sip.gate import GateCounts
+
+KEY = "unit-test-key-0123456789"
+SETTINGS = CallSettings(
+    rtp_host="127.0.0.1", agent_timeout=1.0, ice_servers=(), opus_bitrate=32000, opus_application="audio"
+)
+PBX = ProviderConfig(
+    name="pbx", type="generic", address=HostPort("127.0.0.1", 5099), destinations=(r"^1\d{3}$",)
+)
+
+
+def _manager(max_calls: int = 10) -> CallManager:
+    return CallManager(SETTINGS, PortAllocator(40000, 40019), None, max_calls)  # type: ignore[arg-type]
+
+
+def _call(manager: CallManager, packets_in: int = 0) -> Call:
+    """A call in the manager's active list, with RTP stats as if it had run (no sockets)."""
+    call = Call(None, SETTINGS, manager.ports, None, manager.clock, manager._call_ended)  # type: ignore[arg-type]
+    call.rtp = RtpSession()
+    call.rtp.stats.packets_in, call.rtp.stats.packets_out = packets_in, 2 * packets_in
+    manager.active[call.id] = call
+    return call
+
+
+async def _client(manager: CallManager, keys: tuple[str, ...] = ()) -> httpx.AsyncClient:
+    # only its counters are read
+    gate = SimpleNamespace(counts=GateCounts(rejected=1, dropped=7, scanners=2))
+    ua = SimpleNamespace(stats={"parse_errors": 3}, gate=gate, connections_refused=4)
+    app = create_app(manager, Providers((PBX,)), ua, keys, degraded_load=0.5)  # type: ignore[arg-type]
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bridge")
+
+
+@pytest.fixture
+async def manager() -> AsyncIterator[CallManager]:
+    yield _manager()
+
+
+def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+async def test_health_is_ok_then_degraded_then_draining_with_503(manager: CallManager) -> None:
+    async with await _client(manager) as client:
+        response = await client.get("/health")
+        assert response.status_code == 200 and response.json()["status"] == "ok"
+        assert {"calls_active", "max_calls", "load", "rtp_ports_in_use"} <= set(response.json())
+        for _ in range(5):  # 5 of 10: degraded_load 0.5 reached
+            _call(manager)
+        response = await client.get("/health")
+        assert response.status_code == 200 and response.json()["status"] == "degraded"
+        manager.start_draining(retry_after=30)
+        response = await client.get("/health")
+        assert response.status_code == 503 and response.json()["status"] == "draining"
+        assert response.json()["calls_active"] == 5
+
+
+async def test_health_is_degraded_when_the_rtp_ports_run_out(manager: CallManager) -> None:
+    manager.ports._in_use.update(manager.ports._ports[:5])  # 5 of 10 ports, no calls
+    async with await _client(manager) as client:
+        assert (await client.get("/health")).json()["status"] == "degraded"
+
+
+async def test_metrics_need_the_key_and_speak_the_text_format(manager: CallManager) -> None:
+    async with await _client(manager, keys=(KEY,)) as client:
+        assert (await client.get("/metrics")).status_code == 401
+        assert (await client.get("/health")).status_code == 200
+        response = await client.get("/metrics", headers={"Authorization": f"Bearer {KEY}"})
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8"
+    samples = _samples(response.text)
+    for name in (
+        "sipbridge_calls_active",
+        "sipbridge_rtp_packets_received_total",
+        "sipbridge_rtp_ports_total",
+        "sipbridge_process_threads",
+        "sipbridge_asyncio_tasks",
+        "process_open_fds",
+        "process_resident_memory_bytes",
+        "sipbridge_sip_rate_limited_total",
+        "sipbridge_call_setup_seconds_count",
+        "sipbridge_agent_link_failures_total",
+    ):
+        assert any(key[0] == name for key in samples), name
+    assert samples[("sipbridge_rtp_ports_total", ())] == 10
+    assert samples[("sipbridge_sip_parse_errors_total", ())] == 3
+    assert samples[("sipbridge_sip_rate_limited_total", (("action", "dropped"),))] == 7
+    assert samples[("sipbridge_sip_scanner_requests_total", ())] == 2
+    assert samples[("sipbridge_sip_connections_refused_total", ())] == 4
+    assert samples[("sipbridge_inbound_refused_total", (("action", "challenged"),))] == 0
+
+
+async def test_packet_counters_are_read_from_the_calls_and_survive_their_end(manager: CallManager) -> None:
+    async with await _client(manager) as client:
+
+        async def received() -> float:
+            return _samples((await client.get("/metrics")).text)[("sipbridge_rtp_packets_received_total", ())]
+
+        first, second = _call(manager, packets_in=100), _call(manager, packets_in=50)
+        assert await received() == 150
+        first.rtp.stats.packets_in += 10  # the call goes on: the scrape sees its stats as they are
+        assert await received() == 160
+        first._mark_ended("caller hung up")  # ended: its counts move into the manager's totals
+        assert first.id not in manager.active
+        assert await received() == 160
+        second.rtp.stats.packets_in += 5
+        assert await received() == 165
+        text = (await client.get("/metrics")).text
+    active = _samples(text)[("sipbridge_calls_active", (("direction", "inbound"),))]
+    assert active == 1
+
+
+async def test_post_calls_while_draining_gets_503_with_retry_after(manager: CallManager) -> None:
+    manager.start_draining(retry_after=30)
+    async with await _client(manager) as client:
+        response = await client.post("/calls", json={"provider": "pbx", "to": "1001"})
+    assert response.status_code == 503 and response.headers["Retry-After"] == "30"
+    assert "draining" in response.json()["error"]
+
+
+async def test_a_scrape_with_500_calls_is_cheap(manager: CallManager) -> None:
+    """The figure in the README: one pass over the active calls per scrape, nothing per packet."""
+    big = _manager(max_calls=1000)
+    for _ in range(500):
+        _call(big, packets_in=1000)
+    async with await _client(big) as client:
+        await client.get("/metrics")
+        started = time.perf_counter()
+        for _ in range(5):
+            response = await client.get("/metrics")
+        per_scrape = (time.perf_counter() - started) / 5
+    assert _samples(response.text)[("sipbridge_rtp_packets_received_total", ())] == 500_000
+    print(f"\n/metrics with 500 active calls: {per_scrape * 1000:.1f} ms per scrape")
+    assert per_scrape < 0.25
+
+
+async def test_health_is_degraded_while_the_event_loop_lags(manager: CallManager) -> None:
+    lag = LoopLag(interval=0.02, window=1.0)
+    lag.start()
+    try:
+        await asyncio.sleep(0.05)
+        app = create_app(manager, Providers(()), None, (), loop_lag=lag)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://b") as client:
+            assert (await client.get("/health")).json()["status"] == "ok"
+            time.sleep(0.6)  # the loop stalls: every call's audio would have stopped
+            await asyncio.sleep(0.05)
+            assert lag.recent_max >= 0.5
+            assert (await client.get("/health")).json()["status"] == "degraded"
+            text = (await client.get("/metrics")).text
+        assert _samples(text)[("sipbridge_event_loop_lag_seconds", ())] >= 0.5
+    finally:
+        await lag.stop()
