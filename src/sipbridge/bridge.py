@@ -17,6 +17,7 @@ from .api.app import create_app
 from .calls.call import CallSettings
 from .calls.manager import CallManager
 from .config import Config, ConfigError
+from .heap import IdleTidy, tidy_heap
 from .providers.provider import Providers
 from .providers.registrar import ProviderRegistration
 from .rtp.clock import FrameClock
@@ -26,6 +27,8 @@ from .sip.transaction import Timers
 from .sip.useragent import UserAgent
 
 log = logging.getLogger(__name__)
+
+TIDY_INTERVAL_S = 5.0
 
 
 class Bridge:
@@ -39,6 +42,7 @@ class Bridge:
         self.registrations: list[ProviderRegistration] = []
         self._api: uvicorn.Server | None = None
         self._api_task: asyncio.Task | None = None
+        self._tidy_task: asyncio.Task | None = None
 
     async def start(self) -> None:
         config = self.config
@@ -88,6 +92,7 @@ class Bridge:
         for registration in self.registrations:
             await registration.start()
         await self._start_api()
+        self._tidy_task = asyncio.get_running_loop().create_task(self._tidy_when_idle(), name="tidy-heap")
         log.info(
             "sipbridge ready: SIP %s on %s (TLS port %s), REST http://%s, RTP ports %s, agent %s",
             "/".join(self.ua.transports),
@@ -110,6 +115,16 @@ class Bridge:
         call = self.manager.handle_invite(session)
         if call is not None and provider is not None:
             call.provider = provider.name
+
+    async def _tidy_when_idle(self) -> None:
+        """Give back what the last calls left (see heap.py), checking every TIDY_INTERVAL_S."""
+        assert self.manager is not None
+        window = 64 * self.config.sip_t1_ms / 1000 + 2 * TIDY_INTERVAL_S
+        policy, loop = IdleTidy(window), asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(TIDY_INTERVAL_S)
+            if policy.due(loop.time(), len(self.manager.active), self.manager.total_calls):
+                tidy_heap()
 
     def _embedded_agent_url(self) -> str:
         return f"http://{self.config.embedded_agent_listen}/whip"
@@ -142,6 +157,8 @@ class Bridge:
             await asyncio.sleep(0.01)
 
     async def stop(self) -> None:
+        if self._tidy_task is not None:
+            self._tidy_task.cancel()
         if self.manager is not None:
             await self.manager.shutdown()
         if self._api is not None and self._api_task is not None:
