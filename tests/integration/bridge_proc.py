@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -62,6 +64,14 @@ class AgentProcess:
         status, body = http_json("POST", f"http://127.0.0.1:{self.port}/sessions/{session_id}/drop")
         assert status == 200, body
 
+    def kill(self) -> float:
+        """SIGKILL the agent, as a crash or the OOM killer would: no DTLS close, no goodbye, nothing
+        answers any more. Returns when it was sent (time.time())."""
+        at = time.time()
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(5)
+        return at
+
     def send_events(self, session_id: str, *events: dict[str, Any]) -> None:
         """Send events to the caller as the agent would, on the session's events channel."""
         url = f"http://127.0.0.1:{self.port}/sessions/{session_id}/events"
@@ -95,11 +105,22 @@ class BridgeProcess:
         return self.proc.tail(80)
 
 
-def start_agent(logdir: Path, mode: str = "echo", *extra: str) -> AgentProcess:
-    port = free_tcp_port()
+def _unused_name(logdir: Path, name: str) -> str:
+    """`name`, or `name-2`, `name-3`, ...: a restarted process keeps the log of the one before."""
+    candidate, n = name, 1
+    while (logdir / f"{candidate}.err").exists():
+        n += 1
+        candidate = f"{name}-{n}"
+    return candidate
+
+
+def start_agent(logdir: Path, mode: str = "echo", *extra: str, port: int | None = None) -> AgentProcess:
+    """The reference agent in its own process, on `port` (a free one by default; give the port of an
+    agent that died to restart it there)."""
+    port = port or free_tcp_port()
     proc = ManagedProcess(
         [*SIPBRIDGE, "agent", "--listen", f"127.0.0.1:{port}", "--mode", mode, *extra],
-        name=f"agent-{port}",
+        name=_unused_name(logdir, f"agent-{port}"),
         logdir=logdir,
     ).start()
     _wait_ready(proc, f"http://127.0.0.1:{port}/health", 15)
