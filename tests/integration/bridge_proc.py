@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -12,6 +13,7 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -173,6 +175,57 @@ class SilentHttpServer:
 
     def close(self) -> None:
         self.sock.close()
+
+
+class LateWhipServer:
+    """A WHIP endpoint that answers every offer `delay` seconds late (201 with an SDP body and a
+    Location) and records the DELETEs it gets: an agent slower than the bridge's agent_timeout."""
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+        self.answered: list[str] = []  # the session paths it created, in order
+        self.deleted: list[str] = []
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.server.daemon_threads = True
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/whip"
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        late = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                time.sleep(late.delay)
+                path = f"/whip/late-{len(late.answered) + 1}"
+                late.answered.append(path)
+                body = b"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
+                with contextlib.suppress(OSError):  # the bridge may have gone: answer anyway
+                    self.send_response(201)
+                    self.send_header("Content-Type", "application/sdp")
+                    self.send_header("Location", path)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+
+            def do_DELETE(self) -> None:
+                late.deleted.append(self.path)
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        return Handler
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
 
 
 class CallWatcher:
