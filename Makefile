@@ -43,5 +43,14 @@ FUZZ_EXAMPLES ?= 6000
 fuzz: $(STAMP)
 	HYPOTHESIS_PROFILE=fuzz FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest tests/fuzz -p no:cacheprovider -o timeout=0 --hypothesis-show-statistics $(ARGS)
 
+# Long soak (tests/integration/test_soak.py, see README "Measured"): SOAK_CALLS calls through the
+# bridge, half one after another and half in waves of SOAK_WAVE; then fds, tasks, threads, RTP ports
+# and RSS must be back at their baseline. `make test` runs the same test with 100 calls.
+SOAK_CALLS ?= 1000
+SOAK_WAVE ?= 25
+.PHONY: soak
+soak: $(STAMP) system-deps
+	SOAK_CALLS=$(SOAK_CALLS) SOAK_WAVE=$(SOAK_WAVE) $(BIN)/pytest tests/integration/test_soak.py -p no:cacheprovider -o timeout=0 -s $(ARGS)
+
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache

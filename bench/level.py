@@ -29,7 +29,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.integration.bridge_proc import AgentProcess, BridgeProcess, http_json, start_agent, start_bridge
+from tests.integration.bridge_proc import (
+    AgentProcess,
+    BridgeProcess,
+    http_json,
+    start_agent,
+    start_bridge,
+    trunk_config,
+)
 from tests.peers import sipp
 
 from . import procstat
@@ -86,23 +93,14 @@ class Measured:
     flood: dict[str, Any] | None = None
 
 
-# The load comes from 127.0.0.1 as a carrier's calls would come from its edge: a configured trunk,
-# so the per-source rate limit for strangers (sip_rate_limit) does not apply to it.
-TRUNK_CONFIG = """
-[providers.trunk]
-type = "generic"
-address = "127.0.0.1:5999"
-inbound_cidrs = ["127.0.0.1/32"]
-"""
-
-
 def start_processes(plan: LevelPlan, stack: ExitStack) -> tuple[AgentProcess, BridgeProcess]:
     """The reference agent (its own process) and the bridge, both stopped when `stack` closes."""
     logs = plan.folder / "logs"
     agent = start_agent(logs, mode=plan.agent_mode)
     stack.callback(agent.proc.stop)
-    config = plan.folder / "sipbridge.toml"
-    config.write_text(TRUNK_CONFIG)
+    # The load comes from 127.0.0.1 as a carrier's calls would come from its edge: a configured
+    # trunk, so the limits for strangers (sip_rate_limit, max_calls_per_source) do not apply to it.
+    config = trunk_config(plan.folder)
     bridge = start_bridge(
         logs,
         agent.whip_url,

@@ -21,6 +21,7 @@ from .calls.call import CallSettings
 from .calls.manager import CallManager
 from .calls.records import CallRecords
 from .config import Config, ConfigError
+from .heap import IdleTidy, tidy_heap
 from .loop_lag import LoopLag
 from .providers.admission import InboundAdmission
 from .providers.provider import Providers
@@ -33,6 +34,8 @@ from .sip.transaction import Timers
 from .sip.useragent import UserAgent
 
 log = logging.getLogger(__name__)
+
+TIDY_INTERVAL_S = 5.0
 
 
 class _ApiServer(uvicorn.Server):
@@ -60,6 +63,7 @@ class Bridge:
         self._api: uvicorn.Server | None = None
         self._api_task: asyncio.Task | None = None
         self.loop_lag = LoopLag()
+        self._tidy_task: asyncio.Task | None = None
 
     async def start(self) -> None:
         config = self.config
@@ -126,6 +130,7 @@ class Bridge:
             await registration.start()
         self.loop_lag.start()
         await self._start_api()
+        self._tidy_task = asyncio.get_running_loop().create_task(self._tidy_when_idle(), name="tidy-heap")
         log.info(
             "sipbridge ready: SIP %s on %s (TLS port %s), REST http://%s, RTP ports %s, agent %s",
             "/".join(self.ua.transports),
@@ -140,6 +145,16 @@ class Bridge:
         """An INVITE the admission let in (``InboundAdmission.screen``) becomes a call."""
         assert self.manager is not None
         self.manager.handle_invite(session)
+
+    async def _tidy_when_idle(self) -> None:
+        """Give back what the last calls left (see heap.py), checking every TIDY_INTERVAL_S."""
+        assert self.manager is not None
+        window = 64 * self.config.sip_t1_ms / 1000 + 2 * TIDY_INTERVAL_S
+        policy, loop = IdleTidy(window), asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(TIDY_INTERVAL_S)
+            if policy.due(loop.time(), len(self.manager.active), self.manager.total_calls):
+                tidy_heap()
 
     def _embedded_agent_url(self) -> str:
         return f"http://{self.config.embedded_agent_listen}/whip"
@@ -202,6 +217,8 @@ class Bridge:
         await asyncio.gather(*(r.stop() for r in registrations), return_exceptions=True)
 
     async def stop(self) -> None:
+        if self._tidy_task is not None:
+            self._tidy_task.cancel()
         if self.manager is not None:
             await self.manager.shutdown()
         if self._api is not None and self._api_task is not None:

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import socket
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +66,14 @@ class AgentProcess:
         status, body = http_json("POST", f"http://127.0.0.1:{self.port}/sessions/{session_id}/drop")
         assert status == 200, body
 
+    def kill(self) -> float:
+        """SIGKILL the agent, as a crash or the OOM killer would: no DTLS close, no goodbye, nothing
+        answers any more. Returns when it was sent (time.time())."""
+        at = time.time()
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(5)
+        return at
+
     def send_events(self, session_id: str, *events: dict[str, Any]) -> None:
         """Send events to the caller as the agent would, on the session's events channel."""
         url = f"http://127.0.0.1:{self.port}/sessions/{session_id}/events"
@@ -95,11 +107,22 @@ class BridgeProcess:
         return self.proc.tail(80)
 
 
-def start_agent(logdir: Path, mode: str = "echo", *extra: str) -> AgentProcess:
-    port = free_tcp_port()
+def _unused_name(logdir: Path, name: str) -> str:
+    """`name`, or `name-2`, `name-3`, ...: a restarted process keeps the log of the one before."""
+    candidate, n = name, 1
+    while (logdir / f"{candidate}.err").exists():
+        n += 1
+        candidate = f"{name}-{n}"
+    return candidate
+
+
+def start_agent(logdir: Path, mode: str = "echo", *extra: str, port: int | None = None) -> AgentProcess:
+    """The reference agent in its own process, on `port` (a free one by default; give the port of an
+    agent that died to restart it there)."""
+    port = port or free_tcp_port()
     proc = ManagedProcess(
         [*SIPBRIDGE, "agent", "--listen", f"127.0.0.1:{port}", "--mode", mode, *extra],
-        name=f"agent-{port}",
+        name=_unused_name(logdir, f"agent-{port}"),
         logdir=logdir,
     ).start()
     _wait_ready(proc, f"http://127.0.0.1:{port}/health", 15)
@@ -137,6 +160,18 @@ def start_bridge(
     return bridge
 
 
+def trunk_config(folder: Path, source: str = "127.0.0.1", extra: str = "") -> Path:
+    """A sipbridge.toml in ``folder`` naming ``source`` as a trunk's address (``inbound_cidrs``), as
+    a carrier's edge would be: its calls are admitted as provider "trunk" and never rate-limited, and
+    any other source is then refused. ``extra`` is appended (more TOML)."""
+    path = folder / "sipbridge.toml"
+    path.write_text(
+        f'[providers.trunk]\ntype = "generic"\naddress = "127.0.0.1:5999"\ninbound_cidrs = ["{source}/32"]\n'
+        + extra
+    )
+    return path
+
+
 class SilentHttpServer:
     """A TCP listener that accepts connections and never answers: an agent that hangs."""
 
@@ -152,6 +187,57 @@ class SilentHttpServer:
 
     def close(self) -> None:
         self.sock.close()
+
+
+class LateWhipServer:
+    """A WHIP endpoint that answers every offer `delay` seconds late (201 with an SDP body and a
+    Location) and records the DELETEs it gets: an agent slower than the bridge's agent_timeout."""
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+        self.answered: list[str] = []  # the session paths it created, in order
+        self.deleted: list[str] = []
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.server.daemon_threads = True
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/whip"
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        late = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                time.sleep(late.delay)
+                path = f"/whip/late-{len(late.answered) + 1}"
+                late.answered.append(path)
+                body = b"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
+                with contextlib.suppress(OSError):  # the bridge may have gone: answer anyway
+                    self.send_response(201)
+                    self.send_header("Content-Type", "application/sdp")
+                    self.send_header("Location", path)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+
+            def do_DELETE(self) -> None:
+                late.deleted.append(self.path)
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        return Handler
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
 
 
 class CallWatcher:

@@ -17,6 +17,7 @@ from tests.integration.bridge_proc import (
     CallWatcher,
     http_json,
     start_bridge,
+    trunk_config,
 )
 from tests.peers import rawsip, sipp
 from tests.peers.procs import LOOPBACK, wait_until
@@ -29,12 +30,6 @@ pytestmark = [
 TRUNK_HOST = "127.0.0.2"
 STRANGER = LOOPBACK
 PBX_PASSWORD = "pbx-secret-42"
-TRUNK = f"""
-[providers.trunk]
-type = "generic"
-address = "127.0.0.1:5999"
-inbound_cidrs = ["{TRUNK_HOST}/32"]
-"""
 PBX = """
 [providers.pbx]
 type = "asterisk"
@@ -44,23 +39,23 @@ inbound_username = "asterisk"
 SVMAP = Path(sys.executable).parent / "sipvicious_svmap"
 
 
-def _bridge(logdir: Path, agent: AgentProcess, tmp_path: Path, config: str, **env: str) -> BridgeProcess:
-    path = tmp_path / "sipbridge.toml"
-    path.write_text(config)
+def _bridge(logdir: Path, agent: AgentProcess, tmp_path: Path, extra: str = "", **env: str) -> BridgeProcess:
+    """A trunk at TRUNK_HOST, and ``extra`` providers."""
+    path = trunk_config(tmp_path, TRUNK_HOST, extra)
     secrets = {"SIPBRIDGE_PROVIDER_PBX_INBOUND_PASSWORD": PBX_PASSWORD}
     return start_bridge(logdir, agent.whip_url, "--config", str(path), env={**secrets, **env})
 
 
 @pytest.fixture
 def trunk_bridge(logdir: Path, agent: AgentProcess, tmp_path: Path):  # noqa: ANN201
-    bridge = _bridge(logdir, agent, tmp_path, TRUNK)
+    bridge = _bridge(logdir, agent, tmp_path)
     yield bridge
     bridge.proc.stop()
 
 
 @pytest.fixture
 def pbx_bridge(logdir: Path, agent: AgentProcess, tmp_path: Path):  # noqa: ANN201
-    bridge = _bridge(logdir, agent, tmp_path, TRUNK + PBX)
+    bridge = _bridge(logdir, agent, tmp_path, PBX)
     yield bridge
     bridge.proc.stop()
 
@@ -126,7 +121,7 @@ def test_a_pbx_is_challenged_and_admitted_by_its_credentials(
 def test_strangers_get_no_answer_at_all_when_so_configured(
     logdir: Path, agent: AgentProcess, tmp_path: Path
 ) -> None:
-    bridge = _bridge(logdir, agent, tmp_path, TRUNK, SIPBRIDGE_UNKNOWN_SOURCE_ACTION="drop")
+    bridge = _bridge(logdir, agent, tmp_path, SIPBRIDGE_UNKNOWN_SOURCE_ACTION="drop")
     try:
         with rawsip.RawSipSocket(STRANGER) as stranger, rawsip.RawSipSocket(TRUNK_HOST) as trunk:
             for method in ("INVITE", "OPTIONS", "REGISTER"):

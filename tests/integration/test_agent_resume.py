@@ -4,6 +4,7 @@ hangs up with a clear reason when the agent does not come back."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import pytest
 from tests.integration.bridge_proc import AgentProcess, BridgeProcess, start_agent, start_bridge
 from tests.peers import audio, sipp
 from tests.peers.procs import wait_until
+from tests.peers.sipp import traced
 
 pytestmark = [
     pytest.mark.integration,
@@ -103,7 +105,7 @@ def test_an_agent_that_does_not_come_back_ends_the_call_with_the_reason(logdir: 
     )
     try:
         call = _answered_call(bridge)
-        doomed.proc.stop(grace=0)  # SIGKILL: no DTLS close, no SCTP abort, nothing answers any more
+        killed_at = doomed.kill()
         thread.join(30)
         view = _view(bridge, call["id"])
     finally:
@@ -115,4 +117,56 @@ def test_an_agent_that_does_not_come_back_ends_the_call_with_the_reason(logdir: 
     assert view["state"] == "ended", view
     assert view["end_reason"].startswith("agent link failed (nothing from the agent for"), view["end_reason"]
     assert "was not recovered within 3 s: agent unreachable: connection refused" in view["end_reason"]
-    assert "was not recovered within 3 s" in result.messages(), result.messages()[-1500:]
+    bye = next(m for m in traced(result) if not m.sent and m.is_request and m.method == "BYE")
+    assert "was not recovered within 3 s" in (bye.header("Reason") or ""), bye.text
+    waited = bye.at - killed_at
+    print(f"\nagent SIGKILLed -> BYE at the caller {waited:.2f} s (silence timeout 1.5 s, resume window 3 s)")
+
+
+def test_an_agent_killed_and_restarted_on_its_port_takes_the_call_back(
+    logdir: Path, speech: Path, tmp_path: Path
+) -> None:
+    """The agent process dies mid-call and its supervisor starts it again: the new process never issued
+    the call's resume token (resume_status expired), so the call goes on with a new conversation."""
+    ulaw = audio.wav_to_ulaw_raw(speech, tmp_path / "speech.ul")
+    first = start_agent(logdir)
+    bridge = start_bridge(logdir, first.whip_url, env={**FAST_FAILURE, "SIPBRIDGE_AGENT_RESUME_WINDOW": "15"})
+    thread, box = _in_background(
+        lambda: sipp.run_scenario(
+            "uac_pcmu_audio", bridge.sip_target, hold_ms=14000, keys={"audio_file": ulaw}, workdir=tmp_path
+        )
+    )
+    second: AgentProcess | None = None
+    try:
+        call = _answered_call(bridge)
+        killed_at = first.kill()
+        second = start_agent(logdir, port=first.port)
+        restarted_at = time.time()
+        assert wait_until(lambda: _view(bridge, call["id"])["agent"]["reconnects"] == 1, 15), bridge.log()
+        view = _view(bridge, call["id"])
+        received = view["agent"]["packets_received"]
+        assert wait_until(lambda: _view(bridge, call["id"])["agent"]["packets_received"] > received, 5)
+        heard_at = time.time()
+        assert view["state"] == "answered" and view["agent"]["resume_status"] == "expired", view["agent"]
+        links = [e for e in view["agent"]["events"] if e.get("type") == "link"]
+        assert [e["state"] for e in links] == ["failed", "reconnected"], links
+        (session,) = second.sessions()  # one redial reached it, with the dead process's token
+        assert session["resume_status"] == "expired"
+        assert wait_until(lambda: agent_session(second, session["id"])["packets_in"] > 50, 5)
+        assert wait_until(lambda: _view(bridge, call["id"])["agent"]["packets_received"] > received + 50, 5)
+        thread.join(30)
+        final = _view(bridge, call["id"])
+    finally:
+        thread.join(30)
+        bridge.proc.stop()
+        first.proc.stop()
+        if second is not None:
+            second.proc.stop()
+    box["result"].assert_success(calls=1)
+    assert final["end_reason"] == "caller hung up", final["end_reason"]
+    failed_at, back_at = links[0]["at"], links[1]["at"]
+    print(
+        f"\nagent SIGKILLed, restarted on its port {restarted_at - killed_at:.2f} s later; link failed "
+        f"{failed_at - killed_at:.2f} s after the kill, reconnected {back_at - killed_at:.2f} s, agent audio "
+        f"at the bridge again by {heard_at - killed_at:.2f} s"
+    )

@@ -9,6 +9,7 @@ import pytest
 from tests.integration.bridge_proc import (
     AgentProcess,
     CallWatcher,
+    LateWhipServer,
     SilentHttpServer,
     http_json,
     start_bridge,
@@ -68,3 +69,25 @@ def test_an_agent_that_never_answers_rings_until_the_agent_timeout_then_503(
     finally:
         bridge.proc.stop()
         hanging_agent.close()
+
+
+def test_an_agent_answering_after_the_deadline_gets_its_session_deleted(logdir: Path, tmp_path: Path) -> None:
+    """The agent answers the WHIP offer a second after agent_timeout: the caller has had its 503, the
+    late answer does not bring the call back, and the session the agent made for it is deleted."""
+    late_agent = LateWhipServer(delay=3.0)
+    bridge = start_bridge(logdir, late_agent.url, env={"SIPBRIDGE_AGENT_TIMEOUT": "2"})
+    try:
+        with CallWatcher(bridge, "sipp") as watcher:
+            result = sipp.run_scenario("uac_expect_503", bridge.sip_target, workdir=tmp_path)
+        result.assert_success(calls=1)  # 503, and nothing else: no 200 OK ever
+        refused = next(m for m in traced(result) if not m.sent and m.status == 503)
+        assert "agent unavailable" in (refused.header("Warning") or ""), refused.text
+        deleted = wait_until(lambda: late_agent.deleted == ["/whip/late-1"], 10)
+        assert deleted, (late_agent.answered, late_agent.deleted, bridge.log())
+        call = bridge.call(watcher.ids[0])[1]
+        assert call["state"] == "ended" and call["end_reason"] == "agent unavailable", call
+        assert bridge.calls() == [] and http_json("GET", f"{bridge.api}/health")[1]["rtp_ports_in_use"] == 0
+    finally:
+        bridge.proc.stop()
+        late_agent.close()
+    assert "came after" in bridge.log(), bridge.log()

@@ -16,7 +16,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.integration.bridge_proc import AgentProcess, BridgeProcess, CallWatcher, http_json, start_bridge
+from tests.integration.bridge_proc import (
+    AgentProcess,
+    BridgeProcess,
+    CallWatcher,
+    http_json,
+    start_bridge,
+    trunk_config,
+)
 from tests.peers import audio, sipp
 from tests.peers.procs import wait_until
 
@@ -27,20 +34,13 @@ pytestmark = [
 
 FLOOD_RATE = 5000
 FLOOD_S = 3.0
-CONFIG = """
-[providers.trunk]
-type = "generic"
-address = "127.0.0.1:5999"
-inbound_cidrs = ["127.0.0.1/32"]
-"""
 
 
 def test_a_call_goes_on_untouched_through_an_invite_flood(
     logdir: Path, agent: AgentProcess, speech: Path, tmp_path: Path
 ) -> None:
     ulaw = audio.wav_to_ulaw_raw(speech, tmp_path / "speech.ul")
-    config = tmp_path / "sipbridge.toml"
-    config.write_text(CONFIG)
+    config = trunk_config(tmp_path)  # the call comes from a trunk; the flood from a stranger
     bridge = start_bridge(logdir, agent.whip_url, "--config", str(config))
     box: dict[str, sipp.SippResult] = {}
 

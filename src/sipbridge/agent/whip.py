@@ -19,6 +19,7 @@ logger = logging.getLogger(__name__)
 RESOURCE_ID_HEADER = "X-StreamCore-Resource-Id"
 DIRECTIONS = ("inbound", "outbound")
 DELETE_TIMEOUT = 2.0
+LATE_ANSWER_GRACE = 10.0  # how long past our deadline an answer is still read, to DELETE its session
 
 
 class AgentUnavailable(Exception):
@@ -52,6 +53,7 @@ class WhipClient:
         self.token = token
         self.timeout = timeout
         self._http: aiohttp.ClientSession | None = None
+        self._orphans: set[asyncio.Task[None]] = set()  # offers given up on, awaiting a late answer
 
     async def offer(
         self,
@@ -68,21 +70,49 @@ class WhipClient:
         headers["Content-Type"] = "application/sdp"
         if resource_id:
             headers[RESOURCE_ID_HEADER] = resource_id
-        params = _query(direction, resume_token)
-        timeout = aiohttp.ClientTimeout(total=self.timeout)
+        post = asyncio.ensure_future(self._post(sdp.encode(), headers, _query(direction, resume_token)))
+        try:
+            return await asyncio.wait_for(asyncio.shield(post), self.timeout)
+        except TimeoutError:
+            self._give_up(post)
+            raise AgentUnavailable(self._no_answer()) from None
+        except asyncio.CancelledError:  # the caller's own deadline, or the call went away
+            self._give_up(post)
+            raise
+
+    async def _post(self, body: bytes, headers: dict[str, str], params: dict[str, str]) -> WhipSession:
+        timeout = aiohttp.ClientTimeout(total=self.timeout + LATE_ANSWER_GRACE)
         try:
             async with self._session().post(
-                self.endpoint, data=sdp.encode(), headers=headers, params=params, timeout=timeout
+                self.endpoint, data=body, headers=headers, params=params, timeout=timeout
             ) as resp:
                 return await self._read_answer(resp)
         except AgentUnavailable:
             raise
         except TimeoutError as exc:
-            raise AgentUnavailable(
-                f"agent unreachable: no answer within {self.timeout:g} s at {self.endpoint}"
-            ) from exc
+            raise AgentUnavailable(self._no_answer()) from exc
         except aiohttp.ClientError as exc:
             raise AgentUnavailable(f"agent unreachable: {_describe(exc)} at {self.endpoint}") from exc
+
+    def _no_answer(self) -> str:
+        return f"agent unreachable: no answer within {self.timeout:g} s at {self.endpoint}"
+
+    def _give_up(self, post: asyncio.Future[WhipSession]) -> None:
+        """Nobody waits for this offer's answer any more: if the agent still answers it (within
+        LATE_ANSWER_GRACE), the session it made is deleted, not left to hold a seat at the agent."""
+        task = asyncio.ensure_future(self._delete_when_answered(post))
+        self._orphans.add(task)
+        task.add_done_callback(self._orphans.discard)
+
+    async def _delete_when_answered(self, post: asyncio.Future[WhipSession]) -> None:
+        try:
+            session = await post
+        except Exception:
+            return  # no session was made, or none we could learn of
+        logger.info(
+            "WHIP answer from %s came after we gave up on it: deleting %s", self.endpoint, session.session_url
+        )
+        await self.delete(session.session_url)
 
     async def delete(self, session_url: str) -> None:
         """Hang up a session. Best effort: failures are logged, never raised."""
@@ -98,6 +128,9 @@ class WhipClient:
             logger.warning("WHIP DELETE %s failed: %s", session_url, _describe(exc))
 
     async def close(self) -> None:
+        for task in list(self._orphans):
+            task.cancel()
+        await asyncio.gather(*self._orphans, return_exceptions=True)
         if self._http is not None:
             http, self._http = self._http, None
             await http.close()

@@ -6,6 +6,7 @@ Errors are JSON ``{"error": "..."}`` that say what is wrong. ``/metrics`` is Pro
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import time
 from typing import Any
@@ -115,6 +116,7 @@ def create_app(
             "calls_rejected_busy": manager.rejected_busy,
             "rtp_ports_in_use": manager.ports.in_use,
             "rtp_ports_total": manager.ports.capacity,
+            "asyncio_tasks": len(asyncio.all_tasks()),
         }
         return JSONResponse(body, status_code=503 if status == "draining" else 200)
 

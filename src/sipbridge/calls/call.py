@@ -181,6 +181,7 @@ class Call:
             await self.hangup("internal error")
         finally:
             await self._release_media()
+            self._detach_session()
 
     @property
     def _session(self) -> InviteSession:
@@ -704,6 +705,14 @@ class Call:
             self.rtp_port = None
         if self.link is not None:
             await self.link.close()
+
+    def _detach_session(self) -> None:
+        """Unhook the call from its SIP session, which the UA keeps while the INVITE transaction
+        lives (64·T1 past the 200 OK), so that the call's codecs and buffers go now, not then."""
+        session = self.session
+        if session is not None:
+            session.on_cancel = session.on_bye = session.on_failed = session.on_dtmf = None
+            session.on_offer = session.on_answer = None
 
     def _mark_ended(self, reason: str) -> None:
         if self.state is CallState.ENDED:

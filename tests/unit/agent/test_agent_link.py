@@ -3,9 +3,11 @@
 import asyncio
 import contextlib
 import fractions
+import gc
 import logging
 import socket
 import time
+import weakref
 from collections.abc import AsyncIterator, Callable
 
 import aiohttp
@@ -218,6 +220,20 @@ async def test_close_is_idempotent_and_concurrent(agent, whip):
     link.send_event({"type": "dtmf"})
     deleted = [s for s in await sessions(agent) if s["deleted"]]
     assert len(deleted) == 1
+
+
+async def test_a_closed_link_keeps_nothing_of_its_peer_connection(agent, whip):
+    """An ended call stays readable for a while: its closed link must not hold the peer connection's
+    transports, sockets and SDP (0.25 MiB a call), e.g. through the cancelled liveness task's frames."""
+    link = Recorder().link(whip, silence_timeout=5)
+    await link.connect(timeout=5)
+    await link.wait_connected(timeout=5)
+    pc = weakref.ref(link._pc)
+    await link.close()
+    await asyncio.sleep(0)  # the cancelled liveness task finishes
+    gc.collect()
+    assert pc() is None
+    assert link.stats.packets_sent == 0 and link.session is not None  # what the call's view reads
 
 
 @contextlib.asynccontextmanager

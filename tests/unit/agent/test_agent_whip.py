@@ -147,7 +147,8 @@ async def test_busy_agent_is_refused_with_retry_after(fake_agent):
 
 
 async def test_silent_agent_times_out():
-    server = await asyncio.start_server(lambda reader, writer: None, "127.0.0.1", 0)
+    accepted: list[asyncio.StreamWriter] = []
+    server = await asyncio.start_server(lambda reader, writer: accepted.append(writer), "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     client = WhipClient(f"http://127.0.0.1:{port}/whip", timeout=0.3)
     started = time.monotonic()
@@ -156,8 +157,67 @@ async def test_silent_agent_times_out():
     elapsed = time.monotonic() - started
     await client.close()
     server.close()
+    for writer in accepted:
+        writer.close()
     assert "agent unreachable: no answer within 0.3 s" in caught.value.reason
     assert elapsed < 2
+
+
+def _late(delay: float) -> Handler:
+    async def answer(request: web.Request) -> web.StreamResponse:
+        if request.method == "POST":
+            await asyncio.sleep(delay)
+        return await _created(request)
+
+    return answer
+
+
+async def _deleted(agent: FakeAgent) -> list[str]:
+    deadline = time.monotonic() + 3
+    while not any(method == "DELETE" for method, *_ in agent.requests) and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    return [url for method, url, *_ in agent.requests if method == "DELETE"]
+
+
+async def test_an_answer_after_the_timeout_has_its_session_deleted(fake_agent):
+    agent = await fake_agent(_late(0.5))
+    client = WhipClient(f"{agent.base}/whip", timeout=0.2)
+    try:
+        with pytest.raises(AgentUnavailable) as caught:
+            await client.offer("v=0", resource_id=None)
+        assert "no answer within 0.2 s" in caught.value.reason
+        assert await _deleted(agent) == ["/whip/abc123"]  # the seat it took at the agent is given back
+    finally:
+        await client.close()
+
+
+async def test_an_offer_given_up_by_its_caller_has_a_late_session_deleted(fake_agent):
+    """The caller's own deadline (AgentLink.connect) or a CANCEL from the phone stops the wait."""
+    agent = await fake_agent(_late(0.3))
+    client = WhipClient(f"{agent.base}/whip", timeout=5)
+    try:
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.1):
+                await client.offer("v=0", resource_id=None)
+        assert await _deleted(agent) == ["/whip/abc123"]
+    finally:
+        await client.close()
+
+
+async def test_close_stops_waiting_for_late_answers(fake_agent):
+    release = asyncio.Event()
+
+    async def held(request: web.Request) -> web.StreamResponse:
+        await release.wait()  # answers only once the client has closed
+        return await _created(request)
+
+    agent = await fake_agent(held)
+    client = WhipClient(f"{agent.base}/whip", timeout=0.1)
+    with pytest.raises(AgentUnavailable):
+        await client.offer("v=0", resource_id=None)
+    await client.close()  # returns although the agent has not answered yet
+    release.set()
+    assert [method for method, *_ in agent.requests] == ["POST"]
 
 
 async def test_201_without_a_body_is_unavailable(fake_agent):
