@@ -93,7 +93,7 @@ def summary(record: dict[str, Any]) -> dict[str, Any]:
         "window_s": round(record["window"]["seconds"], 1),
         "calls_live": record["window"]["calls_live"],
         "calls_failed": calls.get("failed"),
-        "frames_checked": media.get("checked"),
+        "frames_checked": media.get("frames_checked"),
         "loss_pct": media.get("loss_pct"),
         "loss_pct_worst_call": media.get("loss_pct_worst_call"),
         "rtt_ms_p50": media.get("rtt_ms_p50"),
@@ -114,9 +114,9 @@ def markdown(results: dict[str, Any]) -> str:
         "127.0.0.2 (an unknown source) for the window. Loss counts the calls' speech frames that did "
         "not come back, over the window only.",
         "",
-        "| run | window s | calls | loss % (worst call) | round trip p50/p99 ms | bridge CPU % of a core "
-        "| INVITEs sent (per s) | answers to the flooder |",
-        "|---|---|---|---|---|---|---|---|",
+        "| run | window s | calls | speech frames checked | loss % (worst call) | round trip p50/p99 ms "
+        "| bridge CPU % of a core | INVITEs sent (per s) | answers to the flooder |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for entry in results["runs"]:
         lines.append(_row(entry))
@@ -125,12 +125,12 @@ def markdown(results: dict[str, Any]) -> str:
 
 def _row(entry: dict[str, Any]) -> str:
     if "error" in entry:
-        return f"| {entry['name']} | failed: {entry['error']} |||||||"
+        return f"| {entry['name']} | failed: {entry['error']} ||||||||"
     flood = entry.get("flood") or {}
     sent = f"{flood['sent']} ({flood['rate_sent']:g})" if flood else "-"
     answers = ", ".join(f"{n}× {code}" for code, n in flood.get("replies", {}).items()) or "-"
     return (
-        f"| {entry['name']} | {entry['window_s']} | {entry['calls_live']} "
+        f"| {entry['name']} | {entry['window_s']} | {entry['calls_live']} | {entry['frames_checked']} "
         f"| {_num(entry['loss_pct'], 3)} ({_num(entry['loss_pct_worst_call'], 2)}) "
         f"| {_num(entry['rtt_ms_p50'])} / {_num(entry['rtt_ms_p99'])} | {_num(entry['bridge_cpu_pct'])} "
         f"| {sent} | {answers} |"
