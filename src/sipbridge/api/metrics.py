@@ -126,14 +126,12 @@ class BridgeCollector:
             "sipbridge_sip_parse_errors", "SIP messages that could not be parsed", value=errors
         )
         gate = self.ua.gate.counts if self.ua is not None and self.ua.gate is not None else GateCounts()
-        limited = CounterMetricFamily(
+        yield _by_label(
             "sipbridge_sip_rate_limited",
             "SIP requests over their source's rate limit: rejected (503 Retry-After) or dropped (ignored)",
-            labels=["action"],
+            "action",
+            {"rejected": gate.rejected, "dropped": gate.dropped},
         )
-        limited.add_metric(["rejected"], gate.rejected)
-        limited.add_metric(["dropped"], gate.dropped)
-        yield limited
         yield CounterMetricFamily(
             "sipbridge_sip_scanner_requests",
             "SIP requests whose User-Agent or From named a known scanner (dropped, or 403)",
@@ -148,23 +146,18 @@ class BridgeCollector:
 
     def _admission(self) -> Iterator[Metric]:
         counts = self.admission.counts if self.admission is not None else AdmissionCounts()
-        admitted = CounterMetricFamily(
+        yield _by_label(
             "sipbridge_inbound_admitted",
             "INVITEs admitted as a provider's: by source address or by digest credentials",
-            labels=["by"],
+            "by",
+            {"address": counts.by_address, "digest": counts.by_digest},
         )
-        admitted.add_metric(["address"], counts.by_address)
-        admitted.add_metric(["digest"], counts.by_digest)
-        yield admitted
-        refused = CounterMetricFamily(
+        yield _by_label(
             "sipbridge_inbound_refused",
             "INVITEs from sources no provider admits: challenged (401), refused (403) or dropped",
-            labels=["action"],
+            "action",
+            {"challenged": counts.challenged, "refused": counts.refused, "dropped": counts.dropped},
         )
-        refused.add_metric(["challenged"], counts.challenged)
-        refused.add_metric(["refused"], counts.refused)
-        refused.add_metric(["dropped"], counts.dropped)
-        yield refused
 
     def _process(self) -> Iterator[Metric]:
         yield GaugeMetricFamily("sipbridge_process_threads", "OS threads of the process", value=_threads())
@@ -176,6 +169,14 @@ class BridgeCollector:
             "Largest lateness of an event-loop timer in the last 10 s (every call's ticks wait as long)",
             value=self.loop_lag.recent_max,
         )
+
+
+def _by_label(name: str, documentation: str, label: str, counts: dict[str, int]) -> CounterMetricFamily:
+    """A counter with one series per value of ``label``."""
+    family = CounterMetricFamily(name, documentation, labels=[label])
+    for value, count in counts.items():
+        family.add_metric([value], count)
+    return family
 
 
 def _threads() -> int:

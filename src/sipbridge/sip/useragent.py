@@ -107,7 +107,7 @@ class UserAgent:
         self._timers: dict[int, asyncio.TimerHandle] = {}
         self._local_ips: dict[str, str] = {}
         self._tasks: set[asyncio.Task] = set()
-        self.stats: dict[str, int] = {"requests": 0, "responses": 0, "parse_errors": 0, "screened_out": 0}
+        self.stats: dict[str, int] = {"requests": 0, "responses": 0, "parse_errors": 0}
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -632,7 +632,6 @@ class UserAgent:
         screening = self.screen(request, flow) if self.screen is not None else ADMIT
         if screening.status is None and not screening.drop:
             return screening
-        self.stats["screened_out"] += 1
         if not screening.drop:
             refusal = self.refusal(
                 request, screening.status or 403, warning=screening.warning, extra=list(screening.headers)
