@@ -7,9 +7,11 @@ stops everything it forked; its output goes to files, so a failing test can show
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import errno
 import os
+import random
 import shlex
 import signal
 import socket
@@ -29,19 +31,52 @@ T = TypeVar("T")
 # --------------------------------------------------------------------------------------------- ports
 
 
+# Ports handed out lately by this process: the kernel's choice for port 0 may be the very port it
+# gave a moment ago (its socket is closed once we have read the number), and a test that asks for a
+# SIP port and then a media block must not get the same port twice (sipp: EADDRINUSE on its RTP).
+_HANDED_OUT: collections.deque[int] = collections.deque(maxlen=4096)
+
+
+def _hand_out(first: int, count: int = 1) -> bool:
+    """Record ports first..first+count-1 as handed out; False (nothing recorded) if one already was."""
+    block = range(first, first + count)
+    if any(port in _HANDED_OUT for port in block):
+        return False
+    _HANDED_OUT.extend(block)
+    return True
+
+
+# Ports are picked below the kernel's ephemeral range (32768-60999 on Linux): a port we pick is only
+# bound later, by the process we pass it to, and meanwhile any process binding port 0 (an ICE
+# candidate, an HTTP client, sipp's own sockets) could be given it if it lay in that range.
+PICK_RANGE = (10000, 32000)
+_pick = random.Random()
+
+
+def _candidate(kind: int, host: str) -> int:
+    """A port in PICK_RANGE that is free now for ``kind``."""
+    for _ in range(1000):
+        port = _pick.randrange(*PICK_RANGE)
+        if _port_free(port, kind, host):
+            return port
+    raise RuntimeError(f"no free port in {PICK_RANGE} on {host}")
+
+
 def _bind_free(kind: int, host: str = LOOPBACK) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+    for _ in range(100):
+        port = _candidate(kind, host)
+        if _hand_out(port):
+            return port
+    raise RuntimeError(f"no free port on {host} that was not handed out already")
 
 
 def free_udp_port(host: str = LOOPBACK) -> int:
-    """A UDP port that was free on `host` a moment ago (the kernel's choice for port 0)."""
+    """A UDP port that was free on `host` a moment ago, never handed out before by this process."""
     return _bind_free(socket.SOCK_DGRAM, host)
 
 
 def free_tcp_port(host: str = LOOPBACK) -> int:
-    """A TCP port that was free on `host` a moment ago (the kernel's choice for port 0)."""
+    """A TCP port that was free on `host` a moment ago, never handed out before by this process."""
     return _bind_free(socket.SOCK_STREAM, host)
 
 
@@ -68,11 +103,11 @@ def free_port_block(count: int, *, udp: bool = True, tcp: bool = False, host: st
     if not kinds or count < 1:
         raise ValueError("ask for at least one port of at least one protocol")
     for _ in range(200):
-        base = free_udp_port(host) if udp else free_tcp_port(host)
+        base = _candidate(socket.SOCK_DGRAM if udp else socket.SOCK_STREAM, host)
         base -= base % 2
         if base + count > 65535 or base < 1024:
             continue
-        if all(_port_free(base + i, k, host) for i in range(count) for k in kinds):
+        if all(_port_free(base + i, k, host) for i in range(count) for k in kinds) and _hand_out(base, count):
             return base
     raise RuntimeError(f"no block of {count} free ports found on {host}")
 
