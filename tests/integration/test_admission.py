@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
@@ -20,7 +19,7 @@ from tests.integration.bridge_proc import (
     trunk_config,
 )
 from tests.peers import rawsip, sipp
-from tests.peers.procs import LOOPBACK, wait_until
+from tests.peers.procs import LOOPBACK, in_background, wait_until
 
 pytestmark = [
     pytest.mark.integration,
@@ -186,17 +185,13 @@ def test_one_stranger_cannot_take_more_than_its_share_of_calls(
 ) -> None:
     """Open admission (no provider restricts inbound calls), max_calls_per_source = 1."""
     bridge = start_bridge(logdir, agent.whip_url, env={"SIPBRIDGE_MAX_CALLS_PER_SOURCE": "1"})
-    box: dict[str, sipp.SippResult] = {}
-    holder = threading.Thread(
-        target=lambda: box.update(
-            result=sipp.run_scenario(
-                "uac_pcmu_call", bridge.sip_target, hold_ms=3000, workdir=tmp_path / "first"
-            )
-        )
-    )
     try:
         with CallWatcher(bridge, "sipp") as watcher:
-            holder.start()
+            holder, box = in_background(
+                lambda: sipp.run_scenario(
+                    "uac_pcmu_call", bridge.sip_target, hold_ms=3000, workdir=tmp_path / "first"
+                )
+            )
             assert wait_until(lambda: len(watcher.ids) == 1, 5)
         with rawsip.RawSipSocket(LOOPBACK) as same, rawsip.RawSipSocket("127.0.0.3") as other:
             same.send(rawsip.request("INVITE", _target(bridge), same.address), _target(bridge))

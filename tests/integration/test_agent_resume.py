@@ -3,16 +3,14 @@ hangs up with a clear reason when the agent does not come back."""
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from tests.integration.bridge_proc import AgentProcess, BridgeProcess, start_agent, start_bridge
 from tests.peers import audio, sipp
-from tests.peers.procs import wait_until
+from tests.peers.procs import in_background, wait_until
 from tests.peers.sipp import traced
 
 pytestmark = [
@@ -21,13 +19,6 @@ pytestmark = [
 ]
 
 FAST_FAILURE = {"SIPBRIDGE_AGENT_SILENCE_TIMEOUT": "1.5"}
-
-
-def _in_background(fn: Callable[[], Any]) -> tuple[threading.Thread, dict[str, Any]]:
-    box: dict[str, Any] = {}
-    thread = threading.Thread(target=lambda: box.setdefault("result", fn()))
-    thread.start()
-    return thread, box
 
 
 def _answered_call(bridge: BridgeProcess) -> dict[str, Any]:
@@ -48,7 +39,7 @@ def test_a_dropped_agent_link_is_resumed_and_the_call_goes_on(
     ulaw = audio.wav_to_ulaw_raw(speech, tmp_path / "speech.ul")
     bridge = start_bridge(logdir, agent.whip_url, env=FAST_FAILURE)
     before = {s["id"] for s in agent.sessions()}
-    thread, box = _in_background(
+    thread, box = in_background(
         lambda: sipp.run_scenario(
             "uac_pcmu_audio", bridge.sip_target, hold_ms=12000, keys={"audio_file": ulaw}, workdir=tmp_path
         )
@@ -100,7 +91,7 @@ def agent_session(agent: AgentProcess, session_id: str) -> dict[str, Any]:
 def test_an_agent_that_does_not_come_back_ends_the_call_with_the_reason(logdir: Path, tmp_path: Path) -> None:
     doomed = start_agent(logdir)
     bridge = start_bridge(logdir, doomed.whip_url, env={**FAST_FAILURE, "SIPBRIDGE_AGENT_RESUME_WINDOW": "3"})
-    thread, box = _in_background(
+    thread, box = in_background(
         lambda: sipp.run_scenario("uac_wait_for_bye", bridge.sip_target, workdir=tmp_path, timeout=30)
     )
     try:
@@ -131,7 +122,7 @@ def test_an_agent_killed_and_restarted_on_its_port_takes_the_call_back(
     ulaw = audio.wav_to_ulaw_raw(speech, tmp_path / "speech.ul")
     first = start_agent(logdir)
     bridge = start_bridge(logdir, first.whip_url, env={**FAST_FAILURE, "SIPBRIDGE_AGENT_RESUME_WINDOW": "15"})
-    thread, box = _in_background(
+    thread, box = in_background(
         lambda: sipp.run_scenario(
             "uac_pcmu_audio", bridge.sip_target, hold_ms=14000, keys={"audio_file": ulaw}, workdir=tmp_path
         )

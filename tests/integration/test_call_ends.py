@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from tests.integration.bridge_proc import AgentProcess, BridgeProcess, http_json, start_bridge
 from tests.peers import audio, sipp
-from tests.peers.procs import wait_until
+from tests.peers.procs import in_background, wait_until
 
 pytestmark = [
     pytest.mark.integration,
@@ -25,18 +24,11 @@ def bridge(logdir: Path, agent: AgentProcess) -> Iterator[BridgeProcess]:
     bridge.proc.stop()
 
 
-def _in_background(fn) -> tuple[threading.Thread, dict]:
-    box: dict = {}
-    thread = threading.Thread(target=lambda: box.setdefault("result", fn()))
-    thread.start()
-    return thread, box
-
-
 def test_agent_hanging_up_sends_bye_to_the_caller(
     bridge: BridgeProcess, agent: AgentProcess, tmp_path: Path
 ) -> None:
     before = {s["id"] for s in agent.sessions()}
-    thread, box = _in_background(
+    thread, box = in_background(
         lambda: sipp.run_scenario("uac_wait_for_bye", bridge.sip_target, workdir=tmp_path, timeout=30)
     )
     try:
@@ -53,7 +45,7 @@ def test_agent_hanging_up_sends_bye_to_the_caller(
 
 
 def test_no_ack_ends_the_call_with_bye_after_64_t1(bridge: BridgeProcess, tmp_path: Path) -> None:
-    thread, box = _in_background(
+    thread, box = in_background(
         lambda: sipp.run_scenario("uac_no_ack", bridge.sip_target, workdir=tmp_path, timeout=30)
     )
     try:
@@ -76,7 +68,7 @@ def test_concurrent_calls_are_kept_apart_by_local_port(
         pytest.skip("espeak-ng and sox are needed to make test speech")
     speech = audio.make_speech("One two three four five six.", tmp_path / "s.wav")
     ulaw = audio.wav_to_ulaw_raw(speech, tmp_path / "s.ul")
-    thread, box = _in_background(
+    thread, box = in_background(
         lambda: sipp.run_scenario(
             "uac_pcmu_audio",
             bridge.sip_target,
@@ -109,7 +101,7 @@ def test_serve_without_agent_url_uses_the_embedded_echo_agent(logdir: Path, tmp_
     try:
         # The API answers a moment before the "ready" line is logged.
         assert wait_until(lambda: "embedded echo agent" in bridge.proc.stderr(), 5), bridge.log()
-        thread, box = _in_background(
+        thread, box = in_background(
             lambda: sipp.run_scenario("uac_pcmu_call", bridge.sip_target, hold_ms=1500, workdir=tmp_path)
         )
         assert wait_until(lambda: any(c["state"] == "answered" for c in bridge.calls()), 10), bridge.log()
@@ -125,7 +117,7 @@ def test_calls_beyond_the_limit_get_503_with_retry_after(
 ) -> None:
     bridge = start_bridge(logdir, agent.whip_url, env={"SIPBRIDGE_MAX_CALLS": "1"})
     try:
-        thread, box = _in_background(
+        thread, box = in_background(
             lambda: sipp.run_scenario(
                 "uac_pcmu_call", bridge.sip_target, hold_ms=3000, workdir=tmp_path / "first"
             )

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ from tests.integration.bridge_proc import (
     trunk_config,
 )
 from tests.peers import audio, sipp
-from tests.peers.procs import wait_until
+from tests.peers.procs import in_background, wait_until
 
 pytestmark = [
     pytest.mark.integration,
@@ -42,21 +41,17 @@ def test_a_call_goes_on_untouched_through_an_invite_flood(
     ulaw = audio.wav_to_ulaw_raw(speech, tmp_path / "speech.ul")
     config = trunk_config(tmp_path)  # the call comes from a trunk; the flood from a stranger
     bridge = start_bridge(logdir, agent.whip_url, "--config", str(config))
-    box: dict[str, sipp.SippResult] = {}
-
-    def call() -> None:
-        box["result"] = sipp.run_scenario(
-            "uac_pcmu_audio",
-            bridge.sip_target,
-            hold_ms=int((FLOOD_S + 5) * 1000),
-            keys={"audio_file": ulaw},
-            workdir=tmp_path / "caller",
-        )
-
-    caller = threading.Thread(target=call)
     try:
         with CallWatcher(bridge, "sipp") as watcher:
-            caller.start()
+            caller, box = in_background(
+                lambda: sipp.run_scenario(
+                    "uac_pcmu_audio",
+                    bridge.sip_target,
+                    hold_ms=int((FLOOD_S + 5) * 1000),
+                    keys={"audio_file": ulaw},
+                    workdir=tmp_path / "caller",
+                )
+            )
             assert wait_until(lambda: _answered(bridge, watcher) is not None, 10), bridge.log()
             call_id = watcher.ids[0]
             assert wait_until(lambda: _view(bridge, call_id)["rtp"]["packets_in"] > 50, 5)

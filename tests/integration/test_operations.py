@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import json
 import signal
-import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +15,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from tests.integration.bridge_proc import AgentProcess, BridgeProcess, http_json, start_bridge
 from tests.peers import sipp
-from tests.peers.procs import free_port_block, wait_until
-from tests.peers.sipp import traced
+from tests.peers.procs import free_port_block, in_background, wait_until
+from tests.peers.sipp import Traced, traced
 
 pytestmark = [
     pytest.mark.integration,
@@ -70,13 +68,6 @@ def _samples(text: str) -> dict[tuple[str, frozenset], float]:
 
 def _value(samples: dict[tuple[str, frozenset], float], name: str, **labels: str) -> float:
     return samples.get((name, frozenset(labels.items())), 0.0)
-
-
-def _in_background(fn: Callable[[], Any]) -> tuple[threading.Thread, dict]:
-    box: dict = {}
-    thread = threading.Thread(target=lambda: box.setdefault("result", fn()))
-    thread.start()
-    return thread, box
 
 
 def _records(path: Path) -> list[dict[str, Any]]:
@@ -212,6 +203,12 @@ destinations = ['^1[0-9]{{3}}$']
     bridge.proc.stop()
 
 
+def _our_bye(result: sipp.SippResult) -> Traced:
+    """The BYE the bridge sent to a caller (sipp's uac_wait_for_bye) that completed its call."""
+    result.assert_success(calls=1)
+    return next(m for m in traced(result) if not m.sent and m.method == "BYE" and m.is_request)
+
+
 def _answered(bridge: BridgeProcess) -> bool:
     return any(c["state"] == "answered" for c in bridge.calls())
 
@@ -221,7 +218,7 @@ def test_sigterm_drains_new_calls_get_503_and_the_running_call_ends_by_itself(
     draining_bridge: tuple[BridgeProcess, Path], tmp_path: Path
 ) -> None:
     bridge, records = draining_bridge
-    thread, box = _in_background(
+    thread, box = in_background(
         lambda: sipp.run_scenario("uac_pcmu_call", bridge.sip_target, hold_ms=8000, workdir=tmp_path / "call")
     )
     try:
@@ -257,7 +254,7 @@ def test_at_the_drain_grace_remaining_calls_get_our_bye(
     draining_bridge: tuple[BridgeProcess, Path], tmp_path: Path
 ) -> None:
     bridge, records = draining_bridge
-    thread, box = _in_background(
+    thread, box = in_background(
         lambda: sipp.run_scenario("uac_wait_for_bye", bridge.sip_target, workdir=tmp_path, timeout=30)
     )
     try:
@@ -267,9 +264,7 @@ def test_at_the_drain_grace_remaining_calls_get_our_bye(
         bridge.proc.proc.send_signal(signal.SIGTERM)
     finally:
         thread.join(30)
-    result = box["result"]
-    result.assert_success(calls=1)
-    bye = next(m for m in traced(result) if not m.sent and m.method == "BYE" and m.is_request)
+    bye = _our_bye(box["result"])
     assert 'text="bridge shutting down"' in (bye.header("Reason") or ""), bye.text
     print(f"\nSIGTERM to our BYE with drain_grace 2: {bye.at - signalled:.2f} s")
     assert 1.8 <= bye.at - signalled <= 6
@@ -283,7 +278,7 @@ def test_a_second_signal_ends_the_drain_at_once(
     draining_bridge: tuple[BridgeProcess, Path], tmp_path: Path
 ) -> None:
     bridge, records = draining_bridge
-    thread, box = _in_background(
+    thread, box = in_background(
         lambda: sipp.run_scenario("uac_wait_for_bye", bridge.sip_target, workdir=tmp_path, timeout=30)
     )
     try:
@@ -294,9 +289,7 @@ def test_a_second_signal_ends_the_drain_at_once(
         bridge.proc.proc.send_signal(signal.SIGINT)
     finally:
         thread.join(30)
-    result = box["result"]
-    result.assert_success(calls=1)
-    bye = next(m for m in traced(result) if not m.sent and m.method == "BYE" and m.is_request)
+    bye = _our_bye(box["result"])
     assert bye.at - second < 2, "the second signal did not end the 60 s drain"
     assert bridge.proc.wait(10) == 0, bridge.log()
     assert len(_records(records)) == 1

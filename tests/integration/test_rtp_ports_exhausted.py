@@ -3,8 +3,6 @@ up keep their audio, OPTIONS are answered, a new call gets through once a port i
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +10,7 @@ import numpy as np
 import pytest
 from tests.integration.bridge_proc import AgentProcess, BridgeProcess, http_json, start_bridge
 from tests.peers import sipp
-from tests.peers.procs import wait_until
+from tests.peers.procs import in_background, wait_until
 from tests.peers.sipp import traced
 
 from sipbridge.media.g711 import ulaw_encode
@@ -21,13 +19,6 @@ pytestmark = [
     pytest.mark.integration,
     pytest.mark.skipif(not sipp.available(), reason="sipp (Debian sip-tester) is not installed"),
 ]
-
-
-def _in_background(fn: Callable[[], Any]) -> tuple[threading.Thread, dict[str, Any]]:
-    box: dict[str, Any] = {}
-    thread = threading.Thread(target=lambda: box.setdefault("result", fn()))
-    thread.start()
-    return thread, box
 
 
 def _health(bridge: BridgeProcess) -> dict[str, Any]:
@@ -53,8 +44,8 @@ def test_an_exhausted_rtp_range_refuses_with_503_and_the_bridge_goes_on(
 
     try:
         assert _health(bridge)["rtp_ports_total"] == 2
-        short, short_box = _in_background(lambda: call(5000, "short"))
-        long, long_box = _in_background(lambda: call(10000, "long"))
+        short, short_box = in_background(lambda: call(5000, "short"))
+        long, long_box = in_background(lambda: call(10000, "long"))
         assert wait_until(lambda: [c["state"] for c in bridge.calls()] == ["answered"] * 2, 10), bridge.log()
         assert _health(bridge)["rtp_ports_in_use"] == 2
 

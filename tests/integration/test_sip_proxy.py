@@ -7,14 +7,13 @@ over TLS present its certificate, verify the proxy's and reuse the connection.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from tests.integration.bridge_proc import AgentProcess, BridgeProcess, http_json, start_bridge
 from tests.peers import audio, kamailio, sipp, tls_certs
-from tests.peers.procs import LOOPBACK, free_tcp_port, wait_until
+from tests.peers.procs import LOOPBACK, free_tcp_port, in_background, wait_until
 
 pytestmark = [
     pytest.mark.integration,
@@ -56,7 +55,7 @@ def test_call_with_audio_through_the_proxy(
     """sipp -> kamailio -> bridge: set up, audio both ways, the caller's BYE routed through the proxy."""
     ulaw = audio.wav_to_ulaw_raw(speech, tmp_path / "speech.ul")
     with _proxy(bridge, transport, certs, tmp_path / "kam") as kam:
-        caller, box = _in_background(
+        caller, box = in_background(
             lambda: sipp.run_scenario(
                 "uac_pcmu_audio",
                 kam.address,
@@ -88,7 +87,7 @@ def test_bridge_bye_follows_the_route_set(
     """The agent hangs up: the bridge's BYE goes to the proxy (Route headers), which relays it."""
     before = {s["id"] for s in agent.sessions()}
     with _proxy(bridge, transport, certs, tmp_path / "kam") as kam:
-        caller, box = _in_background(
+        caller, box = in_background(
             lambda: sipp.run_scenario("uac_wait_for_bye", kam.address, workdir=tmp_path / "sipp", timeout=30)
         )
         try:
@@ -107,10 +106,3 @@ def test_bridge_bye_follows_the_route_set(
 
 def _new_sessions(agent: AgentProcess, before: set[str]) -> list[dict]:
     return [s for s in agent.sessions() if s["id"] not in before]
-
-
-def _in_background(fn) -> tuple[threading.Thread, dict]:  # noqa: ANN001
-    box: dict = {}
-    thread = threading.Thread(target=lambda: box.setdefault("result", fn()))
-    thread.start()
-    return thread, box

@@ -10,9 +10,8 @@ back from its message trace.
 from __future__ import annotations
 
 import re
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ import numpy as np
 import pytest
 from tests.integration.bridge_proc import BridgeProcess, CallWatcher, start_bridge
 from tests.peers import sipp
-from tests.peers.procs import free_port_block, wait_until
+from tests.peers.procs import free_port_block, in_background, wait_until
 from tests.peers.sipp import Traced, lost_count, traced
 
 from sipbridge.media.g711 import ulaw_encode
@@ -57,13 +56,6 @@ def tone(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 # ------------------------------------------------------------------------------------------ helpers
-
-
-def _in_background(fn: Callable[[], sipp.SippResult]) -> tuple[threading.Thread, dict[str, Any]]:
-    box: dict[str, Any] = {}
-    thread = threading.Thread(target=lambda: box.setdefault("result", fn()))
-    thread.start()
-    return thread, box
 
 
 def _live_call(bridge: BridgeProcess, caller: str, timeout: float = 10) -> dict[str, Any]:
@@ -133,7 +125,7 @@ def test_bye_overtaking_a_lost_ack_ends_the_call_as_hung_up_by_the_caller(
 
 def test_call_over_tcp_with_audio(bridge: BridgeProcess, tone: Path, tmp_path: Path) -> None:
     caller = "+15557000002"
-    thread, box = _in_background(
+    thread, box = in_background(
         lambda: sipp.run_scenario(
             "uac_pcmu_audio",
             bridge.sip_target,
@@ -171,7 +163,7 @@ def test_call_over_tcp_with_audio(bridge: BridgeProcess, tone: Path, tmp_path: P
 def test_hold_and_resume_by_reinvite(bridge: BridgeProcess, tone: Path, tmp_path: Path) -> None:
     """a=sendonly from the caller: we answer recvonly and stop sending; a=sendrecv: both ways again."""
     caller = "+15557000003"
-    thread, box = _in_background(
+    thread, box = in_background(
         lambda: sipp.run_scenario(
             "uac_reinvite_hold",
             bridge.sip_target,
@@ -220,7 +212,7 @@ def test_hold_and_resume_by_reinvite(bridge: BridgeProcess, tone: Path, tmp_path
 def test_codec_change_by_reinvite(bridge: BridgeProcess, tone: Path, tmp_path: Path) -> None:
     """A re-INVITE offering PCMA only mid-call: answered PCMA, transcoders swapped, audio goes on."""
     caller = "+15557000008"
-    thread, box = _in_background(
+    thread, box = in_background(
         lambda: sipp.run_scenario(
             "uac_reinvite_codec",
             bridge.sip_target,
@@ -249,7 +241,7 @@ def test_invite_without_sdp_gets_our_offer_and_takes_the_answer_from_the_ack(
     bridge: BridgeProcess, tone: Path, tmp_path: Path
 ) -> None:
     caller = "+15557000004"
-    thread, box = _in_background(
+    thread, box = in_background(
         lambda: sipp.run_scenario(
             "uac_invite_without_sdp",
             bridge.sip_target,

@@ -14,14 +14,12 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import json
-import socket
 import sys
-import threading
 import time
 from collections import Counter
 from pathlib import Path
 
-from tests.peers.rawsip import parse_reply
+from tests.peers.rawsip import RawSipSocket
 
 TICK_S = 0.002
 
@@ -62,15 +60,8 @@ def invite(n: int, run: str, target: tuple[str, int], source: tuple[str, int]) -
 def flood(target: tuple[str, int], source_ip: str, rate: float, seconds: float) -> dict[str, object]:
     if not ipaddress.ip_address(target[0]).is_loopback:
         raise SystemExit(f"flood: {target[0]} is not a loopback address")
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
-    sock.bind((source_ip, 0))
-    source = sock.getsockname()
-    replies: Counter[int] = Counter()
-    stop = threading.Event()
-    reader = threading.Thread(target=_read, args=(sock, replies, stop), daemon=True)
-    reader.start()
+    raw = RawSipSocket(source_ip)  # its reader thread collects the answers
+    source = raw.address
     run = f"{time.time_ns() & 0xFFFFFF:x}"
     batch = int(rate * TICK_S * 4) + 1  # a late wake-up sends at most this many at once
     sent = errors = 0
@@ -79,16 +70,14 @@ def flood(target: tuple[str, int], source_ip: str, rate: float, seconds: float) 
         due = min(int(elapsed * rate) + 1, sent + batch)
         while sent < due:
             try:
-                sock.sendto(invite(sent, run, target, source), target)
+                raw.send(invite(sent, run, target, source), target)
             except OSError:
                 errors += 1
             sent += 1
         time.sleep(TICK_S)
     took = time.monotonic() - start
-    time.sleep(1.0)  # answers still on their way
-    stop.set()
-    reader.join(2)
-    sock.close()
+    replies = Counter(reply.status for reply in raw.quiet_for(1.0))  # answers still on their way
+    raw.close()
     return {
         "source": source_ip,
         "rate_asked": rate,
@@ -98,20 +87,6 @@ def flood(target: tuple[str, int], source_ip: str, rate: float, seconds: float) 
         "rate_sent": round(sent / took, 1),
         "replies": {str(status): count for status, count in sorted(replies.items())},
     }
-
-
-def _read(sock: socket.socket, replies: Counter[int], stop: threading.Event) -> None:
-    sock.settimeout(0.2)
-    while not stop.is_set():
-        try:
-            data = sock.recv(65535)
-        except TimeoutError:
-            continue
-        except OSError:
-            return
-        reply = parse_reply(data, 0.0)
-        if reply is not None:
-            replies[reply.status] += 1
 
 
 def main(argv: list[str] | None = None) -> int:

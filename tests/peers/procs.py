@@ -17,6 +17,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
@@ -26,6 +27,15 @@ from typing import Self, TypeVar
 LOOPBACK = "127.0.0.1"
 
 T = TypeVar("T")
+
+
+def in_background(fn: Callable[[], T]) -> tuple[threading.Thread, dict[str, T]]:
+    """Run ``fn`` in a thread (a peer that blocks until its call is over, while the test acts on the
+    call); its return value is ``box["result"]`` once ``thread.join()`` returned."""
+    box: dict[str, T] = {}
+    thread = threading.Thread(target=lambda: box.setdefault("result", fn()))
+    thread.start()
+    return thread, box
 
 
 # --------------------------------------------------------------------------------------------- ports

@@ -84,6 +84,7 @@ class RawSipSocket:
     def __post_init__(self) -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
         self.sock.bind((self.source_ip, 0))
         self.sock.settimeout(0.2)
         self.address: tuple[str, int] = self.sock.getsockname()
