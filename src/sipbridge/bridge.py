@@ -30,6 +30,7 @@ from .rtp.clock import FrameClock
 from .rtp.ports import PortAllocator
 from .sip.gate import DEFAULT_SCANNER_SIGNATURES, RequestGate, SourceLimiter, Verdict, scanner_pattern
 from .sip.invite_session import InviteSession
+from .sip.stream_limits import ConnectionPolicy
 from .sip.transaction import Timers
 from .sip.useragent import UserAgent
 
@@ -85,6 +86,7 @@ class Bridge:
             opus_fec=config.opus_fec,
             rtp_timeout=config.rtp_timeout or None,
             max_duration=config.max_call_duration or None,
+            rtp_latch=config.rtp_latch,
         )
         ports = PortAllocator(config.rtp_ports.low, config.rtp_ports.high)
         clock = FrameClock(config.clock_slot_ms / 1000)
@@ -118,12 +120,15 @@ class Bridge:
             tls_client=client_tls_context(config),
             gate=request_gate(config, self.admission.trusted),
             screen=self.admission.screen,
+            screen_stray=self.admission.screen_stray,
+            provider_source=self.admission.from_provider,
         )
         await self.ua.start(
             config.sip_listen.host,
             config.sip_listen.port,
             tcp=config.sip_tcp,
             tls_port=config.sip_tls_port if tls_server is not None else None,
+            connections=connection_policy(config, self.admission.trusted),
         )
         self.registrations = [ProviderRegistration(self.ua, p) for p in self.providers if p.config.register]
         for registration in self.registrations:
@@ -255,6 +260,18 @@ def request_gate(config: Config, trusted: Callable[[str], bool]) -> RequestGate 
         return None
     verdict = Verdict.DROP if config.scanner_action == "drop" else Verdict.FORBID
     return RequestGate(limiter, scanners, trusted, verdict)
+
+
+def connection_policy(config: Config, trusted: Callable[[str], bool]) -> ConnectionPolicy:
+    """Caps and deadlines of the TCP/TLS connections we accept; ``trusted`` names trunks' addresses."""
+    return ConnectionPolicy(
+        max_connections=config.sip_max_connections,
+        max_per_source=config.sip_max_connections_per_source,
+        trunk_reserve=config.sip_trunk_connections,
+        handshake_timeout=config.sip_tls_handshake_timeout,
+        first_message_timeout=config.sip_first_message_timeout,
+        trusted=trusted,
+    )
 
 
 def server_tls_context(config: Config) -> ssl.SSLContext | None:

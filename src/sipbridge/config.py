@@ -58,6 +58,10 @@ class ProviderConfig:
     caller_id: str = "sipbridge"
     destinations: tuple[str, ...] = ()
     allow_premium: bool = False
+    # Home country (ISO 3166 alpha-2) whose dialling the numbers given to POST /calls follow: they are
+    # read as E.164 from it (00/011, trunk prefixes) before the allow-list and the premium and
+    # international rules. None: the type's default (US for every type, policy.DEFAULT_COUNTRY).
+    country: str | None = None
     max_outbound_calls: int = 5
     max_attempts_per_minute: int = 20
     ring_timeout: float = 30.0
@@ -80,6 +84,9 @@ class Config:
     api_keys: tuple[str, ...] = field(default=(), repr=False)
     providers: tuple[ProviderConfig, ...] = ()
     rtp_ports: PortRange = PortRange(10000, 20000)
+    # Whose RTP a call accepts (rtp/latch.py): the SDP's address and port or the signalling IP on
+    # any port (NAT); "sdp": only the SDP's; "any": anyone (unsafe, for odd carriers).
+    rtp_latch: str = "sdp-or-signalling"
     # Address written into Contact and SDP; None means the address the SIP socket is bound to
     # (or, when bound to a wildcard, the address the request arrived on).
     public_ip: str | None = None
@@ -138,6 +145,16 @@ class Config:
     sip_rate_limit: float = 20.0
     sip_rate_burst: int = 60
     sip_rate_sources: int = 10000
+    # TCP and TLS connections accepted and open at once (both together), checked at accept, before
+    # any TLS handshake; of those, sip_trunk_connections are kept for providers' addresses
+    # (inbound_cidrs, registrar), and each other address may hold sip_max_connections_per_source.
+    sip_max_connections: int = 1000
+    sip_max_connections_per_source: int = 32
+    sip_trunk_connections: int = 100
+    # Seconds after accept for the TLS handshake, and for the first complete SIP message (which is
+    # also how long a message, once begun, may take to arrive whole).
+    sip_tls_handshake_timeout: float = 5.0
+    sip_first_message_timeout: float = 10.0
     # Requests whose User-Agent or From names a known scanner (friendly-scanner, sipvicious, ...):
     # drop (no answer), reject (403) or allow; scanner_signatures replaces the built-in list.
     scanner_action: str = "drop"
@@ -283,6 +300,7 @@ _CONVERTERS: dict[str, Any] = {
     "api_keys": lambda v, n: _parse_keys(v, n),
     "embedded_agent_listen": parse_host_port,
     "rtp_ports": parse_port_range,
+    "rtp_latch": lambda v, n: _choice(str(v).lower(), n, ("sdp-or-signalling", "sdp", "any")),
     "public_ip": _parse_ip,
     "media_public_ip": _parse_ip,
     "sip_tcp": lambda v, n: _parse_bool(v, n),
@@ -318,6 +336,11 @@ _CONVERTERS: dict[str, Any] = {
     "sip_rate_limit": lambda v, n: _parse_non_negative(v, n),
     "sip_rate_burst": lambda v, n: _parse_range(v, n, 1, 100000),
     "sip_rate_sources": lambda v, n: _parse_range(v, n, 16, 10_000_000),
+    "sip_max_connections": lambda v, n: _parse_range(v, n, 1, 1_000_000),
+    "sip_max_connections_per_source": lambda v, n: _parse_range(v, n, 1, 1_000_000),
+    "sip_trunk_connections": lambda v, n: _parse_range(v, n, 0, 1_000_000),
+    "sip_tls_handshake_timeout": lambda v, n: _parse_range_float(v, n, 0.1, 60.0),
+    "sip_first_message_timeout": lambda v, n: _parse_range_float(v, n, 0.1, 300.0),
     "scanner_action": lambda v, n: _choice(str(v).lower(), n, ("drop", "reject", "allow")),
     "scanner_signatures": _parse_list,
     "unknown_source_action": lambda v, n: _choice(str(v).lower(), n, ("reject", "drop")),
@@ -428,6 +451,7 @@ _PROVIDER_CONVERTERS: dict[str, Any] = {
     "caller_id": lambda v, n: str(v),
     "destinations": lambda v, n: tuple(_parse_pattern(p, n) for p in _parse_list(v, n)),
     "allow_premium": lambda v, n: _parse_bool(v, n),
+    "country": lambda v, n: _choice(str(v).strip().upper(), n, COUNTRIES),
     "max_outbound_calls": lambda v, n: _parse_positive(int, v, n),
     "max_attempts_per_minute": lambda v, n: _parse_positive(int, v, n),
     "ring_timeout": lambda v, n: _parse_positive(float, v, n),
@@ -497,11 +521,41 @@ def _parse_cidr(text: str, name: str) -> str:
         raise ConfigError(f"{name}: {text!r} is not an address or CIDR block") from None
 
 
+# Home countries a provider may name (the keys of providers.policy.DIALLING_PLANS; a test keeps them equal).
+COUNTRIES = (
+    *("US", "CA", "GB", "DE", "FR", "IE", "NL", "BE", "CH", "AT", "SE", "NZ", "IN", "ZA", "AU", "JP"),
+    *("ES", "IT", "PT", "DK", "NO", "MX"),
+)
+MIN_KEY_LENGTH = 16
+MIN_KEY_DISTINCT = 8
+
+
 def _parse_keys(value: Any, name: str) -> tuple[str, ...]:
+    """Bearer keys: a sanity check against placeholders and typos, not a strength meter (the message
+    never shows the key: it is a secret)."""
     keys = _parse_list(value, name)
-    if any(len(key) < 16 for key in keys):
-        raise ConfigError(f"{name}: API keys must be at least 16 characters")
+    if isinstance(value, str) and not keys:  # e.g. SIPBRIDGE_API_KEYS=" ": meant a key, got none
+        raise ConfigError(f"{name}: only blanks where API keys were expected")
+    for index, key in enumerate(keys, 1):
+        problem = _key_problem(key)
+        if problem:
+            hint = "make one with `openssl rand -hex 24`"
+            raise ConfigError(f"{name}: API key {index} of {len(keys)} {problem} ({hint})")
     return keys
+
+
+def _key_problem(key: str) -> str | None:
+    """What is wrong with an API key: 16+ visible ASCII characters (no blanks: a header cannot
+    carry them reliably), at least 8 different ones, and not a shorter string repeated."""
+    if not key or any(not "!" <= c <= "~" for c in key):
+        return "holds blanks or characters other than visible ASCII"
+    if len(key) < MIN_KEY_LENGTH:
+        return f"must be at least {MIN_KEY_LENGTH} characters"
+    if len(set(key)) < MIN_KEY_DISTINCT:
+        return f"must hold at least {MIN_KEY_DISTINCT} different characters"
+    if any(key[period:] == key[:-period] for period in range(1, len(key) // 2 + 1)):
+        return "is a shorter string repeated"
+    return None
 
 
 def _provider_secrets(config: Config, env: Mapping[str, str]) -> Config:
@@ -557,6 +611,8 @@ def _check(config: Config) -> None:
         )
     if config.session_expires < config.session_min_se:
         raise ConfigError("session_expires must not be below session_min_se")
+    if config.sip_trunk_connections >= config.sip_max_connections:
+        raise ConfigError("sip_trunk_connections must be below sip_max_connections (the rest is for others)")
     for provider in config.providers:
         if (provider.inbound_username is None) != (provider.inbound_password is None):
             name = provider.name.upper().replace("-", "_")

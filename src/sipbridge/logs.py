@@ -28,6 +28,7 @@ CALL_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("sipbridge_
 REDACTED = "[redacted]"
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 _MIN_SECRET = 4  # shorter configured "secrets" would redact ordinary words
+MAX_LINE = 32768  # characters of one log line (a traceback included); the rest is cut, not scanned
 
 _redact_numbers = True  # set by setup(); what redact_user() does
 
@@ -76,7 +77,10 @@ def redaction_enabled() -> bool:
 
 _CREDENTIALS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"(?im)\b((?:proxy-)?authorization)(\s*[:=]\s*)[^\r\n]*"), rf"\1\2{REDACTED}"),
-    (re.compile(r"""(?i)(['"](?:proxy-)?authorization['"]\s*[,:]\s*)(['"]).*?\2"""), rf"\1\2{REDACTED}\2"),
+    (
+        re.compile(r"""(?i)(['"](?:proxy-)?authorization['"]\s{0,16}[,:]\s{0,16})(['"]).{0,4096}?\2"""),
+        rf"\1\2{REDACTED}\2",
+    ),
     (re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/=-]+"), rf"\1 {REDACTED}"),
     (
         re.compile(
@@ -85,9 +89,12 @@ _CREDENTIALS: tuple[tuple[re.Pattern[str], str], ...] = (
         ),
         rf"\1\2{REDACTED}",
     ),
-    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^/\s:@]+:)[^@/\s]+@"), rf"\1{REDACTED}@"),
+    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]{0,31}://[^/\s:@]{1,256}:)[^@/\s]{1,256}@"), rf"\1{REDACTED}@"),
 )
-_SIP_USER = re.compile(r"""(?i)\b(sips?:)([^@\s;>,"'<]+)@""")
+# Every pattern here meets text from the network (a user name in a refusal, codec names in a 488):
+# each must run in time linear in the line. The user part is bounded: unbounded, every "sip:" of a
+# 60 KB line of them scanned to the end (4.8 s, with the event loop stopped).
+_SIP_USER = re.compile(r"""(?i)\b(sips?:)([^@\s;>,"'<]{1,128})@""")
 _TEL = re.compile(r"(?i)\b(tel:)(\+?[0-9][0-9().-]{2,})")
 _NUMBER = re.compile(r"(?<![\w./#@+-])(\+\d{6,15}|\d{7,15})(?![\w.@])")
 
@@ -100,6 +107,8 @@ class Redactor:
         self.secrets = sorted({s for s in secrets if s and len(s) >= _MIN_SECRET}, key=len, reverse=True)
 
     def __call__(self, text: str) -> str:
+        if len(text) > MAX_LINE:
+            text = text[:MAX_LINE] + f" [{len(text) - MAX_LINE} characters cut]"
         for secret in self.secrets:
             if secret in text:
                 text = text.replace(secret, REDACTED)

@@ -97,7 +97,9 @@ def test_a_pbx_is_challenged_and_admitted_by_its_credentials(
         result = sipp.run_scenario(
             "uac_invite_auth",
             bridge.sip_target,
-            extra_args=["-au", "asterisk", "-ap", PBX_PASSWORD],  # sipp's [authentication] credentials
+            # sipp's [authentication] credentials; its digest uri is the bare host unless told the
+            # Request-URI (which the bridge requires the answer to name, as Asterisk's does)
+            extra_args=["-au", "asterisk", "-ap", PBX_PASSWORD, "-auth_uri", f"service@{bridge.sip_target}"],
             hold_ms=500,
             workdir=tmp_path / "pbx",
         )
@@ -109,7 +111,7 @@ def test_a_pbx_is_challenged_and_admitted_by_its_credentials(
     wrong = sipp.run_scenario(
         "uac_invite_auth",
         bridge.sip_target,
-        extra_args=["-au", "asterisk", "-ap", "guess"],
+        extra_args=["-au", "asterisk", "-ap", "guess", "-auth_uri", f"service@{bridge.sip_target}"],
         workdir=tmp_path / "wrong",
     )
     assert wrong.failed == 1 and "SIP/2.0 403 Forbidden" in wrong.messages(), wrong.report()

@@ -49,7 +49,7 @@ async def _client(manager: CallManager, keys: tuple[str, ...] = ()) -> httpx.Asy
     gate = SimpleNamespace(counts=GateCounts(rejected=1, dropped=7, scanners=2))
     ua = SimpleNamespace(stats={"parse_errors": 3}, gate=gate, connections_refused=4)
     app = create_app(manager, Providers((PBX,)), ua, keys, degraded_load=0.5)  # type: ignore[arg-type]
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bridge")
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1:8090")
 
 
 @pytest.fixture
@@ -165,7 +165,9 @@ async def test_health_is_degraded_while_the_event_loop_lags(manager: CallManager
     try:
         await asyncio.sleep(0.05)
         app = create_app(manager, Providers(()), None, (), loop_lag=lag)
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://b") as client:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1"
+        ) as client:
             assert (await client.get("/health")).json()["status"] == "ok"
             time.sleep(0.6)  # the loop stalls: every call's audio would have stopped
             await asyncio.sleep(0.05)

@@ -165,8 +165,57 @@ def test_bad_provider_settings_name_the_provider(tmp_path, table, message):
 def test_open_api_without_keys_is_refused():
     with pytest.raises(ConfigError, match="no API keys"):
         load_config(env={"SIPBRIDGE_API_LISTEN": "0.0.0.0:8090"})
-    config = load_config(env={"SIPBRIDGE_API_LISTEN": "0.0.0.0:8090", "SIPBRIDGE_API_KEYS": "a" * 16})
-    assert config.api_keys == ("a" * 16,)
+    key = "k-0123456789abcdef"  # "a" * 16 was accepted here once: a placeholder, now refused
+    config = load_config(env={"SIPBRIDGE_API_LISTEN": "0.0.0.0:8090", "SIPBRIDGE_API_KEYS": key})
+    assert config.api_keys == (key,)
+
+
+@pytest.mark.parametrize(
+    ("keys", "problem"),
+    [
+        ("   ", "only blanks"),
+        (" \t , ", "only blanks"),
+        ("short-key-123", "at least 16 characters"),
+        ("aaaaaaaaaaaaaaaa", "at least 8 different characters"),
+        ("abcabcabcabcabcabc", "at least 8 different characters"),
+        ("1234567812345678", "a shorter string repeated"),
+        ("abcdefgh-abcdefgh-abcdefgh", "a shorter string repeated"),
+        ("abcd efgh ijkl mnop", "blanks"),
+        ("k-0123456789abcdef,k-01234567\u00e9abcdefgh", "key 2 of 2 holds blanks or characters other than"),
+    ],
+)
+def test_weak_or_blank_api_keys_are_refused_without_showing_them(keys, problem):
+    with pytest.raises(ConfigError, match=problem) as info:
+        load_config(env={"SIPBRIDGE_API_KEYS": keys})
+    assert "api_keys" in str(info.value)
+    assert all(key.strip() not in str(info.value) for key in keys.split(",") if key.strip())
+
+
+def test_api_keys_in_a_toml_list_follow_the_same_rules(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text('[api]\nkeys = ["  "]\n')
+    with pytest.raises(ConfigError, match="blanks"):
+        load_config(path, env={})
+    path.write_text('[api]\nkeys = ["k-0123456789abcdef", "0f3a9c41d27be865"]\n')
+    assert load_config(path, env={}).api_keys == ("k-0123456789abcdef", "0f3a9c41d27be865")
+
+
+def test_a_provider_has_a_home_country_for_its_numbers(tmp_path):
+    path = tmp_path / "c.toml"
+    table = 'type = "generic"\naddress = "127.0.0.1"\n'
+    path.write_text(f'[providers.uk]\n{table}country = "gb"\n[providers.plain]\n{table}')
+    uk, plain = load_config(path, env={}).providers
+    assert uk.country == "GB" and plain.country is None  # None: the type's default (US)
+    path.write_text(f'[providers.trunk]\n{table}country = "XX"\n')
+    with pytest.raises(ConfigError, match="providers.trunk.country: expected one of"):
+        load_config(path, env={})
+
+
+def test_the_countries_config_accepts_are_the_dialling_plans_policy_knows():
+    from sipbridge.config import COUNTRIES
+    from sipbridge.providers.policy import DIALLING_PLANS
+
+    assert sorted(COUNTRIES) == sorted(DIALLING_PLANS)
 
 
 def test_inbound_credentials_and_admission_settings(tmp_path):

@@ -1,29 +1,31 @@
 """The REST API on port 8090: thin, validates input, asks the CallManager, serialises the answer.
 
-Every route but ``/health`` needs ``Authorization: Bearer <key>`` once keys are configured.
+Every route but ``/health`` needs ``Authorization: Bearer <key>`` once keys are configured; that,
+the Host rule of a keyless API and the body cap are checked before anything is read (guard.py).
 Errors are JSON ``{"error": "..."}`` that say what is wrong. ``/metrics`` is Prometheus text.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import time
 from typing import Any
 
-from fastapi import Depends, FastAPI, HTTPException, Request, Response
+from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__, metrics
-from ..calls.manager import CallManager
+from ..calls.manager import BUSY_RETRY_AFTER_S, CallManager, OutboundSlot
 from ..loop_lag import LoopLag
 from ..providers.admission import InboundAdmission
 from ..providers.policy import Refused
-from ..providers.provider import DialRequest, Providers
+from ..providers.provider import DialRequest, Provider, Providers
 from ..sip.useragent import UserAgent
+from .guard import RequestGuard
 from .metrics import BridgeCollector
 
 MAX_METADATA_ITEMS = 20
@@ -81,18 +83,20 @@ def create_app(
         docs_url=None,
         redoc_url=None,
     )
-    authorised = Depends(_bearer_check(api_keys))
+    app.add_middleware(RequestGuard, api_keys=api_keys)
 
-    @app.get("/openapi.json", include_in_schema=False, dependencies=[authorised])
+    @app.get("/openapi.json", include_in_schema=False)
     async def openapi() -> dict[str, Any]:
         return app.openapi()
 
-    @app.get("/docs", include_in_schema=False, dependencies=[authorised])
+    @app.get("/docs", include_in_schema=False)
     async def docs() -> HTMLResponse:
         return get_swagger_ui_html(openapi_url="/openapi.json", title="sipbridge API")
 
-    @app.exception_handler(HTTPException)
-    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+    # Starlette's class: also the 404 of an unknown path, the 405 of a method a route lacks, a body
+    # FastAPI cannot read; all answer {"error": ...} like ours.
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
@@ -120,19 +124,19 @@ def create_app(
         }
         return JSONResponse(body, status_code=503 if status == "draining" else 200)
 
-    @app.get("/metrics", dependencies=[authorised], response_class=Response)
+    @app.get("/metrics", response_class=Response)
     async def prometheus_metrics() -> Response:
         return Response(metrics.render(collector), media_type=metrics.CONTENT_TYPE)
 
-    @app.get("/providers", dependencies=[authorised])
+    @app.get("/providers")
     async def list_providers() -> dict[str, Any]:
         return {"providers": [provider.to_dict() for provider in providers]}
 
-    @app.get("/calls", dependencies=[authorised])
+    @app.get("/calls")
     async def list_calls() -> dict[str, Any]:
         return {"calls": [call.to_dict() for call in manager.list_active()]}
 
-    @app.post("/calls", status_code=201, dependencies=[authorised])
+    @app.post("/calls", status_code=201)
     async def place_call(body: PlaceCall, response: Response) -> dict[str, Any]:
         provider = providers.get(body.provider)
         if provider is None:
@@ -143,26 +147,27 @@ def create_app(
         if manager.draining:
             retry = {"Retry-After": str(manager.drain_retry_after)}
             raise HTTPException(503, "the bridge is draining (shutting down): no new calls", headers=retry)
+        _check_duration(body.max_duration, manager.settings.max_duration)
         dial = DialRequest(body.to, body.from_, body.ring_timeout, body.max_duration, body.metadata)
+        number, slot = admit_outbound(manager, provider, body.to)
         try:
-            number = provider.admit(body.to, manager.outbound_active(provider.name))
-            target = await provider.target(number, dial)
+            target = await provider.target(number, dial)  # resolves the trunk's name: others go on
+            call = manager.place_outbound(ua, target, slot)
         except Refused as exc:
-            retry = provider.limiter.retry_after(time.monotonic())
-            headers = {"Retry-After": str(retry)} if exc.status == 429 else None
-            raise HTTPException(exc.status, exc.reason, headers=headers) from None
-        call = manager.place_outbound(ua, target)
+            raise HTTPException(exc.status, exc.reason) from None
+        finally:
+            slot.release()  # placing failed (or was cancelled); a placed call holds its own place
         response.headers["Location"] = f"/calls/{call.id}"
         return call.to_dict()
 
-    @app.get("/calls/{call_id}", dependencies=[authorised])
+    @app.get("/calls/{call_id}")
     async def get_call(call_id: str) -> dict[str, Any]:
         call = manager.get(call_id)
         if call is None:
             raise HTTPException(404, f"no call with id {call_id!r}")
         return call.to_dict()
 
-    @app.delete("/calls/{call_id}", dependencies=[authorised])
+    @app.delete("/calls/{call_id}")
     async def hang_up(call_id: str) -> dict[str, Any]:
         """CANCEL before the answer, BYE after; a call that already ended is returned as it is."""
         call = await manager.hangup(call_id, "hung up through the API")
@@ -183,19 +188,26 @@ def health_status(manager: CallManager, degraded_load: float, loop_lag_s: float 
     return "degraded" if busy else "ok"
 
 
-def _bearer_check(api_keys: tuple[str, ...]):  # noqa: ANN202
-    keys = [key.encode() for key in api_keys]
+def admit_outbound(manager: CallManager, provider: Provider, to: str) -> tuple[str, OutboundSlot]:
+    """The number to dial and the place the call holds, or HTTPException (403/422/429, 503 at
+    max_calls). Synchronous on purpose: the caps are read and the place taken in one step, so
+    concurrent requests cannot all pass the caps while each awaits its trunk's address."""
+    try:
+        number = provider.admit(to, manager.outbound_active(provider.name))
+    except Refused as exc:
+        retry = provider.limiter.retry_after(time.monotonic())
+        headers = {"Retry-After": str(retry)} if exc.status == 429 else None
+        raise HTTPException(exc.status, exc.reason, headers=headers) from None
+    slot = manager.reserve_outbound(provider.name)
+    if slot is None:
+        retry = {"Retry-After": str(BUSY_RETRY_AFTER_S)}
+        raise HTTPException(503, f"call limit of {manager.max_calls} reached (max_calls)", headers=retry)
+    return number, slot
 
-    async def check(request: Request) -> None:
-        if not keys:
-            return
-        scheme, _, token = (request.headers.get("Authorization") or "").partition(" ")
-        if scheme.lower() != "bearer" or not token:
-            raise HTTPException(
-                401, "this API needs 'Authorization: Bearer <key>'", {"WWW-Authenticate": "Bearer"}
-            )
-        presented = token.strip().encode()
-        if not any(hmac.compare_digest(presented, key) for key in keys):
-            raise HTTPException(401, "unknown API key", {"WWW-Authenticate": 'Bearer error="invalid_token"'})
 
-    return check
+def _check_duration(asked: float | None, limit: float | None) -> None:
+    """A call may ask to end sooner than max_call_duration, never later."""
+    if asked is not None and limit is not None and asked > limit:
+        raise HTTPException(
+            422, f"max_duration {asked:g} s is above this bridge's max_call_duration of {limit:g} s"
+        )

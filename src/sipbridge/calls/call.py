@@ -24,12 +24,13 @@ from ..rtp.clock import FrameClock
 from ..rtp.dtmf import DIGITS as DTMF_DIGITS
 from ..rtp.dtmf import DtmfPacket, DtmfReceiver, DtmfSender
 from ..rtp.jitter import LOST, JitterBuffer, JitterConfig
+from ..rtp.latch import LatchMode
 from ..rtp.packet import RtpPacket
 from ..rtp.ports import NoFreePort, PortAllocator
 from ..rtp.session import RtpSession
 from ..sip.sdp import (
     AudioAnswer,
-    NoCommonCodec,
+    NotAcceptableHere,
     SdpError,
     SessionDescription,
     build_answer,
@@ -76,6 +77,8 @@ class CallSettings:
     # Nothing from the agent this long: its link failed. Then redial with the resume token this long.
     agent_silence_timeout: float = 5.0
     agent_resume_window: float = 20.0
+    # Whose RTP a call accepts before and besides the phone's first packet (see rtp/latch.py).
+    rtp_latch: LatchMode = "sdp-or-signalling"
 
 
 class Call:
@@ -219,8 +222,8 @@ class Call:
         try:
             offer = parse_sdp(body)
             answer = negotiate_audio(offer)
-        except NoCommonCodec as exc:
-            self._reject(488, str(exc), "codec mismatch")
+        except NotAcceptableHere as exc:
+            self._reject(488, str(exc), exc.end_reason)
             return None, None
         except SdpError as exc:
             self._reject(400, f"bad SDP: {exc}", "bad SDP")
@@ -231,7 +234,11 @@ class Call:
         try:
             rtp, port = await self._ports.open(
                 self.settings.rtp_host,
-                lambda: RtpSession(on_packet=self._phone_packet, on_event_packet=self._phone_dtmf),
+                lambda: RtpSession(
+                    on_packet=self._phone_packet,
+                    on_event_packet=self._phone_dtmf,
+                    latch=self.settings.rtp_latch,
+                ),
             )
         except NoFreePort as exc:
             self._reject(503, str(exc), "no free RTP port")
@@ -259,7 +266,8 @@ class Call:
             if self.codec is not None:
                 self.log.info("call %s: codec changed from %s to %s", self.id, self.codec, answer.codec)
             self.codec = answer.codec
-        self.rtp.configure(answer.payload_type, answer.dtmf_payload_type, answer.remote_addr)
+        signalling = self._signalling_source()
+        self.rtp.configure(answer.payload_type, answer.dtmf_payload_type, answer.remote_addr, signalling)
         self.rtp.sending = answer.direction in ("sendrecv", "sendonly")
         self.on_hold = answer.direction in ("recvonly", "inactive")
         self._media = answer
@@ -412,6 +420,10 @@ class Call:
 
     def _media_ip(self) -> str:
         return self._session.media_ip
+
+    def _signalling_source(self) -> tuple[str, int] | None:
+        """Where the call's SIP comes from: its IP may send the phone's RTP (from a NAT's port)."""
+        return self.session.source if self.session is not None else None
 
     async def _end_signalling(self, reason: str) -> None:
         await self._session.hangup(reason)
@@ -789,6 +801,7 @@ class Call:
             "packets_in": stats.packets_in,
             "packets_out": stats.packets_out,
             "invalid_in": stats.invalid_in,
+            "foreign_in": stats.foreign_in,
             "jitter_buffer": self._jitter_view(),
         }
 

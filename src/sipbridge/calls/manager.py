@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
@@ -48,6 +48,26 @@ class EndedCall:
         """Already ended: nothing to do."""
 
 
+class OutboundSlot:
+    """A place for one outbound call, taken the moment the call is admitted: the caps count it while
+    the provider's address is resolved and until the call is listed (or placing it fails)."""
+
+    def __init__(self, provider: str, held: Counter[str]) -> None:
+        self.provider = provider
+        self._held = held
+        self._released = False
+        held[provider] += 1
+
+    def release(self) -> None:
+        """Give the place back (again: nothing); the call that took it holds its own from then on."""
+        if self._released:
+            return
+        self._released = True
+        self._held[self.provider] -= 1
+        if self._held[self.provider] <= 0:
+            del self._held[self.provider]
+
+
 class CallManager:
     def __init__(
         self,
@@ -68,6 +88,9 @@ class CallManager:
         self.max_calls_per_source = max_calls_per_source
         self.rejected_source_cap = 0
         self.active: dict[str, Call] = {}
+        # Outbound calls admitted but not listed yet (their trunk's address being resolved), by
+        # provider: counted against max_calls and max_outbound_calls like the calls up.
+        self._held: Counter[str] = Counter()
         self.history: OrderedDict[str, EndedCall] = OrderedDict()
         self._tasks: set[asyncio.Task] = set()
         self.clock = clock or FrameClock()
@@ -80,16 +103,35 @@ class CallManager:
         self._idle = asyncio.Event()
         self._idle.set()
 
-    def place_outbound(self, ua: UserAgent, target: OutboundTarget) -> OutboundCall:
-        """Start dialling ``target``; the call is listed at once, in state ``dialing``."""
+    @property
+    def calls_in_use(self) -> int:
+        """Calls up, and outbound calls admitted but not placed yet: what max_calls caps."""
+        return len(self.active) + sum(self._held.values())
+
+    def reserve_outbound(self, provider: str) -> OutboundSlot | None:
+        """Take a place for an outbound call of ``provider`` now, in the same step as the checks that
+        admitted it (nothing awaited in between), so concurrent requests cannot all pass the caps
+        before any of them is placed; None (counted as busy) once max_calls are in use."""
+        if self.calls_in_use >= self.max_calls:
+            self.rejected_busy += 1
+            metrics.call_refused("call_limit")
+            return None
+        return OutboundSlot(provider, self._held)
+
+    def place_outbound(self, ua: UserAgent, target: OutboundTarget, slot: OutboundSlot) -> OutboundCall:
+        """Start dialling ``target`` in the place ``slot`` held; the call is listed at once, in state
+        ``dialing``, and counts against the caps as an active call from then on."""
         call = OutboundCall(ua, target, self.settings, self.ports, self.whip, self.clock, self._call_ended)
+        slot.release()
         self._admit(call)
         return call
 
     def outbound_active(self, provider: str) -> int:
-        return sum(
+        """Outbound calls of ``provider`` up or being placed (slots held)."""
+        up = sum(
             1 for call in self.active.values() if call.direction == "outbound" and call.provider == provider
         )
+        return up + self._held[provider]
 
     def _admit(self, call: Call) -> None:
         self.active[call.id] = call
@@ -110,7 +152,7 @@ class CallManager:
             warning = "draining: the bridge is shutting down"
             session.reject(503, warning=warning, retry_after=self.drain_retry_after)
             return None
-        if len(self.active) >= self.max_calls:
+        if self.calls_in_use >= self.max_calls:
             self.rejected_busy += 1
             metrics.call_refused("call_limit")
             warning = f"call limit of {self.max_calls} reached"

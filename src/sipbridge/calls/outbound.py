@@ -70,6 +70,9 @@ class OutboundCall(Call):
     def _media_ip(self) -> str:
         return self._ua.media_ip_for(self.target.destination)
 
+    def _signalling_source(self) -> tuple[str, int] | None:
+        return self.target.destination  # known before the answer (early media)
+
     async def _end_signalling(self, reason: str) -> None:
         if self.session is not None:
             await self.session.hangup(reason)
@@ -94,6 +97,7 @@ class OutboundCall(Call):
             authenticator=target.authenticator,
             on_provisional=self._provisional,
             server_name=target.server_name,
+            provider=target.provider,
         )
         self.sip_call_id = self._dialer.call_id
         outcome = await self._dialer.run(target.ring_timeout)

@@ -67,6 +67,20 @@ class InboundAdmission:
         """A configured trunk's address (never rate-limited)."""
         return self.providers.inbound_provider(address) is not None
 
+    def from_provider(self, name: str, address: str) -> bool:
+        """Whether ``address`` is one of provider ``name``'s (its inbound_cidrs or registrar): such a
+        host may act in the dialogs of that provider's calls, not of other providers' calls."""
+        provider = self.providers.get(name)
+        return provider is not None and provider.accepts_source(address)
+
+    def screen_stray(self, request: SipRequest, flow: Flow) -> Screening:
+        """A request naming a dialog or transaction it may not act on: strangers get nothing at all
+        when ``unknown_source_action = "drop"``, so a scan learns nothing from a 481 or 403."""
+        if self.drop_unknown and self.restricts and self.providers.inbound_provider(flow.remote[0]) is None:
+            self.counts.dropped += 1
+            return DROP
+        return ADMIT
+
     def screen(self, request: SipRequest, flow: Flow) -> Screening:
         source = flow.remote[0]
         provider = self.providers.inbound_provider(source)
@@ -84,13 +98,13 @@ class InboundAdmission:
     def _authenticate(self, request: SipRequest, source: str) -> Screening:
         assert self.verifier is not None
         now = self._clock()
-        outcome = self.verifier.check(request, now)
+        outcome = self.verifier.check(request, source, now)
         if isinstance(outcome, Verified):
             self.counts.by_digest += 1
             return Screening(admitted_as=self._by_user[outcome.username].name)
         if isinstance(outcome, Challenge):
             self.counts.challenged += 1
-            headers = tuple(self.verifier.challenges(now, stale=outcome.stale))
+            headers = tuple(self.verifier.challenges(source, now, stale=outcome.stale))
             return Screening(status=401, headers=headers)
         # The caller is told no more than that (which of user and password was wrong is logged).
         return self._unknown(source, "authentication failed", outcome.reason)

@@ -16,7 +16,7 @@ from ..calls.outbound import OutboundTarget
 from ..config import HostPort, ProviderConfig
 from ..sip.digest import DigestCredentials, DigestError, DigestSession
 from ..sip.message import SipRequest, SipResponse
-from .policy import DEFAULT_DESTINATIONS, AttemptLimiter, DestinationPolicy, Refused
+from .policy import DEFAULT_COUNTRY, DEFAULT_DESTINATIONS, AttemptLimiter, DestinationPolicy, Refused
 from .twilio_ranges import TWILIO_SIGNALLING_CIDRS
 
 
@@ -50,7 +50,8 @@ class Provider:
         self.config = config
         self.name = config.name
         patterns = config.destinations or DEFAULT_DESTINATIONS[config.type]
-        self.policy = DestinationPolicy(patterns, config.allow_premium)
+        self.country = config.country or DEFAULT_COUNTRY[config.type]
+        self.policy = DestinationPolicy(patterns, config.allow_premium, self.country)
         self.limiter = AttemptLimiter(config.max_attempts_per_minute)
         cidrs = config.inbound_cidrs or (TWILIO_SIGNALLING_CIDRS if config.type == "twilio" else ())
         self.inbound_networks = [ipaddress.ip_network(cidr) for cidr in cidrs]
@@ -62,7 +63,9 @@ class Provider:
     # -- outbound ------------------------------------------------------------------------------
 
     def admit(self, to: str, outbound_active: int, now: float | None = None) -> str:
-        """The normalised number if a call to it may start now; raises Refused (403/422/429)."""
+        """The number to dial (E.164, or an extension) if a call to it may start now; raises Refused
+        (403/422/429). ``outbound_active`` counts this provider's calls up and slots held for calls
+        being placed: the caller takes its own slot before anything awaits."""
         try:
             number = self.policy.check(to)
             if outbound_active >= self.config.max_outbound_calls:
@@ -150,6 +153,7 @@ class Provider:
             "status": self.status,
             "last_error": self.last_error,
             "register": config.register,
+            "country": self.country,
             "destinations": list(self.policy.patterns),
             "allow_premium": config.allow_premium,
             "max_outbound_calls": config.max_outbound_calls,

@@ -12,6 +12,7 @@ from typing import cast
 
 from .clock import FrameClock
 from .dtmf import DtmfPacket
+from .latch import LatchMode, RtpLatch
 from .packet import RtpPacket, RtpParseError, build_rtp_header, is_rtcp, parse_rtp
 
 log = logging.getLogger(__name__)
@@ -27,20 +28,27 @@ class RtpStats:
     bytes_in: int = 0
     bytes_out: int = 0
     invalid_in: int = 0
+    foreign_in: int = 0  # RTP from others than the call's peer: dropped, never played or answered
     late_ticks: int = 0
     last_packet_at: float | None = None
 
 
 class RtpSession(asyncio.DatagramProtocol):
-    """Receives RTP on one local port and sends to the peer (latched to where its packets come from)."""
+    """Receives RTP on one local port and sends to the peer (latched to where its packets come from).
+
+    Only the call's peer is heard: see rtp/latch.py for who that is (``latch`` is its mode).
+    """
 
     def __init__(
         self,
         on_payload: Callable[[bytes], None] | None = None,
         on_event_packet: Callable[[RtpPacket], None] | None = None,
         on_packet: Callable[[RtpPacket, float], None] | None = None,
+        latch: LatchMode = "sdp-or-signalling",
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.on_payload = on_payload
+        self._monotonic = monotonic  # arrival times (tests pass their own)
         # Audio packets with their arrival time (for a jitter buffer); takes over from on_payload.
         self.on_packet = on_packet
         self.on_event_packet = on_event_packet
@@ -48,8 +56,7 @@ class RtpSession(asyncio.DatagramProtocol):
         self.dtmf_source: Callable[[int], DtmfPacket | None] | None = None
         self.payload_type = 0
         self.dtmf_payload_type: int | None = None
-        self.remote: Address | None = None
-        self.latched = False
+        self._latch = RtpLatch(latch)
         # False while the caller holds the call (we answered recvonly/inactive): nothing is sent.
         self.sending = True
         self._signalled: Address | None = None
@@ -61,14 +68,34 @@ class RtpSession(asyncio.DatagramProtocol):
         self._clock: FrameClock | None = None
         self._clock_token: int | None = None
 
-    def configure(self, payload_type: int, dtmf_payload_type: int | None, remote: Address | None) -> None:
-        """Payload types and the address the SDP names; a new address there ends the latch."""
+    @property
+    def remote(self) -> Address | None:
+        """Where our RTP goes: the latched source, else the address the SDP names."""
+        return self._latch.remote
+
+    @property
+    def latched(self) -> bool:
+        return self._latch.latched
+
+    def configure(
+        self,
+        payload_type: int,
+        dtmf_payload_type: int | None,
+        remote: Address | None,
+        signalling: Address | None = None,
+    ) -> None:
+        """Payload types, the address the SDP names and where the call's SIP comes from.
+
+        A new address in the SDP ends the latch; ``signalling`` vouches (per the latch mode) for its
+        IP on any port, the way a phone behind NAT sends.
+        """
         self.payload_type = payload_type
         self.dtmf_payload_type = dtmf_payload_type
         if remote != self._signalled:
             self._signalled = remote
-            self.latched = False
-            self.remote = None if remote is None or _unspecified(remote[0]) else remote
+            self._latch.expect(None if remote is None or _unspecified(remote[0]) else remote, signalling)
+        else:
+            self._latch.from_signalling(signalling)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.DatagramTransport, transport)
@@ -81,12 +108,13 @@ class RtpSession(asyncio.DatagramProtocol):
         except RtpParseError:
             self.stats.invalid_in += 1
             return
+        arrival = self._monotonic()
+        if not self._latch.admit(addr, packet.sequence, arrival):
+            self._foreign(addr)
+            return
         self.stats.packets_in += 1
         self.stats.bytes_in += len(data)
-        self.stats.last_packet_at = arrival = time.monotonic()
-        if not self.latched:
-            self.remote = (addr[0], addr[1])
-            self.latched = True
+        self.stats.last_packet_at = arrival
         if packet.payload_type == self.payload_type:
             if self.on_packet is not None:
                 self.on_packet(packet, arrival)
@@ -94,6 +122,11 @@ class RtpSession(asyncio.DatagramProtocol):
                 self.on_payload(packet.payload)
         elif packet.payload_type == self.dtmf_payload_type and self.on_event_packet is not None:
             self.on_event_packet(packet)
+
+    def _foreign(self, addr: tuple) -> None:
+        self.stats.foreign_in += 1
+        if self.stats.foreign_in == 1:  # once per call: a sprayer sends thousands
+            log.info("RTP from %s:%s dropped: not this call's peer", addr[0], addr[1])
 
     def error_received(self, exc: Exception) -> None:
         log.debug("RTP socket error: %s", exc)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .errors import SipParseError
 from .headers import parse_name_addr
 from .message import Headers, SipRequest, SipResponse
-from .uri import parse_uri
+from .uri import SipUri, parse_uri
 
 DialogId = tuple[str, str, str]
 
@@ -76,6 +77,18 @@ class Dialog:
         transport = (uri.params.get("transport") or "").upper() or ("TLS" if uri.scheme == "sips" else None)
         return (maddr or host).strip("[]"), port, transport
 
+    def peer_hosts(self) -> list[str]:
+        """The hosts the peer's requests may come from besides the INVITE's source: the first hop of
+        the route set (a record-routing proxy) and the remote target."""
+        hosts = []
+        for value, parse in ((self.remote_target, parse_uri), (self.route_set[:1], _first_route_uri)):
+            try:
+                uri = parse(value)
+            except (SipParseError, IndexError):
+                continue
+            hosts.append(uri.host_port[0].strip("[]"))
+        return hosts
+
     def accept_remote_cseq(self, cseq: int) -> bool:
         """§12.2.2: a request with a lower CSeq than the last one is out of order (500)."""
         if cseq < self.remote_cseq:
@@ -103,3 +116,7 @@ class Dialog:
         headers.add("CSeq", f"{cseq if cseq is not None else self.local_cseq} {method}")
         headers.add("Contact", self.local_contact)
         return SipRequest(method=method, uri=self.remote_target, headers=headers)
+
+
+def _first_route_uri(route_set: list[str]) -> SipUri:
+    return parse_name_addr(route_set[0]).uri

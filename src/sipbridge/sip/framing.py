@@ -62,6 +62,11 @@ class StreamFramer:
         """Bytes received but not yet returned (a partial message or a partial ping)."""
         return len(self._buffer)
 
+    @property
+    def partial(self) -> bool:
+        """Part of a message is buffered (a held CR or CRLF, perhaps the start of a ping, is not)."""
+        return bool(self._buffer) and not _PING.startswith(self._buffer)
+
     def feed(self, data: bytes) -> list[bytes | KeepAlive]:
         if self._error is not None:
             raise FramingError(self._error.reason, self._error.status)

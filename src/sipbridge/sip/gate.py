@@ -93,8 +93,8 @@ def scanner_pattern(signatures: Iterable[str]) -> re.Pattern[bytes] | None:
     return re.compile(rb"(?im)^(?:" + names + rb")[ \t]*:[^\r\n]*?(?:" + b"|".join(words) + rb")")
 
 
-# Requests whose volume a source may be limited in; ACK has no answer, responses are not requests.
-_UNLIMITED_STARTS = (b"SIP/", b"ACK ")
+_HEAD_END = b"\r\n\r\n"
+_FOLD = re.compile(rb"\r?\n[ \t]+")
 
 
 @dataclass
@@ -130,8 +130,8 @@ class RequestGate:
         self._trust: dict[str, tuple[bool, float]] = {}
 
     def check(self, data: bytes, source: str, now: float) -> Verdict:
-        if data.startswith(_UNLIMITED_STARTS):
-            return Verdict.HANDLE
+        """Everything a source sends counts against its rate (requests, ACKs, responses, garbage):
+        an ACK or a response costs a parse too, and a flood of them stalls the loop as well."""
         if self.limiter is not None:
             verdict = self.limiter.check(source, now)
             if verdict is not Verdict.HANDLE and not self._is_trusted(source, now):
@@ -140,10 +140,20 @@ class RequestGate:
                 else:
                     self.counts.rejected += 1
                 return verdict
-        if self.scanners is not None and self.scanners.search(data) is not None:
+        if self.scanners is not None and not data.startswith(b"SIP/") and self._names_scanner(data):
             self.counts.scanners += 1
             return self.scanner_verdict
         return Verdict.HANDLE
+
+    def _names_scanner(self, data: bytes) -> bool:
+        """The scanner pattern over the header lines, unfolded first: ``User-Agent:`` with the name
+        on a continuation line (RFC 3261 §7.3.1 folding) is the same header."""
+        assert self.scanners is not None
+        end = data.find(_HEAD_END)
+        head = data if end < 0 else data[:end]
+        if b"\n " in head or b"\n\t" in head:
+            head = _FOLD.sub(b" ", head)
+        return self.scanners.search(head) is not None
 
     def _is_trusted(self, source: str, now: float) -> bool:
         known = self._trust.get(source)

@@ -72,9 +72,11 @@ class OutgoingInvite:
         extra_headers: list[tuple[str, str]] | None = None,
         on_provisional: Callable[[SipResponse], None] | None = None,
         server_name: str | None = None,
+        provider: str | None = None,
     ) -> None:
         self._ua = ua
         self.server_name = server_name
+        self.provider = provider  # the trunk the call goes through: its addresses may act in the dialog
         self.destination = destination
         self.transport = transport.upper()
         self.sdp = sdp
@@ -191,6 +193,8 @@ class OutgoingInvite:
             return InviteOutcome(None, response.status, "unreachable: cannot send the ACK", response)
         session = InviteSession.outgoing(self._ua, self._sent, response, flow, self.sdp)
         session.authenticator = self._authenticator
+        session.admitted_as = self.provider
+        session.learn_peer(self.destination[0])
         self._ua.stamp_via(ack, flow)
         self._ack, self._flow = ack.to_bytes(), flow  # §13.2.2.4: the UA core's own request
         flow.send(self._ack)

@@ -18,6 +18,7 @@ from .dialog import Dialog
 from .dtmf_info import DTMF, DTMF_RELAY, DtmfInfoError, parse_dtmf_info
 from .errors import SipParseError
 from .message import SipRequest, SipResponse, generate_tag, make_response
+from .resolver import is_ip
 from .sdp import SdpError
 from .session_timer import SessionTimer, SessionTimerTerms, SessionTooSmall, TimerAction, negotiate
 from .transaction import OkRetransmitter, ServerInviteTransaction, ServerNonInviteTransaction, State
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ServerTx = ServerInviteTransaction | ServerNonInviteTransaction
+MAX_PEER_IPS = 8
 
 
 class Authenticator(Protocol):
@@ -52,8 +54,12 @@ class InviteSession:
         self.peer_allow = allowed_methods(request)
         # Credentials for challenges to our in-dialog requests (a trunk that challenges BYE).
         self.authenticator: Authenticator | None = None
-        # What admitted an incoming INVITE (a trunk's name), as the UA's screen said.
+        # What admitted an incoming INVITE (a trunk's name), as the UA's screen said; for a call we
+        # place, the provider it goes through. Its addresses may act in the dialog too.
         self.admitted_as: str | None = None
+        # Where requests in this dialog may come from (the UA refuses the rest): the INVITE's source,
+        # then the peer's own literal addresses as the dialog learns them.
+        self.peer_ips: set[str] = {flow.remote[0]}
         self.local_tag = generate_tag()
         self.dialog: Dialog | None = None
         self.cancelled = False
@@ -97,12 +103,21 @@ class InviteSession:
         session.local_tag = invite.from_.tag or ""
         session.dialog = Dialog.from_outgoing_invite(invite, response)
         session.local_sdp = local_sdp
+        session.learn_peer()
         ua.register_dialog(session)
         return session
 
     @property
     def source(self) -> tuple[str, int]:
         return self.flow.remote
+
+    def learn_peer(self, *addresses: str) -> None:
+        """Take ``addresses`` and the dialog's literal peer addresses (first route, remote target)
+        as places the peer's requests may come from; bounded, whatever the peer's re-INVITEs say."""
+        hosts = [*addresses, *(self.dialog.peer_hosts() if self.dialog is not None else ())]
+        for host in hosts:
+            if len(self.peer_ips) < MAX_PEER_IPS and is_ip(host):
+                self.peer_ips.add(host)
 
     @property
     def local_ip(self) -> str:
@@ -150,6 +165,7 @@ class InviteSession:
             return False
         contact = self._ua.contact_for(self.flow)
         self.dialog = Dialog.from_incoming_invite(self.request, self.local_tag, contact)
+        self.learn_peer()
         ok = self._ok_response(self.request, sdp)
         self._ack_outcome = asyncio.get_running_loop().create_future()
         self._ua.register_dialog(self)
@@ -291,6 +307,7 @@ class InviteSession:
             return  # refused in _new_sdp
         assert self.dialog is not None
         self.dialog.update_remote_target(request)
+        self.learn_peer()
         self.timer_terms = terms
         ok = self._ok_response(request, sdp)
         if isinstance(tx, ServerInviteTransaction):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
-
 from .headers import Via, parse_via
 from .message import SipRequest
 
@@ -32,22 +30,16 @@ def stamp_received(request: SipRequest, source: Address) -> None:
 
 
 def response_destination(via: Via) -> Address:
-    """Where a response with this top Via goes over an unreliable transport (§18.2.2, RFC 3581 §4)."""
+    """Where a response with this top Via goes over an unreliable transport (§18.2.2, RFC 3581 §4).
+
+    ``maddr`` is not honoured: it would let a request name a third party to receive our responses
+    and their retransmissions (a reflection attack). The address is the one the request came from
+    (``received``, which ``stamp_received`` sets whenever the sent-by host differs from it).
+    """
     default_port = via.port or 5060
-    maddr = (via.params.get("maddr") or "").strip("[]")
-    if maddr and _is_ip(maddr):  # a name would mean a blocking DNS lookup chosen by the sender
-        return maddr, default_port
     received = via.params.get("received")
     rport = via.params.get("rport")
     host = (received or via.host).strip("[]")
     if rport and rport.isdigit():
         return host, int(rport)
     return host, default_port
-
-
-def _is_ip(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True

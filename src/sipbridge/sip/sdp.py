@@ -5,13 +5,31 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from .resolver import is_ip
+
 
 class SdpError(ValueError):
     """Malformed or unusable SDP."""
 
 
-class NoCommonCodec(SdpError):
-    """The offer has no audio stream we can take (answer 488 Not Acceptable Here)."""
+class NotAcceptableHere(SdpError):
+    """A well-formed offer we cannot take (answer 488 Not Acceptable Here); ``end_reason`` names why
+    in a call's end reason."""
+
+    end_reason = "offer not acceptable"
+
+
+class NoCommonCodec(NotAcceptableHere):
+    """The offer has no audio stream we can take."""
+
+    end_reason = "codec mismatch"
+
+
+class MediaHostName(NotAcceptableHere):
+    """The media address is a host name, not an IP address (as SBCs require: sending RTP to a name
+    would mean a DNS lookup the caller chose, for every packet or at least every call)."""
+
+    end_reason = "media address not an IP address"
 
 
 STATIC_PAYLOAD_TYPES: dict[int, tuple[str, int, int]] = {
@@ -317,6 +335,8 @@ def _answer_for(
     address = offer.connection_address(media)
     if address is None:
         raise SdpError("no connection address for the audio stream")
+    if not is_ip(address):
+        raise MediaHostName(f"media address {address[:64]!r} is a host name: an IP address is required")
     direction = explicit_direction(media.attributes) or explicit_direction(offer.attributes) or "sendrecv"
     return AudioAnswer(
         payload_type=pt,

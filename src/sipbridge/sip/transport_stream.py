@@ -3,29 +3,41 @@
 One ``StreamTransport`` per protocol listens, keeps a table of open connections by remote address
 (so responses and in-dialog requests reuse them) and opens new ones on demand. A connection that
 sends something unframeable is closed; the listener and every other connection go on.
+
+Connections we accept are held to an ``AcceptBudget`` (stream_limits.py) when the socket is accepted:
+the TLS listener listens in plain TCP and starts the handshake (``loop.start_tls``) only for the
+connections within the caps, so a flood of silent TLS connections costs no handshakes and no more
+file descriptors than the caps allow. Each connection then has deadlines (handshake, first message,
+a partial message, idle) that a byte now and then does not reset.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+import resource
 import ssl
-from collections import Counter
 from collections.abc import Callable
-from typing import cast
+from typing import Any, cast
 
 from .framing import PONG, FramingError, KeepAlive, StreamFramer
+from .stream_limits import AcceptBudget, ConnectionPolicy, RareLog, Seat, StreamDeadlines
 from .transport import Address
 
 log = logging.getLogger(__name__)
 
-IDLE_TIMEOUT_S = 300.0
 CONNECT_TIMEOUT_S = 5.0
-# Connections accepted from one address, and in all: a host that opens connections and sends
-# nothing (or a TLS hello and no more) cannot run the process out of file descriptors.
-MAX_PER_SOURCE = 32
-MAX_ACCEPTED = 1000
+# Timers fire up to the clock's resolution early; a deadline this close counts as reached.
+_DEADLINE_SLACK_S = 0.001
+# File descriptors wanted beyond the connection caps: the calls' RTP sockets, the agent's links.
+FD_HEADROOM = 4096
 MessageHandler = Callable[[bytes, "StreamConnection"], None]
+# What happened to connections, as logged: "SIP TLS: 12 connection(s) refused (...)".
+_REFUSED = "refused"
+_TIMED_OUT = "closed at a deadline"
+_HANDSHAKE_FAILED = "closed in the TLS handshake"
+_UNFRAMEABLE = "closed for unframeable data"
 
 
 class StreamConnection(asyncio.Protocol):
@@ -38,29 +50,68 @@ class StreamConnection(asyncio.Protocol):
         self.accepted = accepted
         self.transport = owner.protocol
         self.remote: Address = ("", 0)
-        self._stream: asyncio.Transport | None = None
+        self._raw: asyncio.Transport | None = None  # the socket's own transport
+        self._stream: asyncio.Transport | None = None  # where messages go: the raw one, or TLS over it
         self._framer = StreamFramer()
-        self._idle: asyncio.TimerHandle | None = None
+        self._seat: Seat | None = None
+        self._deadlines: StreamDeadlines | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._held: list[bytes] = []  # decrypted before start_tls handed us the TLS transport
+        self._finished = False
         self.closed = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._stream = cast(asyncio.Transport, transport)
-        peer = transport.get_extra_info("peername")
+        raw = cast(asyncio.Transport, transport)
+        self._raw = raw
+        peer = raw.get_extra_info("peername")
         self.remote = (peer[0], peer[1])
-        if not self._owner.register(self):
-            transport.close()
+        if self.accepted:
+            self._seat = self._owner.admit(self.remote[0])
+            if self._seat is None:
+                self.closed = True
+                raw.abort()
+                return
+        self._owner.track(self)
+        self._deadlines = StreamDeadlines(self._owner.policy, _now(), self.accepted)
+        self._watch()
+        if self.accepted and self._owner.server_ssl is not None:
+            raw.pause_reading()  # the handshake reads first: start_tls takes the socket over
+            self._owner.start_handshake(self, raw)
+        else:
+            self._ready(raw)
+
+    def upgraded(self, tls: asyncio.Transport) -> None:
+        """The TLS handshake is done: messages go over ``tls`` from now on."""
+        if self.closed:
+            tls.abort()
             return
-        self._touch()
+        self._ready(tls)
+        held, self._held = self._held, []
+        for data in held:
+            self.data_received(data)
+
+    def _ready(self, stream: asyncio.Transport) -> None:
+        self._stream = stream
+        self._owner.attach(self)
 
     def data_received(self, data: bytes) -> None:
-        self._touch()
+        if self._stream is None:
+            self._held.append(data)
+            return
         try:
             items = self._framer.feed(data)
         except FramingError as exc:
-            log.info("SIP %s from %s:%s closed: %s", self.transport, *self.remote, exc.reason)
-            self._deliver(exc.framed)
+            self._owner.unframeable(self, exc.reason)
+            self._received(exc.framed)
             self.close()
             return
+        self._received(items)
+
+    def _received(self, items: list[bytes | KeepAlive]) -> None:
+        assert self._deadlines is not None
+        pings = sum(1 for item in items if item is KeepAlive.PING)
+        self._deadlines.received(_now(), len(items) - pings, pings, self._framer.partial)
+        self._watch()  # a message begun brings the deadline closer
         self._deliver(items)
 
     def _deliver(self, items: list[bytes | KeepAlive]) -> None:
@@ -76,32 +127,73 @@ class StreamConnection(asyncio.Protocol):
                 )
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-        if self._idle is not None:
-            self._idle.cancel()
-        self._owner.unregister(self)
+        self.finish()
 
-    def _touch(self) -> None:
-        if self._idle is not None:
-            self._idle.cancel()
-        loop = asyncio.get_running_loop()
-        self._idle = loop.call_later(self._owner.idle_timeout, self.close)
+    def finish(self) -> None:
+        """The connection is gone (closed, lost, or its handshake failed): forget it, once."""
+        self.closed = True
+        if self._finished:
+            return
+        self._finished = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._owner.forget(self, self._seat)
+
+    def _watch(self) -> None:
+        """Have a timer fire by the deadline; one that fires later than needed is moved up."""
+        assert self._deadlines is not None
+        expiry = self._deadlines.expiry
+        if self._timer is not None:
+            if self._timer.when() <= expiry:
+                return  # it fires in time and looks again then
+            self._timer.cancel()
+        self._timer = asyncio.get_running_loop().call_at(expiry, self._check_deadline)
+
+    def _check_deadline(self) -> None:
+        self._timer = None
+        if self.closed or self._deadlines is None:
+            return
+        if self._deadlines.expired(_now() + _DEADLINE_SLACK_S):
+            self._owner.deadline_passed(self, self._deadlines.established)
+            self.abort()
+        else:
+            self._watch()
 
     def send(self, data: bytes) -> None:
         if self._stream is not None and not self._stream.is_closing():
-            self._touch()
+            assert self._deadlines is not None
+            self._deadlines.sent(_now())
             self._stream.write(data)
 
     def close(self) -> None:
-        if self._stream is not None:
-            self._stream.close()
+        """Close after what is written has gone out."""
+        transport = self._stream or self._raw
+        if transport is not None:
+            transport.close()
+
+    def abort(self) -> None:
+        """Close at once: nothing more is sent or read, the socket is freed now."""
+        self.closed = True
+        transport = self._stream or self._raw
+        if transport is not None:
+            transport.abort()
 
     def __repr__(self) -> str:
         return f"StreamConnection({self.transport} {self.remote[0]}:{self.remote[1]})"
 
 
+def _now() -> float:
+    return asyncio.get_running_loop().time()
+
+
 class StreamTransport:
-    """A TCP or TLS listener and the connections it accepted or opened."""
+    """A TCP or TLS listener and the connections it accepted or opened.
+
+    ``budget`` holds the caps (shared by the TCP and TLS transports of one UA) and, in its
+    ``policy``, the deadlines. Counters: ``refused`` (over the caps), ``timed_out`` (closed at a
+    deadline), ``handshakes`` (TLS handshakes started) and ``handshakes_failed``.
+    """
 
     def __init__(
         self,
@@ -109,27 +201,32 @@ class StreamTransport:
         on_message: MessageHandler,
         server_ssl: ssl.SSLContext | None = None,
         client_ssl: ssl.SSLContext | None = None,
-        idle_timeout: float = IDLE_TIMEOUT_S,
-        max_per_source: int = MAX_PER_SOURCE,
-        max_accepted: int = MAX_ACCEPTED,
+        budget: AcceptBudget | None = None,
     ) -> None:
         self.protocol = protocol
         self.on_message = on_message
         self.server_ssl = server_ssl
         self.client_ssl = client_ssl
-        self.idle_timeout = idle_timeout
-        self.max_per_source = max_per_source
-        self.max_accepted = max_accepted
+        self.budget = budget or AcceptBudget(ConnectionPolicy())
+        self.policy = self.budget.policy
         self.refused = 0
-        self._accepted: Counter[str] = Counter()
+        self.timed_out = 0
+        self.handshakes = 0
+        self.handshakes_failed = 0
         self.connections: dict[Address, StreamConnection] = {}
+        self._open: set[StreamConnection] = set()
         self._server: asyncio.Server | None = None
         self._pending: dict[Address, asyncio.Task[StreamConnection]] = {}
+        self._handshaking: set[asyncio.Task[None]] = set()
+        self._rare = {kind: RareLog() for kind in (_REFUSED, _TIMED_OUT, _HANDSHAKE_FAILED, _UNFRAMEABLE)}
 
     async def listen(self, host: str, port: int) -> None:
+        """Listen in plain TCP, also for TLS: the caps are applied before any handshake starts."""
         loop = asyncio.get_running_loop()
+        quiet_accept_exhaustion(loop)
+        make_fd_room(self.policy.max_connections)
         self._server = await loop.create_server(
-            lambda: StreamConnection(self, accepted=True), host, port, ssl=self.server_ssl, reuse_address=True
+            lambda: StreamConnection(self, accepted=True), host, port, reuse_address=True
         )
 
     @property
@@ -142,26 +239,78 @@ class StreamTransport:
         host, port = self._server.sockets[0].getsockname()[:2]
         return host, port
 
-    def register(self, connection: StreamConnection) -> bool:
-        """Take a new connection into the table; False for an accepted one over the caps."""
-        if connection.accepted:
-            host = connection.remote[0]
-            if self._accepted[host] >= self.max_per_source or self._accepted.total() >= self.max_accepted:
-                self.refused += 1
-                log.info("SIP %s connection from %s refused: too many open", self.protocol, host)
-                return False
-            self._accepted[host] += 1
-        self.connections[connection.remote] = connection
-        return True
+    # -- the connections' lives ----------------------------------------------------------------
 
-    def unregister(self, connection: StreamConnection) -> None:
+    def admit(self, host: str) -> Seat | None:
+        """A place for a connection just accepted from ``host``; None: it is aborted at once."""
+        seat = self.budget.admit(host)
+        if seat is None:
+            self.refused += 1
+            self._note(_REFUSED, f"over the connection caps, latest from {host}")
+        return seat
+
+    def track(self, connection: StreamConnection) -> None:
+        self._open.add(connection)
+
+    def attach(self, connection: StreamConnection) -> None:
+        """Ready for messages (after the TLS handshake, for TLS): reachable by its address."""
+        self.connections[connection.remote] = connection
+
+    def forget(self, connection: StreamConnection, seat: Seat | None) -> None:
+        self._open.discard(connection)
         if self.connections.get(connection.remote) is connection:
             del self.connections[connection.remote]
-            if connection.accepted:
-                host = connection.remote[0]
-                self._accepted[host] -= 1
-                if self._accepted[host] <= 0:
-                    del self._accepted[host]
+        if seat is not None:
+            self.budget.release(seat)
+
+    def deadline_passed(self, connection: StreamConnection, established: bool) -> None:
+        self.timed_out += 1
+        what = "idle" if established else "no complete message in time"
+        self._note(_TIMED_OUT, f"latest {connection.remote[0]}:{connection.remote[1]}, {what}")
+
+    def unframeable(self, connection: StreamConnection, reason: str) -> None:
+        self._note(_UNFRAMEABLE, f"latest from {connection.remote[0]}:{connection.remote[1]}: {reason}")
+
+    def _note(self, kind: str, detail: str) -> None:
+        """One debug line per event; at info, a count now and then (a flood is not a line each)."""
+        log.debug("SIP %s connection %s: %s", self.protocol, kind, detail)
+        count = self._rare[kind].note(_now())
+        if count:
+            log.info("SIP %s: %d connection(s) %s (%s)", self.protocol, count, kind, detail)
+
+    # -- TLS -----------------------------------------------------------------------------------
+
+    def start_handshake(self, connection: StreamConnection, raw: asyncio.Transport) -> None:
+        self.handshakes += 1
+        task = asyncio.ensure_future(self._handshake(connection, raw))
+        self._handshaking.add(task)
+        task.add_done_callback(self._handshaking.discard)
+
+    async def _handshake(self, connection: StreamConnection, raw: asyncio.Transport) -> None:
+        assert self.server_ssl is not None
+        loop = asyncio.get_running_loop()
+        tls: asyncio.Transport | None = None
+        try:
+            tls = await loop.start_tls(
+                raw,
+                connection,
+                self.server_ssl,
+                server_side=True,
+                ssl_handshake_timeout=self.policy.handshake_timeout,
+                # A peer that never answers our close_notify does not hold its place for 30 s.
+                ssl_shutdown_timeout=self.policy.handshake_timeout,
+            )
+        except Exception as exc:  # a failed or timed-out handshake, a peer gone: nobody to tell
+            self.handshakes_failed += 1
+            self._note(_HANDSHAKE_FAILED, f"latest {connection.remote[0]}: {exc!r:.200}")
+        finally:
+            if tls is None:  # mid-handshake, the socket's end never reaches the protocol
+                connection.finish()
+                raw.abort()
+        if tls is not None:
+            connection.upgraded(tls)
+
+    # -- connections we open -------------------------------------------------------------------
 
     def existing(self, remote: Address) -> StreamConnection | None:
         connection = self.connections.get(remote)
@@ -174,12 +323,12 @@ class StreamTransport:
             return connection
         task = self._pending.get(remote)
         if task is None:
-            task = asyncio.ensure_future(self._open(remote, server_name))
+            task = asyncio.ensure_future(self._open_to(remote, server_name))
             self._pending[remote] = task
             task.add_done_callback(lambda _: self._pending.pop(remote, None))
         return await asyncio.shield(task)
 
-    async def _open(self, remote: Address, server_name: str | None) -> StreamConnection:
+    async def _open_to(self, remote: Address, server_name: str | None) -> StreamConnection:
         loop = asyncio.get_running_loop()
         tls = self.client_ssl if self.protocol == "TLS" else None
         if self.protocol == "TLS" and tls is None:
@@ -194,5 +343,69 @@ class StreamTransport:
     def close(self) -> None:
         if self._server is not None:
             self._server.close()
-        for connection in list(self.connections.values()):
+        for task in list(self._handshaking):
+            task.cancel()
+        for connection in list(self._open):
             connection.close()
+
+
+class _QuietAcceptExhaustion:
+    """An event-loop exception handler: asyncio's "accept() out of system resource" once per 10 s.
+
+    CPython 3.11 reports each accept() that fails with EMFILE (a traceback), up to a hundred per
+    loop tick and again every second: tens of megabytes of log under a connection flood. Anything
+    else goes on to the handler that was there before.
+    """
+
+    MESSAGE = "socket.accept() out of system resource"
+
+    def __init__(self, previous: Callable[[asyncio.AbstractEventLoop, dict[str, Any]], object] | None):
+        self.previous = previous
+        self._rare = RareLog()
+
+    def __call__(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        if context.get("message") == self.MESSAGE:
+            count = self._rare.note(loop.time())
+            if count:
+                log.warning(
+                    "SIP: out of file descriptors, %d connection(s) left waiting (%s): raise the limit"
+                    " (ulimit -n, LimitNOFILE) or lower sip_max_connections",
+                    count,
+                    context.get("exception"),
+                )
+            return
+        if self.previous is not None:
+            self.previous(loop, context)
+        else:
+            loop.default_exception_handler(context)
+
+
+def quiet_accept_exhaustion(loop: asyncio.AbstractEventLoop) -> None:
+    """Install ``_QuietAcceptExhaustion`` on ``loop`` (once)."""
+    handler = loop.get_exception_handler()
+    if not isinstance(handler, _QuietAcceptExhaustion):
+        loop.set_exception_handler(_QuietAcceptExhaustion(handler))
+
+
+@functools.cache  # once per process is enough (the TCP and TLS listeners ask alike)
+def make_fd_room(connections: int) -> None:
+    """Raise the soft open-file limit (up to the hard one) so the caps, not EMFILE, bound connections."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = connections + FD_HEADROOM
+    if soft == resource.RLIM_INFINITY or soft >= wanted:
+        return
+    raised = wanted if hard == resource.RLIM_INFINITY else min(hard, wanted)
+    if raised > soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (raised, hard))
+            log.info("open-file limit raised from %d to %d for SIP connections", soft, raised)
+            soft = raised
+        except (ValueError, OSError) as exc:
+            log.debug("open-file limit not raised: %s", exc)
+    if soft < connections + 256:
+        log.warning(
+            "open-file limit %d leaves little room beyond sip_max_connections (%d): raise it"
+            " (ulimit -n, LimitNOFILE) or lower sip_max_connections",
+            soft,
+            connections,
+        )

@@ -8,10 +8,12 @@ INVITE to the application as an ``InviteSession``.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import ipaddress
 import logging
 import socket
 import ssl
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
@@ -30,8 +32,10 @@ from .message import (
     make_response,
     parse_message,
 )
+from .resolver import ResolveError, Resolver, is_ip
 from .routing import Address, response_destination, stamp_received
 from .session_timer import SessionTimerTerms, SessionTooSmall, negotiate
+from .stream_limits import AcceptBudget, ConnectionPolicy
 from .transaction import (
     ClientInviteTransaction,
     ClientNonInviteTransaction,
@@ -55,8 +59,20 @@ SUPPORTED = "timer"
 # Methods we know but do not serve here: 405 with Allow. Anything else: 501 (RFC 3261 §8.2.1).
 KNOWN_METHODS = {"REGISTER", "SUBSCRIBE", "NOTIFY", "MESSAGE", "REFER", "PUBLISH", "PRACK"}
 SUPPORTED_OPTIONS = frozenset({"timer"})
+MAX_LOCAL_IPS = 1024  # peers whose route we remember (the kernel's choice of our source address)
 
 ClientTx = ClientInviteTransaction | ClientNonInviteTransaction
+
+
+class DatagramEndpoint(Protocol):
+    """What the UA needs of a UDP socket."""
+
+    @property
+    def local_address(self) -> Address: ...
+
+    def send(self, data: bytes, addr: Address) -> None: ...
+
+    def close(self) -> None: ...
 
 
 class _Timed(Protocol):
@@ -81,6 +97,9 @@ class UserAgent:
         tls_client: ssl.SSLContext | None = None,
         gate: RequestGate | None = None,
         screen: Callable[[SipRequest, Flow], Screening] | None = None,
+        screen_stray: Callable[[SipRequest, Flow], Screening] | None = None,
+        provider_source: Callable[[str, str], bool] | None = None,
+        resolver: Resolver | None = None,
     ) -> None:
         self.timers = timers or Timers()
         self.public_ip = public_ip
@@ -95,6 +114,11 @@ class UserAgent:
         # admission of each new out-of-dialog request (trunk addresses, digest).
         self.gate = gate
         self.screen = screen
+        # What a request that names no dialog of ours (or one it may not act on) gets: DROP for a
+        # stranger when strangers get no answer at all. And whether an address is one of a
+        # provider's (name, address), so that a trunk's other hosts may act in its calls' dialogs.
+        self.screen_stray = screen_stray
+        self.provider_source = provider_source
         self._udp: UdpTransport | None = None
         self._streams: dict[str, StreamTransport] = {}
         self._server_txs: dict[tuple[str, ...], ServerTx] = {}
@@ -105,23 +129,33 @@ class UserAgent:
         self._client_txs: dict[tuple[str, str], tuple[ClientTx, asyncio.Future]] = {}
         self._merged = MergedRequestDetector(ttl=self.timers.b)
         self._timers: dict[int, asyncio.TimerHandle] = {}
-        self._local_ips: dict[str, str] = {}
+        self._local_ips: OrderedDict[str, str] = OrderedDict()  # by peer address, bounded
+        self.resolver = resolver or Resolver()
         self._tasks: set[asyncio.Task] = set()
-        self.stats: dict[str, int] = {"requests": 0, "responses": 0, "parse_errors": 0}
+        self.stats: Counter[str] = Counter(requests=0, responses=0, parse_errors=0)
 
     # -- lifecycle -----------------------------------------------------------------------------
 
-    async def start(self, host: str, port: int, tcp: bool = True, tls_port: int | None = None) -> None:
+    async def start(
+        self,
+        host: str,
+        port: int,
+        tcp: bool = True,
+        tls_port: int | None = None,
+        connections: ConnectionPolicy | None = None,
+    ) -> None:
         """Listen on UDP ``port`` (and TCP on the same port); TLS on ``tls_port`` if given.
 
-        Port 0 picks a port free for both UDP and TCP.
+        Port 0 picks a port free for both UDP and TCP. ``connections``: the caps and deadlines of
+        accepted TCP and TLS connections (one budget for both).
         """
+        budget = AcceptBudget(connections or ConnectionPolicy())
         for attempt in range(1 if port else 20):
             self._udp = await UdpTransport.open(host, port, self.datagram_received)
             if not tcp:
                 break
             try:
-                await self._listen("TCP", host, self._udp.local_address[1])
+                await self._listen("TCP", host, self._udp.local_address[1], budget)
                 break
             except OSError:
                 self._udp.close()
@@ -130,13 +164,15 @@ class UserAgent:
         if tls_port is not None:
             if self._tls_server is None:
                 raise ValueError("TLS listener needs a certificate and key")
-            await self._listen("TLS", host, tls_port)
+            await self._listen("TLS", host, tls_port, budget)
         elif self._tls_client is not None:  # outbound TLS (a trunk on 5061) without a listener of ours
-            self._streams["TLS"] = StreamTransport("TLS", self._stream_message, None, self._tls_client)
+            self._streams["TLS"] = StreamTransport(
+                "TLS", self._stream_message, None, self._tls_client, budget
+            )
 
-    async def _listen(self, protocol: str, host: str, port: int) -> None:
+    async def _listen(self, protocol: str, host: str, port: int, budget: AcceptBudget) -> None:
         server_ssl = self._tls_server if protocol == "TLS" else None
-        stream = StreamTransport(protocol, self._stream_message, server_ssl, self._tls_client)
+        stream = StreamTransport(protocol, self._stream_message, server_ssl, self._tls_client, budget)
         await stream.listen(host, port)
         self._streams[protocol] = stream
 
@@ -150,6 +186,12 @@ class UserAgent:
             self._udp.close()
         for stream in self._streams.values():
             stream.close()
+        self.resolver.close()
+
+    def use_datagram_sender(self, sender: DatagramEndpoint) -> None:
+        """Send UDP through ``sender`` instead of a socket of our own (an embedding, or a test that
+        records what would be sent); feed what arrives to ``datagram_received``."""
+        self._udp = sender  # type: ignore[assignment]
 
     @property
     def local_address(self) -> Address:
@@ -183,15 +225,18 @@ class UserAgent:
         bound = self.local_address[0]
         if bound not in ("0.0.0.0", "::"):
             return bound
-        if peer[0] not in self._local_ips:
+        local = self._local_ips.get(peer[0])
+        if local is None:
             self._local_ips[peer[0]] = local = _route_source_ip(peer)
+            if len(self._local_ips) > MAX_LOCAL_IPS:
+                self._local_ips.popitem(last=False)
             if _is_private(local) and not _is_private(peer[0]):
                 log.warning(
                     "advertising private address %s to public peer %s: set public_ip if behind NAT",
                     local,
                     peer[0],
                 )
-        return self._local_ips[peer[0]]
+        return local
 
     def media_ip_for(self, peer: Address) -> str:
         """The address for our SDP: ``media_public_ip``, else the signalling one."""
@@ -250,20 +295,25 @@ class UserAgent:
         self.arm(tx, self._on_server_tx_timer)
 
     def _send_response(self, response: SipResponse, flow: Flow | None) -> None:
-        """§18.2.2: over the connection the request came on; UDP to received/rport."""
+        """§18.2.2: over the connection the request came on; UDP to received/rport.
+
+        Never to anyone but the request's source: ``maddr`` is ignored, and when the connection has
+        closed a new one goes to the source address (at the Via's port), not to the Via's host.
+        """
         self.stats["responses"] += 1
         metrics.sip_response_sent(response.status)
         data = response.to_bytes()
         via = response.via[0]
+        if "maddr" in via.params:
+            self.stats["maddr_ignored"] += 1
         if flow is None or flow.transport == "UDP":
             if self._udp is not None:
                 self._udp.send(data, response_destination(via))
         elif not flow.closed:
             flow.send(data)
         else:
-            host, _ = response_destination(via)
             port = via.port or DEFAULT_PORTS.get(flow.transport, 5060)
-            self._spawn(self._send_over_new_connection(flow.transport, (host, port), data))
+            self._spawn(self._send_over_new_connection(flow.transport, (flow.remote[0], port), data))
 
     async def _send_over_new_connection(self, transport: str, remote: Address, data: bytes) -> None:
         try:
@@ -342,7 +392,19 @@ class UserAgent:
         prefer: Flow | None,
         server_name: str | None = None,
     ) -> Flow | None:
-        """How ``request`` goes to ``destination``: a reused connection, a new one, or UDP."""
+        """How ``request`` goes to ``destination``: a reused connection, a new one, or UDP.
+
+        A host name (a peer's Contact or Record-Route) is resolved off the event loop first; None when
+        it does not resolve in time.
+        """
+        if not is_ip(destination[0]):
+            try:
+                address = await self.resolver.resolve(destination[0])
+            except ResolveError as exc:
+                log.info("no %s request to %s: %s", request.method, destination[0], exc)
+                return None
+            server_name = server_name or destination[0]
+            destination = (address, destination[1])
         wanted = transport or (prefer.transport if prefer is not None else "UDP")
         if wanted == "UDP" and len(request.to_bytes()) + 120 > UDP_SIZE_LIMIT and "TCP" in self._streams:
             wanted = "TCP"
@@ -589,43 +651,36 @@ class UserAgent:
         key = transaction_key(request)
         tx = self._server_txs.get(key)
         if tx is not None:
-            self._retransmission_or_ack(tx, request)
-            return
-        if request.method == "ACK":
-            session = self._find_dialog(request)
-            if session is not None:
-                session.ack_received(request)
-            return
-        if request.method == "CANCEL":
+            self._retransmission_or_ack(tx, request, flow)
+        elif request.method == "ACK":
+            self._ack_received(request, flow)
+        elif request.method == "CANCEL":
             self._cancel_received(request, key, flow)
-            return
-        admitted = ADMIT if request.to.tag else self._screened_in(request, flow)
+        elif request.to.tag:
+            self._in_dialog_request(request, key, flow)
+        else:
+            self._out_of_dialog_request(request, key, flow)
+
+    def _out_of_dialog_request(self, request: SipRequest, key: tuple, flow: Flow) -> None:
+        admitted = self._screened_in(request, flow)
         if admitted is None:
             return
-        if not request.to.tag and self._merged.is_merged(request, key, self.now()):
-            self._reply(
-                request, key, flow, self.refusal(request, 482, warning="merged request: already handled")
-            )
+        if request.method == "INVITE" and self._merged.is_merged(request, key, self.now()):
+            self._send_stateless(self.refusal(request, 482, warning="merged request: already handled"), flow)
             return
         unsupported = self._unsupported_extensions(request)
         if unsupported:
-            self._reply(
-                request,
-                key,
-                flow,
-                self.refusal(request, 420, extra=[("Unsupported", ", ".join(unsupported))]),
-            )
-        elif request.to.tag:
-            self._in_dialog_request(request, key, flow)
+            refusal = self.refusal(request, 420, extra=[("Unsupported", ", ".join(unsupported))])
+            self._send_stateless(refusal, flow)
         elif request.method == "INVITE":
             self._new_invite(request, key, flow, admitted.admitted_as)
         elif request.method == "OPTIONS":
-            response = make_response(request, 200, to_tag=generate_tag(), extra=_option_headers())
-            self._reply(request, key, flow, response)
+            tag = stateless_tag(request)
+            self._send_stateless(make_response(request, 200, to_tag=tag, extra=_option_headers()), flow)
         elif request.method in ("BYE", "UPDATE", "INFO"):
-            self._reply(request, key, flow, self.refusal(request, 481, warning="no such call"))
+            self._send_stateless(self.refusal(request, 481, warning="no such call"), flow)
         else:
-            self._reply(request, key, flow, self.unserved(request))
+            self._send_stateless(self.unserved(request), flow)
 
     def _screened_in(self, request: SipRequest, flow: Flow) -> Screening | None:
         """The application's admission of a new out-of-dialog request; None once refused or ignored."""
@@ -639,16 +694,42 @@ class UserAgent:
             self._send_stateless(refusal, flow)
         return None
 
-    def _retransmission_or_ack(self, tx: ServerTx, request: SipRequest) -> None:
-        flow = self._tx_flows.get(id(tx))
+    def _stray(self, request: SipRequest, flow: Flow, status: int, warning: str) -> None:
+        """A request that names a dialog or transaction it may not act on (none of ours, or not from
+        its peer): ``status`` once, statelessly, or nothing at all to a source the application drops
+        (a stranger in ``unknown_source_action = "drop"`` mode learns nothing, not even a 481)."""
+        self.stats["stray_requests"] += 1
+        screening = self.screen_stray(request, flow) if self.screen_stray is not None else ADMIT
+        if not screening.drop:
+            self._send_stateless(self.refusal(request, status, warning=warning), flow)
+
+    def _from_peer(self, session: InviteSession, flow: Flow) -> bool:
+        """Whether a request inside ``session``'s dialog may come from ``flow``'s source: the peer's
+        own addresses, or an address of the provider the call belongs to (§12.2.2 matches the tags;
+        anyone who learned them could otherwise end or move the call)."""
+        source = flow.remote[0]
+        if source in session.peer_ips:
+            return True
+        name = session.admitted_as
+        return name is not None and self.provider_source is not None and self.provider_source(name, source)
+
+    def _retransmission_or_ack(self, tx: ServerTx, request: SipRequest, flow: Flow) -> None:
         for message in tx.receive_request(request, self.now()):
-            self._send_response(message, flow)
+            self._send_response(message, self._tx_flows.get(id(tx)))
         self.arm(tx, self._on_server_tx_timer)
         if request.method == "ACK" and isinstance(tx, ServerInviteTransaction) and tx.state is State.ACCEPTED:
-            # An RFC 2543 peer's ACK for our 2xx matches the INVITE transaction's key.
-            session = self._find_dialog(request) or self._sessions.get(transaction_key(tx.request))
-            if session is not None:
-                session.ack_received(request)
+            # An RFC 2543 peer's ACK for our 2xx reuses the INVITE's branch: it must still carry our
+            # To tag (§13.3.1.4), or anyone who saw (or guessed) the branch could confirm the call.
+            self._ack_received(request, flow)
+
+    def _ack_received(self, ack: SipRequest, flow: Flow) -> None:
+        """An ACK for a 2xx of ours: it must match the dialog (Call-ID, our To tag, their From tag;
+        §17.2.1) and come from its peer. Anything else is dropped (no response to an ACK)."""
+        session = self._find_dialog(ack)
+        if session is None or not self._from_peer(session, flow):
+            self.stats["stray_acks"] += 1
+            return
+        session.ack_received(ack)
 
     def _unsupported_extensions(self, request: SipRequest) -> list[str]:
         if request.method in ("ACK", "CANCEL"):
@@ -671,7 +752,12 @@ class UserAgent:
         invite_key = invite_key_for_cancel(cancel)
         invite_tx = self._server_txs.get(invite_key)
         if not isinstance(invite_tx, ServerInviteTransaction):
-            self._reply(cancel, key, flow, self.refusal(cancel, 481, warning="no such transaction"))
+            self._stray(cancel, flow, 481, "no such transaction")
+            return
+        invite_flow = self._tx_flows.get(id(invite_tx))
+        if invite_flow is None or invite_flow.remote[0] != flow.remote[0]:
+            # §9.2: a CANCEL goes where its INVITE went, hop by hop: it comes from the same host.
+            self._stray(cancel, flow, 403, "CANCEL not from the INVITE's source")
             return
         session = self._sessions.get(invite_key)
         to_tag = session.local_tag if session else generate_tag()
@@ -682,7 +768,22 @@ class UserAgent:
     def _in_dialog_request(self, request: SipRequest, key: tuple, flow: Flow) -> None:
         session = self._find_dialog(request)
         if session is None:
-            self._reply(request, key, flow, self.refusal(request, 481, warning="no such dialog"))
+            self._stray(request, flow, 481, "no such dialog")
+            return
+        if not self._from_peer(session, flow):
+            log.info(
+                "%s for call %s from %s refused: not from the call's peer",
+                request.method,
+                request.call_id[:64],
+                flow.remote[0],
+                extra=session.log_extra,
+            )
+            self._stray(request, flow, 403, "not from this call's peer")
+            return
+        unsupported = self._unsupported_extensions(request)
+        if unsupported:
+            refusal = self.refusal(request, 420, extra=[("Unsupported", ", ".join(unsupported))])
+            self._reply(request, key, flow, refusal)
             return
         session.request_received(request, self._new_server_tx(request, key, flow))
 
@@ -742,6 +843,13 @@ def _option_headers() -> list[tuple[str, str]]:
     return [("Allow", ALLOW), ("Accept", "application/sdp"), ("Supported", SUPPORTED)]
 
 
+def stateless_tag(request: SipRequest) -> str:
+    """The To tag of a response sent without a transaction: the same for a retransmission of the same
+    request (§8.2.7), derived from its branch and Call-ID."""
+    branch = (request.via[0].branch or "") if request.via else ""
+    return hashlib.sha256(f"{branch}|{request.call_id}".encode()).hexdigest()[:16]
+
+
 def _reason_phrase(exc: SipParseError) -> str:
     phrase = REASON_PHRASES.get(exc.status, "Bad Request")
     text = " ".join(exc.reason.split())[:120]
@@ -763,6 +871,8 @@ def _is_private(ip: str) -> bool:
 def _route_source_ip(peer: Address) -> str:
     """The local address the kernel would use to reach ``peer`` (a UDP connect sends nothing)."""
     family = socket.AF_INET6 if ":" in peer[0] else socket.AF_INET
+    if not is_ip(peer[0]):  # a name here would be a blocking lookup: callers pass resolved addresses
+        return "127.0.0.1" if family == socket.AF_INET else "::1"
     with socket.socket(family, socket.SOCK_DGRAM) as probe:
         try:
             probe.connect((peer[0], peer[1] or 9))

@@ -24,12 +24,15 @@ class Peer:
         raise AssertionError("admission sends nothing")
 
 
-def request(method: str = "INVITE", authorization: str | None = None) -> SipRequest:
+URI = "sip:agent@127.0.0.1"
+
+
+def request(method: str = "INVITE", authorization: str | None = None, call_id: str = "c") -> SipRequest:
     auth = f"Authorization: {authorization}\r\n" if authorization else ""
     message = parse_message(
         (
-            f"{method} sip:agent@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 10.1.1.1;branch=z9hG4bKq\r\n"
-            "From: <sip:1001@pbx>;tag=1\r\nTo: <sip:agent@127.0.0.1>\r\nCall-ID: c\r\n"
+            f"{method} {URI} SIP/2.0\r\nVia: SIP/2.0/UDP 10.1.1.1;branch=z9hG4bK{call_id}\r\n"
+            f"From: <sip:1001@pbx>;tag=1\r\nTo: <sip:agent@127.0.0.1>\r\nCall-ID: {call_id}\r\n"
             f"CSeq: 1 {method}\r\n{auth}Content-Length: 0\r\n\r\n"
         ).encode()
     )
@@ -76,7 +79,7 @@ def test_a_pbx_is_challenged_then_admitted_by_its_credentials():
     assert challenge.status == 401 and [name for name, _ in challenge.headers] == ["WWW-Authenticate"]
     offered = parse_challenge(challenge.headers[0][1])
     credentials = DigestCredentials("asterisk", "pw-123")
-    value = authorization_value(offered, credentials, "INVITE", "sip:agent@127.0.0.1", cnonce="a", nc=1)
+    value = authorization_value(offered, credentials, "INVITE", URI, cnonce="a", nc=1)
     admitted = gate.screen(request(authorization=value), Peer(("192.0.2.7", 5060)))
     assert admitted.admitted_as == "pbx" and admitted.status is None
     assert (gate.counts.challenged, gate.counts.by_digest) == (1, 1)
@@ -87,7 +90,7 @@ def test_wrong_credentials_get_a_403_that_does_not_say_which_part_was_wrong():
     offered = parse_challenge(gate.screen(request(), Peer(("192.0.2.7", 5060))).headers[0][1])
     for user, password in (("asterisk", "nope"), ("nobody", "pw-123")):
         value = authorization_value(
-            offered, DigestCredentials(user, password), "INVITE", "sip:x", cnonce="a", nc=1
+            offered, DigestCredentials(user, password), "INVITE", URI, cnonce="a", nc=1
         )
         refused = gate.screen(request(authorization=value), Peer(("192.0.2.7", 5060)))
         assert refused.status == 403 and refused.warning == "authentication failed"
@@ -96,3 +99,28 @@ def test_wrong_credentials_get_a_403_that_does_not_say_which_part_was_wrong():
 def test_a_trunk_address_needs_no_credentials_even_when_digest_is_on():
     gate = admission(TRUNK, PBX)
     assert gate.screen(request(), Peer(("10.9.9.9", 5060))).admitted_as == "trunk"
+
+
+def test_a_pbx_answer_replayed_from_another_address_or_call_is_not_admitted():
+    gate = admission(PBX)
+    offered = parse_challenge(gate.screen(request(), Peer(("192.0.2.7", 5060))).headers[0][1])
+    credentials = DigestCredentials("asterisk", "pw-123")
+    value = authorization_value(offered, credentials, "INVITE", URI, cnonce="a", nc=1)
+    assert gate.screen(request(authorization=value), Peer(("192.0.2.7", 5060))).admitted_as == "pbx"
+    for source, call_id in (("203.0.113.66", "c"), ("203.0.113.66", "other"), ("192.0.2.7", "other")):
+        replayed = gate.screen(request(authorization=value, call_id=call_id), Peer((source, 5060)))
+        assert replayed.admitted_as is None and replayed.status == 401
+        assert "stale=true" in replayed.headers[0][1]
+    assert gate.counts.by_digest == 1
+    following = authorization_value(offered, credentials, "INVITE", URI, cnonce="a", nc=2)
+    next_call = gate.screen(request(authorization=following, call_id="next"), Peer(("192.0.2.7", 5062)))
+    assert next_call.admitted_as == "pbx"
+
+
+def test_a_challenge_names_a_nonce_only_its_source_can_use():
+    gate = admission(PBX)
+    offered = parse_challenge(gate.screen(request(), Peer(("203.0.113.66", 5060))).headers[0][1])
+    credentials = DigestCredentials("asterisk", "pw-123")
+    value = authorization_value(offered, credentials, "INVITE", URI, cnonce="a", nc=1)
+    elsewhere = gate.screen(request(authorization=value), Peer(("192.0.2.7", 5060)))
+    assert elsewhere.status == 401 and elsewhere.admitted_as is None

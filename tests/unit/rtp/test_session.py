@@ -50,19 +50,21 @@ async def test_sender_paces_20ms_frames_with_consecutive_seq_and_timestamp():
 
 
 async def test_symmetric_rtp_latches_to_where_packets_come_from():
+    """A phone behind NAT: its SDP names one port, its packets come from another of the signalling IP."""
     advertised, actual = _peer(), _peer()
     received: list[bytes] = []
     allocator = PortAllocator(42200, 42300)
     session, port = await allocator.open("127.0.0.1", lambda: RtpSession(on_payload=received.append))
-    session.configure(0, 101, advertised.getsockname())
+    session.configure(0, 101, advertised.getsockname(), signalling=("127.0.0.1", 5060))
     actual.sendto(build_rtp_header(0, 1, 160, 1234) + b"\xff" * 160, ("127.0.0.1", port))
     await asyncio.sleep(0.05)
     assert received == [b"\xff" * 160]
     assert session.remote == actual.getsockname()
-    session.configure(0, 101, advertised.getsockname())  # a later SDP does not undo the latch
+    session.configure(0, 101, advertised.getsockname(), ("127.0.0.1", 5060))  # the same SDP keeps the latch
     session.send_frame(b"\xff" * 160)
     assert len(await _recv_all(actual, 1)) == 1
     session.close()
+    allocator.release(port)
     for sock in (advertised, actual):
         sock.close()
 

@@ -97,14 +97,26 @@ def test_no_signatures_no_pattern() -> None:
     assert scanner_pattern(["", "  "]) is None
 
 
-def test_gate_limits_requests_not_responses_or_acks() -> None:
-    gate = RequestGate(SourceLimiter(rate=1, burst=1), None)
-    assert gate.check(OPTIONS, "a", 0) is Verdict.HANDLE
-    assert gate.check(b"SIP/2.0 200 OK\r\n\r\n", "a", 0) is Verdict.HANDLE
-    assert gate.check(b"ACK sip:x SIP/2.0\r\n\r\n", "a", 0) is Verdict.HANDLE
-    assert gate.check(OPTIONS, "a", 0) is Verdict.REJECT
-    assert gate.check(OPTIONS, "a", 0) is Verdict.DROP
-    assert (gate.counts.rejected, gate.counts.dropped) == (1, 1)
+def test_gate_limits_everything_a_source_sends_responses_acks_and_garbage_too() -> None:
+    """An ACK or a response from a stranger costs a parse like a request: a flood of them counts."""
+    for first in (OPTIONS, b"SIP/2.0 200 OK\r\n\r\n", b"ACK sip:x SIP/2.0\r\n\r\n", b"\x16\x03garbage"):
+        gate = RequestGate(SourceLimiter(rate=1, burst=1), None)
+        assert gate.check(first, "a", 0) is Verdict.HANDLE
+        assert gate.check(first, "a", 0) is Verdict.REJECT
+        assert gate.check(OPTIONS, "a", 0) is Verdict.DROP
+        assert (gate.counts.rejected, gate.counts.dropped) == (1, 1)
+
+
+def test_a_folded_user_agent_is_still_a_scanner() -> None:
+    """RFC 3261 §7.3.1: a header value may continue on the next line after whitespace."""
+    gate = RequestGate(None, scanner_pattern(DEFAULT_SCANNER_SIGNATURES))
+    for fold in (b"\r\n ", b"\r\n\t", b"\n  "):
+        folded = OPTIONS.replace(
+            b"Content-Length", b"User-Agent:" + fold + b"friendly-scanner\r\nContent-Length"
+        )
+        assert gate.check(folded, "a", 0) is Verdict.DROP
+    body_only = OPTIONS.rstrip(b"\r\n") + b"\r\n\r\nUser-Agent: friendly-scanner"
+    assert gate.check(body_only, "a", 0) is Verdict.HANDLE  # a body is not a header
 
 
 def test_trusted_sources_are_never_limited_and_asked_about_once_in_a_while() -> None:

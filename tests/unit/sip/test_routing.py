@@ -1,4 +1,3 @@
-from sipbridge.sip.headers import parse_via
 from sipbridge.sip.message import parse_message
 from sipbridge.sip.routing import response_destination, stamp_received
 
@@ -35,11 +34,11 @@ def test_same_source_leaves_via_alone():
     assert response_destination(request.via[0]) == ("127.0.0.5", 5070)
 
 
-def test_maddr_wins_and_default_port_is_5060():
-    assert response_destination(parse_via("SIP/2.0/UDP host.invalid;maddr=127.0.0.9;branch=z9hG4bKa")) == (
-        "127.0.0.9",
-        5060,
-    )
+def test_maddr_is_ignored_responses_go_to_the_source():
+    """A request naming a third party in maddr must not make us send it anything (reflection)."""
+    request = _options("SIP/2.0/UDP 192.168.1.2;maddr=127.0.0.9;branch=z9hG4bKa")
+    stamp_received(request, ("127.0.0.5", 40000))
+    assert response_destination(request.via[0]) == ("127.0.0.5", 5060)
 
 
 def test_maddr_naming_a_host_is_not_resolved_the_source_is_used():

@@ -10,6 +10,7 @@ import pytest
 from tests.peers.tls_certs import make_certs
 
 from sipbridge.sip.message import SipResponse, parse_message
+from sipbridge.sip.stream_limits import ConnectionPolicy
 from sipbridge.sip.transaction import Timers
 from sipbridge.sip.useragent import UserAgent
 
@@ -145,20 +146,23 @@ async def test_request_too_big_for_udp_goes_over_tcp(ua):
         peer.close()
 
 
-async def test_connections_from_one_host_are_capped_and_the_rest_go_on(ua):
-    stream = ua._streams["TCP"]
-    stream.max_per_source = 3
-    port = ua.listen_port("TCP")
-    opened = [await asyncio.open_connection("127.0.0.1", port) for _ in range(5)]
-    over = [await asyncio.wait_for(reader.read(1), 2) for reader, _ in opened[3:]]
-    assert over == [b"", b""] and stream.refused == 2  # closed at once, nothing said
-    reader, writer = opened[0]
-    writer.write(options("TCP", writer.get_extra_info("sockname")[1]))
-    assert (await read_response(reader)).status == 200  # those within the cap are served
-    for _, writer in opened:
+async def test_connections_from_one_host_are_capped_and_the_rest_go_on():
+    ua = UserAgent(timers=Timers(t1=0.01, t2=0.04, t4=0.05))
+    await ua.start("127.0.0.1", 0, connections=ConnectionPolicy(max_per_source=3))
+    try:
+        port = ua.listen_port("TCP")
+        opened = [await asyncio.open_connection("127.0.0.1", port) for _ in range(5)]
+        over = [await asyncio.wait_for(reader.read(1), 2) for reader, _ in opened[3:]]
+        assert over == [b"", b""] and ua.connections_refused == 2  # closed at once, nothing said
+        reader, writer = opened[0]
+        writer.write(options("TCP", writer.get_extra_info("sockname")[1]))
+        assert (await read_response(reader)).status == 200  # those within the cap are served
+        for _, writer in opened:
+            writer.close()
+        await asyncio.sleep(0.05)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)  # room again once they close
+        writer.write(options("TCP", writer.get_extra_info("sockname")[1], branch="z9hG4bKt9"))
+        assert (await read_response(reader)).status == 200
         writer.close()
-    await asyncio.sleep(0.05)
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)  # room again once they close
-    writer.write(options("TCP", writer.get_extra_info("sockname")[1], branch="z9hG4bKt9"))
-    assert (await read_response(reader)).status == 200
-    writer.close()
+    finally:
+        ua.close()
