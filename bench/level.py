@@ -19,10 +19,12 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -59,6 +61,40 @@ class FloodPlan:
     rate: float
     seconds: float
     source: str = "127.0.0.2"
+    config_extra: str = ""  # more TOML for the bridge's configuration
+
+    def command(self, bridge: BridgeProcess, out: Path) -> list[str]:
+        return [
+            sys.executable, "-m", "tests.peers.flood", bridge.sip_target, "--source", self.source,
+            "--rate", f"{self.rate:g}", "--seconds", f"{self.seconds:g}", "--out", str(out),
+        ]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class AttackPlan:
+    """The whole attack set of issue 13 during the steady window (tests/peers/attacks): the bridge
+    gets the providers it aims at and a TLS listener (``tls_env``: certificate, key and port)."""
+
+    seconds: float
+    tls_port: int
+    tls_env: tuple[tuple[str, str], ...]
+    pbx_password: str = "pbx-Secret-42"
+
+    @property
+    def config_extra(self) -> str:
+        return (
+            '[providers.edge]\ntype = "generic"\naddress = "127.0.0.2:5999"\n'
+            'inbound_cidrs = ["127.0.0.2/32"]\n'
+            '[providers.pbx]\ntype = "asterisk"\naddress = "127.0.0.5:5998"\ninbound_username = "asterisk"\n'
+            '[providers.tw]\ntype = "twilio"\naddress = "127.0.0.1:9"\n'
+        )
+
+    def command(self, bridge: BridgeProcess, out: Path) -> list[str]:
+        return [
+            sys.executable, "-m", "tests.peers.attacks", bridge.sip_target, "--api", bridge.api,
+            "--rtp", f"{bridge.rtp_low}-{bridge.rtp_high}", "--tls-port", str(self.tls_port),
+            "--pbx-password", self.pbx_password, "--seconds", f"{self.seconds:g}", "--out", str(out),
+        ]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -68,7 +104,7 @@ class LevelPlan:
     rate: float
     folder: Path
     agent_mode: str = "relay"
-    flood: FloodPlan | None = None  # the steady window is then the flood's duration
+    flood: FloodPlan | AttackPlan | None = None  # the steady window is then its duration
     bridge_env: tuple[tuple[str, str], ...] = ()
 
     @property
@@ -100,7 +136,7 @@ def start_processes(plan: LevelPlan, stack: ExitStack) -> tuple[AgentProcess, Br
     stack.callback(agent.proc.stop)
     # The load comes from 127.0.0.1 as a carrier's calls would come from its edge: a configured
     # trunk, so the limits for strangers (sip_rate_limit, max_calls_per_source) do not apply to it.
-    config = trunk_config(plan.folder)
+    config = trunk_config(plan.folder, extra=plan.flood.config_extra if plan.flood is not None else "")
     bridge = start_bridge(
         logs,
         agent.whip_url,
@@ -236,11 +272,7 @@ class LiveLevel:
         plan = self.plan.flood
         if plan is None:
             return None
-        argv = [
-            sys.executable, "-m", "tests.peers.flood", self.bridge.sip_target, "--source", plan.source,
-            "--rate", f"{plan.rate:g}", "--seconds", f"{plan.seconds:g}",
-            "--out", str(self.plan.folder / "flood.json"),
-        ]  # fmt: skip
+        argv = plan.command(self.bridge, self.plan.folder / "flood.json")
         proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         self.pids["flooder"] = proc.pid
         return proc
@@ -249,7 +281,7 @@ class LiveLevel:
         if proc is None:
             return None
         try:
-            _, errors = await asyncio.to_thread(proc.communicate, timeout=30)
+            _, errors = await asyncio.to_thread(proc.communicate, timeout=60)
         except subprocess.TimeoutExpired:
             proc.kill()
             raise RuntimeError("the flooder did not finish") from None
@@ -300,8 +332,21 @@ class LiveLevel:
             usage = procstat.usage_between(previous, now)
             rss = procstat.memory_kib(self.pids["bridge"]).get("VmRSS", 0)
             busy = usage["machine_busy_pct"]
-            self.samples.append({"cpu_pct": usage["process_pct"], "machine_busy_pct": busy, "rss_kib": rss})
+            lag = await asyncio.to_thread(self._loop_lag)
+            self.samples.append(
+                {"cpu_pct": usage["process_pct"], "machine_busy_pct": busy, "rss_kib": rss, "loop_lag_s": lag}
+            )
             previous = now
+
+    def _loop_lag(self) -> float | None:
+        """The bridge's own figure: the largest event-loop lag of its last 10 s (GET /metrics)."""
+        try:
+            with urllib.request.urlopen(f"{self.bridge.api}/metrics", timeout=2) as response:
+                text = response.read().decode()
+        except OSError:
+            return None
+        match = re.search(r"^sipbridge_event_loop_lag_seconds ([0-9.e+-]+)$", text, re.MULTILINE)
+        return float(match.group(1)) if match else None
 
     def _bridge_calls(self) -> list[dict[str, Any]]:
         try:

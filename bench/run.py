@@ -57,6 +57,8 @@ def _record(
     cpu["idle_pct"] = measured.idle_pct  # before any call: the fixed part of the CPU per call
     per_second = [s["cpu_pct"]["bridge"] for s in measured.samples if "bridge" in s["cpu_pct"]]
     cpu["bridge_pct_per_second_min_max"] = [min(per_second), max(per_second)] if per_second else None
+    lags = [s["loop_lag_s"] for s in measured.samples if s.get("loop_lag_s") is not None]
+    cpu["bridge_loop_lag_ms_max"] = round(max(lags) * 1000, 1) if lags else None
     sent = sum(1 for c in live.probe.calls for t in c.sent_ns if t <= measured.window_ns[1])
     counters = _bridge_counters(measured.bridge_calls, sent)
     bound = _bound(measured.usage, counters)

@@ -37,6 +37,7 @@ from .sip.useragent import UserAgent
 log = logging.getLogger(__name__)
 
 TIDY_INTERVAL_S = 5.0
+TIDY_AFTER_MESSAGES = 1000  # SIP messages (to no call) worth a tidy once the bridge is idle
 
 
 class _ApiServer(uvicorn.Server):
@@ -158,8 +159,14 @@ class Bridge:
         policy, loop = IdleTidy(window), asyncio.get_running_loop()
         while True:
             await asyncio.sleep(TIDY_INTERVAL_S)
-            if policy.due(loop.time(), len(self.manager.active), self.manager.total_calls):
+            if policy.due(loop.time(), len(self.manager.active), self._work_done()):
                 tidy_heap()
+
+    def _work_done(self) -> int:
+        """What the heap may hold garbage of: calls, and SIP messages in batches (a flood)."""
+        assert self.manager is not None
+        messages = self.ua.stats["received"] if self.ua is not None else 0
+        return self.manager.total_calls + messages // TIDY_AFTER_MESSAGES
 
     def _embedded_agent_url(self) -> str:
         return f"http://{self.config.embedded_agent_listen}/whip"

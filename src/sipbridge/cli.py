@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from . import logs
-from .config import ConfigError, load_config, parse_host_port
+from .config import ConfigError, load_config, parse_host_port, security_warnings
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -63,6 +63,8 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     logs.setup(config.log_level, config.log_format, config.log_redact, config.secrets)
     log = logging.getLogger("sipbridge")  # from here on in the configured format, redacted
+    for warning in security_warnings(config, args.config):
+        log.warning("%s", warning)
     try:
         asyncio.run(serve(config))
     except ConfigError as exc:

@@ -630,6 +630,37 @@ def _check(config: Config) -> None:
         )
 
 
+def security_warnings(config: Config, path: Path | None) -> list[str]:
+    """Settings that work but leave a door open, for the operator to read at start-up."""
+    warnings = []
+    if path is not None and _readable_by_others(path) and _names_a_secret(path, config.secrets):
+        warnings.append(
+            f"config file {path} holds secrets and is readable by other users"
+            f" (mode {path.stat().st_mode & 0o777:o}): chmod 600 it, or pass the secrets in the environment"
+        )
+    if not config.tls_verify:
+        warnings.append(
+            "tls_verify = false: the certificates of TLS peers we connect to are not checked,"
+            " so anyone on the path can pose as a trunk"
+        )
+    return warnings
+
+
+def _readable_by_others(path: Path) -> bool:
+    try:
+        return bool(path.stat().st_mode & 0o044)
+    except OSError:
+        return False
+
+
+def _names_a_secret(path: Path, secrets: tuple[str, ...]) -> bool:
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError):
+        return False
+    return any(secret in text for secret in secrets)
+
+
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True

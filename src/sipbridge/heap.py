@@ -57,15 +57,18 @@ def tidy_heap() -> None:
 
 class IdleTidy:
     """When to tidy: each check while no call is up, until ``window`` seconds after the last check
-    that saw a call up or a new call (the last calls' transactions hold their objects 64·T1)."""
+    that saw a call up or new work (the last calls' transactions hold their objects 64·T1).
+
+    ``work`` is any count that only grows and whose growth leaves garbage behind: the calls so far,
+    plus the SIP messages in thousands (a flood of INVITEs that made no call takes heap too)."""
 
     def __init__(self, window: float) -> None:
         self.window = window
-        self._calls_seen = 0
+        self._work_seen = 0
         self._busy_at: float | None = None
 
-    def due(self, now: float, active: int, total: int) -> bool:
-        if active or total != self._calls_seen:
-            self._calls_seen, self._busy_at = total, now
+    def due(self, now: float, active: int, work: int) -> bool:
+        if active or work != self._work_seen:
+            self._work_seen, self._busy_at = work, now
             return False
         return self._busy_at is not None and now - self._busy_at <= self.window

@@ -211,6 +211,7 @@ class MediaCounters:
     rtp_bytes_received: int = 0
     rtp_bytes_sent: int = 0
     rtp_packets_invalid: int = 0
+    rtp_packets_foreign: int = 0
     rtp_packets_lost: int = 0
     rtp_packets_late: int = 0
     rtp_frames_concealed: int = 0

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from tests.integration.bridge_proc import AgentProcess, start_agent
+from tests.integration.hostile_bridge import HostileBridge, start_hostile_bridge
 from tests.peers import audio
 
 
@@ -29,3 +30,13 @@ def speech(tmp_path_factory: pytest.TempPathFactory) -> Path:
         pytest.skip("espeak-ng and sox are needed to make test speech")
     text = "Hello, this is a test call. Seven, four, one, nine. The quick brown fox jumps over the lazy dog."
     return audio.make_speech(text, tmp_path_factory.mktemp("speech") / "speech.wav")
+
+
+@pytest.fixture(scope="module")
+def hostile(
+    logdir: Path, agent: AgentProcess, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[HostileBridge]:
+    """The bridge the attack tests aim at (see hostile_bridge.py), one per test module."""
+    bridge = start_hostile_bridge(logdir, agent.whip_url, tmp_path_factory.mktemp("hostile"))
+    yield bridge
+    bridge.bridge.proc.stop()

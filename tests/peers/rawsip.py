@@ -58,12 +58,18 @@ def request(
 @dataclass
 class Reply:
     status: int
-    headers: dict[str, str]
+    headers: dict[str, str]  # the first of each name, lower-cased
     at: float
+    body: bytes = b""
+
+    @property
+    def to_tag(self) -> str:
+        return self.headers.get("to", "").partition(";tag=")[2].split(";")[0]
 
 
 def parse_reply(data: bytes, at: float) -> Reply | None:
-    head = data.split(b"\r\n\r\n", 1)[0].decode(errors="replace").split("\r\n")
+    raw_head, _, body = data.partition(b"\r\n\r\n")
+    head = raw_head.decode(errors="replace").split("\r\n")
     parts = head[0].split(" ", 2)
     if len(parts) < 2 or not parts[0].startswith("SIP/2.0") or not parts[1].isdigit():
         return None
@@ -71,7 +77,7 @@ def parse_reply(data: bytes, at: float) -> Reply | None:
     for line in head[1:]:
         name, _, value = line.partition(":")
         headers.setdefault(name.strip().lower(), value.strip())
-    return Reply(int(parts[1]), headers, at)
+    return Reply(int(parts[1]), headers, at, body)
 
 
 @dataclass

@@ -47,7 +47,8 @@ def _call(manager: CallManager, packets_in: int = 0) -> Call:
 async def _client(manager: CallManager, keys: tuple[str, ...] = ()) -> httpx.AsyncClient:
     # only its counters are read
     gate = SimpleNamespace(counts=GateCounts(rejected=1, dropped=7, scanners=2))
-    ua = SimpleNamespace(stats={"parse_errors": 3}, gate=gate, connections_refused=4)
+    stats = {"parse_errors": 3, "stray_requests": 5, "stray_acks": 6, "maddr_ignored": 1}
+    ua = SimpleNamespace(stats=stats, gate=gate, connections_refused=4, connections_timed_out=2)
     app = create_app(manager, Providers((PBX,)), ua, keys, degraded_load=0.5)  # type: ignore[arg-type]
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1:8090")
 
@@ -112,6 +113,10 @@ async def test_metrics_need_the_key_and_speak_the_text_format(manager: CallManag
     assert samples[("sipbridge_sip_rate_limited_total", (("action", "dropped"),))] == 7
     assert samples[("sipbridge_sip_scanner_requests_total", ())] == 2
     assert samples[("sipbridge_sip_connections_refused_total", ())] == 4
+    assert samples[("sipbridge_sip_connections_timed_out_total", ())] == 2
+    assert samples[("sipbridge_sip_stray_total", (("kind", "ack"),))] == 6
+    assert samples[("sipbridge_sip_stray_total", (("kind", "maddr"),))] == 1
+    assert samples[("sipbridge_rtp_packets_foreign_total", ())] == 0
     assert samples[("sipbridge_inbound_refused_total", (("action", "challenged"),))] == 0
 
 

@@ -33,22 +33,31 @@ def test_rss_is_read_from_proc():
 
 def test_no_tidy_before_any_call_nor_while_calls_are_up():
     policy = IdleTidy(window=42)
-    assert not policy.due(now=5, active=0, total=0)  # a fresh bridge: nothing to give back
-    assert not policy.due(now=10, active=2, total=2)
-    assert not policy.due(now=15, active=1, total=3)
+    assert not policy.due(now=5, active=0, work=0)  # a fresh bridge: nothing to give back
+    assert not policy.due(now=10, active=2, work=2)
+    assert not policy.due(now=15, active=1, work=3)
 
 
 def test_tidy_while_idle_until_the_window_after_the_last_call_passes():
     policy = IdleTidy(window=42)
-    policy.due(now=10, active=1, total=1)  # last seen busy at 10
-    assert policy.due(now=15, active=0, total=1)
-    assert policy.due(now=52, active=0, total=1)
-    assert not policy.due(now=53, active=0, total=1)  # everything the calls held is gone by now
+    policy.due(now=10, active=1, work=1)  # last seen busy at 10
+    assert policy.due(now=15, active=0, work=1)
+    assert policy.due(now=52, active=0, work=1)
+    assert not policy.due(now=53, active=0, work=1)  # everything the calls held is gone by now
 
 
 def test_calls_that_came_and_went_between_two_checks_count_as_busy():
     policy = IdleTidy(window=42)
-    policy.due(now=10, active=1, total=1)
-    assert not policy.due(now=100, active=0, total=4)  # three short calls since: busy at 100
-    assert policy.due(now=105, active=0, total=4)
-    assert policy.due(now=142, active=0, total=4)
+    policy.due(now=10, active=1, work=1)
+    assert not policy.due(now=100, active=0, work=4)  # three short calls since: busy at 100
+    assert policy.due(now=105, active=0, work=4)
+    assert policy.due(now=142, active=0, work=4)
+
+
+def test_a_flood_without_calls_is_tidied_after_too():
+    """Work that made no call (thousands of refused INVITEs) leaves garbage as well."""
+    policy = IdleTidy(window=42)
+    assert not policy.due(now=5, active=0, work=0)
+    assert not policy.due(now=10, active=0, work=30)  # 30,000 messages, no call: busy
+    assert not policy.due(now=15, active=0, work=55)  # still flooding
+    assert policy.due(now=20, active=0, work=55)  # quiet again: give the heap back

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 
@@ -150,17 +150,43 @@ class WhipClient:
         if not body.strip():
             raise AgentUnavailable("agent answered 201 without an SDP answer", status=201)
         location = resp.headers.get("Location", "")
+        session_url = urljoin(str(resp.url), location) if location else ""
         if not location:
             logger.warning(
                 "WHIP answer from %s has no Location: the session cannot be deleted", self.endpoint
             )
+        elif not same_origin(session_url, self.endpoint):
+            # Our DELETE carries the agent token: it goes to the agent we chose, never to a host
+            # an answer names (a compromised or confused agent would collect the token).
+            logger.warning(
+                "WHIP answer from %s names a session at another origin (%s): it will not be deleted",
+                self.endpoint,
+                session_url[:200],
+            )
+            session_url = ""
         return WhipSession(
-            session_url=urljoin(str(resp.url), location) if location else "",
+            session_url=session_url,
             answer_sdp=body,
             etag=resp.headers.get("ETag", ""),
             resume_token=resp.headers.get("X-Resume-Token", ""),
             resume_status=resp.headers.get("X-Resume-Status", ""),
         )
+
+
+def same_origin(url: str, other: str) -> bool:
+    """RFC 6454 origin (scheme, host, port) equality of two absolute http(s) URLs."""
+    a, b = urlsplit(url), urlsplit(other)
+    try:
+        return (a.scheme, a.hostname, a.port or _DEFAULT_PORTS.get(a.scheme)) == (
+            b.scheme,
+            b.hostname,
+            b.port or _DEFAULT_PORTS.get(b.scheme),
+        )
+    except ValueError:  # a port that is not a number
+        return False
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def _query(direction: str, resume_token: str | None) -> dict[str, str]:

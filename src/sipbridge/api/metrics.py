@@ -30,6 +30,11 @@ _MEDIA_COUNTERS: tuple[tuple[str, str, str], ...] = (
     ("sipbridge_rtp_bytes_sent", "RTP bytes sent to the phones", "rtp_bytes_sent"),
     ("sipbridge_rtp_packets_invalid", "Datagrams on RTP ports that were not RTP", "rtp_packets_invalid"),
     (
+        "sipbridge_rtp_packets_foreign",
+        "RTP packets from others than the call's peer (rtp_latch): dropped, never played",
+        "rtp_packets_foreign",
+    ),
+    (
         "sipbridge_rtp_packets_lost",
         "Phone frames missing at their playout time (lost, or too late for the jitter buffer)",
         "rtp_packets_lost",
@@ -141,6 +146,24 @@ class BridgeCollector:
             "sipbridge_sip_connections_refused",
             "TCP/TLS connections closed at once: too many open from the source, or in all",
             value=self.ua.connections_refused if self.ua is not None else 0,
+        )
+        yield CounterMetricFamily(
+            "sipbridge_sip_connections_timed_out",
+            "TCP/TLS connections closed at a deadline: TLS handshake, first message, idle, a slow message",
+            value=self.ua.connections_timed_out if self.ua is not None else 0,
+        )
+        stats = self.ua.stats if self.ua is not None else {}
+        yield _by_label(
+            "sipbridge_sip_stray",
+            "SIP messages refused or ignored for naming what they may not act on: requests for no dialog"
+            " of ours or from outside the dialog they name (481/403, or nothing to strangers in drop mode),"
+            " ACKs matching no dialog of ours (blind ACKs), Via maddr ignored",
+            "kind",
+            {
+                "request": stats.get("stray_requests", 0),
+                "ack": stats.get("stray_acks", 0),
+                "maddr": stats.get("maddr_ignored", 0),
+            },
         )
         yield from self._admission()
 

@@ -391,12 +391,17 @@ class Call:
             sdp = self._local_answer(offer, answer)
         else:
             sdp = self._local_offer()
-            self.rtp.sending = False  # until the ACK's answer says codec and address
+        # Nothing goes to the address the INVITE names until its ACK (with our To tag) shows that the
+        # caller receives our answers: a spoofed INVITE's sender never sees them, so it cannot aim the
+        # agent's audio at a third party. (Offerless INVITE: the ACK's answer says where anyway.)
+        sending, self.rtp.sending = self.rtp.sending, False
         self.rtp.start_sending(self._clock, self._next_phone_frame)
         sent_ok_at = time.monotonic()
         acked = await self._session.accept(sdp)
         if self._ended.is_set():
             return
+        if acked and answer is not None:
+            self.rtp.sending = sending
         if not acked:
             if self._session.ended_by_peer:  # its BYE overtook a lost ACK: the caller had the 200
                 self.answered_at = time.time()
@@ -748,6 +753,7 @@ class Call:
             counters.rtp_packets_received, counters.rtp_packets_sent = rtp.packets_in, rtp.packets_out
             counters.rtp_bytes_received, counters.rtp_bytes_sent = rtp.bytes_in, rtp.bytes_out
             counters.rtp_packets_invalid = rtp.invalid_in
+            counters.rtp_packets_foreign = rtp.foreign_in
         counters.add(self._replaced_links)
         if self.link is not None:
             counters.add(_link_counters(self.link))

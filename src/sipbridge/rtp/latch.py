@@ -13,8 +13,10 @@ the call's signalling vouches for it, per ``mode`` (the ``rtp_latch`` setting):
     any source, as before this module existed: for carriers whose media comes from other IPs than
     their signalling and their SDP names. Unsafe: a stranger can take a call that is quiet.
 
-The first packet from a trusted source latches: from then on only that source is accepted (and
-answered). Another source allowed by the mode takes over only after ``CONFIRM_PACKETS``
+The first packet from a trusted source latches: from then on our RTP goes to that source. Other
+trusted sources are still heard (a phone may send its RFC 4733 events from another port than its
+audio), never answered; anyone else is refused. Another source allowed by the mode takes over only
+after ``CONFIRM_PACKETS``
 consecutive in-sequence packets (each sequence number the previous + 1 mod 2^16), and only once
 the current source has been quiet for ``QUIET_S``: a NAT that moved the phone's port, or media that
 moved to another server. Packets from anyone else are refused (the caller counts and drops them).
@@ -101,7 +103,8 @@ class RtpLatch:
         if self._source is None and self._trusted(peer):
             self._latch(addr, peer, now)
             return True
-        if not (self.mode == "any" or self._trusted(peer)):
+        trusted = self._trusted(peer)
+        if not (trusted or self.mode == "any"):
             return False
         if peer == self._candidate and sequence == (self._candidate_seq + 1) & 0xFFFF:
             self._run += 1
@@ -109,7 +112,9 @@ class RtpLatch:
             self._candidate, self._run = peer, 1
         self._candidate_seq = sequence
         if self._run < self.confirm or now - self._heard_at < self.quiet_s:
-            return False
+            # A source the signalling vouches for is heard though we answer another (a phone whose
+            # RFC 4733 events leave from another port than its audio); the rest only once it takes over.
+            return trusted
         self._latch(addr, peer, now)
         return True
 

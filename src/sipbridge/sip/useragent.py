@@ -210,6 +210,11 @@ class UserAgent:
         return sum(stream.refused for stream in self._streams.values())
 
     @property
+    def connections_timed_out(self) -> int:
+        """TCP/TLS connections closed at a deadline (handshake, first message, idle, a slow message)."""
+        return sum(stream.timed_out for stream in self._streams.values())
+
+    @property
     def transports(self) -> list[str]:
         return ["UDP", *(name for name, stream in self._streams.items() if stream.listening)]
 
@@ -551,6 +556,7 @@ class UserAgent:
 
     def _gate_verdict(self, data: bytes, source: Address) -> Verdict:
         """Per-source limit and scanner check on the raw bytes, before anything is parsed."""
+        self.stats["received"] += 1
         return Verdict.HANDLE if self.gate is None else self.gate.check(data, source[0], self.now())
 
     def _handle_raw(self, data: bytes, verdict: Verdict, flow: Flow) -> None:
