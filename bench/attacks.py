@@ -20,11 +20,13 @@ import argparse
 import json
 import shlex
 import sys
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from tests.peers import tls_certs
+from tests.peers.attacks import PARTS
 from tests.peers.procs import free_tcp_port
 
 from . import report, speech
@@ -34,6 +36,12 @@ from .reference import reference
 from .run import run_level
 
 SECTION = "## Attacks"
+PART_NAMES = {
+    "spray": "RTP spray",
+    "acks": "ACK flood",
+    "tls": "TLS connection flood",
+    "cycle": "the cycle (SIP, digest, REST, fraud)",
+}
 
 
 def parser() -> argparse.ArgumentParser:
@@ -41,6 +49,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--calls", type=int, default=20, help="calls up during the attacks (default 20)")
     p.add_argument("--seconds", type=float, default=15.0, help="length of the attack window (default 15)")
     p.add_argument("--no-baseline", action="store_true", help="skip the run without attacks")
+    p.add_argument("--split", action="store_true", help="then each part of the set alone, one run each")
     p.add_argument("--out", type=Path, help="run folder (default bench/out/attacks-<time>)")
     p.add_argument("--no-write-results", action="store_true", help="do not touch RESULTS.md")
     return p
@@ -68,8 +77,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     hold = args.seconds + args.calls / 20.0 + 10.0  # ramp-up, settle, the window, the end margin
     attacks = attack_plan(folder, args.seconds)
     env = {**dict(attacks.tls_env), "SIPBRIDGE_PROVIDER_PBX_INBOUND_PASSWORD": attacks.pbx_password}
-    chosen = [] if args.no_baseline else [("no attacks", None)]
+    chosen: list[tuple[str, AttackPlan | None]] = [] if args.no_baseline else [("no attacks", None)]
     chosen.append(("the attack set", attacks))
+    if args.split:
+        for part in PARTS:
+            others = tuple(p for p in PARTS if p != part)
+            chosen.append((f"{PART_NAMES[part]} only", replace(attacks, without=others)))
     results: dict[str, Any] = {
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "command": shlex.join(["python", "-m", "bench.attacks", *sys.argv[1:]]),
@@ -102,6 +115,10 @@ def summary(record: dict[str, Any]) -> dict[str, Any]:
         "rtt_ms_p50": media.get("rtt_ms_p50"),
         "rtt_ms_p99": media.get("rtt_ms_p99"),
         "bridge_cpu_pct": cpu["process_pct"].get("bridge"),
+        "cpu_pct_by_process": cpu["process_pct"],
+        "bridge_buffers": {
+            k: record["bridge_calls"].get(k) for k in ("jitter_target_ms_median", "playout_wait_ms_median")
+        },
         "bridge_loop_lag_ms_max": cpu.get("bridge_loop_lag_ms_max"),
         "machine_busy_pct": cpu.get("machine_busy_pct"),
         "attacks": record.get("flood"),

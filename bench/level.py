@@ -79,6 +79,7 @@ class AttackPlan:
     tls_port: int
     tls_env: tuple[tuple[str, str], ...]
     pbx_password: str = "pbx-Secret-42"
+    without: tuple[str, ...] = ()  # parts of the set left out (tests/peers/attacks.PARTS)
 
     @property
     def config_extra(self) -> str:
@@ -94,6 +95,7 @@ class AttackPlan:
             sys.executable, "-m", "tests.peers.attacks", bridge.sip_target, "--api", bridge.api,
             "--rtp", f"{bridge.rtp_low}-{bridge.rtp_high}", "--tls-port", str(self.tls_port),
             "--pbx-password", self.pbx_password, "--seconds", f"{self.seconds:g}", "--out", str(out),
+            "--bridge-pid", str(bridge.proc.pid), *(f"--without={part}" for part in self.without),
         ]  # fmt: skip
 
 

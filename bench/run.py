@@ -217,6 +217,12 @@ def _bridge_counters(calls: list[dict[str, Any]], probe_sent: int) -> dict[str, 
         out[f"agent_{key}"] = sum((c.get("agent") or {}).get(key, 0) for c in calls)
     buffered = [(c.get("agent") or {}).get("playout_buffered_ms", 0) for c in calls]
     out["playout_buffered_ms_max"] = max(buffered) if buffered else 0
+    # Where delay builds up when the bridge is busy: the phone-side jitter buffer's target and the
+    # wait allowed for the agent leg's jitter (medians over the calls)
+    targets = [((c.get("rtp") or {}).get("jitter_buffer") or {}).get("target_ms", 0) for c in calls]
+    waits = [(c.get("agent") or {}).get("playout_wait_ms", 0) for c in calls]
+    out["jitter_target_ms_median"] = float(np.median(targets)) if targets else None
+    out["playout_wait_ms_median"] = float(np.median(waits)) if waits else None
     out["probe_frames_sent"] = probe_sent
     out["bridge_rx_share"] = out["rtp_packets_in"] / probe_sent if calls and probe_sent else None
     sent = out["agent_packets_sent"]

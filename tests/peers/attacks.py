@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import json
+import os
 import socket
 import sys
 import threading
@@ -25,6 +26,7 @@ import time
 import urllib.error
 import urllib.request
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +41,7 @@ EDGE, SPRAYER, PROBE, PBX, STRANGER, ACKER, TLS_HOST, THIRD_PARTY = (
 )  # fmt: skip
 FRAUD = ("00441234567890", "011441234567890", "0019005551234", "00882123456", "+18765551234")
 TLS_CONNECTIONS = 1500
+TLS_PER_SOURCE_CAP = 32  # sip_max_connections_per_source, the default
 ACKS_PER_SECOND = 2000
 BLIND_EVERY_S = 5.0
 
@@ -53,6 +56,18 @@ class Attacks:
         self.victim.bind((THIRD_PARTY, 0))
         self.victim.setblocking(False)
         self.errors: list[str] = []
+        self.bridge_pid: int | None = None
+
+    def guarded(self, job: Callable[[], None]) -> Callable[[], None]:
+        """``job`` with its exception recorded (a failed attack must show, not pass as held)."""
+
+        def run() -> None:
+            try:
+                job()
+            except Exception as exc:  # noqa: BLE001 - reported in the results
+                self.errors.append(f"{job.__name__}: {type(exc).__name__}: {exc}")
+
+        return run
 
     # -- the ones that run all along -----------------------------------------------------------
 
@@ -74,9 +89,14 @@ class Attacks:
             sock.setblocking(False)
             sock.connect_ex((self.target[0], self.tls_port))
             socks.append(sock)
-        self.stop.wait()
         self.counts["tls_opened"] = len(socks)
-        self.counts["tls_held"] = sum(_still_open(sock) for sock in socks)
+        self.stop.wait(3.0)  # the bridge has judged them all by now (the flood stays open)
+        held = []
+        for _ in range(3):
+            held.append(_connections_held(self.bridge_pid, self.tls_port, TLS_HOST))
+            time.sleep(0.2)
+        self.counts["tls_held_by_bridge"] = min(held)  # refused ones on their way out are not held
+        self.stop.wait()
         for sock in socks:
             sock.close()
 
@@ -248,37 +268,58 @@ class Attacks:
             count += 1
 
 
-def _still_open(sock: socket.socket) -> bool:
-    try:
-        return sock.recv(1) != b""  # data: open (the bridge never sends on these)
-    except BlockingIOError:
-        return True
-    except OSError:
-        return False
+def _connections_held(pid: int | None, port: int, peer: str) -> int:
+    """TCP connections the process ``pid`` holds on local ``port`` from ``peer`` (its open sockets,
+    matched in /proc/net/tcp): what the bridge keeps of a connection flood. -1 without a pid."""
+    if pid is None:
+        return -1
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    peer_hex = socket.inet_aton(peer)[::-1].hex().upper()
+    held = 0
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local_port = int(fields[1].split(":")[1], 16)
+        remote_ip = fields[2].split(":")[0]
+        if local_port == port and remote_ip == peer_hex and fields[9] in inodes:
+            held += 1
+    return held
 
 
-def run(attacks: Attacks, seconds: float) -> dict[str, Any]:
-    sprayer = RtpSprayer(SPRAYER, attacks.target[0], *attacks.rtp).start()
-    threads = [
-        threading.Thread(target=fn, daemon=True)
-        for fn in (attacks.ack_flood, attacks.tls_flood, attacks.cycle)
-    ]
+PARTS = ("spray", "acks", "tls", "cycle")
+
+
+def run(attacks: Attacks, seconds: float, parts: tuple[str, ...] = PARTS) -> dict[str, Any]:
+    sprayer = RtpSprayer(SPRAYER, attacks.target[0], *attacks.rtp) if "spray" in parts else None
+    jobs = {"acks": attacks.ack_flood, "tls": attacks.tls_flood, "cycle": attacks.cycle}
+    threads = [threading.Thread(target=attacks.guarded(jobs[p]), daemon=True) for p in parts if p in jobs]
     with OptionsProbe(attacks.target, PROBE, interval=0.1) as probe:
+        if sprayer is not None:
+            sprayer.start()
         for thread in threads:
             thread.start()
         attacks.stop.wait(seconds)
         attacks.stop.set()
         for thread in threads:
             thread.join(30)
-    sprayer.stop()
+        if sprayer is not None:
+            sprayer.stop()
     trips = sorted(probe.round_trips())
     counts, statuses = attacks.counts, attacks.statuses
     third_party = attacks.third_party_received()
     result = {
         "seconds": seconds,
+        "parts": list(parts),
+        "errors": attacks.errors,
         "counts": dict(counts),
         "statuses": {name: {str(k): v for k, v in sorted(c.items())} for name, c in statuses.items()},
-        "rtp_spray": {"sent": sprayer.sent, "received": sprayer.received},
+        "rtp_spray": {"sent": sprayer.sent, "received": sprayer.received} if sprayer else None,
         "third_party_received": third_party,
         "options": {
             "sent": probe.sent,
@@ -287,18 +328,22 @@ def run(attacks: Attacks, seconds: float) -> dict[str, Any]:
             "rtt_ms_p99": round(trips[int(0.99 * (len(trips) - 1))] * 1000, 1) if trips else None,
         },
     }
-    result["held"] = {
-        "rtp_spray_got_nothing": sprayer.received == 0,
-        "third_party_got_nothing": third_party == 0,
-        "no_replay_admitted": counts["replays_admitted"] == 0 and counts["replays_refused"] > 0,
-        "call_survived_third_party_requests": counts["call_still_up"] == 1,
-        "tls_held_to_cap": counts["tls_held"] <= 40,
-        "options_answered": len(trips) >= probe.sent - 2,
-        "fraud_refused": set(statuses.get("api_fraud", {})) == {403},
-        "big_body_refused": 200 not in statuses.get("api_big_body", {})
-        and 201 not in statuses.get("api_big_body", {}),
-        "rebinding_refused": set(statuses.get("api_rebinding_host", {})) == {400},
-    }
+    held = {"no_attack_failed": not attacks.errors, "options_answered": len(trips) >= probe.sent - 2}
+    if sprayer is not None:
+        held["rtp_spray_got_nothing"] = sprayer.received == 0
+    if "tls" in parts:
+        held["tls_held_to_cap"] = counts["tls_held_by_bridge"] <= TLS_PER_SOURCE_CAP
+    if "cycle" in parts:
+        big_body = statuses.get("api_big_body", {})
+        held |= {
+            "third_party_got_nothing": third_party == 0,
+            "no_replay_admitted": counts["replays_admitted"] == 0 and counts["replays_refused"] > 0,
+            "call_survived_third_party_requests": counts["call_still_up"] == 1,
+            "fraud_refused": set(statuses.get("api_fraud", {})) == {403},
+            "big_body_refused": 200 not in big_body and 201 not in big_body,
+            "rebinding_refused": set(statuses.get("api_rebinding_host", {})) == {400},
+        }
+    result["held"] = held
     return result
 
 
@@ -311,6 +356,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pbx-password", required=True)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--out", type=Path, help="write the results here as JSON (default: stdout)")
+    parser.add_argument(
+        "--without",
+        action="append",
+        default=[],
+        choices=PARTS,
+        help="leave out one part of the set (to see what each costs)",
+    )
+    parser.add_argument(
+        "--bridge-pid", type=int, help="the bridge's process: its TLS connections are counted"
+    )
     args = parser.parse_args(argv)
     host, _, port = args.target.rpartition(":")
     if not ipaddress.ip_address(host).is_loopback:
@@ -319,7 +374,9 @@ def main(argv: list[str] | None = None) -> int:
     attacks = Attacks(
         (host, int(port)), args.api.rstrip("/"), (int(low), int(high)), args.tls_port, args.pbx_password
     )
-    text = json.dumps(run(attacks, args.seconds), indent=2)
+    attacks.bridge_pid = args.bridge_pid
+    parts = tuple(part for part in PARTS if part not in args.without)
+    text = json.dumps(run(attacks, args.seconds, parts), indent=2)
     if args.out:
         args.out.write_text(text)
     else:

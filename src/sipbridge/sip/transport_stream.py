@@ -14,10 +14,13 @@ a partial message, idle) that a byte now and then does not reset.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import resource
+import socket
 import ssl
+import struct
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -28,6 +31,9 @@ from .transport import Address
 log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_S = 5.0
+LISTEN_BACKLOG = 512
+ACCEPT_BATCH = 16  # connections accepted per turn of the event loop
+ACCEPT_PAUSE_S = 1.0
 # Timers fire up to the clock's resolution early; a deadline this close counts as reached.
 _DEADLINE_SLACK_S = 0.001
 # File descriptors wanted beyond the connection caps: the calls' RTP sockets, the agent's links.
@@ -45,15 +51,15 @@ class StreamConnection(asyncio.Protocol):
 
     reliable = True
 
-    def __init__(self, owner: StreamTransport, accepted: bool = False) -> None:
+    def __init__(self, owner: StreamTransport, seat: Seat | None = None) -> None:
         self._owner = owner
-        self.accepted = accepted
+        self.accepted = seat is not None  # accepted by our listener, which gave it its seat
         self.transport = owner.protocol
         self.remote: Address = ("", 0)
         self._raw: asyncio.Transport | None = None  # the socket's own transport
         self._stream: asyncio.Transport | None = None  # where messages go: the raw one, or TLS over it
         self._framer = StreamFramer()
-        self._seat: Seat | None = None
+        self._seat = seat
         self._deadlines: StreamDeadlines | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._held: list[bytes] = []  # decrypted before start_tls handed us the TLS transport
@@ -65,12 +71,6 @@ class StreamConnection(asyncio.Protocol):
         self._raw = raw
         peer = raw.get_extra_info("peername")
         self.remote = (peer[0], peer[1])
-        if self.accepted:
-            self._seat = self._owner.admit(self.remote[0])
-            if self._seat is None:
-                self.closed = True
-                raw.abort()
-                return
         self._owner.track(self)
         self._deadlines = StreamDeadlines(self._owner.policy, _now(), self.accepted)
         self._watch()
@@ -215,29 +215,48 @@ class StreamTransport:
         self.handshakes_failed = 0
         self.connections: dict[Address, StreamConnection] = {}
         self._open: set[StreamConnection] = set()
-        self._server: asyncio.Server | None = None
+        self._listener: _Listener | None = None
         self._pending: dict[Address, asyncio.Task[StreamConnection]] = {}
         self._handshaking: set[asyncio.Task[None]] = set()
         self._rare = {kind: RareLog() for kind in (_REFUSED, _TIMED_OUT, _HANDSHAKE_FAILED, _UNFRAMEABLE)}
 
     async def listen(self, host: str, port: int) -> None:
         """Listen in plain TCP, also for TLS: the caps are applied before any handshake starts."""
-        loop = asyncio.get_running_loop()
-        quiet_accept_exhaustion(loop)
         make_fd_room(self.policy.max_connections)
-        self._server = await loop.create_server(
-            lambda: StreamConnection(self, accepted=True), host, port, reuse_address=True
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self._listener = _Listener(
+            self, socket.create_server((host, port), family=family, backlog=LISTEN_BACKLOG)
         )
+        self._listener.start(asyncio.get_running_loop())
 
     @property
     def listening(self) -> bool:
-        return self._server is not None
+        return self._listener is not None
 
     @property
     def local_address(self) -> Address:
-        assert self._server is not None and self._server.sockets
-        host, port = self._server.sockets[0].getsockname()[:2]
+        assert self._listener is not None
+        host, port = self._listener.sock.getsockname()[:2]
         return host, port
+
+    def take_accepted(self, sock: socket.socket, host: str) -> None:
+        """A connection our listener just accepted from ``host``: within the caps it gets its seat and
+        a transport; over them it is reset there and then (no transport, task or protocol made)."""
+        seat = self.admit(host)
+        if seat is None:
+            _reset(sock)
+            return
+        sock.setblocking(False)
+        loop = asyncio.get_running_loop()
+        task = loop.create_task(loop.connect_accepted_socket(lambda: StreamConnection(self, seat), sock))
+        self._handshaking.add(task)
+        task.add_done_callback(functools.partial(self._transport_made, seat, sock))
+
+    def _transport_made(self, seat: Seat, sock: socket.socket, task: asyncio.Task[Any]) -> None:
+        self._handshaking.discard(task)
+        if task.cancelled() or task.exception() is not None:  # the peer was gone already
+            self.budget.release(seat)
+            sock.close()
 
     # -- the connections' lives ----------------------------------------------------------------
 
@@ -341,50 +360,71 @@ class StreamTransport:
         return connection
 
     def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
+        if self._listener is not None:
+            self._listener.close()
         for task in list(self._handshaking):
             task.cancel()
         for connection in list(self._open):
             connection.close()
 
 
-class _QuietAcceptExhaustion:
-    """An event-loop exception handler: asyncio's "accept() out of system resource" once per 10 s.
+class _Listener:
+    """The listening socket, read by us rather than by ``loop.create_server``: asyncio makes a
+    transport, a task and a protocol for every connection before anyone may say no, which under a
+    flood of thousands of connections held the loop for tens of milliseconds a batch (every call's
+    audio waited). Here each accepted socket goes to ``StreamTransport.take_accepted`` at once, and at most
+    ``ACCEPT_BATCH`` are taken per turn of the loop; out of file descriptors, accepting pauses a
+    second (as asyncio does) with one warning per 10 s."""
 
-    CPython 3.11 reports each accept() that fails with EMFILE (a traceback), up to a hundred per
-    loop tick and again every second: tens of megabytes of log under a connection flood. Anything
-    else goes on to the handler that was there before.
-    """
-
-    MESSAGE = "socket.accept() out of system resource"
-
-    def __init__(self, previous: Callable[[asyncio.AbstractEventLoop, dict[str, Any]], object] | None):
-        self.previous = previous
+    def __init__(self, owner: StreamTransport, sock: socket.socket) -> None:
+        self.owner = owner
+        self.sock = sock
+        sock.setblocking(False)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._paused: asyncio.TimerHandle | None = None
         self._rare = RareLog()
 
-    def __call__(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-        if context.get("message") == self.MESSAGE:
-            count = self._rare.note(loop.time())
-            if count:
-                log.warning(
-                    "SIP: out of file descriptors, %d connection(s) left waiting (%s): raise the limit"
-                    " (ulimit -n, LimitNOFILE) or lower sip_max_connections",
-                    count,
-                    context.get("exception"),
-                )
-            return
-        if self.previous is not None:
-            self.previous(loop, context)
-        else:
-            loop.default_exception_handler(context)
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        loop.add_reader(self.sock.fileno(), self._ready)
+
+    def _ready(self) -> None:
+        for _ in range(ACCEPT_BATCH):
+            try:
+                conn, address = self.sock.accept()
+            except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                return
+            except OSError as exc:  # EMFILE, ENFILE, ENOBUFS: wait for descriptors to come back
+                self._pause(exc)
+                return
+            self.owner.take_accepted(conn, address[0])
+
+    def _pause(self, exc: OSError) -> None:
+        assert self._loop is not None
+        count = self._rare.note(self._loop.time())
+        if count:
+            log.warning(
+                "SIP: accepting paused %d time(s) for want of file descriptors (%s): raise the limit"
+                " (ulimit -n, LimitNOFILE) or lower sip_max_connections",
+                count,
+                exc,
+            )
+        self._loop.remove_reader(self.sock.fileno())
+        self._paused = self._loop.call_later(ACCEPT_PAUSE_S, self.start, self._loop)
+
+    def close(self) -> None:
+        if self._paused is not None:
+            self._paused.cancel()
+        if self._loop is not None and self.sock.fileno() >= 0:
+            self._loop.remove_reader(self.sock.fileno())
+        self.sock.close()
 
 
-def quiet_accept_exhaustion(loop: asyncio.AbstractEventLoop) -> None:
-    """Install ``_QuietAcceptExhaustion`` on ``loop`` (once)."""
-    handler = loop.get_exception_handler()
-    if not isinstance(handler, _QuietAcceptExhaustion):
-        loop.set_exception_handler(_QuietAcceptExhaustion(handler))
+def _reset(sock: socket.socket) -> None:
+    """Close with a reset (SO_LINGER 0): the peer learns at once, and no TIME_WAIT is left here."""
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
 
 
 @functools.cache  # once per process is enough (the TCP and TLS listeners ask alike)
