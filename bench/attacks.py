@@ -29,8 +29,9 @@ from tests.peers import tls_certs
 from tests.peers.attacks import PARTS
 from tests.peers.procs import free_tcp_port
 
-from . import report, speech
+from . import flood, report, speech
 from .cli import DEFAULT_OUT, check_tools, code_state, machine, wait_quiet
+from .flood import num
 from .level import AttackPlan, LevelPlan
 from .reference import reference
 from .run import run_level
@@ -102,28 +103,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def summary(record: dict[str, Any]) -> dict[str, Any]:
-    if "error" in record:
-        return {"error": record["error"]}
-    media, cpu, calls = record["media"], record["cpu"], record["calls"]
-    return {
-        "window_s": round(record["window"]["seconds"], 1),
-        "calls_live": record["window"]["calls_live"],
-        "calls_failed": calls.get("failed"),
-        "frames_checked": media.get("frames_checked"),
-        "loss_pct": media.get("loss_pct"),
-        "loss_pct_worst_call": media.get("loss_pct_worst_call"),
-        "rtt_ms_p50": media.get("rtt_ms_p50"),
-        "rtt_ms_p99": media.get("rtt_ms_p99"),
-        "bridge_cpu_pct": cpu["process_pct"].get("bridge"),
-        "cpu_pct_by_process": cpu["process_pct"],
-        "bridge_buffers": {
-            k: record["bridge_calls"].get(k) for k in ("jitter_target_ms_median", "playout_wait_ms_median")
-        },
-        "bridge_loop_lag_ms_max": cpu.get("bridge_loop_lag_ms_max"),
-        "machine_busy_pct": cpu.get("machine_busy_pct"),
-        "attacks": record.get("flood"),
-        "notes": record["notes"],
-    }
+    """The flood benchmark's figures, what the attacker saw, and where the bridge's delay went."""
+    base = flood.summary(record)
+    if "error" in base:
+        return base
+    base["attacks"] = base.pop("flood")
+    base["cpu_pct_by_process"] = record["cpu"]["process_pct"]
+    base["bridge_loop_lag_ms_max"] = record["cpu"].get("bridge_loop_lag_ms_max")
+    calls = record["bridge_calls"]
+    base["bridge_buffers"] = {k: calls.get(k) for k in ("jitter_target_ms_median", "playout_wait_ms_median")}
+    return base
 
 
 def markdown(results: dict[str, Any]) -> str:
@@ -158,14 +147,10 @@ def _row(entry: dict[str, Any]) -> str:
     verdict = ("all " + str(len(held)) if not failed else "FAILED: " + ", ".join(failed)) if held else "-"
     return (
         f"| {entry['name']} | {entry['window_s']} | {entry['calls_live']} | {entry['frames_checked']} "
-        f"| {_num(entry['loss_pct'], 3)} ({_num(entry['loss_pct_worst_call'], 2)}) "
-        f"| {_num(entry['rtt_ms_p50'])} / {_num(entry['rtt_ms_p99'])} | {_num(entry['bridge_cpu_pct'])} "
-        f"| {_num(entry['bridge_loop_lag_ms_max'])} | {answered} | {verdict} |"
+        f"| {num(entry['loss_pct'], 3)} ({num(entry['loss_pct_worst_call'], 2)}) "
+        f"| {num(entry['rtt_ms_p50'])} / {num(entry['rtt_ms_p99'])} | {num(entry['bridge_cpu_pct'])} "
+        f"| {num(entry['bridge_loop_lag_ms_max'])} | {answered} | {verdict} |"
     )
-
-
-def _num(value: float | None, digits: int = 1) -> str:
-    return "?" if value is None else f"{value:.{digits}f}"
 
 
 def main(argv: list[str] | None = None) -> int:

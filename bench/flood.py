@@ -131,13 +131,14 @@ def _row(entry: dict[str, Any]) -> str:
     answers = ", ".join(f"{n}× {code}" for code, n in flood.get("replies", {}).items()) or "-"
     return (
         f"| {entry['name']} | {entry['window_s']} | {entry['calls_live']} | {entry['frames_checked']} "
-        f"| {_num(entry['loss_pct'], 3)} ({_num(entry['loss_pct_worst_call'], 2)}) "
-        f"| {_num(entry['rtt_ms_p50'])} / {_num(entry['rtt_ms_p99'])} | {_num(entry['bridge_cpu_pct'])} "
+        f"| {num(entry['loss_pct'], 3)} ({num(entry['loss_pct_worst_call'], 2)}) "
+        f"| {num(entry['rtt_ms_p50'])} / {num(entry['rtt_ms_p99'])} | {num(entry['bridge_cpu_pct'])} "
         f"| {sent} | {answers} |"
     )
 
 
-def _num(value: float | None, digits: int = 1) -> str:
+def num(value: float | None, digits: int = 1) -> str:
+    """A figure for a table cell: ``?`` when it was not measured."""
     return "?" if value is None else f"{value:.{digits}f}"
 
 

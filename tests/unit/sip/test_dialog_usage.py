@@ -29,7 +29,7 @@ def ua() -> tuple[UserAgent, RecordingTransport, list[InviteSession]]:
         session_expires=1800,
     )
     transport = RecordingTransport()
-    agent._udp = transport  # type: ignore[assignment]
+    agent.use_datagram_sender(transport)
     return agent, transport, sessions
 
 

@@ -19,7 +19,7 @@ FAR = ("127.0.0.1", 5070)
 def ua() -> tuple[UserAgent, RecordingTransport]:
     agent = UserAgent(timers=Timers(t1=0.01, t2=0.04, t4=0.05))
     transport = RecordingTransport()
-    agent._udp = transport  # type: ignore[assignment]
+    agent.use_datagram_sender(transport)
     return agent, transport
 
 

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from sipbridge.sip.message import SipResponse, parse_message
+from sipbridge.sip.message import SipRequest, SipResponse, parse_message
 from sipbridge.sip.transaction import Timers
 from sipbridge.sip.useragent import InviteSession, UserAgent
 
@@ -33,6 +33,13 @@ class RecordingTransport:
 
     def statuses(self) -> list[int]:
         return [r.status for r in self.responses()]
+
+    def messages(self) -> list[tuple[SipRequest | SipResponse, tuple[str, int]]]:
+        """Everything sent, parsed, with where it went."""
+        return [(parse_message(data), addr) for data, addr in self.sent]
+
+    def to(self, addr: tuple[str, int]) -> list[bytes]:
+        return [data for data, where in self.sent if where == addr]
 
 
 def request(
@@ -64,7 +71,7 @@ def ua() -> tuple[UserAgent, RecordingTransport, list[InviteSession]]:
     sessions: list[InviteSession] = []
     agent = UserAgent(timers=Timers(t1=0.01, t2=0.04, t4=0.05), on_invite=sessions.append)
     transport = RecordingTransport()
-    agent._udp = transport  # type: ignore[assignment]
+    agent.use_datagram_sender(transport)
     return agent, transport, sessions
 
 
@@ -207,7 +214,7 @@ async def test_public_addresses_go_into_contact_and_sdp_separately():
     sessions: list[InviteSession] = []
     agent = UserAgent(public_ip="203.0.113.5", media_public_ip="198.51.100.7", on_invite=sessions.append)
     transport = RecordingTransport()
-    agent._udp = transport  # type: ignore[assignment]
+    agent.use_datagram_sender(transport)
     agent.datagram_received(request("INVITE", body=SDP), PEER)
     session = sessions[0]
     assert session.local_ip == "203.0.113.5" and session.media_ip == "198.51.100.7"
@@ -223,7 +230,7 @@ async def test_contact_never_carries_the_wildcard_address():
     agent = UserAgent(on_invite=sessions.append)
     transport = RecordingTransport()
     transport.local_address = ("0.0.0.0", 5060)
-    agent._udp = transport  # type: ignore[assignment]
+    agent.use_datagram_sender(transport)
     agent.datagram_received(request("INVITE", body=SDP), PEER)
     assert sessions[0].local_ip == "127.0.0.1" and sessions[0].media_ip == "127.0.0.1"
 
@@ -237,7 +244,7 @@ def _gated_ua(gate=None, screen=None):  # noqa: ANN001, ANN202
         timers=Timers(t1=0.01, t2=0.04, t4=0.05), on_invite=sessions.append, gate=gate, screen=screen
     )
     transport = RecordingTransport()
-    agent._udp = transport  # type: ignore[assignment]
+    agent.use_datagram_sender(transport)
     return agent, transport, sessions
 
 

@@ -9,6 +9,7 @@ import asyncio
 import time
 
 import pytest
+from tests.unit.sip.test_useragent import RecordingTransport
 
 from sipbridge.sip.gate import ADMIT, Screening
 from sipbridge.sip.message import SipRequest, SipResponse, parse_message
@@ -23,27 +24,6 @@ SDP = (
     "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
     "m=audio 40000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
 )
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.sent: list[tuple[bytes, tuple[str, int]]] = []
-        self.local_address = ("127.0.0.1", 5060)
-
-    def send(self, data: bytes, addr: tuple[str, int]) -> None:
-        self.sent.append((data, addr))
-
-    def close(self) -> None:
-        pass
-
-    def messages(self) -> list[tuple[SipRequest | SipResponse, tuple[str, int]]]:
-        return [(parse_message(data), addr) for data, addr in self.sent]
-
-    def statuses(self) -> list[int]:
-        return [m.status for m, _ in self.messages() if isinstance(m, SipResponse)]
-
-    def to(self, addr: tuple[str, int]) -> list[bytes]:
-        return [data for data, where in self.sent if where == addr]
 
 
 def request(
@@ -76,7 +56,7 @@ def make_ua(
     stray: Screening = ADMIT,
     admitted_as: str | None = None,
     resolver: Resolver | None = None,
-) -> tuple[UserAgent, Recorder, list[InviteSession]]:
+) -> tuple[UserAgent, RecordingTransport, list[InviteSession]]:
     sessions: list[InviteSession] = []
     agent = UserAgent(
         timers=Timers(t1=0.01, t2=0.04, t4=0.05),
@@ -86,13 +66,13 @@ def make_ua(
         provider_source=lambda name, ip: name == "trunk" and ip == TRUNK_OTHER_HOST[0],
         resolver=resolver,
     )
-    recorder = Recorder()
+    recorder = RecordingTransport()
     agent.use_datagram_sender(recorder)
     return agent, recorder, sessions
 
 
 async def answered(
-    agent: UserAgent, recorder: Recorder, sessions: list[InviteSession], contact: str | None = None
+    agent: UserAgent, recorder: RecordingTransport, sessions: list[InviteSession], contact: str | None = None
 ) -> tuple[InviteSession, str]:
     """An INVITE from PEER answered and ACKed: the session and our To tag."""
     invite = request("INVITE", body=SDP) if contact is None else request("INVITE", body=SDP, contact=contact)
