@@ -17,11 +17,8 @@ Writes ``bench/RESULTS.md``'s section "Attacks" (``--no-write-results``: only th
 from __future__ import annotations
 
 import argparse
-import json
-import shlex
 import sys
 from dataclasses import replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,12 +26,9 @@ from tests.peers import tls_certs
 from tests.peers.attacks import PARTS
 from tests.peers.procs import free_tcp_port
 
-from . import flood, report, speech
-from .cli import DEFAULT_OUT, check_tools, code_state, machine, wait_quiet
+from . import flood, report
 from .flood import num
-from .level import AttackPlan, LevelPlan
-from .reference import reference
-from .run import run_level
+from .level import AttackPlan
 
 SECTION = "## Attacks"
 PART_NAMES = {
@@ -64,42 +58,21 @@ def attack_plan(folder: Path, seconds: float) -> AttackPlan:
         "SIPBRIDGE_TLS_KEY_FILE": str(certs.key),
         "SIPBRIDGE_SIP_TLS_PORT": str(port),
     }
-    plan = AttackPlan(seconds, port, tuple(env.items()))
-    return plan
+    return AttackPlan(seconds, port, tuple(env.items()))
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    check_tools()
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    folder = (args.out or DEFAULT_OUT / f"attacks-{stamp}").resolve()
-    folder.mkdir(parents=True, exist_ok=True)
-    voice = speech.make(folder)
-    ref = reference(voice)
+    folder = flood.run_folder("attacks", args.out)
     hold = args.seconds + args.calls / 20.0 + 10.0  # ramp-up, settle, the window, the end margin
     attacks = attack_plan(folder, args.seconds)
     env = {**dict(attacks.tls_env), "SIPBRIDGE_PROVIDER_PBX_INBOUND_PASSWORD": attacks.pbx_password}
-    chosen: list[tuple[str, AttackPlan | None]] = [] if args.no_baseline else [("no attacks", None)]
-    chosen.append(("the attack set", attacks))
+    chosen: list[flood.Run] = [] if args.no_baseline else [("no attacks", None, env)]
+    chosen.append(("the attack set", attacks, env))
     if args.split:
         for part in PARTS:
             others = tuple(p for p in PARTS if p != part)
-            chosen.append((f"{PART_NAMES[part]} only", replace(attacks, without=others)))
-    results: dict[str, Any] = {
-        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "command": shlex.join(["python", "-m", "bench.attacks", *sys.argv[1:]]),
-        "code": code_state(),
-        "machine": machine(),
-        "runs": [],
-    }
-    for index, (name, plan) in enumerate(chosen):
-        wait_quiet(20)
-        print(f"bench.attacks: {name} ...", flush=True)
-        level = LevelPlan(
-            args.calls, hold, 20.0, folder / f"run-{index}", flood=plan, bridge_env=tuple(env.items())
-        )
-        results["runs"].append({"name": name, **summary(run_level(level, voice, ref))})
-        (folder / "attacks-results.json").write_text(json.dumps(results, indent=2, default=str))
-    return results
+            chosen.append((f"{PART_NAMES[part]} only", replace(attacks, without=others), env))
+    return flood.measure("attacks", folder, args.calls, hold, chosen, summary)
 
 
 def summary(record: dict[str, Any]) -> dict[str, Any]:

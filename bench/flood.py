@@ -20,13 +20,14 @@ import argparse
 import json
 import shlex
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from . import report, speech
 from .cli import DEFAULT_OUT, check_tools, code_state, machine, wait_quiet
-from .level import FloodPlan, LevelPlan
+from .level import AttackPlan, FloodPlan, LevelPlan
 from .reference import reference
 from .run import run_level
 
@@ -45,7 +46,7 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def runs(args: argparse.Namespace) -> list[tuple[str, FloodPlan | None, dict[str, str]]]:
+def runs(args: argparse.Namespace) -> list[Run]:
     flood = FloodPlan(args.rate, args.seconds)
     chosen = [] if args.no_baseline else [("no flood", None, {})]
     chosen.append(("flood, default rate limit", flood, {}))
@@ -55,33 +56,50 @@ def runs(args: argparse.Namespace) -> list[tuple[str, FloodPlan | None, dict[str
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    folder = run_folder("flood", args.out)
+    hold = args.seconds + args.calls / 20.0 + 8.0  # ramp-up, settle, the flood, the end margin
+    return measure("flood", folder, args.calls, hold, runs(args), summary)
+
+
+Run = tuple[str, FloodPlan | AttackPlan | None, dict[str, str]]
+
+
+def run_folder(kind: str, out: Path | None) -> Path:
+    """Where a hostile-traffic benchmark writes (bench/out/KIND-<time> by default), made."""
     check_tools()
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    folder = (args.out or DEFAULT_OUT / f"flood-{stamp}").resolve()
+    folder = (out or DEFAULT_OUT / f"{kind}-{stamp}").resolve()
     folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def measure(
+    kind: str,
+    folder: Path,
+    calls: int,
+    hold: float,
+    chosen: list[Run],
+    summarise: Callable[[dict[str, Any]], dict[str, Any]],
+) -> dict[str, Any]:
+    """Each run of ``chosen`` (name, adversary or None, bridge environment) as one level of ``calls``
+    calls held ``hold`` s, summarised; written to KIND-results.json after each run."""
     voice = speech.make(folder)
     ref = reference(voice)
-    hold = args.seconds + args.calls / 20.0 + 8.0  # ramp-up, settle, the flood, the end margin
     results: dict[str, Any] = {
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "command": shlex.join(["python", "-m", "bench.flood", *sys.argv[1:]]),
+        "command": shlex.join(["python", "-m", f"bench.{kind}", *sys.argv[1:]]),
         "code": code_state(),
         "machine": machine(),
         "runs": [],
     }
-    for index, (name, flood, env) in enumerate(runs(args)):
+    for index, (name, adversary, env) in enumerate(chosen):
         wait_quiet(20)
-        print(f"bench.flood: {name} ...", flush=True)
+        print(f"bench.{kind}: {name} ...", flush=True)
         plan = LevelPlan(
-            args.calls,
-            hold,
-            20.0,
-            folder / f"run-{index}",
-            flood=flood,
-            bridge_env=tuple(env.items()),
+            calls, hold, 20.0, folder / f"run-{index}", flood=adversary, bridge_env=tuple(env.items())
         )
-        results["runs"].append({"name": name, **summary(run_level(plan, voice, ref))})
-        (folder / "flood-results.json").write_text(json.dumps(results, indent=2, default=str))
+        results["runs"].append({"name": name, **summarise(run_level(plan, voice, ref))})
+        (folder / f"{kind}-results.json").write_text(json.dumps(results, indent=2, default=str))
     return results
 
 

@@ -22,9 +22,19 @@ from tests.peers.procs import ManagedProcess, free_port_block, free_tcp_port, wa
 SIPBRIDGE = [sys.executable, "-m", "sipbridge"]
 
 
-def http_json(method: str, url: str, timeout: float = 5.0, body: Any = None) -> tuple[int, Any]:
-    data = None if body is None else json.dumps(body).encode()
-    headers = {} if body is None else {"Content-Type": "application/json"}
+def http_json(
+    method: str,
+    url: str,
+    timeout: float = 5.0,
+    body: Any = None,
+    *,
+    headers: dict[str, str] | None = None,
+    data: bytes | None = None,
+) -> tuple[int, Any]:
+    """A request with ``body`` as JSON (or raw ``data``): the status and the JSON answer."""
+    if data is None and body is not None:
+        data = json.dumps(body).encode()
+    headers = {**({"Content-Type": "application/json"} if data is not None else {}), **(headers or {})}
     request = urllib.request.Request(url, method=method, data=data, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:

@@ -9,15 +9,12 @@ strangers and third parties.
 
 from __future__ import annotations
 
-import json
 import re
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.integration.bridge_proc import BridgeProcess, start_bridge
+from tests.integration.bridge_proc import BridgeProcess, http_json, start_bridge
 from tests.peers import tls_certs
 from tests.peers.procs import free_tcp_port
 
@@ -76,18 +73,8 @@ class HostileBridge:
         timeout: float = 10.0,
     ) -> tuple[int, Any]:
         """A REST call with the API key (or another, or none); the status and the JSON answer."""
-        headers = {"Content-Type": "application/json"}
-        if key is not None:
-            headers["Authorization"] = f"Bearer {key}"
-        payload = data if data is not None else (None if body is None else json.dumps(body).encode())
-        request = urllib.request.Request(self.bridge.api + path, method=method, data=payload, headers=headers)
-        try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:
-                text = response.read()
-                return response.status, json.loads(text) if text else None
-        except urllib.error.HTTPError as exc:
-            text = exc.read()
-            return exc.code, json.loads(text) if text else None
+        headers = {"Authorization": f"Bearer {key}"} if key is not None else {}
+        return http_json(method, self.bridge.api + path, timeout, body, headers=headers, data=data)
 
     def calls(self) -> list[dict[str, Any]]:
         return self.api("GET", "/calls")[1]["calls"]

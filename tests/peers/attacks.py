@@ -32,6 +32,7 @@ from typing import Any
 
 from tests.peers import attacker
 from tests.peers.attacker import Dialog, OptionsProbe, RtpPhone, RtpSprayer
+from tests.peers.flood import write_result
 from tests.peers.rawsip import RawSipSocket
 
 from sipbridge.sip.digest import DigestCredentials, authorization_value, parse_challenge
@@ -376,11 +377,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     attacks.bridge_pid = args.bridge_pid
     parts = tuple(part for part in PARTS if part not in args.without)
-    text = json.dumps(run(attacks, args.seconds, parts), indent=2)
-    if args.out:
-        args.out.write_text(text)
-    else:
-        print(text)
+    write_result(run(attacks, args.seconds, parts), args.out)
     return 0
 
 

@@ -98,13 +98,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="write the totals here as JSON (default: stdout)")
     args = parser.parse_args(argv)
     host, _, port = args.target.rpartition(":")
-    result = flood((host, int(port)), args.source, args.rate, args.seconds)
+    write_result(flood((host, int(port)), args.source, args.rate, args.seconds), args.out)
+    return 0
+
+
+def write_result(result: dict[str, object], out: Path | None) -> None:
+    """A hostile peer's totals as JSON: to ``out``, or to stdout."""
     text = json.dumps(result, indent=2)
-    if args.out:
-        args.out.write_text(text)
+    if out:
+        out.write_text(text)
     else:
         print(text)
-    return 0
 
 
 if __name__ == "__main__":

@@ -74,26 +74,34 @@ class InboundAdmission:
         return provider is not None and provider.accepts_source(address)
 
     def screen_stray(self, request: SipRequest, flow: Flow) -> Screening:
-        """A request naming a dialog or transaction it may not act on: strangers get nothing at all
-        when ``unknown_source_action = "drop"``, so a scan learns nothing from a 481 or 403."""
-        if self.drop_unknown and self.restricts and self.providers.inbound_provider(flow.remote[0]) is None:
-            self.counts.dropped += 1
-            return DROP
-        return ADMIT
+        """A request naming a dialog or transaction it may not act on: as any request but an INVITE
+        from its source, so that strangers get nothing at all when ``unknown_source_action = "drop"``
+        and a scan learns nothing from a 481 or 403."""
+        screening = self._by_address(flow.remote[0], invite=False)
+        assert screening is not None
+        return screening
 
     def screen(self, request: SipRequest, flow: Flow) -> Screening:
         source = flow.remote[0]
-        provider = self.providers.inbound_provider(source)
-        if provider is not None:
-            self.counts.by_address += request.method == "INVITE"
-            return Screening(admitted_as=provider.name)
-        if not self.restricts:
-            return ADMIT
-        if request.method != "INVITE":
-            return DROP if self.drop_unknown else ADMIT
+        screening = self._by_address(source, invite=request.method == "INVITE")
+        if screening is not None:
+            return screening
         if self.verifier is not None:
             return self._authenticate(request, source)
         return self._unknown(source, f"source {source} matches no trunk (inbound_cidrs)")
+
+    def _by_address(self, source: str, invite: bool) -> Screening | None:
+        """What the source address alone decides; None for an INVITE from a stranger while inbound
+        calls are restricted (its credentials, if any, decide)."""
+        provider = self.providers.inbound_provider(source)
+        if provider is not None:
+            self.counts.by_address += invite
+            return Screening(admitted_as=provider.name)
+        if not self.restricts:
+            return ADMIT
+        if not invite:
+            return DROP if self.drop_unknown else ADMIT
+        return None
 
     def _authenticate(self, request: SipRequest, source: str) -> Screening:
         assert self.verifier is not None

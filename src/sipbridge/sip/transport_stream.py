@@ -217,7 +217,7 @@ class StreamTransport:
         self._open: set[StreamConnection] = set()
         self._listener: _Listener | None = None
         self._pending: dict[Address, asyncio.Task[StreamConnection]] = {}
-        self._handshaking: set[asyncio.Task[None]] = set()
+        self._accepting: set[asyncio.Task[Any]] = set()  # connections being set up: transport, TLS
         self._rare = {kind: RareLog() for kind in (_REFUSED, _TIMED_OUT, _HANDSHAKE_FAILED, _UNFRAMEABLE)}
 
     async def listen(self, host: str, port: int) -> None:
@@ -249,11 +249,11 @@ class StreamTransport:
         sock.setblocking(False)
         loop = asyncio.get_running_loop()
         task = loop.create_task(loop.connect_accepted_socket(lambda: StreamConnection(self, seat), sock))
-        self._handshaking.add(task)
+        self._accepting.add(task)
         task.add_done_callback(functools.partial(self._transport_made, seat, sock))
 
     def _transport_made(self, seat: Seat, sock: socket.socket, task: asyncio.Task[Any]) -> None:
-        self._handshaking.discard(task)
+        self._accepting.discard(task)
         if task.cancelled() or task.exception() is not None:  # the peer was gone already
             self.budget.release(seat)
             sock.close()
@@ -302,8 +302,8 @@ class StreamTransport:
     def start_handshake(self, connection: StreamConnection, raw: asyncio.Transport) -> None:
         self.handshakes += 1
         task = asyncio.ensure_future(self._handshake(connection, raw))
-        self._handshaking.add(task)
-        task.add_done_callback(self._handshaking.discard)
+        self._accepting.add(task)
+        task.add_done_callback(self._accepting.discard)
 
     async def _handshake(self, connection: StreamConnection, raw: asyncio.Transport) -> None:
         assert self.server_ssl is not None
@@ -362,7 +362,7 @@ class StreamTransport:
     def close(self) -> None:
         if self._listener is not None:
             self._listener.close()
-        for task in list(self._handshaking):
+        for task in list(self._accepting):
             task.cancel()
         for connection in list(self._open):
             connection.close()

@@ -284,7 +284,7 @@ class UserAgent:
             headers.append(("Warning", f'399 {self.sent_by_host} "{text}"'))
         if retry_after is not None:
             headers.append(("Retry-After", str(retry_after)))
-        to_tag = None if request.to.tag else (tag or generate_tag())
+        to_tag = None if request.to.tag else (tag or stateless_tag(request))
         return make_response(request, status, reason, to_tag=to_tag, extra=headers)
 
     def unserved(self, request: SipRequest) -> SipResponse:
@@ -674,15 +674,14 @@ class UserAgent:
         if request.method == "INVITE" and self._merged.is_merged(request, key, self.now()):
             self._send_stateless(self.refusal(request, 482, warning="merged request: already handled"), flow)
             return
-        unsupported = self._unsupported_extensions(request)
-        if unsupported:
-            refusal = self.refusal(request, 420, extra=[("Unsupported", ", ".join(unsupported))])
-            self._send_stateless(refusal, flow)
+        unsupported = self._unsupported(request)
+        if unsupported is not None:
+            self._send_stateless(unsupported, flow)
         elif request.method == "INVITE":
             self._new_invite(request, key, flow, admitted.admitted_as)
         elif request.method == "OPTIONS":
-            tag = stateless_tag(request)
-            self._send_stateless(make_response(request, 200, to_tag=tag, extra=_option_headers()), flow)
+            ok = make_response(request, 200, to_tag=stateless_tag(request), extra=_option_headers())
+            self._send_stateless(ok, flow)
         elif request.method in ("BYE", "UPDATE", "INFO"):
             self._send_stateless(self.refusal(request, 481, warning="no such call"), flow)
         else:
@@ -737,11 +736,13 @@ class UserAgent:
             return
         session.ack_received(ack)
 
-    def _unsupported_extensions(self, request: SipRequest) -> list[str]:
-        if request.method in ("ACK", "CANCEL"):
-            return []
+    def _unsupported(self, request: SipRequest) -> SipResponse | None:
+        """420 with Unsupported when ``request`` requires extensions we do not have (§8.2.2.3)."""
         required = [opt.strip() for opt in request.headers.get_all("Require") if opt.strip()]
-        return [opt for opt in required if opt.lower() not in SUPPORTED_OPTIONS]
+        unsupported = [opt for opt in required if opt.lower() not in SUPPORTED_OPTIONS]
+        if not unsupported:
+            return None
+        return self.refusal(request, 420, extra=[("Unsupported", ", ".join(unsupported))])
 
     def _new_server_tx(self, request: SipRequest, key: tuple, flow: Flow) -> ServerTx:
         cls = ServerInviteTransaction if request.method == "INVITE" else ServerNonInviteTransaction
@@ -786,10 +787,9 @@ class UserAgent:
             )
             self._stray(request, flow, 403, "not from this call's peer")
             return
-        unsupported = self._unsupported_extensions(request)
-        if unsupported:
-            refusal = self.refusal(request, 420, extra=[("Unsupported", ", ".join(unsupported))])
-            self._reply(request, key, flow, refusal)
+        unsupported = self._unsupported(request)
+        if unsupported is not None:
+            self._reply(request, key, flow, unsupported)
             return
         session.request_received(request, self._new_server_tx(request, key, flow))
 

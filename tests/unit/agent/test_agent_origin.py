@@ -1,66 +1,53 @@
 """The agent token goes to the agent's own origin only: a WHIP answer whose Location names another
 server does not get our DELETE (which carries the token)."""
 
-import socket
-
 import pytest
 from aiohttp import web
+from tests.unit.agent.test_agent_whip import FakeAgent, Handler
 
 from sipbridge.agent.whip import WhipClient, same_origin
 
 
-class Recorder:
-    """An HTTP server on a free loopback port that records what reaches it."""
-
-    def __init__(self, location: str = "") -> None:
-        self.location = location
-        self.requests: list[tuple[str, str, dict[str, str]]] = []
-        self.runner: web.AppRunner | None = None
-        self.base = ""
-
-    async def _answer(self, request: web.Request) -> web.Response:
-        self.requests.append((request.method, str(request.rel_url), dict(request.headers)))
-        headers = {"Location": self.location} if self.location else {}
+def answering_at(location: str) -> Handler:
+    async def answer(request: web.Request) -> web.Response:
+        headers = {"Location": location} if request.method == "POST" else {}
         return web.Response(status=201, text="v=0\r\n", content_type="application/sdp", headers=headers)
 
-    async def __aenter__(self) -> "Recorder":
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self._answer)
-        self.runner = web.AppRunner(app)
-        await self.runner.setup()
-        sock = socket.create_server(("127.0.0.1", 0))
-        self.base = f"http://127.0.0.1:{sock.getsockname()[1]}"
-        await web.SockSite(self.runner, sock).start()
-        return self
+    return answer
 
-    async def __aexit__(self, *exc: object) -> None:
-        assert self.runner is not None
-        await self.runner.cleanup()
+
+async def offer_then_delete(agent: FakeAgent) -> str:
+    """The session URL our client kept from the agent's answer, after hanging it up."""
+    client = WhipClient(f"{agent.base}/whip", token="jwt-secret")
+    try:
+        session = await client.offer("v=0", resource_id=None)
+        await client.delete(session.session_url)
+    finally:
+        await client.close()
+    return session.session_url
 
 
 async def test_a_session_at_another_origin_is_never_sent_the_token():
-    async with Recorder() as elsewhere, Recorder() as agent:
-        agent.location = elsewhere.base + "/x"  # another port: another server
-        client = WhipClient(f"{agent.base}/whip", token="jwt-secret")
-        try:
-            session = await client.offer("v=0", resource_id=None)
-            await client.delete(session.session_url)
-        finally:
-            await client.close()
-    assert session.session_url == ""
-    assert elsewhere.requests == []
+    elsewhere = FakeAgent(answering_at(""))
+    await elsewhere.start()
+    agent = FakeAgent(answering_at(elsewhere.base + "/x"))  # another port: another server
+    await agent.start()
+    try:
+        assert await offer_then_delete(agent) == ""
+        assert elsewhere.requests == []
+    finally:
+        await agent.stop()
+        await elsewhere.stop()
 
 
 async def test_a_session_at_the_agents_origin_is_deleted_with_the_token():
-    async with Recorder() as agent:
-        agent.location = "/whip/s1"
-        client = WhipClient(f"{agent.base}/whip", token="jwt-secret")
-        try:
-            session = await client.offer("v=0", resource_id=None)
-            await client.delete(session.session_url)
-        finally:
-            await client.close()
-    method, path, headers = agent.requests[-1]
+    agent = FakeAgent(answering_at("/whip/s1"))
+    await agent.start()
+    try:
+        await offer_then_delete(agent)
+    finally:
+        await agent.stop()
+    method, path, headers, _ = agent.requests[-1]
     assert (method, path, headers["Authorization"]) == ("DELETE", "/whip/s1", "Bearer jwt-secret")
 
 

@@ -50,17 +50,20 @@ def request(
     extra: str = "",
     body: str = "",
     cseq: int = 1,
+    via_host: str = "127.0.0.1:5062",
+    via_params: str = ";rport",
+    contact: str = "<sip:caller@127.0.0.1:5062>",
 ) -> bytes:
     to = "<sip:bridge@127.0.0.1>" + (f";tag={to_tag}" if to_tag else "")
     return (
         f"{method} sip:bridge@127.0.0.1 SIP/2.0\r\n"
-        f"Via: SIP/2.0/UDP 127.0.0.1:5062;branch={branch};rport\r\n"
+        f"Via: SIP/2.0/UDP {via_host};branch={branch}{via_params}\r\n"
         "Max-Forwards: 70\r\n"
         f"To: {to}\r\n"
         "From: <sip:+15550001@127.0.0.1>;tag=caller1\r\n"
         "Call-ID: call-1@127.0.0.1\r\n"
         f"CSeq: {cseq} {method}\r\n"
-        "Contact: <sip:caller@127.0.0.1:5062>\r\n"
+        f"Contact: {contact}\r\n"
         f"{extra}"
         + (f"Content-Type: application/sdp\r\nContent-Length: {len(body)}\r\n\r\n{body}" if body else "\r\n")
     ).encode()

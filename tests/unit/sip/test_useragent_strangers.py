@@ -9,7 +9,7 @@ import asyncio
 import time
 
 import pytest
-from tests.unit.sip.test_useragent import RecordingTransport
+from tests.unit.sip.test_useragent import PEER, SDP, RecordingTransport, request
 
 from sipbridge.sip.gate import ADMIT, Screening
 from sipbridge.sip.message import SipRequest, SipResponse, parse_message
@@ -17,38 +17,8 @@ from sipbridge.sip.resolver import Resolver
 from sipbridge.sip.transaction import Timers
 from sipbridge.sip.useragent import InviteSession, UserAgent
 
-PEER = ("127.0.0.1", 5062)
 THIRD = ("127.0.0.7", 5062)
 TRUNK_OTHER_HOST = ("127.0.0.8", 5060)
-SDP = (
-    "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
-    "m=audio 40000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
-)
-
-
-def request(
-    method: str,
-    *,
-    branch: str = "z9hG4bKb1",
-    to_tag: str = "",
-    via_host: str = "127.0.0.1:5062",
-    via_params: str = ";rport",
-    contact: str = "<sip:caller@127.0.0.1:5062>",
-    body: str = "",
-    cseq: int = 1,
-) -> bytes:
-    to = "<sip:bridge@127.0.0.1>" + (f";tag={to_tag}" if to_tag else "")
-    return (
-        f"{method} sip:bridge@127.0.0.1 SIP/2.0\r\n"
-        f"Via: SIP/2.0/UDP {via_host};branch={branch}{via_params}\r\n"
-        "Max-Forwards: 70\r\n"
-        f"To: {to}\r\n"
-        "From: <sip:+15550001@127.0.0.1>;tag=caller1\r\n"
-        "Call-ID: call-1@127.0.0.1\r\n"
-        f"CSeq: {cseq} {method}\r\n"
-        f"Contact: {contact}\r\n"
-        + (f"Content-Type: application/sdp\r\nContent-Length: {len(body)}\r\n\r\n{body}" if body else "\r\n")
-    ).encode()
 
 
 def make_ua(
