@@ -17,30 +17,8 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from .. import logs, metrics
+from ..media_session import messages as m
 from ..media_session.control import MediaFactory
-from ..media_session.messages import (
-    AgentClosed,
-    AgentConnected,
-    AgentEvent,
-    AgentFailed,
-    AgentLost,
-    AgentRecovered,
-    CallAnswered,
-    CloseMedia,
-    CodecChanged,
-    ConnectAgent,
-    DigitsSent,
-    ForwardDigit,
-    MediaEvent,
-    MediaRefused,
-    MediaStats,
-    OpenMedia,
-    PhoneDigit,
-    PhoneMedia,
-    RtpTimeout,
-    StatsRequest,
-    UpdateMedia,
-)
 from ..sip.sdp import AudioAnswer, SdpError
 from .activity import CallActivity
 from .offer_answer import OfferAnswer
@@ -118,8 +96,8 @@ class Call:
         self.activity = CallActivity()
         self.offer_answer = OfferAnswer(int(time.time() * 1000))
         self.rtp_port: int | None = None
-        self.phone: PhoneMedia | None = None  # the phone media offer/answer settled last
-        self._final_stats: MediaStats | None = None
+        self.phone: m.PhoneMedia | None = None  # the phone media offer/answer settled last
+        self._final_stats: m.MediaStats | None = None
         self._ended = asyncio.Event()
         leg.identify(self)
 
@@ -179,9 +157,9 @@ class Call:
     async def open_media(self) -> bool:
         """Take the call's RTP port; False (the call refused or ended) when there is none."""
         opened = await self.media.open(
-            OpenMedia(self.id, self.direction, self.remote_party, self.leg.signalling_source())
+            m.OpenMedia(self.id, self.direction, self.remote_party, self.leg.signalling_source())
         )
-        if isinstance(opened, MediaRefused):
+        if isinstance(opened, m.MediaRefused):
             self.reject(503, opened.reason, "no free RTP port")
             return False
         self.rtp_port = opened.port
@@ -190,7 +168,7 @@ class Call:
     def apply_media(self, answer: AudioAnswer) -> None:
         """Offer/answer settled: the media side uses it (codec, address, hold or resume)."""
         self.phone = self.offer_answer.settled(answer)
-        self.media.update(UpdateMedia(self.phone, self.leg.signalling_source()))
+        self.media.update(m.UpdateMedia(self.phone, self.leg.signalling_source()))
 
     def take_answer(self, body: bytes | None) -> bool:
         """The peer's answer to our offer (in an ACK or a 2xx); False if there is none we can use."""
@@ -212,8 +190,8 @@ class Call:
 
     async def connect_agent(self) -> bool:
         """Dial the agent; False (the call refused or ending) when it cannot be reached."""
-        result = await self.media.connect_agent(ConnectAgent())
-        if isinstance(result, AgentConnected):
+        result = await self.media.connect_agent(m.ConnectAgent())
+        if isinstance(result, m.AgentConnected):
             return True
         if self.end_reason is not None:
             return False  # the caller went away while we were dialling the agent
@@ -235,7 +213,7 @@ class Call:
         self.answered_at = time.time()
         self.setup_s = set_up_from - self._created
         metrics.call_set_up(self.direction, self.setup_s)
-        self.media.answered(CallAnswered())
+        self.media.answered(m.CallAnswered())
 
     def reject(self, status: int, warning: str, reason: str) -> None:
         self.leg.reject(self, status, warning, reason)
@@ -268,32 +246,32 @@ class Call:
 
     def _digit_by_signalling(self, digit: str) -> None:
         self.activity.digits_in(digit, "phone", "sip-info", time.time())
-        self.media.forward_digit(ForwardDigit(digit))
+        self.media.forward_digit(m.ForwardDigit(digit))
 
     # -- what the media side tells -------------------------------------------------------------
 
-    def _media_event(self, event: MediaEvent) -> None:
+    def _media_event(self, event: m.MediaEvent) -> None:
         match event:
-            case AgentEvent():
+            case m.AgentEvent():
                 self.activity.agent_event(event.event)
-            case PhoneDigit():
+            case m.PhoneDigit():
                 self.activity.digits_in(event.digit, "phone", event.via, event.at)
-            case DigitsSent():
+            case m.DigitsSent():
                 self.activity.digits_in(event.digits, "agent", "rfc4733", event.at)
-            case AgentClosed():
+            case m.AgentClosed():
                 self.finish_soon(f"agent ended the call: {event.reason}")
-            case AgentFailed():
+            case m.AgentFailed():
                 self._agent_failed(event)
-            case AgentRecovered():
+            case m.AgentRecovered():
                 self._agent_recovered(event.status)
-            case AgentLost():
+            case m.AgentLost():
                 self.finish_soon(event.reason)
-            case RtpTimeout():
+            case m.RtpTimeout():
                 self.finish_soon(f"no RTP from the phone for {self.config.rtp_timeout:.0f} s")
-            case CodecChanged():
+            case m.CodecChanged():
                 self.log.info("call %s: codec changed from %s to %s", self.id, event.old, event.new)
 
-    def _agent_failed(self, event: AgentFailed) -> None:
+    def _agent_failed(self, event: m.AgentFailed) -> None:
         if self.end_reason is not None:
             return
         metrics.agent_link_failed("mid_call")
@@ -322,7 +300,7 @@ class Call:
         await asyncio.gather(signalling, return_exceptions=True)
 
     async def _release_media(self) -> None:
-        self._final_stats = await self.media.close(CloseMedia(self.end_reason or "ended"))
+        self._final_stats = await self.media.close(m.CloseMedia(self.end_reason or "ended"))
 
     def mark_ended(self, reason: str) -> None:
         if self.state is CallState.ENDED:
@@ -335,9 +313,9 @@ class Call:
 
     # -- figures and view ----------------------------------------------------------------------
 
-    def media_stats(self) -> MediaStats:
+    def media_stats(self) -> m.MediaStats:
         """The media side's figures: the last snapshot once the media is closed, else a fresh one."""
-        return self._final_stats or self.media.stats(StatsRequest())
+        return self._final_stats or self.media.stats(m.StatsRequest())
 
     def media_counters(self) -> metrics.MediaCounters:
         """This call's RTP and agent-leg counters (nothing is counted per packet on this side)."""

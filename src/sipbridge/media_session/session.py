@@ -24,31 +24,9 @@ from ..rtp.dtmf import DtmfPacket, DtmfReceiver, DtmfSender
 from ..rtp.packet import RtpPacket
 from ..rtp.ports import NoFreePort, PortAllocator
 from ..rtp.session import RtpSession
+from . import messages as m
 from .agent_leg import AgentLeg
 from .agent_playout import IDLE_VIEW, AgentPlayout
-from .messages import (
-    AgentConnected,
-    AgentUnavailable,
-    CallAnswered,
-    CloseMedia,
-    CodecChanged,
-    ConfirmPeer,
-    ConnectAgent,
-    DigitsSent,
-    ForwardDigit,
-    MediaEvent,
-    MediaOpened,
-    MediaRefused,
-    MediaStats,
-    OpenMedia,
-    PhoneDigit,
-    PhoneMedia,
-    RtpTimeout,
-    SendDigits,
-    StartSending,
-    StatsRequest,
-    UpdateMedia,
-)
 from .phone_playout import PhonePlayout
 from .rtp_watch import RtpWatch
 
@@ -68,7 +46,7 @@ class MediaSession:
         ports: PortAllocator,
         whip: WhipClient,
         clock: FrameClock,
-        emit: Callable[[MediaEvent], None],
+        emit: Callable[[m.MediaEvent], None],
     ) -> None:
         self._config = config
         self._ports = ports
@@ -77,7 +55,7 @@ class MediaSession:
         self._emit = emit
         self._rtp: RtpSession | None = None
         self._port: int | None = None
-        self._phone: PhoneMedia | None = None
+        self._phone: m.PhoneMedia | None = None
         self._uplink: PhoneToAgent | None = None
         self._downlink: AgentPlayout | None = None
         self._playout = PhonePlayout()
@@ -94,7 +72,7 @@ class MediaSession:
 
     # -- commands ------------------------------------------------------------------------------
 
-    async def open(self, command: OpenMedia) -> MediaOpened | MediaRefused:
+    async def open(self, command: m.OpenMedia) -> m.MediaOpened | m.MediaRefused:
         config = self._config
         try:
             self._rtp, self._port = await self._ports.open(
@@ -104,7 +82,7 @@ class MediaSession:
                 ),
             )
         except NoFreePort as exc:
-            return MediaRefused(str(exc))
+            return m.MediaRefused(str(exc))
         self._rtp.dtmf_source = self._next_dtmf_packet
         self._signalling = command.signalling
         self._playout_token = self._clock.subscribe(self._playout_tick)
@@ -118,9 +96,9 @@ class MediaSession:
             on_event=self._agent_event,
             emit=self._emit,
         )
-        return MediaOpened(self._port)
+        return m.MediaOpened(self._port)
 
-    def update(self, command: UpdateMedia) -> None:
+    def update(self, command: m.UpdateMedia) -> None:
         """Use what offer/answer settled: codec (new transcoders if it changed), address, direction."""
         if self._rtp is None:
             return
@@ -136,14 +114,14 @@ class MediaSession:
             )
             self._downlink = AgentPlayout(phone.codec, config.opus_pcm_rate)
             if self._phone is not None:
-                self._emit(CodecChanged(self._phone.codec, phone.codec))
+                self._emit(m.CodecChanged(self._phone.codec, phone.codec))
         signalling = command.signalling or self._signalling
         self._rtp.configure(phone.payload_type, phone.dtmf_payload_type, phone.remote, signalling)
         self._phone = phone
         self._rtp.sending = phone.sending and self._confirmed
         self._watch.hold(phone.on_hold, time.monotonic())
 
-    def start_sending(self, command: StartSending) -> None:
+    def start_sending(self, command: m.StartSending) -> None:
         if self._rtp is None:
             return
         self._confirmed = command.confirmed
@@ -151,38 +129,38 @@ class MediaSession:
             self._rtp.sending = False
         self._rtp.start_sending(self._clock, self._next_phone_frame)
 
-    def confirm_peer(self, command: ConfirmPeer) -> None:
+    def confirm_peer(self, command: m.ConfirmPeer) -> None:
         self._confirmed = True
         if self._rtp is not None and self._phone is not None:
             self._rtp.sending = self._phone.sending
 
-    def answered(self, command: CallAnswered) -> None:
+    def answered(self, command: m.CallAnswered) -> None:
         if self._closed or self._watch_timer is not None:
             return
         self._watch.start(time.monotonic())
         self._watch_timer = asyncio.get_running_loop().call_later(WATCH_INTERVAL_S, self._watch_rtp)
 
-    async def connect_agent(self, command: ConnectAgent) -> AgentConnected | AgentUnavailable:
+    async def connect_agent(self, command: m.ConnectAgent) -> m.AgentConnected | m.AgentUnavailable:
         if self._agent is None:
-            return AgentUnavailable("media is not open")
+            return m.AgentUnavailable("media is not open")
         reason = await self._agent.connect()
-        return AgentConnected() if reason is None else AgentUnavailable(reason)
+        return m.AgentConnected() if reason is None else m.AgentUnavailable(reason)
 
-    def send_digits(self, command: SendDigits) -> DigitsSent:
+    def send_digits(self, command: m.SendDigits) -> m.DigitsSent:
         """Digits to the phone (an IVR menu): RFC 4733 events in the RTP stream, instead of audio."""
         wanted = "".join(d for d in command.digits.upper() if d in DTMF_DIGITS)
         if not wanted or self._phone is None or self._phone.dtmf_payload_type is None:
             log.info("digits %r not sent (no telephone-event negotiated)", command.digits)
-            return DigitsSent("", time.time())
+            return m.DigitsSent("", time.time())
         self._dtmf_out.send(wanted)
-        return DigitsSent(wanted, time.time())
+        return m.DigitsSent(wanted, time.time())
 
-    def forward_digit(self, command: ForwardDigit) -> None:
+    def forward_digit(self, command: m.ForwardDigit) -> None:
         if self._agent is not None:
             self._agent.send_event({"type": "dtmf", "digit": command.digit})
 
-    def stats(self, command: StatsRequest | None = None) -> MediaStats:
-        counters = self._agent.counters() if self._agent is not None else MediaStats().counters
+    def stats(self, command: m.StatsRequest | None = None) -> m.MediaStats:
+        counters = self._agent.counters() if self._agent is not None else m.MediaStats().counters
         jitter = self._playout.stats
         counters.rtp_packets_lost, counters.rtp_packets_late = jitter.lost, jitter.late
         counters.rtp_frames_concealed = jitter.concealed
@@ -192,7 +170,7 @@ class MediaSession:
             counters.rtp_bytes_received, counters.rtp_bytes_sent = rtp.bytes_in, rtp.bytes_out
             counters.rtp_packets_invalid = rtp.invalid_in
             counters.rtp_packets_foreign = rtp.foreign_in
-        return MediaStats(
+        return m.MediaStats(
             counters=counters,
             codec=self._phone.codec if self._phone else None,
             on_hold=self._phone.on_hold if self._phone else False,
@@ -202,7 +180,7 @@ class MediaSession:
             rtp_loss=self._playout.loss(),
         )
 
-    async def close(self, command: CloseMedia) -> MediaStats:
+    async def close(self, command: m.CloseMedia) -> m.MediaStats:
         """Free the port, stop the clocks and close the agent link; the last stats. Idempotent."""
         if not self._closed:
             self._closed = True
@@ -269,7 +247,7 @@ class MediaSession:
         if kind == "state" and event.get("state") != "speaking" and self._downlink is not None:
             self._downlink.barge_in()
         elif kind == "dtmf" and isinstance(event.get("digits"), str):
-            self._emit(self.send_digits(SendDigits(event["digits"])))
+            self._emit(self.send_digits(m.SendDigits(event["digits"])))
 
     # -- DTMF from the phone ------------------------------------------------------------------
 
@@ -291,7 +269,7 @@ class MediaSession:
     def _digit_from_phone(self, digit: str) -> None:
         if self._agent is not None:
             self._agent.send_event({"type": "dtmf", "digit": digit})
-        self._emit(PhoneDigit(digit, "rfc4733", time.time()))
+        self._emit(m.PhoneDigit(digit, "rfc4733", time.time()))
 
     def _next_dtmf_packet(self, timestamp: int) -> DtmfPacket | None:
         return self._dtmf_out.next_packet(timestamp) if self._dtmf_out.busy else None
@@ -304,7 +282,7 @@ class MediaSession:
             return
         silent = self._watch.silent_for(time.monotonic(), self._rtp.stats.last_packet_at)
         if silent is not None:
-            self._emit(RtpTimeout(silent))
+            self._emit(m.RtpTimeout(silent))
             return
         self._watch_timer = asyncio.get_running_loop().call_later(WATCH_INTERVAL_S, self._watch_rtp)
 
