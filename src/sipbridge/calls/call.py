@@ -28,6 +28,7 @@ from ..rtp.latch import LatchMode
 from ..rtp.packet import RtpPacket
 from ..rtp.ports import NoFreePort, PortAllocator
 from ..rtp.session import RtpSession
+from ..sip.invite_session import InviteSession
 from ..sip.sdp import (
     AudioAnswer,
     NotAcceptableHere,
@@ -38,7 +39,6 @@ from ..sip.sdp import (
     negotiate_audio,
     parse_sdp,
 )
-from ..sip.useragent import InviteSession
 
 log = logging.getLogger(__name__)
 

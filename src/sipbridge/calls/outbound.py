@@ -16,7 +16,8 @@ from .. import logs
 from ..agent.whip import WhipClient
 from ..rtp.clock import FrameClock
 from ..rtp.ports import PortAllocator
-from ..sip.invite_client import Authenticator, OutgoingInvite
+from ..sip.digest import Authenticator
+from ..sip.invite_client import OutgoingInvite
 from ..sip.message import SipResponse
 from ..sip.sdp import SdpError, negotiate_audio, parse_sdp
 from ..sip.useragent import UserAgent
