@@ -12,13 +12,8 @@ from hypothesis import example, given
 from tests.fuzz.corpus import checked, fuzz_bytes, header_text, no_hang, sip_corpus
 
 from sipbridge.sip.errors import SipParseError
-from sipbridge.sip.message import (
-    SipRequest,
-    SipResponse,
-    extract_for_error_response,
-    make_response,
-    parse_message,
-)
+from sipbridge.sip.message import SipRequest, SipResponse, extract_for_error_response, parse_message
+from sipbridge.sip.responses import make_response
 
 CORPUS = sip_corpus()
 BASE = CORPUS[0].split(b"\r\n\r\n", 1)[0]

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING
 
 from .. import logs
 from ..media_session.messages import StartSending
-from ..sip.invite_client import Authenticator, OutgoingInvite
+from ..sip.digest import Authenticator
+from ..sip.invite_client import OutgoingInvite
 from ..sip.invite_session import InviteSession
 from ..sip.message import SipResponse
 from ..sip.sdp import SdpError
