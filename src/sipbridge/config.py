@@ -11,6 +11,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from .media.opus import OpusSettings
+
 ENV_PREFIX = "SIPBRIDGE_"
 
 
@@ -177,6 +179,13 @@ class Config:
     drain_grace: float = 30.0
     # A file that gets one JSON line per ended call; None: no records.
     call_records: str | None = None
+
+    @property
+    def opus(self) -> OpusSettings:
+        """The opus_* settings as the one value the media objects take."""
+        return OpusSettings(
+            self.opus_bitrate, self.opus_application, self.opus_complexity, self.opus_fec, self.opus_pcm_rate
+        )
 
     @property
     def secrets(self) -> tuple[str, ...]:
