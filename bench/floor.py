@@ -27,9 +27,10 @@ import time
 from dataclasses import asdict
 from typing import Any
 
-from sipbridge.config import Config, ConfigError, load_config
+from sipbridge.config import Config, load_config
 from sipbridge.media.opus import OpusDecoder
 from sipbridge.media.pipeline import AgentToPhone, PhoneToAgent
+from sipbridge.settings.values import ConfigError
 
 from .speech import Speech
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sipbridge.config import HostPort, ProviderConfig
 from sipbridge.providers.admission import InboundAdmission
 from sipbridge.providers.provider import Providers
+from sipbridge.settings.provider import ProviderConfig
+from sipbridge.settings.values import HostPort
 from sipbridge.sip.digest import DigestCredentials, authorization_value, parse_challenge
 from sipbridge.sip.message import SipRequest, parse_message
 
