@@ -11,8 +11,6 @@ from sipbridge.settings.values import HostPort
 from sipbridge.sip.digest import DigestCredentials, authorization_value, parse_challenge
 from sipbridge.sip.message import SipRequest, parse_message
 
-NOW = 1_800_000_000.0
-
 
 @dataclass
 class Peer:
@@ -46,7 +44,7 @@ def provider(name: str, **fields: object) -> ProviderConfig:
 
 
 def admission(*configs: ProviderConfig, unknown: str = "reject") -> InboundAdmission:
-    return InboundAdmission(Providers(configs), "sipbridge", unknown, clock=lambda: NOW)
+    return InboundAdmission(Providers(configs), "sipbridge", unknown)
 
 
 TRUNK = provider("trunk", inbound_cidrs=("10.0.0.0/8",))
