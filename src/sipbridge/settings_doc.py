@@ -26,23 +26,8 @@ command-line flag (the few that have one). A bad value stops the start with a me
 setting and where the value came from (`environment sip_listen: expected HOST:PORT, got 'x'`).
 
 A list is a TOML array of strings, or comma-separated in the environment. An optional setting left
-empty in the environment is unset. Example `sipbridge.toml`:
-
-```toml
-sip_listen = "0.0.0.0:5060"
-public_ip = "203.0.113.10"
-rtp_ports = "10000-10999"
-agent = "http://agent.internal:8080/whip"
-agent_token = "eyJ..."
-
-[api]
-keys = ["9c1e5a07d3b24f68a0e7c4d1b95f2a36"]
-listen = "127.0.0.1:8090"
-
-[providers.asterisk]
-type = "asterisk"
-address = "pbx.example.net:5060"
-```
+empty in the environment is unset. An example file, where to keep secrets, and what to set first:
+[operations.md](operations.md#configuring).
 """
 
 
