@@ -4,7 +4,7 @@ The bridge runs as deployed on the open internet: the load's trunk (127.0.0.1, w
 RTP probe call from), plus what the attacks aim at (a trunk at 127.0.0.2, a PBX by digest, a Twilio
 trunk, a TLS listener). N calls carry speech both ways (the load benchmark's harness: sipp
 signalling, the RTP probe, the relay agent in its own process); then, for the steady window,
-``tests/peers/attacks.py`` runs everything at once: RTP sprayed in sequence over the whole RTP range
+``testbed/attacks.py`` runs everything at once: RTP sprayed in sequence over the whole RTP range
 (the running calls' ports included), an ACK flood, 1,500 silent TLS connections, and a cycle of the
 other attacks. Measured over exactly that window: the loss of the running calls' speech, their round
 trip, the bridge's CPU and worst event-loop lag (its own ``/metrics`` figure, sampled each second),
@@ -22,9 +22,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from tests.peers import tls_certs
-from tests.peers.attacks import PARTS
-from tests.peers.procs import free_tcp_port
+from testbed import tls_certs
+from testbed.attacks import PARTS
+from testbed.procs import free_tcp_port
 
 from . import flood, report
 from .flood import num
@@ -94,7 +94,7 @@ def markdown(results: dict[str, Any]) -> str:
         "",
         f"Written by `{results['command']}` ({results['date']}, {results['code']}; see `bench/attacks.py`). "
         "Calls from a trunk address with speech both ways through the relay agent; for the window, "
-        "`tests/peers/attacks.py` runs the whole attack set of issue 13 at once (RTP sprayed over the "
+        "`testbed/attacks.py` runs the whole attack set of issue 13 at once (RTP sprayed over the "
         "whole RTP range, the running calls' ports included; an ACK flood of 2,000/s; 1,500 silent TLS "
         "connections; and in a cycle host names, backtracking text, maddr, digest replay, blind ACK, "
         "a third party's BYE and re-INVITE, a 10 MB body, a rebinding Host, numbers abroad). Loss counts "

@@ -16,9 +16,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from tests.peers import audio, sipp
-
 import sipbridge
+from testbed import audio, sipp
 
 from . import procstat, report, speech
 from .level import LevelPlan

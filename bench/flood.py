@@ -4,7 +4,7 @@ The bridge runs as deployed on the open internet: a trunk (``inbound_cidrs = 127
 sipp and the RTP probe call from, as every benchmark level has it) and default settings. N calls
 are set up with speech both ways (the load benchmark's harness: sipp signalling, the RTP probe, the
 relay agent in its own process);
-then, for the steady window, ``tests/peers/flood.py`` sends INVITEs from 127.0.0.2 at the given rate,
+then, for the steady window, ``testbed/flood.py`` sends INVITEs from 127.0.0.2 at the given rate,
 each a new call attempt. Measured over exactly the flood's duration: the loss of the running calls'
 speech (frames that did not come back through bridge, agent and bridge again), their round trip,
 the bridge's CPU, and what the flooder got back. Runs: the calls alone, the flood against the

@@ -43,12 +43,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tests.integration.bridge_proc import BridgeProcess, http_json, start_bridge
-from tests.peers import sipp
-from tests.peers.procs import ManagedProcess, free_tcp_port, wait_until
 
 from sipbridge.media.g711 import ulaw_decode, ulaw_encode
 from sipbridge.media.opus import OpusDecoder
+from testbed import sipp
+from testbed.bridge_proc import BridgeProcess, http_json, start_bridge
+from testbed.procs import ManagedProcess, free_tcp_port, wait_until
 
 from . import marker, report
 from .floor import Pipelines, bridge_config

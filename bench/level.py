@@ -31,7 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.integration.bridge_proc import (
+from testbed import sipp
+from testbed.bridge_proc import (
     AgentProcess,
     BridgeProcess,
     http_json,
@@ -39,7 +40,6 @@ from tests.integration.bridge_proc import (
     start_bridge,
     trunk_config,
 )
-from tests.peers import sipp
 
 from . import procstat
 from .probe import RtpProbe
@@ -56,7 +56,7 @@ IDLE_S = 2.0  # CPU of the idle processes is measured this long before the first
 
 @dataclass(frozen=True)
 class FloodPlan:
-    """A hostile host flooding the bridge with INVITEs during the steady window (tests/peers/flood)."""
+    """A hostile host flooding the bridge with INVITEs during the steady window (testbed/flood)."""
 
     rate: float
     seconds: float
@@ -65,21 +65,21 @@ class FloodPlan:
 
     def command(self, bridge: BridgeProcess, out: Path) -> list[str]:
         return [
-            sys.executable, "-m", "tests.peers.flood", bridge.sip_target, "--source", self.source,
+            sys.executable, "-m", "testbed.flood", bridge.sip_target, "--source", self.source,
             "--rate", f"{self.rate:g}", "--seconds", f"{self.seconds:g}", "--out", str(out),
         ]  # fmt: skip
 
 
 @dataclass(frozen=True)
 class AttackPlan:
-    """The whole attack set of issue 13 during the steady window (tests/peers/attacks): the bridge
+    """The whole attack set of issue 13 during the steady window (testbed/attacks): the bridge
     gets the providers it aims at and a TLS listener (``tls_env``: certificate, key and port)."""
 
     seconds: float
     tls_port: int
     tls_env: tuple[tuple[str, str], ...]
     pbx_password: str = "pbx-Secret-42"
-    without: tuple[str, ...] = ()  # parts of the set left out (tests/peers/attacks.PARTS)
+    without: tuple[str, ...] = ()  # parts of the set left out (testbed/attacks.PARTS)
 
     @property
     def config_extra(self) -> str:
@@ -95,7 +95,7 @@ class AttackPlan:
         # the internet would not; it still sends all it can whenever a core is idle.
         return [
             "nice", "-n", "19",
-            sys.executable, "-m", "tests.peers.attacks", bridge.sip_target, "--api", bridge.api,
+            sys.executable, "-m", "testbed.attacks", bridge.sip_target, "--api", bridge.api,
             "--rtp", f"{bridge.rtp_low}-{bridge.rtp_high}", "--tls-port", str(self.tls_port),
             "--pbx-password", self.pbx_password, "--seconds", f"{self.seconds:g}", "--out", str(out),
             "--bridge-pid", str(bridge.proc.pid), *(f"--without={part}" for part in self.without),

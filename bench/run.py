@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tests.peers import sipp
+
+from testbed import sipp
 
 from . import echo, floor, procstat
 from .level import LevelPlan, LiveLevel, Measured, start_processes, warm_up

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tests.peers import audio
+
+from testbed import audio
 
 FRAME_BYTES = 160  # 20 ms of 8 kHz μ-law
 RATE = 8000

@@ -6,9 +6,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.integration.bridge_proc import AgentProcess, start_agent
-from tests.integration.hostile_bridge import HostileBridge, start_hostile_bridge
-from tests.peers import audio
+
+from testbed import audio
+from testbed.bridge_proc import AgentProcess, start_agent
+from testbed.hostile_bridge import HostileBridge, start_hostile_bridge
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,8 @@ from bench.cli import parser, run_bench
 from bench.probe import ProbeCall
 from bench.reference import Reference, reference
 from bench.report import RESULTS_MD
-from tests.peers import audio, sipp
+
+from testbed import audio, sipp
 
 pytestmark = [
     pytest.mark.integration,

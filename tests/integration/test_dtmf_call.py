@@ -7,9 +7,10 @@ import threading
 from pathlib import Path
 
 import pytest
-from tests.integration.bridge_proc import AgentProcess, BridgeProcess, start_bridge
-from tests.peers import audio, baresip, sipp
-from tests.peers.procs import wait_until
+
+from testbed import audio, baresip, sipp
+from testbed.bridge_proc import AgentProcess, BridgeProcess, start_bridge
+from testbed.procs import wait_until
 
 pytestmark = [
     pytest.mark.integration,

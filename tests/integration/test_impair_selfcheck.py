@@ -1,4 +1,4 @@
-"""The impairing relay (tests/peers/impair.py) checked against what really arrives, before tests rely on it.
+"""The impairing relay (testbed/impair.py) checked against what really arrives, before tests rely on it.
 
 A sender and a receiver on loopback sockets talk through the relay; every packet carries its RTP
 sequence number and the time it was sent, so the receiver measures loss, delay, order and duplicates
@@ -20,9 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from tests.integration.bridge_proc import AgentProcess, BridgeProcess, start_bridge
-from tests.peers import audio, baresip, sipp
-from tests.peers.impair import (
+
+from testbed import audio, baresip, sipp
+from testbed.bridge_proc import AgentProcess, BridgeProcess, start_bridge
+from testbed.impair import (
     ALIAS_HOST,
     GilbertElliott,
     ImpairingRelay,
@@ -32,7 +33,7 @@ from tests.peers.impair import (
     rtp_sequence,
     sipp_echo_uas_behind_relay,
 )
-from tests.peers.procs import LOOPBACK, udp_port_bound, wait_for, wait_until
+from testbed.procs import LOOPBACK, udp_port_bound, wait_for, wait_until
 
 pytestmark = pytest.mark.integration
 

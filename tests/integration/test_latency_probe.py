@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from bench.latency import parser, run
 from bench.marker import FRAME, OnsetDetector, burst_frames
-from tests.peers import sipp
+
+from testbed import sipp
 
 pytestmark = [
     pytest.mark.integration,

@@ -1,4 +1,4 @@
-"""The peer harness (tests/peers) proven against sipp's own UAS, before any bridge exists.
+"""The peer harness (testbed) proven against sipp's own UAS, before any bridge exists.
 
 sipp's built-in UAS with -rtp_echo answers every call and sends every RTP packet straight back, so a
 call through it must come back as the very audio that was sent (G.711 quantisation aside).
@@ -21,8 +21,9 @@ from typing import Self
 
 import numpy as np
 import pytest
-from tests.peers import audio, baresip, kamailio, sipp, tls_certs
-from tests.peers.procs import (
+
+from testbed import audio, baresip, kamailio, sipp, tls_certs
+from testbed.procs import (
     LOOPBACK,
     ManagedProcess,
     free_port_block,

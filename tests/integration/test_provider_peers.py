@@ -26,9 +26,10 @@ from types import TracebackType
 from typing import Self
 
 import pytest
-from tests.peers import kamailio, sipp
-from tests.peers.procs import LOOPBACK, free_udp_port, wait_for
-from tests.peers.sipp import traced
+
+from testbed import kamailio, sipp
+from testbed.procs import LOOPBACK, free_udp_port, wait_for
+from testbed.sipp import traced
 
 pytestmark = pytest.mark.integration
 

@@ -10,13 +10,13 @@ on ``kam.tls_port`` when given certificates) and
 - routes every in-dialog request (one with a To tag) by its Route headers (loose_route), so the ACK
   and BYE of a call come back through it whichever side sends them.
 
-Its configuration (rendered from ``tests/peers/kamailio/proxy.cfg``), pid file and log stay in the
+Its configuration (rendered from ``testbed/kamailio/proxy.cfg``), pid file and log stay in the
 workdir. Every request in and out and every reply is logged as one ``PROXY|event|...`` line, read
 back with :meth:`KamailioProxy.events`: ``kam.events("loose", "BYE")`` are the BYEs it routed within a
 dialog.
 
 ``with kamailio.registrar("alice", "secret", "provider.test", workdir=tmp_path) as reg:`` starts a
-provider's registrar + authenticating proxy instead (``tests/peers/kamailio/registrar.cfg``): one
+provider's registrar + authenticating proxy instead (``testbed/kamailio/registrar.cfg``): one
 account, REGISTER challenged with 401 and saved in memory, the account's other requests challenged
 with 407, every initial request routed to the contacts bound to its Request-URI user (or to a trunk
 target, or 404). ``reg.locations()`` reads the location table over JSON-RPC (UDP, loopback);
@@ -218,7 +218,7 @@ def write_tls_config(
         client.append(f"server_name = {server_name}")
     text = "\n".join(
         [
-            "# written by tests/peers/kamailio.py",
+            "# written by testbed/kamailio.py",
             "[server:default]",
             "method = TLSv1.2+",
             "verify_certificate = no",

@@ -68,7 +68,7 @@ Putting the relay between a caller and the bridge (or any callee)
     real source port, which it does at the caller's first packet (sipp's ``-rtp_echo`` answers the
     source from the start): the caller-to-callee direction can only be diverted by the callee's SDP.
 
-Run on its own for manual experiments: ``python -m tests.peers.impair --listen 127.0.0.2:PORT
+Run on its own for manual experiments: ``python -m testbed.impair --listen 127.0.0.2:PORT
 --target 127.0.0.1:PORT --loss 0.05 --jitter-ms 30`` (stats printed as JSON at Ctrl-C / SIGTERM).
 """
 
@@ -758,7 +758,7 @@ def _host_port(text: str) -> Address:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m tests.peers.impair", description="An impairing UDP relay (RTP) on loopback."
+        prog="python -m testbed.impair", description="An impairing UDP relay (RTP) on loopback."
     )
     parser.add_argument("--listen", type=_host_port, default=(LOOPBACK, 0), metavar="HOST:PORT")
     parser.add_argument("--target", type=_host_port, required=True, metavar="HOST:PORT")

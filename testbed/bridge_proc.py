@@ -17,7 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from tests.peers.procs import ManagedProcess, free_port_block, free_tcp_port, wait_until
+from testbed.procs import ManagedProcess, free_port_block, free_tcp_port, wait_until
 
 SIPBRIDGE = [sys.executable, "-m", "sipbridge"]
 

@@ -1,6 +1,6 @@
 """An INVITE flood from one loopback address, as a hostile host would send it; run as a process.
 
-    python -m tests.peers.flood 127.0.0.1:5060 --source 127.0.0.2 --rate 5000 --seconds 10 --out f.json
+    python -m testbed.flood 127.0.0.1:5060 --source 127.0.0.2 --rate 5000 --seconds 10 --out f.json
 
 Every INVITE is new (its own Call-ID, branch and From tag) and carries an SDP offer, so nothing but
 the bridge's own defences stops it from becoming a call. The sender keeps to the rate on a
@@ -19,7 +19,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from tests.peers.rawsip import RawSipSocket
+from testbed.rawsip import RawSipSocket
 
 TICK_S = 0.002
 
@@ -90,7 +90,7 @@ def flood(target: tuple[str, int], source_ip: str, rate: float, seconds: float) 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.peers.flood", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m testbed.flood", description=__doc__.split("\n")[0])
     parser.add_argument("target", help="HOST:PORT of the bridge (loopback only)")
     parser.add_argument("--source", default="127.0.0.2", help="loopback address to send from")
     parser.add_argument("--rate", type=float, default=5000.0, help="INVITEs per second")

@@ -1,6 +1,6 @@
 """The whole attack set of issue 13 against a running bridge, for a while, as one process:
 
-    python -m tests.peers.attacks 127.0.0.1:5060 --api http://127.0.0.1:8090 --rtp 10000-10099 \\
+    python -m testbed.attacks 127.0.0.1:5060 --api http://127.0.0.1:8090 --rtp 10000-10099 \\
         --tls-port 5061 --pbx-password SECRET --seconds 10 --out attacks.json
 
 All at once, for ``--seconds``: RTP sprayed in sequence over the whole RTP range, an ACK flood,
@@ -30,12 +30,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tests.peers import attacker
-from tests.peers.attacker import Dialog, OptionsProbe, RtpPhone, RtpSprayer
-from tests.peers.flood import write_result
-from tests.peers.rawsip import RawSipSocket
-
 from sipbridge.sip.digest import DigestCredentials, authorization_value, parse_challenge
+from testbed import attacker
+from testbed.attacker import Dialog, OptionsProbe, RtpPhone, RtpSprayer
+from testbed.flood import write_result
+from testbed.rawsip import RawSipSocket
 
 EDGE, SPRAYER, PROBE, PBX, STRANGER, ACKER, TLS_HOST, THIRD_PARTY = (
     "127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5", "127.0.0.6", "127.0.0.7", "127.0.0.8", "127.0.0.9"
@@ -349,7 +348,7 @@ def run(attacks: Attacks, seconds: float, parts: tuple[str, ...] = PARTS) -> dic
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.peers.attacks", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m testbed.attacks", description=__doc__.split("\n")[0])
     parser.add_argument("target", help="HOST:PORT of the bridge's SIP (loopback only)")
     parser.add_argument("--api", required=True, help="the bridge's REST API URL (loopback, no keys)")
     parser.add_argument("--rtp", required=True, help="the bridge's RTP range LOW-HIGH")

@@ -22,20 +22,51 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Self, TypeVar
+from typing import Generic, Self, TypeVar, cast
 
 LOOPBACK = "127.0.0.1"
 
 T = TypeVar("T")
 
 
-def in_background(fn: Callable[[], T]) -> tuple[threading.Thread, dict[str, T]]:
-    """Run ``fn`` in a thread (a peer that blocks until its call is over, while the test acts on the
-    call); its return value is ``box["result"]`` once ``thread.join()`` returned."""
-    box: dict[str, T] = {}
-    thread = threading.Thread(target=lambda: box.setdefault("result", fn()))
-    thread.start()
-    return thread, box
+class Background(Generic[T]):
+    """``fn`` running in a thread (a peer that blocks until its call is over, while the test acts on
+    the call). ``result()`` waits for it and gives ``fn``'s return value, or raises what ``fn`` raised:
+    a peer that failed fails the test there, with its own error (not a missing result later)."""
+
+    def __init__(self, fn: Callable[[], T]) -> None:
+        self._fn = fn
+        self._value: T | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._value = self._fn()
+        except BaseException as error:  # handed to whoever asks for the result
+            self._error = error
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait up to ``timeout`` s for ``fn`` to return; never raises (for a ``finally``)."""
+        self._thread.join(timeout)
+
+    def is_alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def result(self, timeout: float | None = None) -> T:
+        """``fn``'s return value once it returned (waiting up to ``timeout`` s), or its exception."""
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            raise TimeoutError(f"still running after {timeout} s: {self._fn!r}")
+        if self._error is not None:
+            raise self._error
+        return cast(T, self._value)
+
+
+def in_background(fn: Callable[[], T]) -> Background[T]:
+    """Start ``fn`` in a thread; see :class:`Background`."""
+    return Background(fn)
 
 
 # --------------------------------------------------------------------------------------------- ports

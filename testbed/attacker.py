@@ -15,7 +15,7 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 
-from tests.peers.rawsip import RawSipSocket, Reply
+from testbed.rawsip import RawSipSocket, Reply
 
 Address = tuple[str, int]
 PCMU_SILENCE = b"\xff" * 160

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.integration.bridge_proc import BridgeProcess, http_json, start_bridge
-from tests.peers import tls_certs
-from tests.peers.procs import free_tcp_port
+from testbed import tls_certs
+from testbed.bridge_proc import BridgeProcess, http_json, start_bridge
+from testbed.procs import free_tcp_port
 
 TRUNK = "127.0.0.2"
 STRANGER = "127.0.0.3"

@@ -23,7 +23,7 @@ Signalling over TCP or TLS: ``run_call(..., transport="tls", ca_file=certs.ca_ce
 target with ``;transport=tls``. baresip 1.0.0 (libre 1.1.0) does NOT verify the server's certificate:
 it completes the handshake with any certificate, whatever ``sip_cafile`` says (there is no
 ``sip_verify_server`` before baresip 1.1). Its calls prove that a server speaks SIP over TLS, not that
-its certificate would be accepted: check that with kamailio (tests/peers/kamailio.py, which verifies
+its certificate would be accepted: check that with kamailio (testbed/kamailio.py, which verifies
 the chain) or Python's ssl.
 """
 
@@ -141,7 +141,7 @@ def write_config(
     )
     (config_dir / "config").write_text(
         f"""\
-# written by tests/peers/baresip.py
+# written by testbed/baresip.py
 poll_method		epoll
 sip_listen		{LOOPBACK}:{sip_port}
 net_interface		{LOOPBACK}

@@ -1,6 +1,6 @@
 """Replay the RFC 4475 / RFC 5118 torture messages against the real bridge; run INSIDE `unshare -n`.
 
-Usage: unshare -n -- python tests/integration/conformance_replay.py OUT.json
+Usage: unshare -n -- python testbed/conformance_replay.py OUT.json
 The namespace has nothing but loopback, so whatever the messages' Via, Contact or SDP name
 (192.0.2.x, example.com, 2001:db8::) is unreachable: no reply or RTP can leave the machine.
 Each message goes out as one datagram from a socket bound to 127.0.0.1 at its own top-Via port: the
@@ -22,7 +22,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from sipbridge.sip.errors import SipParseError  # noqa: E402

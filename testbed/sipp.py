@@ -4,7 +4,7 @@ Every run gets its own folder with sipp's error log, statistics CSV, final scree
 trace of every SIP message, so a failing assertion can show what was on the wire:
 ``run_scenario(...).assert_success(calls=1)``.
 
-Scenario files live in ``tests/peers/scenarios/`` and are named without their folder
+Scenario files live in ``testbed/scenarios/`` and are named without their folder
 (``run_scenario("uac_cancel", ...)``). Their keys (``[caller]``, ``[audio_file]``, ...) are given as
 ``keys={...}``; each is passed to sipp as ``-key NAME VALUE``. sipp 3.6.1 does not expand keys inside
 ``<exec rtp_stream="..."/>`` or ``play_pcap_audio="..."`` (it opens the file when it loads the
