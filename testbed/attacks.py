@@ -8,7 +8,7 @@ All at once, for ``--seconds``: RTP sprayed in sequence over the whole RTP range
 regex backtrack, responses aimed at a third party, a PBX's digest answer replayed, a blind ACK for a
 spoofed INVITE, a BYE and a re-INVITE from a third address inside a call, a stranger's 10 MB body
 and a rebinding Host to the API, numbers abroad dialled through a US trunk); and OPTIONS from
-another host all along, timed. The bridge must have the providers ``bench/attacks.py`` configures:
+another host all along, timed. The bridge must have the providers ``bench/load/attacks.py`` configures:
 "edge" (a trunk at 127.0.0.2), "pbx" (digest user ``asterisk``) and "tw" (Twilio). What each attack
 got is written as JSON, with ``held``: whether each defence held. Loopback targets only.
 """

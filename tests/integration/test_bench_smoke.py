@@ -9,12 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from bench import echo, speech
-from bench.cli import parser, run_bench
-from bench.probe import ProbeCall
-from bench.reference import Reference, reference
-from bench.report import RESULTS_MD
 
+from bench import echo, speech
+from bench.load.cli import parser, run_bench
+from bench.load.probe import ProbeCall
+from bench.load.reference import Reference, reference
+from bench.load.report import RESULTS_MD
 from testbed import audio, sipp
 
 pytestmark = [

@@ -2,7 +2,7 @@
 is refused at the configured rate and then ignored, and no flood INVITE becomes a call.
 
 The figures (20 calls, 5,000 INVITEs/s for 10 s, frame loss of the running calls) come from the
-benchmark, `python -m bench.flood`; this test runs a short flood and checks the behaviour.
+benchmark, `python -m bench.load.flood`; this test runs a short flood and checks the behaviour.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ FRAME_BYTES = 160  # 20 ms of 8 kHz μ-law
 RATE = 8000
 
 # About 11 s of speech with the usual pauses between words and sentences. Longer than the widest lag
-# the analysis searches (bench.echo.MAX_RTT_S), so a repeat of the loop can never be taken for an echo.
+# the analysis searches (bench.load.echo.MAX_RTT_S), so a repeat of the loop can never be taken for an echo.
 TEXT = (
     "Thank you for calling. Please tell me the number of your account, then the reason for your call. "
     "Seven, four, one, nine, two. The quick brown fox jumps over the lazy dog, "

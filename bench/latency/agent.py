@@ -1,6 +1,6 @@
 """The measuring agent of the latency benchmark: a WHIP server (aiortc) that times markers.
 
-    python -m bench.latency_agent --listen 127.0.0.1:PORT [--every-ms 500] [--phases 10]
+    python -m bench.latency.agent --listen 127.0.0.1:PORT [--every-ms 500] [--phases 10]
 
 Incoming: the bridge's Opus packets are taken from aiortc's receiver as they arrive (as the bridge
 itself does, ``sipbridge.agent.rtp_tap``), stamped ``time.time_ns()`` (CLOCK_REALTIME, as the phone's
@@ -222,7 +222,7 @@ class LatencyAgent:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m bench.latency_agent", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m bench.latency.agent", description=__doc__)
     p.add_argument("--listen", default="127.0.0.1:8080", metavar="HOST:PORT")
     p.add_argument("--every-ms", type=int, default=500, help="one marker this often (default 500)")
     p.add_argument("--phases", type=int, default=1, help="sessions spread over this many phases")

@@ -7,7 +7,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-RESULTS_MD = Path(__file__).parent / "RESULTS.md"
+from ..common import RESULTS_MD
+
 RUN_HEADING = "## Run of "
 KEEP_RUNS = 10
 
@@ -129,19 +130,6 @@ def _jsonable(value: Any) -> Any:
     if hasattr(value, "item"):
         return value.item()
     return str(value)
-
-
-def replace_section(path: Path, heading: str, section: str) -> None:
-    """Replace the ``heading`` section of a results file, or add it before the first other section."""
-    text = path.read_text() if path.exists() else "# Benchmark results\n\n"
-    pattern = re.compile(rf"^{re.escape(heading)}\n.*?(?=^## |\Z)", re.M | re.S)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section + "\n", text, count=1)
-    else:
-        first = re.search(r"^## ", text, re.M)
-        at = first.start() if first else len(text)
-        text = text[:at] + section + "\n" + text[at:]
-    path.write_text(text)
 
 
 def update_results_md(results: dict[str, Any], path: Path = RESULTS_MD) -> Path:

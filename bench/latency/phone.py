@@ -8,7 +8,7 @@ send is stamped just before ``send`` is called. The sender also runs the onset d
 it sends, which must find every marker at the sample it was put: the detector's own bias (checked).
 
 The receiver stamps every packet with the kernel's receive time (SO_TIMESTAMPNS, CLOCK_REALTIME, as
-``bench/probe.py``), decodes it and records each onset the detector finds with that time.
+``bench/load/probe.py``), decodes it and records each onset the detector finds with that time.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ import numpy as np
 
 from sipbridge.media.g711 import ulaw_decode, ulaw_encode
 
+from ..common import SO_TIMESTAMPNS, TIMESTAMP_ANCILLARY, kernel_time
 from .marker import FRAME, FRAME_NS, OnsetDetector, burst_frames, onset_offset
-from .probe import _ANCILLARY, SO_TIMESTAMPNS, _kernel_time
 
 _RTP = struct.Struct("!BBHII")
 SILENCE = b"\xff" * FRAME
@@ -82,12 +82,12 @@ class Phone:
         detector = OnsetDetector()
         while not self._stop.is_set():
             try:
-                data, ancillary, _flags, addr = self.sock.recvmsg(2048, _ANCILLARY)
+                data, ancillary, _flags, addr = self.sock.recvmsg(2048, TIMESTAMP_ANCILLARY)
             except TimeoutError:
                 continue
             except OSError:
                 return
-            at = _kernel_time(ancillary)
+            at = kernel_time(ancillary)
             if not self.latched.is_set():
                 with contextlib.suppress(OSError):
                     self.sock.connect(addr)

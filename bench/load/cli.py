@@ -19,13 +19,12 @@ from typing import Any
 import sipbridge
 from testbed import audio, sipp
 
+from ..common import DEFAULT_OUT, REPO
 from . import procstat, report, speech
 from .level import LevelPlan
 from .reference import Reference, reference
 from .run import run_level
 
-REPO = Path(__file__).resolve().parent.parent
-DEFAULT_OUT = Path(__file__).parent / "out"
 QUIET_PCT = 10.0
 
 

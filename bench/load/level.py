@@ -41,11 +41,12 @@ from testbed.bridge_proc import (
     trunk_config,
 )
 
+from ..common import SCENARIOS
 from . import procstat
 from .probe import RtpProbe
 from .speech import Speech
 
-SCENARIO = Path(__file__).parent / "scenarios" / "uac_bench.xml"
+SCENARIO = SCENARIOS / "uac_bench.xml"
 SETTLE_S = 1.0  # after the last call is answered, before the window opens
 END_MARGIN_S = 2.0  # window closes this long before the first BYE, so late echoes still come back
 MIN_WINDOW_S = 3.0

@@ -13,11 +13,11 @@ so counting packets says nothing; the audio does. For each call:
    the stream flows; it steps when audio is lost (earlier) or the bridge's playout ran dry (later).
 3. A chunk's lag is *trusted* when the chunk matched cleanly (>= CLEAN_MATCH) or the chunk before or
    after has the same lag: a chunk across a step fits neither side well and its best match may be a
-   compromise the stream never had. Each *checkable* frame (bench.reference: speech that survives
+   compromise the stream never had. Each *checkable* frame (bench.load.reference: speech that survives
    the codecs and cannot be mistaken for the audio one or two frames away) counts as returned when,
    at a trusted lag of its chunk or a neighbour, or the nearest one before or after, or one whole
    frame off those, its 20 ms match the returned audio with a similarity >= FRAME_MATCH (±JITTER
-   samples; bench.reference.similarity, which unlike a plain correlation also falls when part of
+   samples; bench.load.reference.similarity, which unlike a plain correlation also falls when part of
    the frame was replaced by silence). Loss = 1 - returned / checked: frames gone, or damaged.
 4. Round trip of a returned frame = kernel arrival time of the return packet holding its last sample
    minus the time the probe sent it (both CLOCK_REALTIME): what the bridge, the agent and loopback
@@ -46,7 +46,7 @@ CLEAN_MATCH = 0.85
 # one after it (found within REACH chunks), and one whole frame either side of those (the bridge and
 # the agent gain or lose audio in 20 ms steps). Never at an arbitrary offset: voiced speech repeats
 # every pitch period, so some offset always fits a frame; a checkable frame cannot be mistaken for
-# the audio one or two frames away (bench.reference).
+# the audio one or two frames away (bench.load.reference).
 REACH = 5
 FRAME_STEPS = (-1, 0, 1)
 

@@ -138,7 +138,7 @@ def _cpu(usage: dict[str, Any], calls: int) -> dict[str, Any]:
 def _ratio(cpu: dict[str, Any], floor_result: dict[str, Any] | None) -> float | None:
     if not floor_result or cpu["bridge_pct_per_call"] is None or floor_result["pct_per_call"] <= 0:
         return None
-    # both per call-second of the same calls (the floor: its median part, see bench/floor.py)
+    # both per call-second of the same calls (the floor: its median part, see bench/load/floor.py)
     return cpu["bridge_pct_per_call"] / floor_result["pct_per_call"]
 
 

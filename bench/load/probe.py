@@ -25,15 +25,13 @@ import struct
 import time
 from dataclasses import dataclass, field
 
+from ..common import SO_TIMESTAMPNS, TIMESTAMP_ANCILLARY, kernel_time
 from .speech import Speech
 
 FRAME_NS = 20_000_000
 SLOTS = 10
 SLOT_NS = FRAME_NS // SLOTS
 MAX_BURST = 5
-SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux; Python does not export it
-_TIMESPEC = struct.Struct("@qq")
-_ANCILLARY = socket.CMSG_SPACE(_TIMESPEC.size)
 _RTP = struct.Struct("!BBHII")
 PCMU = 0
 
@@ -159,13 +157,13 @@ class RtpProbe:
     def _readable(self, call: ProbeCall) -> None:
         while True:
             try:
-                data, ancillary, _flags, addr = call.sock.recvmsg(2048, _ANCILLARY)
+                data, ancillary, _flags, addr = call.sock.recvmsg(2048, TIMESTAMP_ANCILLARY)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:
                 call.ended_ns = call.ended_ns or time.time_ns()
                 return
-            self._record(call, data, _kernel_time(ancillary), addr)
+            self._record(call, data, kernel_time(ancillary), addr)
 
     def _record(self, call: ProbeCall, data: bytes, at: int, addr: tuple[str, int]) -> None:
         if call.remote is None:
@@ -191,11 +189,3 @@ class RtpProbe:
         cycles = (time.time_ns() - self._origin_ns) // FRAME_NS + 1
         call.due_ns = self._origin_ns + cycles * FRAME_NS + slot * SLOT_NS
         self._slots[slot].append(call)
-
-
-def _kernel_time(ancillary: list[tuple[int, int, bytes]]) -> int:
-    for level, kind, data in ancillary:
-        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= _TIMESPEC.size:
-            seconds, nanoseconds = _TIMESPEC.unpack(data[: _TIMESPEC.size])
-            return seconds * 1_000_000_000 + nanoseconds
-    return time.time_ns()

@@ -4,9 +4,9 @@
 
 ``--calls`` calls on loopback (10 by default), one after the other so that the machine is otherwise
 idle: sipp sets them up (signalling only; each
-SDP names the port of a phone socket of ``bench/latency_phone.py``), the bridge runs as ``make run``
+SDP names the port of a phone socket of ``bench/latency/phone.py``), the bridge runs as ``make run``
 runs it (defaults; the jitter buffer stays at its minimum depth since loopback has no jitter) and
-calls the measuring agent of ``bench/latency_agent.py`` in its own process. The bridge plays every
+calls the measuring agent of ``bench/latency/agent.py`` in its own process. The bridge plays every
 call out on one shared 20 ms tick; phone ``i`` sends ``i / calls`` of a frame after that tick, and
 the agent's session ``i`` likewise, so the markers meet the tick at evenly spread phases, as
 independent phones and agents do (one call would measure one phase).
@@ -14,7 +14,7 @@ independent phones and agents do (one call would measure one phase).
 The phone puts a marker (a tone burst with a step onset) into its audio every ``--every-ms``; the
 agent finds each onset in the Opus it receives. The agent puts markers into its own stream; the
 phone finds them in the G.711 it receives. All times are CLOCK_REALTIME on the same host, an
-onset's time is its packet's time plus its sample's offset in the packet (``bench/marker.py``), and
+onset's time is its packet's time plus its sample's offset in the packet (``bench/latency/marker.py``), and
 a marker's delay is (onset heard) - (onset sent):
 
 - phone -> agent: from the phone's send of the packet to the agent's user-space arrival stamp: the
@@ -26,7 +26,8 @@ a marker's delay is (onset heard) - (onset sent):
 The agent's own share (its receive path above, under a millisecond idle) is counted as the bridge's,
 and both senders stamp just before they send (a stall of theirs there counts against the bridge):
 the figures err high, never low. Writes the table into ``bench/RESULTS.md`` (section "Latency budget") and the
-row of the README's "Measured" table unless ``--no-write-results``.
+latency row of ``docs/measurements.md`` (below its ``<!-- latency-row: ... -->`` line) unless
+``--no-write-results``.
 """
 
 from __future__ import annotations
@@ -50,14 +51,14 @@ from testbed import sipp
 from testbed.bridge_proc import BridgeProcess, http_json, start_bridge
 from testbed.procs import ManagedProcess, free_tcp_port, wait_until
 
-from . import marker, report
-from .floor import Pipelines, bridge_config
-from .latency_phone import LEAD_MS, Phone
+from ..common import DEFAULT_OUT, REPO, RESULTS_MD, SCENARIOS, Pipelines, bridge_config, replace_section
+from . import marker
+from .phone import LEAD_MS, Phone
 
-REPO = Path(__file__).resolve().parent.parent
-SCENARIO = Path(__file__).parent / "scenarios" / "uac_latency.xml"
-RESULTS_MD = Path(__file__).parent / "RESULTS.md"
-README = REPO / "README.md"
+SCENARIO = SCENARIOS / "uac_latency.xml"
+MEASUREMENTS = REPO / "docs" / "measurements.md"
+# The line above the table whose first row is ours (its text after the prefix says who writes it).
+LATENCY_ROW_MARKER = "<!-- latency-row:"
 SECTION = "## Latency budget"
 MATCH_WINDOW_NS = 400_000_000  # an onset heard this long after a marker was sent is its return
 TAIL_S = 1.5  # the call goes on this long after the last marker
@@ -70,8 +71,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--markers", type=int, default=150, help="markers each way, all calls (default 150)")
     p.add_argument("--calls", type=int, default=10, help="calls, one after the other = phases (default 10)")
     p.add_argument("--every-ms", type=int, default=500, help="one marker per call this often (default 500)")
-    p.add_argument("--out", type=Path, default=Path(__file__).parent / "out", help="folder for logs")
-    p.add_argument("--no-write-results", action="store_true", help="do not touch RESULTS.md and README")
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="folder for logs")
+    p.add_argument(
+        "--no-write-results", action="store_true", help="do not touch RESULTS.md or docs/measurements.md"
+    )
     return p
 
 
@@ -80,7 +83,7 @@ def parser() -> argparse.ArgumentParser:
 
 def start_agent(logdir: Path, every_ms: int, phases: int) -> tuple[ManagedProcess, str]:
     port = free_tcp_port()
-    argv = [sys.executable, "-m", "bench.latency_agent", "--listen", f"127.0.0.1:{port}"]
+    argv = [sys.executable, "-m", "bench.latency.agent", "--listen", f"127.0.0.1:{port}"]
     argv += ["--every-ms", str(every_ms), "--phases", str(phases)]
     proc = ManagedProcess(argv, name=f"latency-agent-{port}", logdir=logdir, cwd=REPO).start()
     health = f"http://127.0.0.1:{port}/health"
@@ -373,8 +376,8 @@ def markdown(results: dict[str, Any]) -> str:
         [
             SECTION,
             "",
-            f"Written by `{results['command']}` ({results['date']}; see `bench/latency.py` for what is "
-            f"timed). {results['calls']} calls in turn on loopback, default settings; the bridge's "
+            f"Written by `{results['command']}` ({results['date']}; see `bench/latency/budget.py` for what "
+            f"is timed). {results['calls']} calls in turn on loopback, default settings; the bridge's "
             "added one-way delay per marker, ms:",
             "",
             "| direction | markers | missed | p50 | p95 | p99 | max |",
@@ -407,27 +410,40 @@ def _pair(pair: list[float] | None) -> str:
 
 def update_results_md(results: dict[str, Any], path: Path = RESULTS_MD) -> None:
     """Replace (or add, after the file's introduction) the latency section of RESULTS.md."""
-    report.replace_section(path, SECTION, markdown(results))
+    replace_section(path, SECTION, markdown(results))
 
 
-def update_readme(results: dict[str, Any], path: Path = README) -> None:
-    """The latency row of the README's "Measured" table (replaced, or added as its first row)."""
+class NoLatencyRow(RuntimeError):
+    """The measurements page has no place marked for the latency row."""
+
+
+def latency_row(results: dict[str, Any]) -> str:
     up, down = results["phone_to_agent"], results["agent_to_phone"]
-    row = (
+    return (
         "| One-way delay the bridge adds on loopback, jitter buffer at its minimum (marker onsets timed "
         "at the phone and at a measuring agent, ≥ 100 each way) | phone → agent p50/p95/p99/max "
         f"**{_ms(up)}** ms; agent → phone **{_ms(down)}** ms | `{results['command']}` |"
     )
-    text = path.read_text()
+
+
+def update_measurements(results: dict[str, Any], path: Path = MEASUREMENTS) -> None:
+    """Rewrite the latency row of docs/measurements.md: the first row of the table that follows the
+    line starting with LATENCY_ROW_MARKER (added there when the table has no row yet). Raises
+    NoLatencyRow, writing nothing, when the page or its marker or the table is missing."""
+    text = path.read_text() if path.exists() else ""
     lines = text.splitlines()
-    for i, line in enumerate(lines):
-        if line.startswith("| One-way delay the bridge adds"):
-            lines[i] = row
-            break
+    marker = next((i for i, line in enumerate(lines) if line.startswith(LATENCY_ROW_MARKER)), None)
+    if marker is None:
+        raise NoLatencyRow(f"{path} has no line starting {LATENCY_ROW_MARKER!r}: latency row not written")
+    header = next((i for i in range(marker + 1, len(lines)) if lines[i].startswith("|")), None)
+    if header is None or header + 1 >= len(lines) or not lines[header + 1].startswith("|"):
+        raise NoLatencyRow(f"{path}: no table (header and separator) after {LATENCY_ROW_MARKER!r}")
+    at = header + 2
+    if at < len(lines) and lines[at].startswith("|"):
+        lines[at] = latency_row(results)
     else:
-        header = lines.index("| what | figure | command |")
-        lines.insert(header + 2, row)
-    path.write_text("\n".join(lines) + ("\n" if text.endswith("\n") else ""))
+        lines.insert(at, latency_row(results))
+    path.write_text("\n".join(lines) + "\n")
 
 
 def _ms(s: dict[str, Any]) -> str:
@@ -448,7 +464,11 @@ def main(argv: list[str] | None = None) -> int:
     ok = results["phone_to_agent"].get("n") and results["agent_to_phone"].get("n")
     if ok and not args.no_write_results:
         update_results_md(results)
-        update_readme(results)
+        try:
+            update_measurements(results)
+        except NoLatencyRow as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
     return 0 if ok else 1
 
 

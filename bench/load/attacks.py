@@ -1,4 +1,4 @@
-"""``python -m bench.attacks``: running calls while the whole attack set of issue 13 hits the bridge.
+"""``python -m bench.load.attacks``: running calls while the whole attack set of issue 13 hits the bridge.
 
 The bridge runs as deployed on the open internet: the load's trunk (127.0.0.1, where sipp and the
 RTP probe call from), plus what the attacks aim at (a trunk at 127.0.0.2, a PBX by digest, a Twilio
@@ -26,7 +26,8 @@ from testbed import tls_certs
 from testbed.attacks import PARTS
 from testbed.procs import free_tcp_port
 
-from . import flood, report
+from ..common import RESULTS_MD, replace_section
+from . import flood
 from .flood import num
 from .level import AttackPlan
 
@@ -40,7 +41,7 @@ PART_NAMES = {
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m bench.attacks", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m bench.load.attacks", description=__doc__.split("\n")[0])
     p.add_argument("--calls", type=int, default=20, help="calls up during the attacks (default 20)")
     p.add_argument("--seconds", type=float, default=15.0, help="length of the attack window (default 15)")
     p.add_argument("--no-baseline", action="store_true", help="skip the run without attacks")
@@ -92,7 +93,8 @@ def markdown(results: dict[str, Any]) -> str:
     lines = [
         SECTION,
         "",
-        f"Written by `{results['command']}` ({results['date']}, {results['code']}; see `bench/attacks.py`). "
+        f"Written by `{results['command']}` ({results['date']}, {results['code']}; "
+        "see `bench/load/attacks.py`). "
         "Calls from a trunk address with speech both ways through the relay agent; for the window, "
         "`testbed/attacks.py` runs the whole attack set of issue 13 at once (RTP sprayed over the "
         "whole RTP range, the running calls' ports included; an ACK flood of 2,000/s; 1,500 silent TLS "
@@ -131,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     results = run(args)
     print(markdown(results))
     if not args.no_write_results:
-        report.replace_section(report.RESULTS_MD, SECTION, markdown(results))
+        replace_section(RESULTS_MD, SECTION, markdown(results))
     failed = any(
         "error" in r or not all((r.get("attacks") or {}).get("held", {}).values()) for r in results["runs"]
     )

@@ -25,7 +25,7 @@ import numpy as np
 
 from sipbridge.media.opus import OpusDecoder, OpusEncoder
 
-from .floor import Pipelines, bridge_config
+from ..common import Pipelines, bridge_config
 from .speech import FRAME_BYTES, Speech, ulaw_to_float
 
 ACTIVE_DB = -30.0

@@ -9,10 +9,10 @@ project's own public media API (whatever resampler or codec binding sits behind 
   reply: same size, same content) at the rate ``AgentToPhone`` takes, ``AgentToPhone.push_pcm``
   (to 8 kHz, G.711 encode) and ``pop_frame()``.
 
-The pipelines are built as ``Call._open_rtp`` builds them, from the bridge's configuration (its
-defaults and SIPBRIDGE_* variables): codec, Opus bitrate and application, and the settings in
-UPLINK_ARGS / DOWNLINK_ARGS where the checked-out bridge has them. If ``Call`` starts passing another
-setting, add it there.
+The pipelines are built as ``Call._open_rtp`` builds them (``bench.common.Pipelines``), from the
+bridge's configuration (its defaults and SIPBRIDGE_* variables): codec, Opus bitrate and application,
+and the settings in ``bench.common``'s UPLINK_ARGS / DOWNLINK_ARGS where the checked-out bridge has
+them. If ``Call`` starts passing another setting, add it there.
 
 It leaves out everything else a call costs: sockets, RTP, SRTP, ICE/DTLS, aiortc, asyncio, SIP. The
 calls are stepped frame by frame in turn (call 1 frame 1, call 2 frame 1, ...), as a bridge serving
@@ -26,48 +26,11 @@ import statistics
 import time
 from typing import Any
 
-from sipbridge.config import Config, ConfigError, load_config
+from sipbridge.config import Config
 from sipbridge.media.opus import OpusDecoder
-from sipbridge.media.pipeline import AgentToPhone, PhoneToAgent
 
+from ..common import Pipelines, bridge_config
 from .speech import Speech
-
-# Config setting -> pipeline argument, as Call passes them (settings an older bridge lacks are skipped).
-UPLINK_ARGS = {"opus_fec": "opus_fec", "opus_pcm_rate": "opus_rate", "opus_complexity": "opus_complexity"}
-DOWNLINK_ARGS = {"opus_pcm_rate": "pcm_rate"}
-
-
-def bridge_config() -> Config:
-    """The configuration the bridge will run with (defaults and SIPBRIDGE_* from the environment)."""
-    try:
-        return load_config()
-    except ConfigError:
-        return load_config(env={})
-
-
-def _args(config: Config, mapping: dict[str, str]) -> dict[str, Any]:
-    return {arg: getattr(config, name) for name, arg in mapping.items() if hasattr(config, name)}
-
-
-class Pipelines:
-    """One call's two transcoders as the bridge builds them, and how its downlink takes PCM."""
-
-    def __init__(self, config: Config) -> None:
-        self.up_args = {"opus_bitrate": config.opus_bitrate, "application": config.opus_application}
-        self.up_args |= _args(config, UPLINK_ARGS)
-        self.down_args = _args(config, DOWNLINK_ARGS)
-        self.up = PhoneToAgent("PCMU", **self.up_args)
-        self.down = AgentToPhone("PCMU", **self.down_args)
-        self.pcm_rate = int(getattr(self.down, "pcm_rate", 48000))
-        # before the pipeline rework the downlink took 48 kHz only, through push_pcm48
-        self.push_pcm = getattr(self.down, "push_pcm", None) or self.down.push_pcm48
-
-    def describe(self) -> dict[str, Any]:
-        return {
-            "PhoneToAgent": self.up_args,
-            "AgentToPhone": self.down_args,
-            "downlink_pcm_rate": self.pcm_rate,
-        }
 
 
 class _FloorCall:

@@ -1,4 +1,4 @@
-"""``python -m bench.flood``: running calls under an INVITE flood from one hostile host (issue 7).
+"""``python -m bench.load.flood``: running calls under an INVITE flood from one hostile host (issue 7).
 
 The bridge runs as deployed on the open internet: a trunk (``inbound_cidrs = 127.0.0.1/32``, where
 sipp and the RTP probe call from, as every benchmark level has it) and default settings. N calls
@@ -25,8 +25,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from . import report, speech
-from .cli import DEFAULT_OUT, check_tools, code_state, machine, wait_quiet
+from ..common import DEFAULT_OUT, RESULTS_MD, replace_section
+from . import speech
+from .cli import check_tools, code_state, machine, wait_quiet
 from .level import AttackPlan, FloodPlan, LevelPlan
 from .reference import reference
 from .run import run_level
@@ -35,7 +36,7 @@ SECTION = "## Flood"
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m bench.flood", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m bench.load.flood", description=__doc__.split("\n")[0])
     p.add_argument("--calls", type=int, default=20, help="calls up during the flood (default 20)")
     p.add_argument("--rate", type=float, default=5000.0, help="INVITEs per second (default 5000)")
     p.add_argument("--seconds", type=float, default=10.0, help="length of the flood (default 10)")
@@ -87,14 +88,14 @@ def measure(
     ref = reference(voice)
     results: dict[str, Any] = {
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "command": shlex.join(["python", "-m", f"bench.{kind}", *sys.argv[1:]]),
+        "command": shlex.join(["python", "-m", f"bench.load.{kind}", *sys.argv[1:]]),
         "code": code_state(),
         "machine": machine(),
         "runs": [],
     }
     for index, (name, adversary, env) in enumerate(chosen):
         wait_quiet(20)
-        print(f"bench.{kind}: {name} ...", flush=True)
+        print(f"bench.load.{kind}: {name} ...", flush=True)
         plan = LevelPlan(
             calls, hold, 20.0, folder / f"run-{index}", flood=adversary, bridge_env=tuple(env.items())
         )
@@ -127,7 +128,8 @@ def markdown(results: dict[str, Any]) -> str:
     lines = [
         SECTION,
         "",
-        f"Written by `{results['command']}` ({results['date']}, {results['code']}; see `bench/flood.py`). "
+        f"Written by `{results['command']}` ({results['date']}, {results['code']}; "
+        "see `bench/load/flood.py`). "
         "Calls from a trunk address with speech both ways through the relay agent; INVITEs from "
         "127.0.0.2 (an unknown source) for the window. Loss counts the calls' speech frames that did "
         "not come back, over the window only.",
@@ -165,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     results = run(args)
     print(markdown(results))
     if not args.no_write_results:
-        report.replace_section(report.RESULTS_MD, SECTION, markdown(results))
+        replace_section(RESULTS_MD, SECTION, markdown(results))
     return 0 if all("error" not in r for r in results["runs"]) else 1
 
 

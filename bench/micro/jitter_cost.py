@@ -1,6 +1,6 @@
 """Micro-benchmark: the CPU cost of the jitter buffer and of loss concealment per 20 ms frame.
 
-    .venv/bin/python -m bench.jitter_cost [--frames N]
+    .venv/bin/python -m bench.micro.jitter_cost [--frames N]
 
 Fake time, no sockets: a stream of N packets (default 50000) is pushed and popped on a steady network
 and on one with +-40 ms of jitter (reordering, late packets), and a voiced signal is concealed
@@ -98,7 +98,8 @@ def plc_costs(frames: int) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.jitter_cost", description=__doc__.splitlines()[0])
+    description = __doc__.splitlines()[0]
+    parser = argparse.ArgumentParser(prog="python -m bench.micro.jitter_cost", description=description)
     parser.add_argument("--frames", type=int, default=50000)
     args = parser.parse_args(argv)
     print(f"jitter buffer, {args.frames} frames:")
