@@ -24,7 +24,7 @@ from testbed.procs import LOOPBACK, in_background, wait_until
 
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(not sipp.available(), reason="sipp (Debian sip-tester) is not installed"),
+    pytest.mark.sipp,
 ]
 
 TRUNK_HOST = "127.0.0.2"

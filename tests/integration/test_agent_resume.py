@@ -16,7 +16,7 @@ from testbed.sipp import traced
 
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(not sipp.available(), reason="sipp (Debian sip-tester) is not installed"),
+    pytest.mark.sipp,
 ]
 
 FAST_FAILURE = {"SIPBRIDGE_AGENT_SILENCE_TIMEOUT": "1.5"}

@@ -15,11 +15,11 @@ from bench.load.cli import parser, run_bench
 from bench.load.probe import ProbeCall
 from bench.load.reference import Reference, reference
 from bench.load.report import RESULTS_MD
-from testbed import audio, sipp
+from testbed import audio
 
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(not sipp.available(), reason="sipp (Debian sip-tester) is not installed"),
+    pytest.mark.sipp,
     pytest.mark.skipif(bool(audio.missing_tools("espeak-ng", "sox")), reason="needs espeak-ng and sox"),
 ]
 

@@ -21,7 +21,7 @@ from testbed.procs import free_tcp_port, wait_until
 
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(not sipp.available(), reason="sipp (Debian sip-tester) is not installed"),
+    pytest.mark.sipp,
 ]
 
 SPEECH = "Hello, this is a test call. Seven, four, one, nine. The quick brown fox jumps over the lazy dog."

@@ -14,7 +14,7 @@ from testbed.procs import wait_until
 
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(not sipp.available(), reason="sipp (Debian sip-tester) is not installed"),
+    pytest.mark.sipp,
 ]
 
 DIGITS = "0123456789*#ABCD"

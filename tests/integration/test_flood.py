@@ -29,7 +29,7 @@ from testbed.procs import in_background, wait_until
 
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(not sipp.available(), reason="sipp (Debian sip-tester) is not installed"),
+    pytest.mark.sipp,
 ]
 
 FLOOD_RATE = 5000

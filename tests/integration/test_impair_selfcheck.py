@@ -412,7 +412,6 @@ def _bursts(lost: list[bool]) -> list[int]:
 
 # --------------------------------------------------------------------------------------------- real calls
 
-needs_sipp = pytest.mark.skipif(not sipp.available(), reason="sipp (Debian sip-tester) is not installed")
 needs_speech = pytest.mark.skipif(
     bool(audio.missing_tools("espeak-ng", "sox")), reason="espeak-ng and sox make the test speech"
 )
@@ -431,7 +430,7 @@ def _sdp_port(messages: str, nth: int) -> int:
     return int([line.split()[1] for line in messages.splitlines() if line.startswith("m=audio")][nth])
 
 
-@needs_sipp
+@pytest.mark.sipp
 @needs_speech
 def test_sipp_call_through_the_relay_to_an_echoing_uas(
     speech_ulaw: tuple[Path, Path], tmp_path: Path
@@ -475,7 +474,7 @@ def bridge_behind_alias(logdir: Path, agent: AgentProcess) -> Iterator[BridgePro
     bridge.proc.stop()
 
 
-@needs_sipp
+@pytest.mark.sipp
 @needs_speech
 def test_sipp_call_to_the_bridge_through_the_relay(
     bridge_behind_alias: BridgeProcess, speech_ulaw: tuple[Path, Path], tmp_path: Path

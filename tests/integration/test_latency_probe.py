@@ -10,11 +10,10 @@ import pytest
 
 from bench.latency.budget import parser, run
 from bench.latency.marker import FRAME, OnsetDetector, burst_frames
-from testbed import sipp
 
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(not sipp.available(), reason="sipp (Debian sip-tester) is not installed"),
+    pytest.mark.sipp,
 ]
 
 

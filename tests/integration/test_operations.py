@@ -21,7 +21,7 @@ from testbed.sipp import Traced, traced
 
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(not sipp.available(), reason="sipp (Debian sip-tester) is not installed"),
+    pytest.mark.sipp,
 ]
 
 KEY = "ops-test-key-0123456789abcdef"

@@ -17,7 +17,7 @@ from testbed.procs import LOOPBACK, free_port_block, wait_until
 
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(not sipp.available(), reason="sipp (Debian sip-tester) is not installed"),
+    pytest.mark.sipp,
 ]
 
 KEY = "test-key-0123456789abcdef"

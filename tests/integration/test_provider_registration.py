@@ -19,7 +19,7 @@ from testbed.procs import wait_until
 
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(not sipp.available(), reason="sipp (Debian sip-tester) is not installed"),
+    pytest.mark.sipp,
     pytest.mark.skipif(not kamailio.available(), reason="kamailio is not installed"),
 ]
 

@@ -18,7 +18,7 @@ from testbed.procs import LOOPBACK, free_tcp_port, in_background, wait_until
 
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(not sipp.available(), reason="sipp (Debian sip-tester) is not installed"),
+    pytest.mark.sipp,
     pytest.mark.skipif(not kamailio.available(tls=True), reason="kamailio with TLS modules is not installed"),
 ]
 

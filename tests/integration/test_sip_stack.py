@@ -26,7 +26,7 @@ from testbed.sipp import Traced, lost_count, traced
 
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(not sipp.available(), reason="sipp (Debian sip-tester) is not installed"),
+    pytest.mark.sipp,
 ]
 
 SESSION_INTERVAL = 4  # Session-Expires in the uac_session_timer_* scenarios

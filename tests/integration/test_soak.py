@@ -42,7 +42,7 @@ from testbed.procs import wait_until
 
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(not sipp.available(), reason="sipp (Debian sip-tester) is not installed"),
+    pytest.mark.sipp,
 ]
 
 SOAK_CALLS = int(os.environ.get("SOAK_CALLS", "100"))
