@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench import echo, speech
+from bench.load import echo, speech
 from bench.load.cli import parser, run_bench
 from bench.load.probe import ProbeCall
 from bench.load.reference import Reference, reference

@@ -8,8 +8,9 @@ built from what it salvaged serialises.
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import example, given
-from tests.fuzz.corpus import checked, fuzz_bytes, header_text, no_hang, sip_corpus
+from tests.fuzz.corpus import SIP_SAMPLES, checked, fuzz_bytes, header_text, no_hang, sip_corpus
 
 from sipbridge.sip.errors import SipParseError
 from sipbridge.sip.message import (
@@ -19,6 +20,7 @@ from sipbridge.sip.message import (
     make_response,
     parse_message,
 )
+from sipbridge.sip.sdp import SdpError, parse_sdp
 
 CORPUS = sip_corpus()
 BASE = CORPUS[0].split(b"\r\n\r\n", 1)[0]
@@ -51,6 +53,8 @@ def use(message: SipRequest | SipResponse) -> None:
     again = parse_message(message.to_bytes())
     assert again.to_bytes() == message.to_bytes()
     assert again.body == message.body
+    if message.body.startswith(b"v=0"):  # a mangled offer in a message that parses: SdpError only
+        checked(lambda: parse_sdp(message.body), SdpError)
 
 
 @given(fuzz_bytes(CORPUS, max_random=1024))
@@ -73,3 +77,11 @@ def test_extract_for_error_response_never_raises(data):
     broken = checked(lambda: extract_for_error_response(data))
     if broken is not None:
         make_response(broken, 400).to_bytes()
+
+
+@pytest.mark.parametrize("index", range(len(SIP_SAMPLES)))
+def test_every_truncation_point(index):
+    """Every prefix of a valid message, as a datagram cut short anywhere would give it."""
+    data = SIP_SAMPLES[index]
+    for cut in range(len(data) + 1):
+        exercise(data[:cut])
