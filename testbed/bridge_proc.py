@@ -1,4 +1,4 @@
-"""Run the real `sipbridge` processes (bridge and reference agent) for integration tests."""
+"""Run the real `sipbridge` processes (bridge and reference agent) for the tests and the benchmarks."""
 
 from __future__ import annotations
 
