@@ -17,17 +17,15 @@ from .agent.echo import EchoAgentServer
 from .agent.ice import loopback_addresses_for, use_host_addresses
 from .agent.whip import WhipClient
 from .api.app import create_app
-from .calls.call import CallSettings
 from .calls.manager import CallManager
 from .calls.records import CallRecords
 from .config import Config, ConfigError
 from .heap import IdleTidy, tidy_heap
 from .loop_lag import LoopLag
+from .media_session.host import MediaHost
 from .providers.admission import InboundAdmission
 from .providers.provider import Providers
 from .providers.registrar import ProviderRegistration
-from .rtp.clock import FrameClock
-from .rtp.ports import PortAllocator
 from .sip.gate import DEFAULT_SCANNER_SIGNATURES, RequestGate, SourceLimiter, Verdict, scanner_pattern
 from .sip.invite_session import InviteSession
 from .sip.stream_limits import ConnectionPolicy
@@ -74,32 +72,7 @@ class Bridge:
         if config.agent is None:
             endpoint = await self._start_embedded_agent()
         self.whip = WhipClient(endpoint, token=config.agent_token, timeout=config.agent_timeout)
-        settings = CallSettings(
-            rtp_host=config.sip_listen.host,
-            agent_timeout=config.agent_timeout,
-            agent_silence_timeout=config.agent_silence_timeout,
-            agent_resume_window=config.agent_resume_window,
-            ice_servers=config.ice_servers,
-            opus_bitrate=config.opus_bitrate,
-            opus_application=config.opus_application,
-            opus_pcm_rate=config.opus_pcm_rate,
-            opus_complexity=config.opus_complexity,
-            opus_fec=config.opus_fec,
-            rtp_timeout=config.rtp_timeout or None,
-            max_duration=config.max_call_duration or None,
-            rtp_latch=config.rtp_latch,
-        )
-        ports = PortAllocator(config.rtp_ports.low, config.rtp_ports.high)
-        clock = FrameClock(config.clock_slot_ms / 1000)
-        self.manager = CallManager(
-            settings,
-            ports,
-            self.whip,
-            config.max_calls,
-            clock,
-            records=_call_records(config),
-            max_calls_per_source=config.max_calls_per_source,
-        )
+        self.manager = CallManager(config, MediaHost(config, self.whip), records=_call_records(config))
         self.providers = Providers(config.providers)
         self.admission = InboundAdmission(
             self.providers,

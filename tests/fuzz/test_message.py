@@ -13,13 +13,8 @@ from hypothesis import example, given
 from tests.fuzz.corpus import SIP_SAMPLES, checked, fuzz_bytes, header_text, no_hang, sip_corpus
 
 from sipbridge.sip.errors import SipParseError
-from sipbridge.sip.message import (
-    SipRequest,
-    SipResponse,
-    extract_for_error_response,
-    make_response,
-    parse_message,
-)
+from sipbridge.sip.message import SipRequest, SipResponse, extract_for_error_response, parse_message
+from sipbridge.sip.responses import make_response
 from sipbridge.sip.sdp import SdpError, parse_sdp
 
 CORPUS = sip_corpus()

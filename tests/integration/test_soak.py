@@ -3,7 +3,7 @@ the bridge is back where it started: open file descriptors, threads, asyncio tas
 use, and resident memory within a margin (rss_margin_kib).
 
 ``SOAK_CALLS`` (environment, default 100) sets the number of calls: the short run is part of the
-test suite, ``make soak`` runs 1,000 (see the README, "Measured", for its figures). Half the calls go
+test suite, ``make soak`` runs 1,000 (figures in docs/measurements.md). Half the calls go
 one at a time, half in waves of ``SOAK_WAVE`` (default 25) concurrent calls; each holds
 ``SOAK_HOLD_MS`` (default 300) with RTP both ways (sipp streams μ-law to the bridge, the relay
 agent sends every Opus packet back, the bridge plays it to sipp).
@@ -52,7 +52,7 @@ WARM_UP_SEQUENTIAL = 5
 # What RSS may stay above the baseline: the allocators' high-water mark (pymalloc arenas that keep a
 # few live blocks, heap pages malloc_trim cannot return: ~10 MiB over the first few hundred calls,
 # flat after) and the final views of the last HISTORY_SIZE ended calls, which GET /calls/{id} keeps
-# on purpose (4.2 KiB each measured; 1,000 views 4.1 MiB). Measured figures: see the README.
+# on purpose (4.2 KiB each measured; 1,000 views 4.1 MiB). Measured figures: docs/measurements.md.
 RSS_ALLOWANCE_MIB = 16.0
 VIEW_KIB = 5.0
 SETTLE_TIMEOUT_S = 45.0  # the agent keep-alive connections close after 15 s; a tidy every 5 s

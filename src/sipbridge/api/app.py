@@ -118,8 +118,8 @@ def create_app(
             "load": round(manager.load, 3),
             "calls_total": manager.total_calls,
             "calls_rejected_busy": manager.rejected_busy,
-            "rtp_ports_in_use": manager.ports.in_use,
-            "rtp_ports_total": manager.ports.capacity,
+            "rtp_ports_in_use": manager.media.ports_in_use,
+            "rtp_ports_total": manager.media.ports_total,
             "asyncio_tasks": len(asyncio.all_tasks()),
         }
         return JSONResponse(body, status_code=503 if status == "draining" else 200)
@@ -147,7 +147,7 @@ def create_app(
         if manager.draining:
             retry = {"Retry-After": str(manager.drain_retry_after)}
             raise HTTPException(503, "the bridge is draining (shutting down): no new calls", headers=retry)
-        _check_duration(body.max_duration, manager.settings.max_duration)
+        _check_duration(body.max_duration, manager.config.max_call_duration or None)
         dial = DialRequest(body.to, body.from_, body.ring_timeout, body.max_duration, body.metadata)
         number, slot = admit_outbound(manager, provider, body.to)
         try:
@@ -183,7 +183,7 @@ def health_status(manager: CallManager, degraded_load: float, loop_lag_s: float 
     loop half a second late in the last 10 s: every call's audio stalled); or ok."""
     if manager.draining:
         return "draining"
-    ports = manager.ports.in_use / manager.ports.capacity if manager.ports.capacity else 1.0
+    ports = manager.media.ports_in_use / manager.media.ports_total if manager.media.ports_total else 1.0
     busy = max(manager.load, ports) >= degraded_load or loop_lag_s >= DEGRADED_LOOP_LAG_S
     return "degraded" if busy else "ok"
 

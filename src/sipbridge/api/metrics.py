@@ -95,10 +95,10 @@ class BridgeCollector:
             value=int(manager.draining),
         )
         yield GaugeMetricFamily(
-            "sipbridge_rtp_ports_in_use", "RTP ports held by calls", value=manager.ports.in_use
+            "sipbridge_rtp_ports_in_use", "RTP ports held by calls", value=manager.media.ports_in_use
         )
         yield GaugeMetricFamily(
-            "sipbridge_rtp_ports_total", "RTP ports in the configured range", value=manager.ports.capacity
+            "sipbridge_rtp_ports_total", "RTP ports in the configured range", value=manager.media.ports_total
         )
         registered = GaugeMetricFamily(
             "sipbridge_provider_registered",
@@ -113,7 +113,7 @@ class BridgeCollector:
     def _media(self, totals: MediaCounters) -> Iterator[Metric]:
         for name, documentation, field in _MEDIA_COUNTERS:
             yield CounterMetricFamily(name, documentation, value=getattr(totals, field))
-        jitters = [j for c in self.manager.active.values() if (j := c.rtp_jitter_s) is not None]
+        jitters = [j for c in self.manager.active.values() if (j := c.media_stats().rtp_jitter_s) is not None]
         yield GaugeMetricFamily(
             "sipbridge_rtp_jitter_max_seconds",
             "Largest interarrival jitter (RFC 3550) of the phones' RTP among active calls",

@@ -10,13 +10,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import logs, metrics
-from ..agent.whip import WhipClient
-from ..rtp.clock import FrameClock
-from ..rtp.ports import PortAllocator
+from ..config import Config
+from ..media_session.host import MediaHost
 from ..sip.invite_session import InviteSession
 from ..sip.useragent import UserAgent
-from .call import Call, CallSettings
-from .outbound import OutboundCall, OutboundTarget
+from .call import Call
+from .inbound import InboundLeg
+from .outbound import OutboundLeg, OutboundTarget
 from .records import CallRecords
 
 log = logging.getLogger(__name__)
@@ -71,21 +71,16 @@ class OutboundSlot:
 class CallManager:
     def __init__(
         self,
-        settings: CallSettings,
-        ports: PortAllocator,
-        whip: WhipClient,
-        max_calls: int = 500,
-        clock: FrameClock | None = None,
+        config: Config,
+        media: MediaHost,
         records: CallRecords | None = None,
-        max_calls_per_source: int = 0,
     ) -> None:
-        self.settings = settings
-        self.ports = ports
-        self.whip = whip
-        self.max_calls = max_calls
+        self.config = config
+        self.media = media
+        self.max_calls = config.max_calls
         # Inbound calls at once from one address that no trunk admitted (0: no cap): one stranger
         # cannot take the capacity that trunks' calls need.
-        self.max_calls_per_source = max_calls_per_source
+        self.max_calls_per_source = config.max_calls_per_source
         self.rejected_source_cap = 0
         self.active: dict[str, Call] = {}
         # Outbound calls admitted but not listed yet (their trunk's address being resolved), by
@@ -93,7 +88,6 @@ class CallManager:
         self._held: Counter[str] = Counter()
         self.history: OrderedDict[str, EndedCall] = OrderedDict()
         self._tasks: set[asyncio.Task] = set()
-        self.clock = clock or FrameClock()
         self.total_calls = 0
         self.rejected_busy = 0
         self.records = records or CallRecords(None)
@@ -118,10 +112,10 @@ class CallManager:
             return None
         return OutboundSlot(provider, self._held)
 
-    def place_outbound(self, ua: UserAgent, target: OutboundTarget, slot: OutboundSlot) -> OutboundCall:
+    def place_outbound(self, ua: UserAgent, target: OutboundTarget, slot: OutboundSlot) -> Call:
         """Start dialling ``target`` in the place ``slot`` held; the call is listed at once, in state
         ``dialing``, and counts against the caps as an active call from then on."""
-        call = OutboundCall(ua, target, self.settings, self.ports, self.whip, self.clock, self._call_ended)
+        call = Call(OutboundLeg(ua, target), self.config, self.media.session, self.call_ended)
         slot.release()
         self._admit(call)
         return call
@@ -134,10 +128,14 @@ class CallManager:
         return up + self._held[provider]
 
     def _admit(self, call: Call) -> None:
-        self.active[call.id] = call
-        self._idle.clear()
+        self.track(call)
         self.total_calls += 1
         self._spawn(call, call.run(), name=f"call-{call.id}")
+
+    def track(self, call: Call) -> None:
+        """List ``call`` as active until it ends (its ``on_ended`` is ``call_ended``)."""
+        self.active[call.id] = call
+        self._idle.clear()
 
     def _spawn(self, call: Call, coro: Coroutine[Any, Any, None], name: str | None = None) -> asyncio.Task:
         """A task working for ``call``: its log lines carry the call's id."""
@@ -164,8 +162,7 @@ class CallManager:
             warning = f"{self.max_calls_per_source} calls from {session.source[0]} are up already"
             session.reject(503, warning=warning, retry_after=BUSY_RETRY_AFTER_S)
             return None
-        call = Call(session, self.settings, self.ports, self.whip, self.clock, self._call_ended)
-        call.provider = session.admitted_as
+        call = Call(InboundLeg(session), self.config, self.media.session, self.call_ended)
         self._admit(call)
         return call
 
@@ -176,7 +173,7 @@ class CallManager:
         up = sum(1 for call in self.active.values() if _stranger_address(call) == source)
         return up >= self.max_calls_per_source
 
-    def _call_ended(self, call: Call) -> None:
+    def call_ended(self, call: Call) -> None:
         """Once per call, as it ends: out of the active list, counted, recorded."""
         self.active.pop(call.id, None)
         self.history[call.id] = EndedCall.of(call)
@@ -185,9 +182,10 @@ class CallManager:
         if not self.active:
             self._idle.set()
         try:
-            self.ended_media.add(call.media_counters())
+            stats = call.media_stats()
+            self.ended_media.add(stats.counters)
             metrics.call_ended(
-                call.direction, call.provider, call.end_reason, call.rtp_jitter_s, call.rtp_loss
+                call.direction, call.provider, call.end_reason, stats.rtp_jitter_s, stats.rtp_loss
             )
             self.records.write(call)
         except Exception:  # the bookkeeping must never keep a call from ending

@@ -1,4 +1,4 @@
-"""A call we place: dial through a trunk, then the same media and agent handling as an inbound call.
+"""The leg of a call we place: dial through a trunk; the media and agent handling are the call's.
 
 States in order: dialing → ringing (a 1xx) → answered → ended. Early media (a 18x with SDP) starts
 the RTP exchange and the agent link before the answer, so the agent hears what the far end plays.
@@ -9,18 +9,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from .. import logs
-from ..agent.whip import WhipClient
-from ..rtp.clock import FrameClock
-from ..rtp.ports import PortAllocator
-from ..sip.invite_client import Authenticator, OutgoingInvite
+from ..media_session.messages import StartSending
+from ..sip.digest import Authenticator
+from ..sip.invite_client import OutgoingInvite
+from ..sip.invite_session import InviteSession
 from ..sip.message import SipResponse
-from ..sip.sdp import SdpError, negotiate_audio, parse_sdp
+from ..sip.sdp import SdpError
 from ..sip.useragent import UserAgent
-from .call import Call, CallSettings, CallState
+from .call import Address, Call, CallState
+
+if TYPE_CHECKING:
+    from ..config import Config
 
 log = logging.getLogger(__name__)
 
@@ -44,46 +47,30 @@ class OutboundTarget:
     metadata: dict[str, str] = field(default_factory=dict)
 
 
-class OutboundCall(Call):
-    def __init__(
-        self,
-        ua: UserAgent,
-        target: OutboundTarget,
-        settings: CallSettings,
-        ports: PortAllocator,
-        whip: WhipClient,
-        clock: FrameClock,
-        on_ended: Callable[[Call], None],
-    ) -> None:
-        super().__init__(None, settings, ports, whip, clock, on_ended)
-        self.log = logs.call_logger(log, self.id)
-        self.direction = "outbound"
+class OutboundLeg:
+    direction = "outbound"
+
+    def __init__(self, ua: UserAgent, target: OutboundTarget) -> None:
         self._ua = ua
         self.target = target
-        self.provider = target.provider
-        self.from_user, self.to_user = target.from_user, target.to
-        self.metadata = dict(target.metadata)
+        self._session: InviteSession | None = None
         self._dialer: OutgoingInvite | None = None
         self._agent_task: asyncio.Task[bool] | None = None
-        self._set_state(CallState.DIALING)
 
-    def _media_ip(self) -> str:
-        return self._ua.media_ip_for(self.target.destination)
+    @property
+    def session(self) -> InviteSession | None:
+        return self._session
 
-    def _signalling_source(self) -> tuple[str, int] | None:
-        return self.target.destination  # known before the answer (early media)
+    def identify(self, call: Call) -> None:
+        target = self.target
+        call.provider = target.provider
+        call.from_user, call.to_user = target.from_user, target.to
+        call.metadata = dict(target.metadata)
+        call.set_state(CallState.DIALING)
 
-    async def _end_signalling(self, reason: str) -> None:
-        if self.session is not None:
-            await self.session.hangup(reason)
-        elif self._dialer is not None:
-            self._dialer.cancel()
-
-    # -- the outbound flow ---------------------------------------------------------------------
-
-    async def _establish(self) -> None:
+    async def establish(self, call: Call) -> None:
         """Dial the target; ANSWERED once the far end answered and the agent's media is up."""
-        if not await self._open_rtp():
+        if not await call.open_media():
             return
         target = self.target
         self._dialer = OutgoingInvite(
@@ -93,70 +80,86 @@ class OutboundCall(Call):
             to_uri=target.to_uri,
             destination=target.destination,
             transport=target.transport,
-            sdp=self._local_offer(),
+            sdp=call.local_offer(),
             authenticator=target.authenticator,
-            on_provisional=self._provisional,
+            on_provisional=lambda response: self._provisional(call, response),
             server_name=target.server_name,
             provider=target.provider,
         )
-        self.sip_call_id = self._dialer.call_id
+        call.sip_call_id = self._dialer.call_id
         outcome = await self._dialer.run(target.ring_timeout)
-        if self.state is CallState.ENDED:
+        if call.state is CallState.ENDED:
             if outcome.session is not None:
-                await outcome.session.hangup(self.end_reason)
+                await outcome.session.hangup(call.end_reason)
             return
         if outcome.session is None:
-            self._mark_ended(outcome.reason)
+            call.mark_ended(outcome.reason)
             return
-        self.session = outcome.session
-        self.session.log_extra = {"call_id": self.id}
-        self.session.on_bye = lambda: self._finish_soon("far end hung up")
-        self._wire_dialog(self.session)
-        if outcome.response is None or not self._take_answer(outcome.response.body or None):
-            await self.hangup("no usable SDP answer in the 200 OK")
+        session = self._session = outcome.session
+        session.log_extra = {"call_id": call.id}
+        session.on_bye = lambda: call.finish_soon("far end hung up")
+        call.wire_dialog(session)
+        if outcome.response is None or not call.take_answer(outcome.response.body or None):
+            await call.hangup("no usable SDP answer in the 200 OK")
             return
-        if not await self._agent_connected():
+        if not await self._agent_connected(call):
             return
-        self._set_state(CallState.ANSWERED)
-        self.answered_at = time.time()
-        self._set_up(time.monotonic())
-        self.log.info("call %s answered by %s (%s)", self.id, logs.redact_user(target.to), self.codec)
+        call.answered(time.monotonic())
+        call.log.info("call %s answered by %s (%s)", call.id, logs.redact_user(target.to), call.codec)
 
-    def _provisional(self, response: SipResponse) -> None:
-        if self.state is CallState.DIALING:
-            self._set_state(CallState.RINGING)
+    def _provisional(self, call: Call, response: SipResponse) -> None:
+        if call.state is CallState.DIALING:
+            call.set_state(CallState.RINGING)
         if response.body and response.status in (180, 183):
-            self._early_media(response.body)
+            self._early_media(call, response.body)
 
-    def _early_media(self, body: bytes) -> None:
+    def _early_media(self, call: Call, body: bytes) -> None:
+        """Early media (a 18x with SDP): RTP and the agent link start before the answer, so the
+        agent hears what the far end plays."""
         try:
-            answer = negotiate_audio(parse_sdp(body))
+            answer = call.offer_answer.take_answer(body)
         except SdpError as exc:
-            self.log.info("call %s: unusable early-media SDP: %s", self.id, exc)
+            call.log.info("call %s: unusable early-media SDP: %s", call.id, exc)
             return
-        self._apply_media(answer)
-        self._start_media()
+        call.apply_media(answer)
+        self._start_media(call)
 
-    def _start_media(self) -> None:
+    def _start_media(self, call: Call) -> None:
         """RTP both ways and the agent link: from early media on, or from the answer."""
-        assert self.rtp is not None
-        self.rtp.start_sending(self._clock, self._next_phone_frame)
+        call.media.start_sending(StartSending())
         if self._agent_task is None:
-            self._agent_task = self._spawn(self._connect_agent())
+            self._agent_task = call.spawn(call.connect_agent())
 
-    async def _agent_connected(self) -> bool:
-        self._start_media()
+    async def _agent_connected(self, call: Call) -> bool:
+        self._start_media(call)
         assert self._agent_task is not None
         if await self._agent_task:
             return True
-        await self.hangup("agent unavailable")
+        await call.hangup("agent unavailable")
         return False
 
-    def _reject(self, status: int, warning: str, reason: str) -> None:
+    def reject(self, call: Call, status: int, warning: str, reason: str) -> None:
         """Nothing to answer on an outbound call: a failure ends it (CANCEL or BYE as it stands)."""
-        self.log.info("call %s: %s", self.id, warning)
-        self._finish_soon(reason)
+        call.log.info("call %s: %s", call.id, warning)
+        call.finish_soon(reason)
 
-    @property
-    def max_duration(self) -> float | None:
-        return self.target.max_duration or self.settings.max_duration
+    async def end_signalling(self, reason: str) -> None:
+        if self._session is not None:
+            await self._session.hangup(reason)
+        elif self._dialer is not None:
+            self._dialer.cancel()
+
+    def detach(self) -> None:
+        session = self._session
+        if session is not None:
+            session.on_cancel = session.on_bye = session.on_failed = session.on_dtmf = None
+            session.on_offer = session.on_answer = None
+
+    def media_ip(self) -> str:
+        return self._ua.media_ip_for(self.target.destination)
+
+    def signalling_source(self) -> Address | None:
+        return self.target.destination  # known before the answer (early media)
+
+    def max_duration(self, config: Config) -> float | None:
+        return self.target.max_duration or config.max_call_duration or None

@@ -71,7 +71,7 @@ def call_record(call: Call, redact: bool = True) -> dict[str, Any]:
         "end_reason": call.end_reason,
         "end_category": metrics.end_reason_category(call.end_reason),
         "codec": call.codec,
-        "dtmf_digits": len(call.digits),
+        "dtmf_digits": len(call.activity.digits),
         "rtp": {
             **{k.removeprefix("rtp_"): v for k, v in counters.items() if k.startswith("rtp_")},
             "jitter_ms": rtp.get("jitter_buffer", {}).get("jitter_ms"),
@@ -79,11 +79,11 @@ def call_record(call: Call, redact: bool = True) -> dict[str, Any]:
         },
         "agent": {
             **{k.removeprefix("agent_"): v for k, v in counters.items() if k.startswith("agent_")},
-            "reconnects": call.agent_reconnects,
+            "reconnects": agent.get("reconnects", 0),
             "resume_status": agent.get("resume_status"),
             "playout_underruns": agent.get("playout_underruns", 0),
             "playout_dropped_ms": agent.get("playout_dropped_ms", 0),
-            "barge_ins": call.barge_ins,
+            "barge_ins": agent.get("barge_ins", 0),
         },
     }
 

@@ -10,6 +10,8 @@ from .message import Headers, SipRequest, SipResponse
 from .uri import SipUri, parse_uri
 
 DialogId = tuple[str, str, str]
+# RFC 3261 Table 3: a BYE or CANCEL carries no Contact (it refreshes no target).
+NO_CONTACT = frozenset({"BYE", "CANCEL"})
 
 
 @dataclass
@@ -114,7 +116,8 @@ class Dialog:
         headers.add("To", f"<{self.remote_uri}>;tag={self.remote_tag}")
         headers.add("Call-ID", self.call_id)
         headers.add("CSeq", f"{cseq if cseq is not None else self.local_cseq} {method}")
-        headers.add("Contact", self.local_contact)
+        if method not in NO_CONTACT:
+            headers.add("Contact", self.local_contact)
         return SipRequest(method=method, uri=self.remote_target, headers=headers)
 
 

@@ -15,9 +15,18 @@ import re
 import secrets
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from .headers import TOKEN, quote_display
-from .message import SipResponse
+from .message import SipRequest, SipResponse
+
+
+class Authenticator(Protocol):
+    """What answers a 401/407 to a request of ours (an outgoing INVITE, a BYE a trunk challenges)."""
+
+    def authorize(self, request: SipRequest, challenge: SipResponse) -> bool:
+        """Add the credentials ``challenge`` asks for to ``request``; False when it cannot (give up)."""
+        ...
 
 
 class DigestError(ValueError):

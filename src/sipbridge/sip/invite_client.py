@@ -12,15 +12,14 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from .dialog import Dialog
-from .invite_session import Authenticator, InviteSession
+from .digest import Authenticator
+from .invite_session import InviteSession
 from .message import Headers, SipRequest, SipResponse, generate_call_id, generate_tag
+from .responses import capabilities
+from .session_ua import SessionHost
 from .transport import Address, Flow
-
-if TYPE_CHECKING:
-    from .useragent import UserAgent
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +58,7 @@ def end_reason_for(status: int | None, phrase: str = "") -> str:
 class OutgoingInvite:
     def __init__(
         self,
-        ua: UserAgent,
+        ua: SessionHost,
         *,
         request_uri: str,
         from_uri: str,
@@ -105,7 +104,7 @@ class OutgoingInvite:
         headers.add("Call-ID", generate_call_id(self._ua.sent_by_host))
         headers.add("CSeq", "1 INVITE")
         headers.add("Contact", self._ua.contact_toward(self.destination, self.transport))
-        for name_, value in [*self._ua.capabilities(), *extra]:
+        for name_, value in [*capabilities(), *extra]:
             headers.add(name_, value)
         headers.add("Content-Type", "application/sdp")
         return SipRequest("INVITE", uri, headers, self.sdp)

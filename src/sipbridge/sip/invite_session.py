@@ -12,32 +12,26 @@ import asyncio
 import logging
 import random
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol
 
 from .dialog import Dialog
+from .dialog_requests import refresh_session, send_in_dialog
+from .digest import Authenticator
 from .dtmf_info import DTMF, DTMF_RELAY, DtmfInfoError, parse_dtmf_info
 from .errors import SipParseError
-from .message import SipRequest, SipResponse, generate_tag, make_response
+from .message import SipRequest, SipResponse, generate_tag
 from .resolver import is_ip
+from .responses import capabilities, make_response, refusal, unserved
 from .sdp import SdpError
-from .session_timer import SessionTimer, SessionTimerTerms, SessionTooSmall, TimerAction, negotiate
-from .transaction import OkRetransmitter, ServerInviteTransaction, ServerNonInviteTransaction, State
+from .session_refresh import SessionRefresh
+from .session_timer import SessionTimerTerms, SessionTooSmall, negotiate
+from .session_ua import SessionHost
+from .transaction import OkRetransmitter, ServerInviteTransaction, State
+from .transaction_layer import ServerTx
 from .transport import Flow
-
-if TYPE_CHECKING:
-    from .useragent import UserAgent
 
 log = logging.getLogger(__name__)
 
-ServerTx = ServerInviteTransaction | ServerNonInviteTransaction
 MAX_PEER_IPS = 8
-
-
-class Authenticator(Protocol):
-    def authorize(self, request: SipRequest, challenge: SipResponse) -> bool:
-        """Add the credentials ``challenge`` asks for to ``request``; False when it cannot (give up)."""
-        ...
-
 
 OfferHandler = Callable[[bytes | None], bytes]
 AnswerHandler = Callable[[bytes | None], None]
@@ -45,7 +39,7 @@ AnswerHandler = Callable[[bytes | None], None]
 
 class InviteSession:
     def __init__(
-        self, ua: UserAgent, tx: ServerInviteTransaction | None, flow: Flow, request: SipRequest
+        self, ua: SessionHost, tx: ServerInviteTransaction | None, flow: Flow, request: SipRequest
     ) -> None:
         self._ua = ua
         self._tx = tx
@@ -82,12 +76,13 @@ class InviteSession:
         self._ok_offered = False
         self._retransmitter: OkRetransmitter | None = None
         self._ack_outcome: asyncio.Future[bool] | None = None
-        self._timer: SessionTimer | None = None
-        self._refreshing = False
+        self._ok_settled = asyncio.Event()  # set while no 2xx of ours waits for its ACK
+        self._ok_settled.set()
+        self._refresh = SessionRefresh(ua, self._send_refresh, self._fail)
 
     @classmethod
     def incoming(
-        cls, ua: UserAgent, tx: ServerInviteTransaction, flow: Flow, admitted_as: str | None = None
+        cls, ua: SessionHost, tx: ServerInviteTransaction, flow: Flow, admitted_as: str | None = None
     ) -> InviteSession:
         session = cls(ua, tx, flow, tx.request)
         session.admitted_as = admitted_as
@@ -95,7 +90,7 @@ class InviteSession:
 
     @classmethod
     def outgoing(
-        cls, ua: UserAgent, invite: SipRequest, response: SipResponse, flow: Flow, local_sdp: bytes
+        cls, ua: SessionHost, invite: SipRequest, response: SipResponse, flow: Flow, local_sdp: bytes
     ) -> InviteSession:
         """The dialog our INVITE set up, answered by ``response`` (a 2xx): in-dialog handling as above."""
         session = cls(ua, None, flow, invite)
@@ -148,10 +143,18 @@ class InviteSession:
     ) -> None:
         """Final failure response; ``warning`` says why, for the operator reading a trace."""
         assert self._tx is not None, "only an incoming INVITE is answered"
-        self._ua.respond(
-            self._tx,
-            self._ua.refusal(self.request, status, reason, warning, retry_after, extra, self.local_tag),
+        host, tag = self._ua.sent_by_host, self.local_tag
+        response = refusal(
+            self.request,
+            status,
+            host=host,
+            reason=reason,
+            warning=warning,
+            extra=extra,
+            tag=tag,
+            retry_after=retry_after,
         )
+        self._ua.respond(self._tx, response)
         self.ended = True
 
     async def accept(self, sdp: bytes) -> bool:
@@ -172,14 +175,14 @@ class InviteSession:
         self._send_ok(self._tx, ok, offered=not self.request.body)
         acked = await self._ack_outcome
         if acked and self.timer_terms is not None:
-            self._start_timer(self.timer_terms)
+            self._refresh.restart(self.timer_terms)
         return acked
 
     def _ok_response(self, request: SipRequest, sdp: bytes | None) -> SipResponse:
         assert self.dialog is not None
         if sdp:
             self.local_sdp = sdp
-        extra = [("Contact", self.dialog.local_contact), *self._ua.capabilities()]
+        extra = [("Contact", self.dialog.local_contact), *capabilities()]
         if request is self.request:
             extra += _record_route(request)  # §12.1.1: the proxies on the path stay on it
         if self.timer_terms is not None:
@@ -197,9 +200,19 @@ class InviteSession:
 
     def _send_ok(self, tx: ServerInviteTransaction, ok: SipResponse, offered: bool) -> None:
         self._ok, self._ok_tx, self._ok_cseq, self._ok_offered = ok, tx, tx.request.cseq[0], offered
+        self._ok_settled.clear()
         self._ua.respond(tx, ok)
+        self._ua.disarm(self._retransmitter)
         self._retransmitter = OkRetransmitter(self._ua.timers, self._ua.now())
         self._ua.arm(self._retransmitter, self._retransmit_ok)
+
+    def _ok_done(self) -> None:
+        """Our 2xx is ACKed, given up on, or overtaken by a BYE: no more retransmissions of it."""
+        self._ok = None
+        if self._retransmitter is not None:
+            self._retransmitter.ack_received()
+            self._ua.disarm(self._retransmitter)
+        self._ok_settled.set()
 
     def _retransmit_ok(self, rt: OkRetransmitter) -> None:
         if rt is not self._retransmitter or self._ok is None or self._ok_tx is None:
@@ -213,7 +226,7 @@ class InviteSession:
                 self._ua.timers.b,
                 extra=self.log_extra,
             )
-            self._ok = None
+            self._ok_done()
             if self._ack_outcome is not None and not self._ack_outcome.done():
                 self._ua.unregister_dialog(self)
                 self._ack_outcome.set_result(False)
@@ -225,9 +238,7 @@ class InviteSession:
     def ack_received(self, ack: SipRequest) -> None:
         if self._ok is None or ack.cseq[0] != self._ok_cseq:
             return  # a retransmitted or stray ACK
-        self._ok = None
-        if self._retransmitter is not None:
-            self._retransmitter.ack_received()
+        self._ok_done()
         if self._ack_outcome is not None and not self._ack_outcome.done():
             self.ack_body = ack.body  # the initial INVITE's ACK: accept() hands it over
             self._ack_outcome.set_result(True)
@@ -242,15 +253,22 @@ class InviteSession:
         if self.on_cancel is not None:
             self.on_cancel()
 
+    def _refusal(
+        self,
+        request: SipRequest,
+        status: int,
+        warning: str | None,
+        extra: list[tuple[str, str]] | None = None,
+    ) -> SipResponse:
+        return refusal(request, status, host=self._ua.sent_by_host, warning=warning, extra=extra)
+
     # -- requests inside the dialog ------------------------------------------------------------
 
     def request_received(self, request: SipRequest, tx: ServerTx) -> None:
         """A request with our dialog's identifiers (not ACK, not CANCEL)."""
         assert self.dialog is not None
         if not self.dialog.accept_remote_cseq(request.cseq[0]):
-            self._ua.respond(
-                tx, self._ua.refusal(request, 500, None, "CSeq lower than the previous request's")
-            )
+            self._ua.respond(tx, self._refusal(request, 500, "CSeq lower than the previous request's"))
             return
         method = request.method
         if method == "BYE":
@@ -259,11 +277,11 @@ class InviteSession:
         elif method in ("INVITE", "UPDATE"):
             self._modify(request, tx)
         elif method == "OPTIONS":
-            self._ua.respond(tx, make_response(request, 200, extra=self._ua.capabilities()))
+            self._ua.respond(tx, make_response(request, 200, extra=capabilities()))
         elif method == "INFO":
             self._info(request, tx)
         else:
-            self._ua.respond(tx, self._ua.unserved(request))
+            self._ua.respond(tx, unserved(request, self._ua.sent_by_host))
 
     def _info(self, request: SipRequest, tx: ServerTx) -> None:
         """SIP INFO DTMF (application/dtmf-relay or application/dtmf)."""
@@ -271,7 +289,7 @@ class InviteSession:
             info = parse_dtmf_info(request.headers.get("Content-Type") or "", request.body)
         except DtmfInfoError as exc:
             extra = [("Accept", f"{DTMF_RELAY}, {DTMF}")] if exc.status == 415 else None
-            self._ua.respond(tx, self._ua.refusal(request, exc.status, None, exc.reason, extra=extra))
+            self._ua.respond(tx, self._refusal(request, exc.status, exc.reason, extra=extra))
             return
         self._ua.respond(tx, make_response(request, 200))
         if info is not None and self.on_dtmf is not None:
@@ -279,9 +297,7 @@ class InviteSession:
 
     def _ended_by_peer(self) -> None:
         self.ended = self.ended_by_peer = True
-        self._ok = None  # a BYE can overtake a lost ACK: the 200 is no longer retransmitted
-        if self._retransmitter is not None:
-            self._retransmitter.ack_received()
+        self._ok_done()  # a BYE can overtake a lost ACK: the 200 is no longer retransmitted
         self._stop()
         if self._ack_outcome is not None and not self._ack_outcome.done():
             self._ack_outcome.set_result(False)
@@ -300,7 +316,7 @@ class InviteSession:
             self._ua.respond(tx, make_response(request, 422, extra=[("Min-SE", str(exc.min_se))]))
             return
         except SipParseError as exc:
-            self._ua.respond(tx, self._ua.refusal(request, 400, None, exc.reason))
+            self._ua.respond(tx, self._refusal(request, 400, exc.reason))
             return
         sdp = self._new_sdp(request, tx)
         if sdp is None and (request.body or request.method == "INVITE"):
@@ -314,94 +330,39 @@ class InviteSession:
             self._send_ok(tx, ok, offered=not request.body)
         else:
             self._ua.respond(tx, ok)
-        self._restart_timer(terms)
+        self._refresh.restart(terms)
 
     def _glare(self, request: SipRequest) -> SipResponse | None:
         """§14.2 / RFC 3311 §5.2: one offer at a time in each direction."""
         if request.method == "INVITE" and self._ok is not None:
             # Their previous INVITE is not ACKed yet: 500 with a random Retry-After (0-10 s).
             retry = str(random.randint(0, 10))
-            return self._ua.refusal(
-                request, 500, None, "previous INVITE not yet acknowledged", extra=[("Retry-After", retry)]
+            return self._refusal(
+                request, 500, "previous INVITE not yet acknowledged", extra=[("Retry-After", retry)]
             )
-        if self._refreshing and (request.body or request.method == "INVITE"):
-            return self._ua.refusal(request, 491, None, "our own session refresh is in progress")
+        if self._refresh.refreshing and (request.body or request.method == "INVITE"):
+            return self._refusal(request, 491, "our own session refresh is in progress")
         return None
 
     def _new_sdp(self, request: SipRequest, tx: ServerTx) -> bytes | None:
         if not request.body and request.method == "UPDATE":
             return None  # a pure refresh
         if self.on_offer is None:
-            self._ua.respond(tx, self._ua.refusal(request, 488, None, "session changes are not supported"))
+            self._ua.respond(tx, self._refusal(request, 488, "session changes are not supported"))
             return None
         try:
             return self.on_offer(request.body or None)
         except SdpError as exc:
-            self._ua.respond(tx, self._ua.refusal(request, 488, None, str(exc)))
+            self._ua.respond(tx, self._refusal(request, 488, str(exc)))
         except Exception:  # the transaction must still be answered, and the call go on
             log.exception("call %s: session change failed", self.request.call_id, extra=self.log_extra)
-            self._ua.respond(tx, self._ua.refusal(request, 500, None, "internal error handling the offer"))
+            self._ua.respond(tx, self._refusal(request, 500, "internal error handling the offer"))
         return None
 
     # -- session timer -------------------------------------------------------------------------
 
-    def _start_timer(self, terms: SessionTimerTerms) -> None:
-        self._timer = SessionTimer(terms, self._ua.now())
-        self._ua.arm(self._timer, self._on_session_timer)
-
-    def _restart_timer(self, terms: SessionTimerTerms | None) -> None:
-        if terms is None:
-            self._ua.disarm(self._timer)
-            self._timer = None
-        elif self._timer is None:
-            self._start_timer(terms)
-        else:
-            self._timer.refreshed(terms, self._ua.now())
-            self._ua.arm(self._timer, self._on_session_timer)
-
-    def _on_session_timer(self, timer: SessionTimer) -> None:
-        if timer is not self._timer or self.ended:
-            return
-        action = timer.on_timer(self._ua.now())
-        if action is TimerAction.EXPIRED:
-            self._fail("session timer expired: no refresh from the caller")
-        elif action is TimerAction.REFRESH:
-            timer.deadline = self._ua.now() + timer.terms.interval / 2  # one refresh attempt per half
-            asyncio.get_running_loop().create_task(self._refresh(timer.terms))
-        self._ua.arm(timer, self._on_session_timer)
-
-    async def _refresh(self, terms: SessionTimerTerms) -> None:
-        """Refresh the session (RFC 4028 §7.4): UPDATE when the peer allows it, else a re-INVITE."""
-        if self.dialog is None or self._refreshing or self.ended:
-            return
-        self._refreshing = True
-        try:
-            response = await self._ua.refresh_session(self, terms)
-        finally:
-            self._refreshing = False
-        if self.ended:
-            return
-        if response is None or not 200 <= response.status < 300:
-            status = "no response" if response is None else f"{response.status} {response.reason}"
-            self._fail(f"session refresh failed: {status}")
-            return
-        self._restart_timer(self._terms_from(response, terms))
-
-    def _terms_from(self, response: SipResponse, sent: SessionTimerTerms) -> SessionTimerTerms:
-        """The terms the 2xx to our refresh settles.
-
-        In that transaction we are the UAC, so its ``refresher=uac`` means we go on refreshing:
-        in ``SessionTimerTerms``, which names the roles of the caller's INVITE, that is "uas".
-        """
-        value = response.headers.get("Session-Expires")
-        if value is None:
-            return sent
-        interval, _, params = value.partition(";")
-        they_refresh = "refresher=uas" in params.replace(" ", "").lower()
-        try:
-            return SessionTimerTerms(max(1, int(interval.strip())), "uac" if they_refresh else "uas", True)
-        except ValueError:
-            return sent
+    async def _send_refresh(self, terms: SessionTimerTerms) -> SipResponse | None:
+        return await refresh_session(self._ua, self, terms)
 
     def _fail(self, reason: str) -> None:
         log.info("call %s: %s", self.request.call_id, reason, extra=self.log_extra)
@@ -411,30 +372,39 @@ class InviteSession:
             asyncio.get_running_loop().create_task(self.hangup(reason))
 
     def _stop(self) -> None:
-        self._ua.disarm(self._timer)
-        self._timer = None
+        self._refresh.stop()
+        self._ua.disarm(self._retransmitter)
         self._ua.unregister_dialog(self)
 
     # -- hanging up ----------------------------------------------------------------------------
 
     async def hangup(self, reason: str | None = None) -> None:
-        """End the call from our side: BYE once the dialog exists, otherwise a final error response."""
+        """End the call from our side: BYE once the dialog exists, otherwise a final error response.
+
+        §15: no BYE while a 2xx of ours still waits for its ACK; it goes once the ACK came or the 2xx's
+        retransmissions gave up (64·T1). A BYE from the peer meanwhile ends the dialog: none then.
+        """
         if self.ended:
             return
         self.ended = True
         if self.dialog is None:
             if self._tx is not None and self._tx.state is State.PROCEEDING:
                 self._ua.respond(
-                    self._tx, self._ua.refusal(self.request, 480, None, reason, tag=self.local_tag)
+                    self._tx,
+                    refusal(
+                        self.request, 480, host=self._ua.sent_by_host, warning=reason, tag=self.local_tag
+                    ),
                 )
             return
-        if self._ack_outcome is not None and not self._ack_outcome.done():
-            self._ack_outcome.set_result(False)
+        self._refresh.stop()
+        await self._ok_settled.wait()
+        if self.ended_by_peer:
+            return
         self._stop()
         bye = self.dialog.create_request("BYE")
         if reason:
             bye.headers.add("Reason", f'SIP;cause=200;text="{_quoted(reason)}"')
-        response = await self._ua.send_in_dialog(self, bye)
+        response = await send_in_dialog(self._ua, self, bye)
         if response is None:
             log.info("call %s: BYE got no response", self.request.call_id, extra=self.log_extra)
 

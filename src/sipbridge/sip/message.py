@@ -1,4 +1,4 @@
-"""SIP messages (RFC 3261 §7, §18.3, §20): sans-IO parsing, serialising and response building."""
+"""SIP messages (RFC 3261 §7, §18.3, §20): the model, sans-IO parsing and serialising, identifiers."""
 
 from __future__ import annotations
 
@@ -23,69 +23,6 @@ from .headers import (
     split_header_values,
 )
 from .uri import SipUri, parse_uri
-
-REASON_PHRASES: dict[int, str] = {
-    100: "Trying",
-    180: "Ringing",
-    181: "Call Is Being Forwarded",
-    182: "Queued",
-    183: "Session Progress",
-    199: "Early Dialog Terminated",
-    200: "OK",
-    202: "Accepted",
-    204: "No Notification",
-    300: "Multiple Choices",
-    301: "Moved Permanently",
-    302: "Moved Temporarily",
-    305: "Use Proxy",
-    380: "Alternative Service",
-    400: "Bad Request",
-    401: "Unauthorized",
-    402: "Payment Required",
-    403: "Forbidden",
-    404: "Not Found",
-    405: "Method Not Allowed",
-    406: "Not Acceptable",
-    407: "Proxy Authentication Required",
-    408: "Request Timeout",
-    410: "Gone",
-    412: "Conditional Request Failed",
-    413: "Request Entity Too Large",
-    414: "Request-URI Too Long",
-    415: "Unsupported Media Type",
-    416: "Unsupported URI Scheme",
-    420: "Bad Extension",
-    421: "Extension Required",
-    422: "Session Interval Too Small",
-    423: "Interval Too Brief",
-    429: "Provide Referrer Identity",
-    480: "Temporarily Unavailable",
-    481: "Call/Transaction Does Not Exist",
-    482: "Loop Detected",
-    483: "Too Many Hops",
-    484: "Address Incomplete",
-    485: "Ambiguous",
-    486: "Busy Here",
-    487: "Request Terminated",
-    488: "Not Acceptable Here",
-    489: "Bad Event",
-    491: "Request Pending",
-    493: "Undecipherable",
-    494: "Security Agreement Required",
-    500: "Server Internal Error",
-    501: "Not Implemented",
-    502: "Bad Gateway",
-    503: "Service Unavailable",
-    504: "Server Time-out",
-    505: "Version Not Supported",
-    513: "Message Too Large",
-    580: "Precondition Failure",
-    600: "Busy Everywhere",
-    603: "Decline",
-    604: "Does Not Exist Anywhere",
-    606: "Not Acceptable",
-}
-_CLASS_REASONS = {1: "Provisional", 2: "Success", 3: "Redirection", 4: "Client Error", 5: "Server Error"}
 
 SIP_VERSION = "SIP/2.0"
 LIST_HEADERS = frozenset(
@@ -449,48 +386,6 @@ def _salvage_via(value: str) -> str | None:
             continue
         return candidate
     return None
-
-
-def default_reason(status: int) -> str:
-    return REASON_PHRASES.get(status) or _CLASS_REASONS.get(status // 100, "Global Failure")
-
-
-def make_response(
-    request: SipRequest,
-    status: int,
-    reason: str | None = None,
-    *,
-    to_tag: str | None = None,
-    body: bytes = b"",
-    content_type: str | None = None,
-    extra: list[tuple[str, str]] | None = None,
-) -> SipResponse:
-    """Build a response per RFC 3261 §8.2.6 (Via, From, To, Call-ID, CSeq copied)."""
-    headers = Headers()
-    for name, value in request.headers.items():
-        if name == "Via":
-            headers.add(name, value)
-    for name in ("From", "To", "Call-ID", "CSeq"):
-        value = request.headers.get(name)
-        if value is not None:
-            headers.add(name, _with_to_tag(value, to_tag) if name == "To" and to_tag else value)
-    timestamp = request.headers.get("Timestamp")
-    if status == 100 and timestamp is not None:
-        headers.add("Timestamp", timestamp)
-    if content_type is not None:
-        headers.add("Content-Type", content_type)
-    for name, value in extra or ():
-        headers.add(name, value)
-    return SipResponse(status, reason if reason is not None else default_reason(status), headers, body)
-
-
-def _with_to_tag(value: str, tag: str) -> str:
-    try:
-        if parse_name_addr(value).tag is not None:
-            return value
-    except SipParseError:
-        return value
-    return f"{value};tag={tag}"
 
 
 def generate_tag() -> str:

@@ -294,8 +294,12 @@ def negotiate_audio(offer: SessionDescription, supported: tuple[str, ...] = ("PC
     """Pick the first codec, in the offer's order, that we support, on the first usable audio stream."""
     wanted = {name.upper() for name in supported}
     offered: list[str] = []
+    refused_profiles: list[str] = []
     for index, media in enumerate(offer.media):
-        if media.media != "audio" or media.port == 0 or media.proto.upper() not in _RTP_PROFILES:
+        if media.media != "audio" or media.port == 0:
+            continue
+        if media.proto.upper() not in _RTP_PROFILES:
+            refused_profiles.append(media.proto)
             continue
         rtpmap = media.rtpmap()
         names = [rtpmap[pt][0] if pt in rtpmap else str(pt) for pt in _int_formats(media.formats)]
@@ -304,8 +308,17 @@ def negotiate_audio(offer: SessionDescription, supported: tuple[str, ...] = ("PC
         if choice is not None:
             return _answer_for(offer, index, media, rtpmap, choice)
     if not offered:
-        raise NoCommonCodec("no usable audio stream in offer")
+        raise NoCommonCodec(_no_usable_stream(refused_profiles))
     raise NoCommonCodec(f"no common codec: offered {', '.join(offered)}; supported {', '.join(supported)}")
+
+
+def _no_usable_stream(refused_profiles: list[str]) -> str:
+    """Why no audio stream of the offer is usable: name the profiles we refused (SRTP, DTLS...)."""
+    if not refused_profiles:
+        return "no usable audio stream in offer"
+    names = ", ".join(dict.fromkeys(refused_profiles))
+    verb = "is" if len(set(refused_profiles)) == 1 else "are"
+    return f"no usable audio stream: {names} {verb} not supported (plain RTP/AVP or RTP/AVPF only)"
 
 
 def _pick_codec(

@@ -75,6 +75,23 @@ def negotiate(request: SipRequest, min_se: int, default_interval: int | None) ->
     return SessionTimerTerms(interval, refresher, peer_supports)
 
 
+def terms_after_refresh(response: SipResponse, sent: SessionTimerTerms) -> SessionTimerTerms:
+    """The terms the 2xx to our own refresh settles (``sent``: the terms our request asked for).
+
+    In that transaction we are the UAC, so its ``refresher=uac`` means we go on refreshing:
+    in ``SessionTimerTerms``, which names the roles of the caller's INVITE, that is "uas".
+    """
+    value = response.headers.get("Session-Expires")
+    if value is None:
+        return sent
+    interval, _, params = value.partition(";")
+    they_refresh = "refresher=uas" in params.replace(" ", "").lower()
+    try:
+        return SessionTimerTerms(max(1, int(interval.strip())), "uac" if they_refresh else "uas", True)
+    except ValueError:
+        return sent
+
+
 class TimerAction(Enum):
     NONE = "none"
     REFRESH = "refresh"

@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import functools
 import logging
-import resource
 import socket
 import ssl
 import struct
@@ -27,17 +26,14 @@ from typing import Any, cast
 from .framing import PONG, FramingError, KeepAlive, StreamFramer
 from .stream_limits import AcceptBudget, ConnectionPolicy, RareLog, Seat, StreamDeadlines
 from .transport import Address
+from .transport_listener import Listener, make_fd_room
 
 log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_S = 5.0
 LISTEN_BACKLOG = 512
-ACCEPT_BATCH = 16  # connections accepted per turn of the event loop
-ACCEPT_PAUSE_S = 1.0
 # Timers fire up to the clock's resolution early; a deadline this close counts as reached.
 _DEADLINE_SLACK_S = 0.001
-# File descriptors wanted beyond the connection caps: the calls' RTP sockets, the agent's links.
-FD_HEADROOM = 4096
 MessageHandler = Callable[[bytes, "StreamConnection"], None]
 # What happened to connections, as logged: "SIP TLS: 12 connection(s) refused (...)".
 _REFUSED = "refused"
@@ -215,7 +211,7 @@ class StreamTransport:
         self.handshakes_failed = 0
         self.connections: dict[Address, StreamConnection] = {}
         self._open: set[StreamConnection] = set()
-        self._listener: _Listener | None = None
+        self._listener: Listener | None = None
         self._pending: dict[Address, asyncio.Task[StreamConnection]] = {}
         self._accepting: set[asyncio.Task[Any]] = set()  # connections being set up: transport, TLS
         self._rare = {kind: RareLog() for kind in (_REFUSED, _TIMED_OUT, _HANDSHAKE_FAILED, _UNFRAMEABLE)}
@@ -224,8 +220,8 @@ class StreamTransport:
         """Listen in plain TCP, also for TLS: the caps are applied before any handshake starts."""
         make_fd_room(self.policy.max_connections)
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self._listener = _Listener(
-            self, socket.create_server((host, port), family=family, backlog=LISTEN_BACKLOG)
+        self._listener = Listener(
+            self.take_accepted, socket.create_server((host, port), family=family, backlog=LISTEN_BACKLOG)
         )
         self._listener.start(asyncio.get_running_loop())
 
@@ -368,84 +364,8 @@ class StreamTransport:
             connection.close()
 
 
-class _Listener:
-    """The listening socket, read by us rather than by ``loop.create_server``: asyncio makes a
-    transport, a task and a protocol for every connection before anyone may say no, which under a
-    flood of thousands of connections held the loop for tens of milliseconds a batch (every call's
-    audio waited). Here each accepted socket goes to ``StreamTransport.take_accepted`` at once, and at most
-    ``ACCEPT_BATCH`` are taken per turn of the loop; out of file descriptors, accepting pauses a
-    second (as asyncio does) with one warning per 10 s."""
-
-    def __init__(self, owner: StreamTransport, sock: socket.socket) -> None:
-        self.owner = owner
-        self.sock = sock
-        sock.setblocking(False)
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._paused: asyncio.TimerHandle | None = None
-        self._rare = RareLog()
-
-    def start(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
-        loop.add_reader(self.sock.fileno(), self._ready)
-
-    def _ready(self) -> None:
-        for _ in range(ACCEPT_BATCH):
-            try:
-                conn, address = self.sock.accept()
-            except (BlockingIOError, InterruptedError, ConnectionAbortedError):
-                return
-            except OSError as exc:  # EMFILE, ENFILE, ENOBUFS: wait for descriptors to come back
-                self._pause(exc)
-                return
-            self.owner.take_accepted(conn, address[0])
-
-    def _pause(self, exc: OSError) -> None:
-        assert self._loop is not None
-        count = self._rare.note(self._loop.time())
-        if count:
-            log.warning(
-                "SIP: accepting paused %d time(s) for want of file descriptors (%s): raise the limit"
-                " (ulimit -n, LimitNOFILE) or lower sip_max_connections",
-                count,
-                exc,
-            )
-        self._loop.remove_reader(self.sock.fileno())
-        self._paused = self._loop.call_later(ACCEPT_PAUSE_S, self.start, self._loop)
-
-    def close(self) -> None:
-        if self._paused is not None:
-            self._paused.cancel()
-        if self._loop is not None and self.sock.fileno() >= 0:
-            self._loop.remove_reader(self.sock.fileno())
-        self.sock.close()
-
-
 def _reset(sock: socket.socket) -> None:
     """Close with a reset (SO_LINGER 0): the peer learns at once, and no TIME_WAIT is left here."""
     with contextlib.suppress(OSError):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     sock.close()
-
-
-@functools.cache  # once per process is enough (the TCP and TLS listeners ask alike)
-def make_fd_room(connections: int) -> None:
-    """Raise the soft open-file limit (up to the hard one) so the caps, not EMFILE, bound connections."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    wanted = connections + FD_HEADROOM
-    if soft == resource.RLIM_INFINITY or soft >= wanted:
-        return
-    raised = wanted if hard == resource.RLIM_INFINITY else min(hard, wanted)
-    if raised > soft:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (raised, hard))
-            log.info("open-file limit raised from %d to %d for SIP connections", soft, raised)
-            soft = raised
-        except (ValueError, OSError) as exc:
-            log.debug("open-file limit not raised: %s", exc)
-    if soft < connections + 256:
-        log.warning(
-            "open-file limit %d leaves little room beyond sip_max_connections (%d): raise it"
-            " (ulimit -n, LimitNOFILE) or lower sip_max_connections",
-            soft,
-            connections,
-        )

@@ -13,35 +13,38 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from sipbridge.api.app import create_app
-from sipbridge.calls.call import Call, CallSettings
+from sipbridge.calls.call import Call
 from sipbridge.calls.manager import CallManager
 from sipbridge.config import HostPort, ProviderConfig
 from sipbridge.loop_lag import LoopLag
+from sipbridge.media_session.messages import MediaStats
+from sipbridge.metrics import MediaCounters
 from sipbridge.providers.provider import Providers
-from sipbridge.rtp.ports import PortAllocator
 from sipbridge.rtp.session import RtpSession
 from sipbridge.sip.gate import GateCounts
 
 KEY = "unit-test-key-0123456789"
-SETTINGS = CallSettings(
-    rtp_host="127.0.0.1", agent_timeout=1.0, ice_servers=(), opus_bitrate=32000, opus_application="audio"
-)
 PBX = ProviderConfig(
     name="pbx", type="generic", address=HostPort("127.0.0.1", 5099), destinations=(r"^1\d{3}$",)
 )
 
 
-def _manager(max_calls: int = 10) -> CallManager:
-    return CallManager(SETTINGS, PortAllocator(40000, 40019), None, max_calls)  # type: ignore[arg-type]
+@pytest.fixture
+def _call(make_call):
+    def make(manager: CallManager, packets_in: int = 0) -> Call:
+        """A call in the manager's active list, with RTP stats as if it had run (no sockets)."""
+        call = make_call(manager)
+        counters = MediaCounters(rtp_packets_received=packets_in, rtp_packets_sent=2 * packets_in)
+        call.media.snapshot = MediaStats(counters=counters)
+        return call
+
+    return make
 
 
-def _call(manager: CallManager, packets_in: int = 0) -> Call:
-    """A call in the manager's active list, with RTP stats as if it had run (no sockets)."""
-    call = Call(None, SETTINGS, manager.ports, None, manager.clock, manager._call_ended)  # type: ignore[arg-type]
-    call.rtp = RtpSession()
-    call.rtp.stats.packets_in, call.rtp.stats.packets_out = packets_in, 2 * packets_in
-    manager.active[call.id] = call
-    return call
+def _receive(call: Call, packets: int) -> None:
+    """The call goes on: its media counts more packets."""
+    counters = call.media.snapshot.counters
+    counters.rtp_packets_received += packets
 
 
 async def _client(manager: CallManager, keys: tuple[str, ...] = ()) -> httpx.AsyncClient:
@@ -54,8 +57,8 @@ async def _client(manager: CallManager, keys: tuple[str, ...] = ()) -> httpx.Asy
 
 
 @pytest.fixture
-async def manager() -> AsyncIterator[CallManager]:
-    yield _manager()
+async def manager(make_manager) -> AsyncIterator[CallManager]:
+    yield make_manager(max_calls=10)
 
 
 def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -66,7 +69,7 @@ def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     }
 
 
-async def test_health_is_ok_then_degraded_then_draining_with_503(manager: CallManager) -> None:
+async def test_health_is_ok_then_degraded_then_draining_with_503(manager: CallManager, _call) -> None:
     async with await _client(manager) as client:
         response = await client.get("/health")
         assert response.status_code == 200 and response.json()["status"] == "ok"
@@ -82,9 +85,15 @@ async def test_health_is_ok_then_degraded_then_draining_with_503(manager: CallMa
 
 
 async def test_health_is_degraded_when_the_rtp_ports_run_out(manager: CallManager) -> None:
-    manager.ports._in_use.update(manager.ports._ports[:5])  # 5 of 10 ports, no calls
-    async with await _client(manager) as client:
-        assert (await client.get("/health")).json()["status"] == "degraded"
+    ports = manager.media.ports
+    held = [await ports.open("127.0.0.1", RtpSession) for _ in range(5)]  # 5 of 10, no calls
+    try:
+        async with await _client(manager) as client:
+            assert (await client.get("/health")).json()["status"] == "degraded"
+    finally:
+        for protocol, port in held:
+            protocol.close()
+            ports.release(port)
 
 
 async def test_metrics_need_the_key_and_speak_the_text_format(manager: CallManager) -> None:
@@ -120,7 +129,9 @@ async def test_metrics_need_the_key_and_speak_the_text_format(manager: CallManag
     assert samples[("sipbridge_inbound_refused_total", (("action", "challenged"),))] == 0
 
 
-async def test_packet_counters_are_read_from_the_calls_and_survive_their_end(manager: CallManager) -> None:
+async def test_packet_counters_are_read_from_the_calls_and_survive_their_end(
+    manager: CallManager, _call
+) -> None:
     async with await _client(manager) as client:
 
         async def received() -> float:
@@ -128,12 +139,12 @@ async def test_packet_counters_are_read_from_the_calls_and_survive_their_end(man
 
         first, second = _call(manager, packets_in=100), _call(manager, packets_in=50)
         assert await received() == 150
-        first.rtp.stats.packets_in += 10  # the call goes on: the scrape sees its stats as they are
+        _receive(first, 10)  # the call goes on: the scrape sees its stats as they are
         assert await received() == 160
-        first._mark_ended("caller hung up")  # ended: its counts move into the manager's totals
+        first.mark_ended("caller hung up")  # ended: its counts move into the manager's totals
         assert first.id not in manager.active
         assert await received() == 160
-        second.rtp.stats.packets_in += 5
+        _receive(second, 5)
         assert await received() == 165
         text = (await client.get("/metrics")).text
     active = _samples(text)[("sipbridge_calls_active", (("direction", "inbound"),))]
@@ -148,9 +159,9 @@ async def test_post_calls_while_draining_gets_503_with_retry_after(manager: Call
     assert "draining" in response.json()["error"]
 
 
-async def test_a_scrape_with_500_calls_is_cheap(manager: CallManager) -> None:
+async def test_a_scrape_with_500_calls_is_cheap(make_manager, _call) -> None:
     """The figure in the README: one pass over the active calls per scrape, nothing per packet."""
-    big = _manager(max_calls=1000)
+    big = make_manager(max_calls=1000)
     for _ in range(500):
         _call(big, packets_in=1000)
     async with await _client(big) as client:

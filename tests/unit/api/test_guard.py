@@ -15,7 +15,6 @@ import pytest
 
 from sipbridge.api.app import create_app
 from sipbridge.api.guard import MAX_BODY_BYTES, is_loopback_authority
-from sipbridge.calls.call import CallSettings
 from sipbridge.calls.manager import CallManager
 from sipbridge.calls.outbound import OutboundTarget
 from sipbridge.config import HostPort, ProviderConfig
@@ -57,16 +56,14 @@ class UnreachableProvider(Provider):
         raise Refused(502, "cannot resolve trunk.invalid: no such name")
 
 
-def _manager(max_calls: int = 100, max_duration: float | None = None) -> CallManager:
-    settings = CallSettings(
-        rtp_host="127.0.0.1",
-        agent_timeout=1.0,
-        ice_servers=(),
-        opus_bitrate=32000,
-        opus_application="audio",
-        max_duration=max_duration,
-    )
-    return CallManager(settings, HeldPorts(40000, 40019), None, max_calls)  # type: ignore[arg-type]
+@pytest.fixture
+def _manager(make_manager):
+    def make(max_calls: int = 100, max_duration: float | None = None) -> CallManager:
+        return make_manager(
+            ports=HeldPorts(40000, 40019), max_calls=max_calls, max_call_duration=max_duration or 0
+        )
+
+    return make
 
 
 def _providers(*configs: ProviderConfig, kind: type[Provider] = Provider) -> Providers:
@@ -87,7 +84,7 @@ def _client(
 
 
 @pytest.fixture
-async def manager() -> AsyncIterator[CallManager]:
+async def manager(_manager) -> AsyncIterator[CallManager]:
     manager = _manager()
     yield manager
     await manager.shutdown()
@@ -280,7 +277,7 @@ async def test_30_concurrent_posts_place_at_most_the_provider_cap(manager: CallM
     assert "outbound calls up (the cap)" in next(r for r in responses if r.status_code == 429).json()["error"]
 
 
-async def test_outbound_calls_count_against_max_calls_even_before_they_are_placed() -> None:
+async def test_outbound_calls_count_against_max_calls_even_before_they_are_placed(_manager) -> None:
     manager = _manager(max_calls=3)
     trunk = replace(TRUNK, max_outbound_calls=100)
     try:
@@ -309,7 +306,7 @@ async def test_a_call_that_cannot_be_placed_gives_its_place_back(manager: CallMa
 # -- max_duration --------------------------------------------------------------------------------
 
 
-async def test_max_duration_may_not_exceed_max_call_duration() -> None:
+async def test_max_duration_may_not_exceed_max_call_duration(_manager) -> None:
     manager = _manager(max_duration=600)
     try:
         async with _client(manager) as client:

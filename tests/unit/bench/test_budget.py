@@ -13,7 +13,7 @@ RESULTS = {
     "agent_to_phone": {"p50_ms": 31, "p95_ms": 33, "p99_ms": 34.5, "max_ms": 40},
     "command": ".venv/bin/python -m bench.latency",
 }
-MARKER = "<!-- latency-row: bench/latency.py rewrites the next table row -->"
+MARKER = "<!-- latency-row: bench/latency/budget.py rewrites the next table row -->"
 HEADER = ["| what | figure | command |", "|---|---|---|"]
 OTHER_TABLE = ["| a | b |", "|---|---|", "| an older row | stays |"]
 

@@ -8,42 +8,43 @@ from pathlib import Path
 
 import pytest
 
-from sipbridge.calls.call import Call, CallSettings
+from sipbridge.calls.call import Call
 from sipbridge.calls.manager import CallManager
 from sipbridge.calls.records import CallRecords
-from sipbridge.rtp.ports import PortAllocator
-from sipbridge.rtp.session import RtpSession
-
-SETTINGS = CallSettings(
-    rtp_host="127.0.0.1", agent_timeout=1.0, ice_servers=(), opus_bitrate=32000, opus_application="audio"
-)
+from sipbridge.media_session.messages import MediaStats
+from sipbridge.metrics import MediaCounters
+from sipbridge.sip.sdp import AudioAnswer
 
 
-def _manager(records: CallRecords | None = None) -> CallManager:
-    return CallManager(SETTINGS, PortAllocator(40000, 40009), None, 10, records=records)  # type: ignore[arg-type]
+@pytest.fixture
+def _manager(make_manager):
+    return lambda records=None: make_manager(records=records, max_calls=10)
 
 
-def _call(manager: CallManager, caller: str = "+14155550123", callee: str = "1001") -> Call:
-    call = Call(None, SETTINGS, manager.ports, None, manager.clock, manager._call_ended)  # type: ignore[arg-type]
-    call.from_user, call.to_user, call.provider, call.codec = caller, callee, "pbx", "PCMU"
-    call.rtp = RtpSession()
-    call.rtp.stats.packets_in = 250
-    call.digits.append({"digit": "7", "from": "phone", "via": "rfc4733", "at": 0.0})
-    manager.active[call.id] = call
-    return call
+@pytest.fixture
+def _call(make_call):
+    def make(manager: CallManager, caller: str = "+14155550123", callee: str = "1001") -> Call:
+        call = make_call(manager)
+        call.from_user, call.to_user, call.provider = caller, callee, "pbx"
+        call.apply_media(AudioAnswer(0, "PCMU", 8000, 101, ("127.0.0.1", 4000)))
+        call.media.snapshot = MediaStats(counters=MediaCounters(rtp_packets_received=250))
+        call.activity.digits_in("7", "phone", "rfc4733", 0.0)
+        return call
+
+    return make
 
 
 def _records(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def test_each_ended_call_is_recorded_once_with_numbers_masked(tmp_path: Path) -> None:
+def test_each_ended_call_is_recorded_once_with_numbers_masked(tmp_path: Path, _manager, _call) -> None:
     path = tmp_path / "calls.jsonl"
     manager = _manager(CallRecords(str(path), redact=True))
     first, second = _call(manager), _call(manager, caller="alice")
-    first._mark_ended("caller hung up")
-    first._mark_ended("caller hung up")  # a second end changes nothing
-    second._mark_ended("agent link failed (ICE failed) and was not recovered within 20 s: refused")
+    first.mark_ended("caller hung up")
+    first.mark_ended("caller hung up")  # a second end changes nothing
+    second.mark_ended("agent link failed (ICE failed) and was not recovered within 20 s: refused")
     one, two = _records(path)
     assert one["id"] == first.id and two["id"] == second.id
     assert one["from"] == "+*******0123" and one["to"] == "**01" and two["from"] == "***ce"
@@ -56,15 +57,15 @@ def test_each_ended_call_is_recorded_once_with_numbers_masked(tmp_path: Path) ->
     assert "conversation" not in one
 
 
-def test_numbers_are_kept_when_redaction_is_off(tmp_path: Path) -> None:
+def test_numbers_are_kept_when_redaction_is_off(tmp_path: Path, _manager, _call) -> None:
     path = tmp_path / "calls.jsonl"
     manager = _manager(CallRecords(str(path), redact=False))
-    _call(manager)._mark_ended("busy")
+    _call(manager).mark_ended("busy")
     assert _records(path)[0]["from"] == "+14155550123"
 
 
 def test_a_record_that_cannot_be_written_is_logged_and_the_call_still_ends(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, _manager, _call
 ) -> None:
     path = tmp_path / "calls.jsonl"
     records = CallRecords(str(path))
@@ -72,7 +73,7 @@ def test_a_record_that_cannot_be_written_is_logged_and_the_call_still_ends(
     path.unlink()
     path.mkdir()  # appending to it now fails
     call = _call(manager)
-    call._mark_ended("caller hung up")
+    call.mark_ended("caller hung up")
     assert call.id not in manager.active and call.state.value == "ended"
     assert "record not written" in caplog.text and records.written == 0
 
@@ -82,10 +83,9 @@ def test_a_records_path_that_cannot_be_opened_fails_at_start(tmp_path: Path) -> 
         CallRecords(str(tmp_path / "missing" / "calls.jsonl"))
 
 
-async def test_drain_refuses_new_invites_and_waits_for_the_calls() -> None:
+async def test_drain_refuses_new_invites_and_waits_for_the_calls(_manager, _call) -> None:
     manager = _manager()
     call = _call(manager)
-    manager._idle.clear()
     manager.start_draining(retry_after=12)
 
     class Session:
@@ -98,14 +98,13 @@ async def test_drain_refuses_new_invites_and_waits_for_the_calls() -> None:
     waiting = asyncio.ensure_future(manager.drained(5.0, asyncio.Event()))
     await asyncio.sleep(0.05)
     assert not waiting.done()
-    call._mark_ended("caller hung up")
+    call.mark_ended("caller hung up")
     assert await asyncio.wait_for(waiting, 1) is True
 
 
-async def test_drain_gives_up_at_the_grace_or_when_hurried() -> None:
+async def test_drain_gives_up_at_the_grace_or_when_hurried(_manager, _call) -> None:
     manager = _manager()
     _call(manager)
-    manager._idle.clear()
     assert await manager.drained(0.05, asyncio.Event()) is False
     hurry = asyncio.Event()
     asyncio.get_running_loop().call_later(0.05, hurry.set)

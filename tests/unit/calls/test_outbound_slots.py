@@ -3,14 +3,6 @@ provider's outbound count from the moment they are taken, given back once."""
 
 from __future__ import annotations
 
-from sipbridge.calls.call import CallSettings
-from sipbridge.calls.manager import CallManager
-from sipbridge.rtp.ports import PortAllocator
-
-SETTINGS = CallSettings(
-    rtp_host="127.0.0.1", agent_timeout=1.0, ice_servers=(), opus_bitrate=32000, opus_application="audio"
-)
-
 
 class Session:
     admitted_as = None
@@ -20,12 +12,8 @@ class Session:
         self.refused = (status, kwargs)
 
 
-def _manager(max_calls: int) -> CallManager:
-    return CallManager(SETTINGS, PortAllocator(40000, 40019), None, max_calls)  # type: ignore[arg-type]
-
-
-def test_held_places_count_against_max_calls_and_the_provider() -> None:
-    manager = _manager(max_calls=2)
+def test_held_places_count_against_max_calls_and_the_provider(make_manager) -> None:
+    manager = make_manager(max_calls=2)
     first, second = manager.reserve_outbound("trunk"), manager.reserve_outbound("other")
     assert first is not None and second is not None
     assert manager.calls_in_use == 2 and manager.outbound_active("trunk") == 1

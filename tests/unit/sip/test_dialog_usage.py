@@ -284,3 +284,60 @@ async def test_info_dtmf_relay_is_answered_and_handed_to_the_call(ua):
     agent.datagram_received(raw.replace(b"application/sdp", b"text/plain"), PEER)
     response = transport.responses()[-1]
     assert response.status == 415 and "application/dtmf-relay" in response.headers.get("Accept")
+
+
+async def test_hangup_before_the_ack_waits_for_it_then_sends_bye_and_stops_the_200(ua):
+    agent, transport, sessions = ua
+    agent.datagram_received(request("INVITE", body=SDP), PEER)
+    session = sessions[0]
+    accepting = asyncio.ensure_future(session.accept(b"v=0\r\n"))
+    await asyncio.sleep(0)
+    tag = transport.responses()[-1].to.tag
+    hanging_up = asyncio.ensure_future(session.hangup("agent unavailable"))
+    await asyncio.sleep(0.03)  # our 200 is retransmitted, its ACK has not come
+    assert not [r for r in sent_requests(transport) if r.method == "BYE"]  # RFC 3261 §15
+    agent.datagram_received(request("ACK", branch="z9hG4bKack1", to_tag=tag), PEER)
+    await asyncio.sleep(0.005)
+    (bye,) = [r for r in sent_requests(transport) if r.method == "BYE"]
+    agent.datagram_received(answer_to(bye), PEER)
+    await asyncio.wait_for(hanging_up, 1)
+    await asyncio.wait_for(accepting, 1)
+    count = len(transport.sent)
+    await asyncio.sleep(0.05)
+    assert len(transport.sent) == count  # no 200 retransmitted once ACKed and hung up
+
+
+async def test_hangup_without_an_ack_sends_bye_once_the_200_gave_up(ua):
+    agent, transport, sessions = ua
+    agent.datagram_received(request("INVITE", body=SDP), PEER)
+    session = sessions[0]
+    accepting = asyncio.ensure_future(session.accept(b"v=0\r\n"))
+    await asyncio.sleep(0)
+    hanging_up = asyncio.ensure_future(session.hangup())
+    await asyncio.sleep(0.3)  # well within 64·T1 = 640 ms
+    assert not [r for r in sent_requests(transport) if r.method == "BYE"]
+    assert not await asyncio.wait_for(accepting, 1)  # the 200's retransmissions gave up
+    await asyncio.sleep(0.005)
+    (bye,) = [r for r in sent_requests(transport) if r.method == "BYE"]
+    agent.datagram_received(answer_to(bye), PEER)
+    await asyncio.wait_for(hanging_up, 1)
+    count = len(transport.sent)
+    await asyncio.sleep(0.05)
+    assert len(transport.sent) == count
+
+
+async def test_bye_carries_no_contact_a_refresh_does(ua):
+    """RFC 3261 Table 3: no Contact in a BYE; a target refresh (UPDATE, re-INVITE) must have one."""
+    agent, transport, _ = ua
+    extra = "Session-Expires: 1;refresher=uas\r\nSupported: timer\r\nAllow: INVITE, ACK, BYE, UPDATE\r\n"
+    session, _ = await answered(ua, invite_extra=extra)
+    await asyncio.sleep(0.6)  # we refresh at half the interval
+    (update,) = [r for r in sent_requests(transport) if r.method == "UPDATE"]
+    assert update.headers.get("Contact")
+    agent.datagram_received(answer_to(update), PEER)
+    hanging_up = asyncio.ensure_future(session.hangup())
+    await asyncio.sleep(0)
+    (bye,) = [r for r in sent_requests(transport) if r.method == "BYE"]
+    assert "Contact" not in bye.headers
+    agent.datagram_received(answer_to(bye), PEER)
+    await asyncio.wait_for(hanging_up, 1)

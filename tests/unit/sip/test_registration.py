@@ -4,8 +4,9 @@ import pytest
 
 from sipbridge.sip.digest import DigestCredentials, digest_response, parse_challenge
 from sipbridge.sip.headers import parse_name_addr, parse_params
-from sipbridge.sip.message import SipRequest, SipResponse, make_response, parse_message
+from sipbridge.sip.message import SipRequest, SipResponse, parse_message
 from sipbridge.sip.registration import Backoff, Registration, RegistrationState, refresh_delay
+from sipbridge.sip.responses import make_response
 
 REGISTRAR = "sip:example.com"
 AOR = "sip:alice@example.com"

@@ -165,6 +165,23 @@ def test_no_usable_audio_stream(media):
         negotiate_audio(parse_sdp(offer(media)))
 
 
+@pytest.mark.parametrize(
+    ("media", "why"),
+    [
+        ("m=audio 4000 RTP/SAVP 0\r\n", "RTP/SAVP is not supported (plain RTP/AVP or RTP/AVPF only)"),
+        (
+            "m=audio 4000 RTP/SAVP 0\r\nm=audio 4002 UDP/TLS/RTP/SAVPF 0\r\n",
+            "RTP/SAVP, UDP/TLS/RTP/SAVPF are not supported",
+        ),
+    ],
+)
+def test_a_refused_profile_is_named(media, why):
+    with pytest.raises(NoCommonCodec) as info:
+        negotiate_audio(parse_sdp(offer(media)))
+    assert str(info.value).startswith("no usable audio stream: ") and why in str(info.value)
+    assert info.value.end_reason == "codec mismatch"
+
+
 def test_missing_connection_address():
     with pytest.raises(SdpError):
         negotiate_audio(parse_sdp(offer("m=audio 4000 RTP/AVP 0\r\n", connection="")))

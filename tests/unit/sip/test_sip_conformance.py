@@ -11,13 +11,8 @@ from pathlib import Path
 import pytest
 
 from sipbridge.sip.errors import SipParseError
-from sipbridge.sip.message import (
-    SipRequest,
-    SipResponse,
-    extract_for_error_response,
-    make_response,
-    parse_message,
-)
+from sipbridge.sip.message import SipRequest, SipResponse, extract_for_error_response, parse_message
+from sipbridge.sip.responses import make_response
 
 CONFORMANCE = Path(__file__).resolve().parents[4] / "shared" / "conformance"
 RFC4475 = CONFORMANCE / "rfc4475"

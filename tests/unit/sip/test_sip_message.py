@@ -2,7 +2,6 @@ import pytest
 
 from sipbridge.sip.errors import SipParseError
 from sipbridge.sip.message import (
-    REASON_PHRASES,
     Headers,
     SipRequest,
     SipResponse,
@@ -10,9 +9,9 @@ from sipbridge.sip.message import (
     generate_branch,
     generate_call_id,
     generate_tag,
-    make_response,
     parse_message,
 )
+from sipbridge.sip.responses import REASON_PHRASES, make_response
 
 SDP = b"v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n"
 

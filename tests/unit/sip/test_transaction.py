@@ -1,6 +1,7 @@
 """RFC 3261 §17 timers driven with a fake clock: nothing here sleeps."""
 
-from sipbridge.sip.message import SipResponse, make_response, parse_message
+from sipbridge.sip.message import SipResponse, parse_message
+from sipbridge.sip.responses import make_response
 from sipbridge.sip.transaction import (
     ClientInviteOutcome,
     ClientInviteTransaction,

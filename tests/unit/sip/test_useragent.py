@@ -6,9 +6,10 @@ import asyncio
 
 import pytest
 
+from sipbridge.sip.invite_session import InviteSession
 from sipbridge.sip.message import SipRequest, SipResponse, parse_message
 from sipbridge.sip.transaction import Timers
-from sipbridge.sip.useragent import InviteSession, UserAgent
+from sipbridge.sip.useragent import UserAgent
 
 PEER = ("127.0.0.1", 5062)
 SDP = (
@@ -295,7 +296,7 @@ async def test_a_challenge_from_the_screen_is_a_stateless_401_with_its_headers()
     assert transport.statuses() == [401, 401] and sessions == []
     assert transport.responses()[0].headers.get("WWW-Authenticate") == challenge[1]
     await asyncio.sleep(0.1)  # well past Timer G at T1 = 10 ms: nothing is retransmitted
-    assert transport.statuses() == [401, 401] and agent._server_txs == {}
+    assert transport.statuses() == [401, 401] and agent.live_transactions == 0
 
 
 async def test_the_screen_says_what_admitted_the_call_and_is_not_asked_in_a_dialog():

@@ -1,4 +1,6 @@
-"""Sending to the phone just after the agent's frames arrive (as ``Call`` drives it), on a fake clock.
+"""Agent → phone (``AgentPlayout``): each frame sent just after it arrives, and barge-in.
+
+Driven as ``MediaSession`` drives it, on a fake clock.
 
 The agent's stream runs on the agent's clock: at any phase to ours, with some jitter, every frame
 must leave on the first tick after it arrived, a few ms later, never a frame of silence between
@@ -10,36 +12,33 @@ import random
 import numpy as np
 import pytest
 
-from sipbridge.media.pipeline import AgentToPhone
-from sipbridge.rtp.arrival import ArrivalTiming
+from sipbridge.media_session.agent_playout import AgentPlayout
 from sipbridge.rtp.clock import FRAME_SECONDS, aligned_due, slot_ceil
 
 PCM = np.full(160, 1000, np.int16)
 steps: list[float] = []  # the intervals between the ticks of the last ``send``
 
 
-def send(arrivals: list[tuple[int, float]], until: float) -> tuple[list[float | None], AgentToPhone]:
+def send(arrivals: list[tuple[int, float]], until: float) -> tuple[list[float | None], AgentPlayout]:
     """Tick on the clock's grid, aligning after each tick; the wait of each frame sent (None: silence)."""
-    queue, timing = AgentToPhone("PCMU", pcm_rate=8000), ArrivalTiming()
+    playout = AgentPlayout("PCMU", pcm_rate=8000)
     pending, queued, waits = sorted(arrivals, key=lambda a: a[1]), [], []
     steps.clear()
     due, last, i = slot_ceil(arrivals[0][1] - 0.5, 0.0), -1.0, 0
     while due < until:
         while i < len(pending) and pending[i][1] <= due:
             seq, at = pending[i]
-            timing.arrived(seq, at)
-            queue.keep_frames = timing.keep_frames
-            queue.push_pcm(PCM)
+            playout.packet_arrived(seq, at)
+            playout.audio(PCM)
             queued.append(at)
             i += 1
-        frame = queue.pop_frame()
-        waits.append(None if frame is None else due - queued.pop(0))
-        last, due = due, due + FRAME_SECONDS
-        wanted = timing.tick_at(scheduled=due, now=last, queued=queue.queued_frames)
+        last, due = due, due + FRAME_SECONDS  # the clock moves its due before it ticks
+        frame, wanted = playout.next_frame(scheduled=due, now=last)
+        waits.append(None if frame == playout.silence else last - queued.pop(0))
         if wanted is not None and (moved := aligned_due(wanted, last, 0.0)) is not None:
             due = moved
         steps.append(due - last)
-    return waits, queue
+    return waits, playout
 
 
 def agent(frames: int, phase: float, jitter: float, seed: int = 3) -> list[tuple[int, float]]:
@@ -58,7 +57,9 @@ def speech(waits: list[float | None]) -> list[float | None]:
 def test_every_frame_leaves_on_the_first_tick_after_it_came(phase_ms, jitter_ms):
     waits, queue = send(agent(500, phase_ms / 1000, jitter_ms / 1000), until=12.0)
     body = speech(waits)
-    assert None not in body and queue.dropped_ms == 0  # no silence inserted, nothing skipped
+    assert (
+        None not in body and queue.view()["playout_dropped_ms"] == 0
+    )  # no silence inserted, nothing skipped
     # 8 ms of jitter assumed until measured (and kept while within the slack), the margin, a slot
     assert max(body) <= (8 + jitter_ms + 2 + 2 + 0.1) / 1000  # (a first reference may be late by the jitter)
     placed = next(i for i, step in enumerate(steps) if abs(step - FRAME_SECONDS) > 1e-9) + 1
@@ -76,10 +77,33 @@ def test_bunched_frames_of_a_30_ms_caller_echoed_back_go_out_without_a_gap():
             arrivals.append((seq, 1.0 + 0.013 + tick * FRAME_SECONDS + rng.uniform(0, 0.001)))
             seq += 1
     waits, queue = send(arrivals, until=13.0)
-    assert None not in speech(waits) and queue.dropped_ms == 0
+    assert None not in speech(waits) and queue.view()["playout_dropped_ms"] == 0
 
 
 def test_jitter_of_more_than_a_frame_keeps_a_frame_and_still_inserts_no_silence():
     waits, queue = send(agent(500, 0.005, 0.030), until=12.0)
     body = speech(waits)
-    assert None not in body[50:] and queue.dropped_ms == 0
+    assert None not in body[50:] and queue.view()["playout_dropped_ms"] == 0
+
+
+def test_the_agent_leaving_speaking_drops_what_it_queued_for_the_caller():
+    playout = AgentPlayout("PCMU", pcm_rate=8000)
+    playout.audio(np.zeros(2400, dtype=np.int16))  # 300 ms of agent speech queued
+    assert playout.buffered_ms > 200
+    playout.barge_in()
+    assert playout.buffered_ms == 0 and playout.barge_ins == 1 and playout.barge_in_dropped_ms > 200
+    playout.barge_in()  # nothing queued: not another barge-in
+    assert playout.barge_ins == 1
+
+
+def test_after_an_interrupt_the_very_next_frame_to_the_caller_is_silence():
+    """Worst case of stale audio: the playout queue full (400 ms) when the interrupt comes."""
+    playout = AgentPlayout("PCMU", pcm_rate=8000)
+    tone = (np.sin(np.arange(8000) * 2 * np.pi * 440 / 8000) * 8000).astype(np.int16)
+    playout.audio(tone)  # a bursty agent: one second at once; the queue keeps its cap
+    played = [playout.next_frame(None, 0.0)[0] for _ in range(3)]
+    assert all(frame != playout.silence for frame in played)
+    playout.barge_in()  # the caller barged in
+    after = [playout.next_frame(None, 0.0)[0] for _ in range(25)]
+    assert after == [playout.silence] * 25  # nothing queued before the interrupt is ever played
+    assert 340 <= playout.barge_in_dropped_ms <= 400

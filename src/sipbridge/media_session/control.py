@@ -1,0 +1,39 @@
+"""What the signalling side may ask of a call's media: the commands of ``messages.py``, one method each.
+
+``MediaSession`` implements it in this process; a proxy to a media worker process implements the
+same methods by sending the messages over its channel. Events come back through the ``emit``
+callable the factory was given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+from . import messages as m
+
+
+class MediaControl(Protocol):
+    async def open(self, command: m.OpenMedia) -> m.MediaOpened | m.MediaRefused: ...
+
+    def update(self, command: m.UpdateMedia) -> None: ...
+
+    def start_sending(self, command: m.StartSending) -> None: ...
+
+    def confirm_peer(self, command: m.ConfirmPeer) -> None: ...
+
+    def answered(self, command: m.CallAnswered) -> None: ...
+
+    async def connect_agent(self, command: m.ConnectAgent) -> m.AgentConnected | m.AgentUnavailable: ...
+
+    def send_digits(self, command: m.SendDigits) -> m.DigitsSent: ...
+
+    def forward_digit(self, command: m.ForwardDigit) -> None: ...
+
+    def stats(self, command: m.StatsRequest) -> m.MediaStats: ...
+
+    async def close(self, command: m.CloseMedia) -> m.MediaStats: ...
+
+
+# Makes a call's media, given where its events go.
+MediaFactory = Callable[[Callable[[m.MediaEvent], None]], MediaControl]

@@ -1,0 +1,33 @@
+"""The media side of this process: what its calls' media share (the RTP ports, the agent's WHIP
+client, the 20 ms clock), and the factory of each call's MediaSession."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ..agent.whip import WhipClient
+from ..rtp.clock import FrameClock
+from ..rtp.ports import PortAllocator
+from .messages import MediaEvent
+from .session import MediaSession
+
+
+class MediaHost:
+    def __init__(self, config: Any, whip: WhipClient, ports: PortAllocator | None = None) -> None:
+        self.config = config
+        self.whip = whip
+        self.ports = ports or PortAllocator(config.rtp_ports.low, config.rtp_ports.high)
+        self.clock = FrameClock(config.clock_slot_ms / 1000)
+
+    def session(self, emit: Callable[[MediaEvent], None]) -> MediaSession:
+        """A new call's media, whose events go to ``emit``."""
+        return MediaSession(self.config, self.ports, self.whip, self.clock, emit)
+
+    @property
+    def ports_in_use(self) -> int:
+        return self.ports.in_use
+
+    @property
+    def ports_total(self) -> int:
+        return self.ports.capacity

@@ -1,0 +1,123 @@
+"""Phone → agent: the phone's packets through the jitter buffer and concealment, a frame at a time.
+
+Sans-IO and clock-fed: ``push`` takes a packet with its arrival time, ``tick`` (on the shared 20 ms
+clock) returns the PCM to send the agent, and ``next_due`` says when the next frame falls due, so
+the owner can move its tick there instead of up to 20 ms later at the clock's own phase.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import numpy as np
+
+from ..media.plc import Concealer
+from ..rtp.jitter import LOST, JitterBuffer, JitterConfig, JitterStats
+from ..rtp.packet import RtpPacket
+
+log = logging.getLogger(__name__)
+
+FRAME_SAMPLES = 160  # the 20 ms tick at 8 kHz
+PACKET_SAMPLES = frozenset(range(80, 481, 80))  # phone packets of 10 to 60 ms
+PLAYOUT_MARGIN_S = 0.0002  # tick just after the due time, never just before it
+
+Decoder = Callable[[bytes], np.ndarray]
+
+
+class PhonePlayout:
+    def __init__(self) -> None:
+        self._jitter = JitterBuffer()
+        self._concealer = Concealer()
+        self._due = 0  # samples of phone audio owed to the agent, played a packet at a time
+        self._other_size = 0  # a packet size other than the buffer's, seen once
+
+    @property
+    def stats(self) -> JitterStats:
+        return self._jitter.stats
+
+    @property
+    def packet_samples(self) -> int:
+        """The size of the phone's packets the buffer plays (160: 20 ms)."""
+        return self._jitter.config.frame_samples
+
+    def push(self, packet: RtpPacket, arrival: float) -> None:
+        """An audio packet from the phone (G.711: one byte per sample) as it arrived."""
+        samples = len(packet.payload)
+        if samples == self._jitter.config.frame_samples or samples not in PACKET_SAMPLES:
+            self._other_size = 0
+        elif self._other_size == samples or not self._jitter.started:  # two in a row: not a stray
+            self._follow_packet_time(samples)
+        else:
+            self._other_size = samples
+        self._jitter.push(packet, arrival)
+
+    def _follow_packet_time(self, samples: int) -> None:
+        """The phone packs another duration than the buffer expects (ptime 10 to 60 ms): follow it."""
+        if self._jitter.started:
+            log.info("phone packets now %d ms", samples // 8)
+        stats = self._jitter.stats
+        self._jitter = JitterBuffer(JitterConfig(frame_samples=samples))
+        self._jitter.stats = stats
+        self._concealer = Concealer(frame_samples=samples)
+        self._due = self._other_size = 0
+
+    def tick(self, frames: int, now: float, decode: Decoder | None) -> list[np.ndarray]:
+        """``frames`` 20 ms frame times passed: what to play to the agent (concealed where lost).
+
+        Without a decoder (no codec yet) the buffer still plays out, and nothing is returned.
+        """
+        stats = self._jitter.stats
+        per_packet = self._jitter.config.frame_samples
+        self._due += frames * FRAME_SAMPLES
+        out: list[np.ndarray] = []
+        while self._due >= per_packet:
+            self._due -= per_packet
+            cuts = stats.shrunk + stats.overflow
+            frame = self._jitter.pop(now)
+            if frame is None or decode is None:
+                continue
+            if frame is LOST:
+                out.append(self._concealer.lost())
+            elif stats.shrunk + stats.overflow != cuts:  # frames were dropped before this one
+                out.append(self._concealer.splice(decode(frame)))
+            else:
+                out.append(self._concealer.good(decode(frame)))
+        return out
+
+    def next_due(self) -> float | None:
+        """When to tick next so the next frame plays as it falls due (plus a margin); None: keep
+        the clock's phase. Only for 20 ms packets, one per tick (the phone's usual size): the tick
+        of other sizes pops as many as the samples owed, which a moved tick would not keep right."""
+        if self._jitter.config.frame_samples != FRAME_SAMPLES:
+            return None
+        due = self._jitter.next_due()
+        return None if due is None else due + PLAYOUT_MARGIN_S
+
+    def loss(self) -> float | None:
+        """Share of the phone's frames that were missing at their playout time; None before any."""
+        stats = self._jitter.stats
+        due = stats.played + stats.lost
+        return stats.lost / due if due else None
+
+    def jitter_s(self) -> float | None:
+        stats = self._jitter.stats
+        return stats.jitter_ms / 1000 if stats.received else None
+
+    def view(self) -> dict[str, float | int]:
+        stats = self._jitter.stats
+        return {
+            "packet_ms": self._jitter.config.frame_samples // 8,
+            "depth_ms": round(stats.depth_ms, 1),
+            "target_ms": round(stats.target_ms, 1),
+            "jitter_ms": round(stats.jitter_ms, 1),
+            "played": stats.played,
+            "concealed": stats.concealed,
+            "lost": stats.lost,
+            "late": stats.late,
+            "duplicate": stats.duplicate,
+            "stretched": stats.stretched,
+            "shrunk": stats.shrunk,
+            "overflow": stats.overflow,
+            "resyncs": stats.resyncs,
+        }
