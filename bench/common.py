@@ -7,11 +7,13 @@ import re
 import socket
 import struct
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from sipbridge.config import Config, ConfigError, load_config
+from sipbridge.config import Config, load_config
 from sipbridge.media.pipeline import AgentToPhone, PhoneToAgent
+from sipbridge.settings.values import ConfigError
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -51,10 +53,6 @@ def kernel_time(ancillary: list[tuple[int, int, bytes]]) -> int:
 
 # -- the media pipelines of one call ------------------------------------------------------------
 
-# Config setting -> pipeline argument, as Call passes them (settings an older bridge lacks are skipped).
-UPLINK_ARGS = {"opus_fec": "opus_fec", "opus_pcm_rate": "opus_rate", "opus_complexity": "opus_complexity"}
-DOWNLINK_ARGS = {"opus_pcm_rate": "pcm_rate"}
-
 
 def bridge_config() -> Config:
     """The configuration the bridge will run with (defaults and SIPBRIDGE_* from the environment)."""
@@ -64,26 +62,15 @@ def bridge_config() -> Config:
         return load_config(env={})
 
 
-def _args(config: Config, mapping: dict[str, str]) -> dict[str, Any]:
-    return {arg: getattr(config, name) for name, arg in mapping.items() if hasattr(config, name)}
-
-
 class Pipelines:
     """One call's two transcoders as the bridge builds them, and how its downlink takes PCM."""
 
     def __init__(self, config: Config) -> None:
-        self.up_args = {"opus_bitrate": config.opus_bitrate, "application": config.opus_application}
-        self.up_args |= _args(config, UPLINK_ARGS)
-        self.down_args = _args(config, DOWNLINK_ARGS)
-        self.up = PhoneToAgent("PCMU", **self.up_args)
-        self.down = AgentToPhone("PCMU", **self.down_args)
-        self.pcm_rate = int(getattr(self.down, "pcm_rate", 48000))
-        # before the pipeline rework the downlink took 48 kHz only, through push_pcm48
-        self.push_pcm = getattr(self.down, "push_pcm", None) or self.down.push_pcm48
+        self.opus = config.opus
+        self.up = PhoneToAgent("PCMU", self.opus)
+        self.down = AgentToPhone("PCMU", self.opus.pcm_rate)
+        self.pcm_rate = self.opus.pcm_rate
+        self.push_pcm = self.down.push_pcm
 
     def describe(self) -> dict[str, Any]:
-        return {
-            "PhoneToAgent": self.up_args,
-            "AgentToPhone": self.down_args,
-            "downlink_pcm_rate": self.pcm_rate,
-        }
+        return {"opus": asdict(self.opus), "downlink_pcm_rate": self.pcm_rate}

@@ -37,14 +37,14 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from sipbridge.agent.ice import loopback_addresses_for, use_host_addresses
 from sipbridge.agent.rtp_tap import tap_receiver
 from sipbridge.agent.tracks import OPUS_SAMPLES_PER_PACKET, OPUS_TIME_BASE
-from sipbridge.media.opus import OpusDecoder, OpusEncoder
+from sipbridge.media.opus import OpusDecoder, OpusEncoder, OpusSettings
 
 from .marker import FRAME, FRAME_NS, OnsetDetector, burst_frames, onset_offset
 
 log = logging.getLogger(__name__)
 
 LEAD_MS = 2000  # silence before the first marker (the bridge's buffers settle)
-AGENT_OPUS = {"bitrate": 32000, "application": "audio", "fec": False}
+AGENT_OPUS = OpusSettings(bitrate=32000, application="audio", complexity=9, fec=False, pcm_rate=8000)
 
 
 @dataclass
@@ -100,7 +100,7 @@ class MarkerTrack(MediaStreamTrack):
         self._aligned = False
         self._every = max(1, round(every_ms / 20))
         self._lead = round(LEAD_MS / 20)
-        self._encoder = OpusEncoder(8000, **AGENT_OPUS)  # type: ignore[arg-type]
+        self._encoder = OpusEncoder(AGENT_OPUS)
         self._reference = OpusDecoder(8000)
         self._detector = OnsetDetector()
         self._origin_ns: int | None = None

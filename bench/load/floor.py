@@ -9,10 +9,9 @@ project's own public media API (whatever resampler or codec binding sits behind 
   reply: same size, same content) at the rate ``AgentToPhone`` takes, ``AgentToPhone.push_pcm``
   (to 8 kHz, G.711 encode) and ``pop_frame()``.
 
-The pipelines are built as ``Call._open_rtp`` builds them (``bench.common.Pipelines``), from the
-bridge's configuration (its defaults and SIPBRIDGE_* variables): codec, Opus bitrate and application,
-and the settings in ``bench.common``'s UPLINK_ARGS / DOWNLINK_ARGS where the checked-out bridge has
-them. If ``Call`` starts passing another setting, add it there.
+The pipelines are built as the bridge builds them (``bench.common.Pipelines``), from its
+configuration (its defaults and SIPBRIDGE_* variables): the codec and the Opus settings
+(``config.opus``).
 
 It leaves out everything else a call costs: sockets, RTP, SRTP, ICE/DTLS, aiortc, asyncio, SIP. The
 calls are stepped frame by frame in turn (call 1 frame 1, call 2 frame 1, ...), as a bridge serving

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sipbridge.agent.echo import ECHO_OPUS
 from sipbridge.media.opus import OpusDecoder, OpusEncoder
 
 from ..common import Pipelines, bridge_config
@@ -33,7 +34,6 @@ ROBUST_MATCH = 0.8
 FRAME_MATCH = 0.5
 DISTINCT_BELOW = 0.4  # FRAME_MATCH less a margin for what the codecs change
 JITTER = 2
-AGENT_OPUS = {"bitrate": 48000, "application": "audio", "fec": False}  # as the echo agent encodes
 LOOPS = 4
 _F = FRAME_BYTES
 
@@ -89,7 +89,7 @@ def active_frames(speech: Speech) -> np.ndarray:
 def _offline_trip(speech: Speech) -> np.ndarray:
     """The speech looped LOOPS times through the call's codec chain, without any network or loss."""
     media = Pipelines(bridge_config())
-    agent_in, agent_out = OpusDecoder(48000), OpusEncoder(48000, **AGENT_OPUS)
+    agent_in, agent_out = OpusDecoder(48000), OpusEncoder(ECHO_OPUS)
     bridge_in = OpusDecoder(media.pcm_rate)
     out = bytearray()
     for k in range(LOOPS * speech.count):

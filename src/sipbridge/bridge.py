@@ -19,13 +19,14 @@ from .agent.whip import WhipClient
 from .api.app import create_app
 from .calls.manager import CallManager
 from .calls.records import CallRecords
-from .config import Config, ConfigError
+from .config import Config
 from .heap import IdleTidy, tidy_heap
 from .loop_lag import LoopLag
 from .media_session.host import MediaHost
 from .providers.admission import InboundAdmission
 from .providers.provider import Providers
 from .providers.registrar import ProviderRegistration
+from .settings.values import ConfigError
 from .sip.gate import DEFAULT_SCANNER_SIGNATURES, RequestGate, SourceLimiter, Verdict, scanner_pattern
 from .sip.invite_session import InviteSession
 from .sip.stream_limits import ConnectionPolicy

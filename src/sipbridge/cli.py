@@ -9,7 +9,12 @@ import sys
 from pathlib import Path
 
 from . import logs
-from .config import ConfigError, load_config, parse_host_port, security_warnings
+from .config import SETTINGS, load_config
+from .settings.declare import shown_default
+from .settings.security import security_warnings
+from .settings.values import ConfigError, parse_host_port
+
+FLAGS = tuple(item for item in SETTINGS.values() if item.flag)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -18,17 +23,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    serve = sub.add_parser("serve", help="run the bridge")
-    serve.add_argument("--config", type=Path, help="TOML configuration file")
-    serve.add_argument("--sip-listen", metavar="HOST:PORT", help="SIP UDP address (default 0.0.0.0:5060)")
-    serve.add_argument("--api-listen", metavar="HOST:PORT", help="REST API address (default 127.0.0.1:8090)")
-    serve.add_argument("--rtp-ports", metavar="LOW-HIGH", help="RTP port range (default 10000-20000)")
-    serve.add_argument("--public-ip", metavar="IP", help="address to advertise in Contact and SDP")
-    serve.add_argument(
-        "--agent", metavar="URL", help="WHIP endpoint of the voice agent (default: embedded echo)"
+    serve = sub.add_parser(
+        "serve",
+        help="run the bridge",
+        description="Run the bridge. Every setting, and its SIPBRIDGE_* variable: docs/configuration.md.",
     )
-    serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
-    serve.add_argument("--log-format", choices=["text", "json"], help="log lines as text (default) or JSON")
+    serve.add_argument("--config", type=Path, metavar="FILE", help="TOML configuration file")
+    for item in FLAGS:
+        serve.add_argument(
+            item.flag,
+            dest=item.name,
+            metavar=None if item.spec.value.choices else item.spec.value.metavar,
+            choices=item.spec.value.choices,
+            help=f"{item.spec.help} (default {shown_default(item)}; {item.env})",
+        )
 
     agent = sub.add_parser("agent", help="run the embedded reference voice agent as a WHIP server")
     agent.add_argument("--listen", default="127.0.0.1:8080", metavar="HOST:PORT")
@@ -47,15 +55,7 @@ def _parser() -> argparse.ArgumentParser:
 def _serve(args: argparse.Namespace) -> int:
     from .bridge import serve
 
-    overrides = {
-        "sip_listen": args.sip_listen,
-        "api_listen": args.api_listen,
-        "rtp_ports": args.rtp_ports,
-        "public_ip": args.public_ip,
-        "agent": args.agent,
-        "log_level": args.log_level,
-        "log_format": args.log_format,
-    }
+    overrides = {item.name: getattr(args, item.name) for item in FLAGS}
     try:
         config = load_config(args.config, overrides=overrides)
     except ConfigError as exc:

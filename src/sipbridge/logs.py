@@ -71,10 +71,6 @@ def redact_user(value: str | None) -> str | None:
     return mask(value) if value and _redact_numbers else value
 
 
-def redaction_enabled() -> bool:
-    return _redact_numbers
-
-
 _CREDENTIALS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"(?im)\b((?:proxy-)?authorization)(\s*[:=]\s*)[^\r\n]*"), rf"\1\2{REDACTED}"),
     (

@@ -1,6 +1,7 @@
 import pytest
 
-from sipbridge.config import Config, ConfigError, HostPort, PortRange, load_config
+from sipbridge.config import Config, load_config
+from sipbridge.settings.values import ConfigError, HostPort, PortRange
 
 
 def test_defaults_match_the_cli_contract():
@@ -212,8 +213,8 @@ def test_a_provider_has_a_home_country_for_its_numbers(tmp_path):
 
 
 def test_the_countries_config_accepts_are_the_dialling_plans_policy_knows():
-    from sipbridge.config import COUNTRIES
     from sipbridge.providers.policy import DIALLING_PLANS
+    from sipbridge.settings.provider import COUNTRIES
 
     assert sorted(COUNTRIES) == sorted(DIALLING_PLANS)
 

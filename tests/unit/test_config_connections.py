@@ -3,7 +3,8 @@
 import pytest
 
 from sipbridge.bridge import connection_policy
-from sipbridge.config import ConfigError, load_config
+from sipbridge.config import load_config
+from sipbridge.settings.values import ConfigError
 
 
 def test_defaults_become_the_connection_policy():

@@ -2,7 +2,8 @@
 
 import pytest
 
-from sipbridge.config import ConfigError, load_config
+from sipbridge.config import load_config
+from sipbridge.settings.values import ConfigError
 
 
 def test_default_accepts_the_sdp_address_or_the_signalling_ip():

@@ -2,7 +2,8 @@
 
 import os
 
-from sipbridge.config import load_config, security_warnings
+from sipbridge.config import load_config
+from sipbridge.settings.security import security_warnings
 
 SECRET_FILE = 'agent_token = "tok-0123456789abcdef"\n'
 

@@ -34,7 +34,7 @@ from aiohttp import web
 from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import AudioStreamTrack, MediaStreamError, MediaStreamTrack
 
-from ..media.opus import OpusEncoder, audio_frame_to_mono
+from ..media.opus import OpusEncoder, OpusSettings, audio_frame_to_mono
 from .ice import loopback_addresses_for, use_host_addresses
 from .rtp_tap import tap_receiver
 from .tracks import OPUS_SAMPLES_PER_PACKET, OPUS_TIME_BASE, OpusPacketTrack
@@ -89,6 +89,10 @@ class AgentSession:
         }
 
 
+# As a real agent encodes: full band, music-grade mode, libopus's default complexity (9), no FEC.
+ECHO_OPUS = OpusSettings(bitrate=48000, application="audio", complexity=9, fec=False, pcm_rate=48000)
+
+
 class EchoTrack(MediaStreamTrack):
     """Plays back what the caller sends, encoded as a real agent would: mono Opus, music-grade mode."""
 
@@ -98,7 +102,7 @@ class EchoTrack(MediaStreamTrack):
         super().__init__()
         self._source = source
         self._session = session
-        self._encoder = OpusEncoder(bitrate=48000, application="audio", fec=False)
+        self._encoder = OpusEncoder(ECHO_OPUS)
         self._pending = np.zeros(0, dtype=np.int16)
         self._pts = 0
 

@@ -1,7 +1,7 @@
 """AgentLink: one call's WebRTC peer connection to the voice agent, set up over WHIP.
 
 Audio goes out as ready-made Opus packets (``send_opus``) and comes back as mono int16 PCM at
-``audio_rate`` (``on_audio``), decoded by ``AgentAudioReceiver`` as each RTP packet arrives. The
+``pcm_rate`` (``on_audio``), decoded by ``AgentAudioReceiver`` as each RTP packet arrives. The
 agent's JSON events arrive on the ``events`` data channel (``on_event``).
 
 How the agent side goes away decides what can follow, and one of two callbacks fires, once:
@@ -34,7 +34,7 @@ from aiortc import (
 )
 from aiortc import sdp as aiortc_sdp
 
-from sipbridge.agent.receiver import AgentAudioReceiver, ReceiverStats
+from sipbridge.agent.receiver import AgentAudioReceiver
 from sipbridge.agent.rtp_tap import tap_receiver
 from sipbridge.agent.tracks import OpusPacketTrack
 from sipbridge.agent.whip import AgentUnavailable, WhipClient, WhipSession
@@ -86,7 +86,7 @@ class AgentLink:
         on_closed: ClosedHandler | None = None,
         on_failed: ClosedHandler | None = None,
         on_packet: PacketHandler | None = None,
-        audio_rate: int = 48000,
+        pcm_rate: int,
         resume_token: str | None = None,
         silence_timeout: float | None = DEFAULT_SILENCE_TIMEOUT,
     ) -> None:
@@ -107,7 +107,7 @@ class AgentLink:
         self._pc: RTCPeerConnection | None = None
         self._channel: RTCDataChannel | None = None
         self._track = OpusPacketTrack()
-        self._receiver = AgentAudioReceiver(audio_rate, self._deliver_audio)
+        self._receiver = AgentAudioReceiver(pcm_rate, self._deliver_audio)
         self._negotiation: asyncio.Task[None] | None = None
         self._undeleted: WhipSession | None = None
         self._settled = asyncio.Event()  # media connected, or the link is over
@@ -119,10 +119,6 @@ class AgentLink:
     @property
     def stats(self) -> LinkStats:
         return LinkStats(self._track.sent, self._track.dropped, self._receiver.stats.packets, self._events)
-
-    @property
-    def receiver_stats(self) -> ReceiverStats:
-        return self._receiver.stats
 
     # ── setup ────────────────────────────────────────────────────────────────────────────────
 

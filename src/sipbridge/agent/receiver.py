@@ -33,9 +33,9 @@ class ReceiverStats:
 
 
 class AgentAudioReceiver:
-    def __init__(self, rate: int, on_pcm: Callable[[np.ndarray], None]) -> None:
-        self.rate = rate
-        self._decoder = OpusDecoder(rate)
+    def __init__(self, pcm_rate: int, on_pcm: Callable[[np.ndarray], None]) -> None:
+        self.pcm_rate = pcm_rate
+        self._decoder = OpusDecoder(pcm_rate)
         self._on_pcm = on_pcm
         self._last_sequence: int | None = None
         self.stats = ReceiverStats()

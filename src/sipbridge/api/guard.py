@@ -52,10 +52,9 @@ class Rejection(Exception):
 class RequestGuard:
     """Pure ASGI middleware (not BaseHTTPMiddleware: that reads nothing before the app, either)."""
 
-    def __init__(self, app: ASGIApp, api_keys: tuple[str, ...] = (), max_body: int = MAX_BODY_BYTES) -> None:
+    def __init__(self, app: ASGIApp, api_keys: tuple[str, ...] = ()) -> None:
         self.app = app
         self.keys = [key.encode() for key in api_keys]
-        self.max_body = max_body
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -68,7 +67,7 @@ class RequestGuard:
                     self._check_key(headers.get(b"authorization", []))
             else:
                 _check_local(headers)
-            length = _content_length(headers, self.max_body)
+            length = _content_length(headers, MAX_BODY_BYTES)
             if not length and b"transfer-encoding" not in headers:
                 await self.app(scope, receive, send)  # no body to guard
                 return
@@ -104,8 +103,8 @@ class RequestGuard:
                 return None
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > self.max_body:
-                raise Rejection(413, _too_large(self.max_body))
+            if size > MAX_BODY_BYTES:
+                raise Rejection(413, _too_large(MAX_BODY_BYTES))
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(chunks)

@@ -7,8 +7,12 @@ bridge hands it the phone's 8 kHz audio and asks for 8 kHz back, so it needs no 
 
 Encoder delay: every 20 ms frame gives one packet, from the first call on; the look-ahead
 (``delay_samples``, e.g. 52 samples = 6.5 ms at 8 kHz) shows as a lag of the decoded signal.
-In-band FEC: with ``fec=True`` and an expected ``packet_loss_pct`` > 0 libopus adds LBRR data (SILK
-and hybrid modes), which a decoder uses via ``decode_lost(next_packet)``; it costs encode time.
+In-band FEC: with ``fec=True`` libopus (told to expect ``FEC_PACKET_LOSS_PCT`` loss) adds LBRR data
+(SILK and hybrid modes), which a decoder uses via ``decode_lost(next_packet)``; it costs encode time.
+
+``OpusSettings`` is the one value that says how to code: the bridge's ``opus_*`` settings without
+their prefix, with the same defaults, handed whole to the encoder and the pipelines (the decoders
+take its ``pcm_rate``).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import ctypes
 import ctypes.util
 import glob
 import os
+from dataclasses import dataclass
 
 import av
 import numpy as np
@@ -30,6 +35,21 @@ _SET_COMPLEXITY = 4010
 _SET_INBAND_FEC = 4012
 _SET_PACKET_LOSS_PERC = 4014
 _GET_LOOKAHEAD = 4027
+FEC_PACKET_LOSS_PCT = 10  # the loss libopus is told to expect when FEC is on: it sizes the LBRR data
+
+
+@dataclass(frozen=True)
+class OpusSettings:
+    """How Opus is coded towards the agent; the settings ``opus_bitrate`` ... ``opus_pcm_rate``."""
+
+    bitrate: int = 32000
+    # lowdelay: 2.5 ms of encoder lookahead instead of 6.5 ms, same quality and cost at 32 kbit/s
+    # (libopus codes the phone band in CELT either way at that rate), but no in-band FEC.
+    application: str = "lowdelay"
+    complexity: int = 1
+    fec: bool = False
+    # PCM rate at the libopus boundary: 8000 codes the phone's band natively (no resampling at all).
+    pcm_rate: int = 8000
 
 
 class OpusError(ValueError):
@@ -75,30 +95,22 @@ def _frame_samples(sample_rate: int) -> int:
 
 
 class OpusEncoder:
-    """Mono Opus encoder: one 20 ms int16 frame at ``sample_rate`` in, one packet out."""
+    """Mono Opus encoder: one 20 ms int16 frame at ``settings.pcm_rate`` in, one packet out."""
 
-    def __init__(
-        self,
-        sample_rate: int = 48000,
-        bitrate: int = 32000,
-        application: str = "voip",
-        *,
-        fec: bool = True,
-        packet_loss_pct: int = 10,
-        complexity: int | None = None,
-    ) -> None:
+    def __init__(self, settings: OpusSettings) -> None:
+        application = settings.application
         if application not in APPLICATIONS:
             raise OpusError(f"application must be one of {', '.join(APPLICATIONS)}, not {application!r}")
-        self.sample_rate = sample_rate
-        self.frame_samples = _frame_samples(sample_rate)
+        self.pcm_rate = settings.pcm_rate
+        self.frame_samples = _frame_samples(settings.pcm_rate)
         error = ctypes.c_int()
-        self._state = _lib.opus_encoder_create(sample_rate, 1, APPLICATIONS[application], ctypes.byref(error))
+        mode = APPLICATIONS[application]
+        self._state = _lib.opus_encoder_create(settings.pcm_rate, 1, mode, ctypes.byref(error))
         _check(error.value, "opus_encoder_create")
-        self._ctl(_SET_BITRATE, bitrate)
-        self._ctl(_SET_INBAND_FEC, int(fec))
-        self._ctl(_SET_PACKET_LOSS_PERC, packet_loss_pct if fec else 0)
-        if complexity is not None:
-            self._ctl(_SET_COMPLEXITY, complexity)
+        self._ctl(_SET_BITRATE, settings.bitrate)
+        self._ctl(_SET_INBAND_FEC, int(settings.fec))
+        self._ctl(_SET_PACKET_LOSS_PERC, FEC_PACKET_LOSS_PCT if settings.fec else 0)
+        self._ctl(_SET_COMPLEXITY, settings.complexity)
         lookahead = ctypes.c_int32()
         state = ctypes.c_void_p(self._state)  # variadic: ctypes must be told it is a pointer
         _check(
@@ -132,13 +144,13 @@ class OpusEncoder:
 
 
 class OpusDecoder:
-    """Mono Opus decoder producing int16 at ``sample_rate`` (160 samples per 20 ms at 8 kHz)."""
+    """Mono Opus decoder producing int16 at ``pcm_rate`` (160 samples per 20 ms at 8 kHz)."""
 
-    def __init__(self, sample_rate: int = 48000) -> None:
-        self.sample_rate = sample_rate
-        self.frame_samples = _frame_samples(sample_rate)
+    def __init__(self, pcm_rate: int) -> None:
+        self.pcm_rate = pcm_rate
+        self.frame_samples = _frame_samples(pcm_rate)
         error = ctypes.c_int()
-        self._state = _lib.opus_decoder_create(sample_rate, 1, ctypes.byref(error))
+        self._state = _lib.opus_decoder_create(pcm_rate, 1, ctypes.byref(error))
         _check(error.value, "opus_decoder_create")
         self._max_samples = self.frame_samples * 6  # 120 ms, the longest Opus packet
         self._out = np.zeros(self._max_samples, dtype=np.int16)

@@ -1,19 +1,15 @@
 """Per-call transcoders between G.711 at 8 kHz and mono Opus (or PCM) for the agent.
 
-``PhoneToAgent``: G.711 RTP payloads -> PCM at ``opus_rate`` -> 20 ms Opus packets.
+``PhoneToAgent``: G.711 RTP payloads -> PCM at ``opus.pcm_rate`` -> 20 ms Opus packets.
 ``AgentToPhone``: mono PCM at ``pcm_rate`` -> 8 kHz -> G.711, queued, popped 20 ms at a time.
 
 Opus on the wire always runs on a 48 kHz clock, but libopus encodes from and decodes to 8, 12, 16,
 24 or 48 kHz itself: at 8 kHz (the bridge's default) no resampling happens at all and libopus codes
 the telephone band natively, which is both cheaper and exactly what the phone carries. At any other
-rate the pipelines resample with ``StreamResampler`` (see ``media/resample.py``). The default
-``resampler="polyphase"`` returns the output of every chunk at once and adds a
-fixed 2.625 ms (its group delay) each way: every 20 ms pushed to ``PhoneToAgent``
-gives exactly one Opus packet, every 960 samples pushed to ``AgentToPhone``
-queue exactly 160 bytes. ``resampler="soxr"`` (libsoxr at ``resample_quality``,
-"MQ" by default) releases audio in bursts, holding back ~50 ms on average (up
-to ~90 ms) one way: a push may yield no packet, a later one several.
-``delay_ms`` counts the resampler's delay in both cases.
+rate the pipelines resample with the polyphase FIR of ``media/resample.py``, which returns the
+output of every chunk at once and adds a fixed 2.625 ms (its group delay) each way: every 20 ms
+pushed to ``PhoneToAgent`` gives exactly one Opus packet, every 20 ms pushed to ``AgentToPhone``
+queues exactly 160 bytes. ``delay_ms`` counts the resampler's delay.
 """
 
 from __future__ import annotations
@@ -21,39 +17,27 @@ from __future__ import annotations
 import numpy as np
 
 from sipbridge.media import g711
-from sipbridge.media.opus import OpusEncoder
-from sipbridge.media.resample import StreamResampler
+from sipbridge.media.opus import OpusEncoder, OpusSettings
+from sipbridge.media.resample import PolyphaseResampler
 
 PHONE_RATE = 8000
-AGENT_RATE = 48000
 FRAME_MS = 20
 PHONE_FRAME_BYTES = PHONE_RATE * FRAME_MS // 1000  # 160: one G.711 byte per sample
 _BYTES_PER_MS = PHONE_RATE // 1000
+MAX_BUFFER_MS = 400  # queued towards the phone at most; older audio is dropped
 STANDING_POPS = 50  # 1 s of 20 ms pops: a backlog never drawn on for that long is dropped
 
 
 class PhoneToAgent:
-    """G.711 payloads from the phone to 20 ms 48 kHz mono Opus packets for the agent."""
+    """G.711 payloads from the phone to 20 ms mono Opus packets (48 kHz clock) for the agent."""
 
-    def __init__(
-        self,
-        codec: str = "PCMU",
-        opus_bitrate: int = 32000,
-        application: str = "voip",
-        resample_quality: str = "MQ",
-        opus_fec: bool = True,
-        resampler: str = "polyphase",
-        opus_rate: int = AGENT_RATE,
-        opus_complexity: int | None = None,
-    ) -> None:
+    def __init__(self, codec: str, opus: OpusSettings) -> None:
         self.codec = codec.upper()
-        self.opus_rate = opus_rate
+        self.opus = opus
         self._decode = g711.decoder_for(self.codec)
-        self._resampler = _resampler_or_none(PHONE_RATE, opus_rate, resample_quality, resampler)
-        self._encoder = OpusEncoder(
-            opus_rate, opus_bitrate, application, fec=opus_fec, complexity=opus_complexity
-        )
-        self._frame_samples = opus_rate * FRAME_MS // 1000
+        self._resampler = _resampler_or_none(PHONE_RATE, opus.pcm_rate)
+        self._encoder = OpusEncoder(opus)
+        self._frame_samples = opus.pcm_rate * FRAME_MS // 1000
         self._pcm = np.zeros(self._frame_samples * 16, dtype=np.int16)
         self._fill = 0
 
@@ -66,7 +50,7 @@ class PhoneToAgent:
     def delay_ms(self) -> float:
         """Audio received but not yet encoded: the resampler's delay plus the partial frame."""
         resampler_ms = self._resampler.delay_ms if self._resampler else 0.0
-        return resampler_ms + self._fill * 1000.0 / self.opus_rate
+        return resampler_ms + self._fill * 1000.0 / self.opus.pcm_rate
 
     def push(self, payload: bytes) -> list[bytes]:
         """Feed one RTP payload of G.711 (any length); returns the Opus packets now complete."""
@@ -120,21 +104,13 @@ class AgentToPhone:
     but for the ``keep_frames`` the agent leg's jitter needs (set by the caller).
     """
 
-    def __init__(
-        self,
-        codec: str = "PCMU",
-        max_buffer_ms: int = 400,
-        resample_quality: str = "MQ",
-        resampler: str = "polyphase",
-        pcm_rate: int = AGENT_RATE,
-    ) -> None:
+    def __init__(self, codec: str, pcm_rate: int) -> None:
         self.codec = codec.upper()
         self.pcm_rate = pcm_rate
         self._encode = g711.encoder_for(self.codec)
-        self._resampler = _resampler_or_none(pcm_rate, PHONE_RATE, resample_quality, resampler)
+        self._resampler = _resampler_or_none(pcm_rate, PHONE_RATE)
         self._queue = bytearray()
-        self.max_buffer_ms = max_buffer_ms
-        self._max_bytes = max_buffer_ms * _BYTES_PER_MS
+        self._max_bytes = MAX_BUFFER_MS * _BYTES_PER_MS
         self.dropped_ms = 0
         self.keep_frames = 0
         self.underruns = 0  # pops that found less than a frame, once audio had come
@@ -158,7 +134,7 @@ class AgentToPhone:
         return (self._resampler.delay_ms if self._resampler else 0.0) + self.buffered_ms
 
     def push_pcm(self, pcm: np.ndarray) -> None:
-        """Queue mono int16 audio at ``pcm_rate`` of any length; drops the oldest beyond ``max_buffer_ms``."""
+        """Queue mono int16 audio at ``pcm_rate`` of any length; drops the oldest beyond ``MAX_BUFFER_MS``."""
         pcm8 = self._resampler.process(pcm) if self._resampler else pcm
         if len(pcm8):
             self._queue += self._encode(pcm8)
@@ -204,5 +180,5 @@ class AgentToPhone:
             self.dropped_ms += drop_ms
 
 
-def _resampler_or_none(in_rate: int, out_rate: int, quality: str, kind: str) -> StreamResampler | None:
-    return None if in_rate == out_rate else StreamResampler(in_rate, out_rate, quality, kind)
+def _resampler_or_none(in_rate: int, out_rate: int) -> PolyphaseResampler | None:
+    return None if in_rate == out_rate else PolyphaseResampler(in_rate, out_rate)

@@ -1,12 +1,10 @@
-"""Streaming mono int16 resampling: a low-latency polyphase FIR, or libsoxr.
+"""Streaming mono int16 resampling: a low-latency polyphase FIR.
 
-``StreamResampler(in_rate, out_rate, quality="HQ", kind="polyphase")`` picks a
-back end; both keep their state across calls, so a stream can be fed in chunks
-of any length (20 ms RTP payloads, Opus frames) with no clicks at chunk edges.
-
-``kind="polyphase"`` (``PolyphaseResampler``, the default): integer ratios only
-(8k <-> 48k, 16k <-> 48k, 8k <-> 16k, ...). Every chunk returns its output at
-once: 160 samples in at 8 kHz give exactly 960 out at 48 kHz, 960 in give 160
+``PolyphaseResampler(in_rate, out_rate)`` keeps its state across calls, so a
+stream can be fed in chunks of any length (20 ms RTP payloads, Opus frames) with
+no clicks at chunk edges. Integer ratios only (8k <-> 48k, 16k <-> 48k,
+8k <-> 16k, ...). Every chunk returns its output at once: 160 samples in at
+8 kHz give exactly 960 out at 48 kHz, 960 in give 160
 out (for the downsampler: whenever the chunk length is a multiple of the ratio),
 from the first chunk on. The only delay is the filter's fixed group delay,
 ``delay_samples`` output samples (2.625 ms at the 8 kHz side, 1.3 ms at 16 kHz):
@@ -31,21 +29,6 @@ M-th input position only. The arithmetic is exact: coefficients are rounded to
 multiples of 2**-30 (error < 1e-9, far below int16 resolution), so with int16
 input every product and partial sum is an exact float64, whatever order BLAS
 adds them in. The result is then rounded to nearest and clipped to int16.
-
-``kind="soxr"`` (``SoxrResampler``): libsoxr's ``ResampleStream``, any ratio.
-It aligns its output (filter delay compensated) but works in large internal
-blocks, so it holds samples back and releases them in bursts: a 20 ms input
-chunk often returns nothing, a later one several chunks' worth. ``delay_samples``
-reports what it holds back (time-varying). With 20 ms chunks, in ms
-(min / mean / max):
-
-    quality   8 k -> 48 k          48 k -> 8 k        passband (-0.25 dB)
-    LQ        4.7 / 32 / 60        3.1 / 22 / 40      ~3.0 kHz (-7.9 dB at 3.4 kHz)
-    MQ        13 / 53 / 92         11 / 43 / 75       3.6 kHz
-    HQ        16 / 96 / 175        13 / 85 / 157      3.6 kHz
-    VHQ       23 / 96 / 170        18 / 86 / 154      3.6 kHz
-
-(``QQ`` is a cubic interpolator with no anti-alias filter: ~0 latency, aliases.)
 """
 
 from __future__ import annotations
@@ -53,10 +36,7 @@ from __future__ import annotations
 from functools import cache
 
 import numpy as np
-import soxr
 
-KINDS = ("polyphase", "soxr")
-QUALITIES = ("QQ", "LQ", "MQ", "HQ", "VHQ")
 HALF_TAPS = 21
 """Half the filter length (and its group delay), in samples at the low rate."""
 CUTOFF = 0.91
@@ -94,7 +74,7 @@ def integer_ratio(in_rate: int, out_rate: int) -> tuple[int, int]:
     if low <= 0 or high % low:
         raise ValueError(
             f"the polyphase resampler needs one rate to be an integer multiple of the other, "
-            f"got {in_rate} -> {out_rate} Hz; use kind='soxr' for other ratios"
+            f"got {in_rate} -> {out_rate} Hz"
         )
     return (high // low, 1) if out_rate >= in_rate else (1, high // low)
 
@@ -160,104 +140,11 @@ class PolyphaseResampler:
         self._buf[: self._held] = self._buf[start:end]
 
 
-class SoxrResampler:
-    """libsoxr streaming resampler, any ratio; holds audio back and releases it in bursts."""
-
-    __slots__ = ("in_rate", "out_rate", "quality", "_stream")
-
-    def __init__(self, in_rate: int, out_rate: int, quality: str = "HQ") -> None:
-        self.in_rate = in_rate
-        self.out_rate = out_rate
-        self.quality = _check_choice("quality", quality, QUALITIES)
-        self._stream = soxr.ResampleStream(in_rate, out_rate, 1, dtype="int16", quality=quality)
-
-    @property
-    def delay_samples(self) -> int:
-        """Output samples owed for the input so far but not yet returned (time-varying)."""
-        return round(self._stream.delay())
-
-    @property
-    def delay_ms(self) -> float:
-        """``delay_samples`` in milliseconds."""
-        return self._stream.delay() * 1000.0 / self.out_rate
-
-    def process(self, pcm: np.ndarray) -> np.ndarray:
-        """Resample the next chunk (1-D int16); returns whatever output is ready, maybe empty."""
-        return self._stream.resample_chunk(_check_mono_int16(pcm))
-
-    def flush(self) -> np.ndarray:
-        """Return the held-back tail of the stream and reset, ready for a new stream."""
-        tail = self._stream.resample_chunk(_EMPTY, last=True)
-        self._stream.clear()
-        return tail
-
-    def reset(self) -> None:
-        """Drop the held-back samples and the filter history (e.g. on barge-in)."""
-        self._stream.clear()
-
-
-class StreamResampler:
-    """Resample a continuous mono int16 stream from ``in_rate`` to ``out_rate``.
-
-    ``kind="polyphase"``: integer ratios, output for every chunk at once, fixed
-    ``delay_samples`` (group delay); ``quality`` is validated but not used.
-    ``kind="soxr"``: any ratio at libsoxr ``quality``; bursty, ``delay_samples``
-    is the time-varying backlog.
-    """
-
-    __slots__ = ("kind", "quality", "_impl")
-
-    def __init__(self, in_rate: int, out_rate: int, quality: str = "HQ", kind: str = "polyphase") -> None:
-        self.kind = _check_choice("kind", kind, KINDS)
-        self.quality = _check_choice("quality", quality, QUALITIES)
-        self._impl: PolyphaseResampler | SoxrResampler
-        if kind == "polyphase":
-            self._impl = PolyphaseResampler(in_rate, out_rate)
-        else:
-            self._impl = SoxrResampler(in_rate, out_rate, quality)
-
-    @property
-    def in_rate(self) -> int:
-        return self._impl.in_rate
-
-    @property
-    def out_rate(self) -> int:
-        return self._impl.out_rate
-
-    @property
-    def delay_samples(self) -> int:
-        """Polyphase: the fixed group delay; soxr: output owed but held back (output samples)."""
-        return self._impl.delay_samples
-
-    @property
-    def delay_ms(self) -> float:
-        """``delay_samples`` in milliseconds."""
-        return self._impl.delay_ms
-
-    def process(self, pcm: np.ndarray) -> np.ndarray:
-        """Resample the next chunk (1-D int16)."""
-        return self._impl.process(pcm)
-
-    def flush(self) -> np.ndarray:
-        """Return the rest of the stream's output and reset, ready for a new stream."""
-        return self._impl.flush()
-
-    def reset(self) -> None:
-        """Drop the history and anything held back (e.g. on barge-in)."""
-        self._impl.reset()
-
-
 def _to_int16(out: np.ndarray) -> np.ndarray:
     np.rint(out, out=out)
     np.maximum(out, -32768.0, out=out)  # the ufuncs: np.clip costs several us more per call
     np.minimum(out, 32767.0, out=out)
     return out.astype(np.int16)
-
-
-def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> str:
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
-    return value
 
 
 def _check_mono_int16(pcm: np.ndarray) -> np.ndarray:

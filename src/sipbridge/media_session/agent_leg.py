@@ -96,7 +96,7 @@ class AgentLeg:
             on_closed=closed,
             on_failed=failed,
             on_packet=packet,
-            audio_rate=config.opus_pcm_rate,
+            pcm_rate=config.opus.pcm_rate,
             resume_token=resume_token,
             silence_timeout=config.agent_silence_timeout,
         )

@@ -104,15 +104,8 @@ class MediaSession:
             return
         phone, config = command.phone, self._config
         if self._phone is None or phone.codec != self._phone.codec or self._uplink is None:
-            self._uplink = PhoneToAgent(
-                phone.codec,
-                config.opus_bitrate,
-                config.opus_application,
-                opus_fec=config.opus_fec,
-                opus_rate=config.opus_pcm_rate,
-                opus_complexity=config.opus_complexity,
-            )
-            self._downlink = AgentPlayout(phone.codec, config.opus_pcm_rate)
+            self._uplink = PhoneToAgent(phone.codec, config.opus)
+            self._downlink = AgentPlayout(phone.codec, config.opus.pcm_rate)
             if self._phone is not None:
                 self._emit(m.CodecChanged(self._phone.codec, phone.codec))
         signalling = command.signalling or self._signalling

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..sip.digest_server import ALGORITHMS, Challenge, DigestVerifier, Verified
@@ -45,7 +44,6 @@ class InboundAdmission:
         providers: Providers,
         realm: str = "sipbridge",
         unknown_source: str = "reject",
-        clock: Callable[[], float] = time.time,
         algorithms: tuple[str, ...] = ALGORITHMS,
     ) -> None:
         self.providers = providers
@@ -56,7 +54,6 @@ class InboundAdmission:
         if self._by_user:
             self.verifier = DigestVerifier(realm, self._password_for, algorithms=algorithms)
         self.drop_unknown = unknown_source == "drop"
-        self._clock = clock
         self.counts = AdmissionCounts()
 
     @property
@@ -105,7 +102,7 @@ class InboundAdmission:
 
     def _authenticate(self, request: SipRequest, source: str) -> Screening:
         assert self.verifier is not None
-        now = self._clock()
+        now = time.time()
         outcome = self.verifier.check(request, source, now)
         if isinstance(outcome, Verified):
             self.counts.by_digest += 1

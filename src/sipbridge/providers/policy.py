@@ -125,7 +125,7 @@ class DiallingPlan:
 
 
 # ISO 3166 alpha-2 -> dialling plan (ITU-T E.164 assigned codes and national numbering plans).
-# config.COUNTRIES lists the same keys (a test keeps them equal).
+# settings.provider.COUNTRIES lists the same keys (a test keeps them equal).
 DIALLING_PLANS = {
     "US": DiallingPlan("1", ("011",), "1"),
     "CA": DiallingPlan("1", ("011",), "1"),

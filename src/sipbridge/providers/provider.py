@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..calls.outbound import OutboundTarget
-from ..config import HostPort, ProviderConfig
+from ..settings.provider import ProviderConfig
+from ..settings.values import HostPort
 from ..sip.digest import DigestCredentials, DigestError, DigestSession
 from ..sip.message import SipRequest, SipResponse
 from .policy import DEFAULT_COUNTRY, DEFAULT_DESTINATIONS, AttemptLimiter, DestinationPolicy, Refused

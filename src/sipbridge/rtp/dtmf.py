@@ -24,6 +24,11 @@ SAMPLES_PER_PACKET = 160  # 20 ms at 8 kHz
 MAX_DURATION = 0xFFFF
 DEFAULT_VOLUME = 10
 END_REPEATS = 3
+END_TIMEOUT_S = 0.5  # an event with no packet for this long has ended (its end packets were lost)
+MEMORY_S = 1.0  # how long a finished event's timestamp is remembered (its stragglers dropped)
+REORDER_WINDOW = 64  # sequence numbers behind the current event that may belong to an earlier one
+TONE_MS = 100  # a digit we send, unless send() says otherwise ...
+GAP_MS = 100  # ... and the pause after it
 
 _EVENT = struct.Struct("!BBH")
 _TIMESTAMP_MASK = 0xFFFFFFFF
@@ -114,29 +119,18 @@ class DtmfReceiver:
 
     A digit is reported when its event ends: at the first packet with the E bit (the two usual
     retransmissions, and any late packet of that event, are ignored), or, when all its end packets
-    are lost, when a packet of another event arrives or ``timeout`` seconds pass without a packet
+    are lost, when a packet of another event arrives or ``END_TIMEOUT_S`` pass without a packet
     (only when the caller passes ``now``: call ``poll(now)`` by ``deadline``). Events are told apart
     by their RTP timestamp, so the same digit twice is two events. A finished event's timestamp is
-    remembered (the last 16, and with ``now`` for ``memory`` seconds) so its stragglers are dropped.
+    remembered (the last 16, and with ``now`` for ``MEMORY_S``) so its stragglers are dropped.
     A new SSRC (when given) is a new stream: what was remembered of the old one is dropped, and an
     event of the old one still going is reported.
-    A packet whose sequence number is at most ``reorder_window`` behind the current event's and whose
+    A packet whose sequence number is at most ``REORDER_WINDOW`` behind the current event's and whose
     timestamp is new belongs to an earlier event: it only counts if it ends that event.
     Malformed payloads are dropped and counted in ``invalid``.
     """
 
-    def __init__(
-        self,
-        *,
-        clock_rate: int = CLOCK_RATE,
-        timeout: float = 0.5,
-        memory: float = 1.0,
-        reorder_window: int = 64,
-    ) -> None:
-        self.clock_rate = clock_rate
-        self.timeout = timeout
-        self.memory = memory
-        self.reorder_window = reorder_window
+    def __init__(self) -> None:
         self.invalid = 0
         self._current: _Incoming | None = None
         self._finished: dict[int, float | None] = {}
@@ -148,7 +142,7 @@ class DtmfReceiver:
         current = self._current
         if current is None or current.last_at is None:
             return None
-        return current.last_at + self.timeout
+        return current.last_at + END_TIMEOUT_S
 
     def receive_packet(self, packet: RtpPacket, now: float | None = None) -> list[DtmfDigit]:
         return self.receive(
@@ -189,7 +183,7 @@ class DtmfReceiver:
     def poll(self, now: float) -> list[DtmfDigit]:
         """Report the current event if nothing has come for it for ``timeout`` seconds."""
         current = self._current
-        if current is None or current.last_at is None or now - current.last_at < self.timeout:
+        if current is None or current.last_at is None or now - current.last_at < END_TIMEOUT_S:
             return []
         return self._finish(now)
 
@@ -212,7 +206,7 @@ class DtmfReceiver:
                 current.sequence = _later_sequence(current.sequence, sequence)
                 current.segments.append(timestamp)
                 return self._finish(now) if event.end else []
-            if 0 < (current.sequence - sequence) & 0xFFFF <= self.reorder_window:
+            if 0 < (current.sequence - sequence) & 0xFFFF <= REORDER_WINDOW:
                 return self._straggler(timestamp, event, now)
             digits = self._finish(now)  # its end packets were lost
         self._current = _Incoming(event.event, timestamp, event.duration, sequence, now, segments=[timestamp])
@@ -255,12 +249,12 @@ class DtmfReceiver:
     def _forget(self, now: float | None) -> None:
         if now is None:
             return
-        expired = [ts for ts, at in self._finished.items() if at is not None and now - at >= self.memory]
+        expired = [ts for ts, at in self._finished.items() if at is not None and now - at >= MEMORY_S]
         for timestamp in expired:
             del self._finished[timestamp]
 
     def _ms(self, samples: int) -> int:
-        return samples * 1000 // self.clock_rate
+        return samples * 1000 // CLOCK_RATE
 
 
 def _later_sequence(a: int, b: int) -> int:
@@ -305,21 +299,7 @@ class DtmfSender:
     frames still reports the real length.
     """
 
-    def __init__(
-        self,
-        *,
-        tone_ms: int = 100,
-        gap_ms: int = 100,
-        volume: int = DEFAULT_VOLUME,
-        clock_rate: int = CLOCK_RATE,
-        samples_per_packet: int = SAMPLES_PER_PACKET,
-    ) -> None:
-        if not 0 <= volume <= 63:
-            raise DtmfError(f"volume {volume} out of range 0-63")
-        self.clock_rate = clock_rate
-        self.samples_per_packet = samples_per_packet
-        self.volume = volume
-        self.tone_ms, self.gap_ms = self._checked(tone_ms, gap_ms)
+    def __init__(self) -> None:
         self._queue: deque[_Outgoing] = deque()
         self._current: _Outgoing | None = None
         self._not_before: int | None = None  # the earliest timestamp for the next digit's start
@@ -329,11 +309,9 @@ class DtmfSender:
         """Digits are queued or an event is being sent."""
         return self._current is not None or bool(self._queue)
 
-    def send(self, digits: str, *, tone_ms: int | None = None, gap_ms: int | None = None) -> None:
+    def send(self, digits: str, *, tone_ms: int = TONE_MS, gap_ms: int = GAP_MS) -> None:
         """Queue ``digits`` (``0-9 * # A-D``); raises ``DtmfError`` and queues nothing if one is not."""
-        tone_ms, gap_ms = self._checked(
-            self.tone_ms if tone_ms is None else tone_ms, self.gap_ms if gap_ms is None else gap_ms
-        )
+        tone_ms, gap_ms = self._checked(tone_ms, gap_ms)
         codes = [event_for_digit(digit) for digit in digits]
         tone, gap = self._samples(tone_ms), self._samples(gap_ms)
         self._queue.extend(_Outgoing(code, tone, gap) for code in codes)
@@ -356,12 +334,12 @@ class DtmfSender:
             current = self._current = self._queue.popleft()
             current.start, marker = timestamp, True
         if current.final is None:
-            elapsed = ((timestamp - current.start) & _TIMESTAMP_MASK) + self.samples_per_packet
+            elapsed = ((timestamp - current.start) & _TIMESTAMP_MASK) + SAMPLES_PER_PACKET
             duration = min(elapsed, MAX_DURATION)
             if duration < current.tone:
-                payload = TelephoneEvent(current.code, False, self.volume, duration).to_bytes()
+                payload = TelephoneEvent(current.code, False, DEFAULT_VOLUME, duration).to_bytes()
                 return DtmfPacket(payload, marker, current.start, False)
-            current.final = TelephoneEvent(current.code, True, self.volume, duration).to_bytes()
+            current.final = TelephoneEvent(current.code, True, DEFAULT_VOLUME, duration).to_bytes()
             self._not_before = (current.start + duration + current.gap) & _TIMESTAMP_MASK
         current.ends_sent += 1
         if current.ends_sent >= END_REPEATS:
@@ -374,10 +352,10 @@ class DtmfSender:
         return 0 < (self._not_before - timestamp) & _TIMESTAMP_MASK < 0x80000000
 
     def _samples(self, ms: int) -> int:
-        return ms * self.clock_rate // 1000
+        return ms * CLOCK_RATE // 1000
 
     def _checked(self, tone_ms: int, gap_ms: int) -> tuple[int, int]:
-        longest = MAX_DURATION * 1000 // self.clock_rate
+        longest = MAX_DURATION * 1000 // CLOCK_RATE
         if not 20 <= tone_ms <= longest:
             raise DtmfError(f"tone of {tone_ms} ms: must be 20 to {longest} ms")
         if gap_ms < 0:

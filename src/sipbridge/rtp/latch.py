@@ -45,14 +45,10 @@ QUIET_S = 1.0
 
 
 class RtpLatch:
-    def __init__(
-        self, mode: LatchMode = "sdp-or-signalling", confirm: int = CONFIRM_PACKETS, quiet_s: float = QUIET_S
-    ) -> None:
+    def __init__(self, mode: LatchMode = "sdp-or-signalling") -> None:
         if mode not in LATCH_MODES:
             raise ValueError(f"unknown RTP latch mode {mode!r}")
         self.mode = mode
-        self.confirm = confirm
-        self.quiet_s = quiet_s
         # The latched source exactly as the socket reports it (compared per packet), its canonical
         # (host, port) and where we answer it; None until the first trusted packet.
         self.source: tuple | None = None
@@ -111,7 +107,7 @@ class RtpLatch:
         else:
             self._candidate, self._run = peer, 1
         self._candidate_seq = sequence
-        if self._run < self.confirm or now - self._heard_at < self.quiet_s:
+        if self._run < CONFIRM_PACKETS or now - self._heard_at < QUIET_S:
             # A source the signalling vouches for is heard though we answer another (a phone whose
             # RFC 4733 events leave from another port than its audio); the rest only once it takes over.
             return trusted

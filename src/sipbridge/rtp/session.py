@@ -41,15 +41,11 @@ class RtpSession(asyncio.DatagramProtocol):
 
     def __init__(
         self,
-        on_payload: Callable[[bytes], None] | None = None,
         on_event_packet: Callable[[RtpPacket], None] | None = None,
         on_packet: Callable[[RtpPacket, float], None] | None = None,
         latch: LatchMode = "sdp-or-signalling",
-        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.on_payload = on_payload
-        self._monotonic = monotonic  # arrival times (tests pass their own)
-        # Audio packets with their arrival time (for a jitter buffer); takes over from on_payload.
+        # Audio packets with their arrival time (for a jitter buffer).
         self.on_packet = on_packet
         self.on_event_packet = on_event_packet
         # Called each tick with the frame's timestamp: a telephone-event packet replaces the audio.
@@ -101,10 +97,13 @@ class RtpSession(asyncio.DatagramProtocol):
         self._transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: tuple) -> None:
+        self.receive(data, addr, time.monotonic())
+
+    def receive(self, data: bytes, addr: tuple, arrival: float) -> None:
+        """One datagram from ``addr`` that arrived at ``arrival`` (monotonic seconds)."""
         if len(data) < HEADER_SIZE or is_rtcp(data):
             self.stats.invalid_in += len(data) < HEADER_SIZE
             return
-        arrival = self._monotonic()
         # Who sent it is decided on the header's sequence number alone: a sprayer's packets cost a
         # comparison or two, not a parse.
         if not self._latch.admit(addr, (data[2] << 8) | data[3], arrival):
@@ -121,8 +120,6 @@ class RtpSession(asyncio.DatagramProtocol):
         if packet.payload_type == self.payload_type:
             if self.on_packet is not None:
                 self.on_packet(packet, arrival)
-            elif self.on_payload is not None:
-                self.on_payload(packet.payload)
         elif packet.payload_type == self.dtmf_payload_type and self.on_event_packet is not None:
             self.on_event_packet(packet)
 

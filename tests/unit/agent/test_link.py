@@ -82,6 +82,7 @@ class Recorder:
 
     def link(self, whip: WhipClient, **kwargs: object) -> AgentLink:
         kwargs.setdefault("resource_id", "+15551230000")
+        kwargs.setdefault("pcm_rate", RATE)
         return AgentLink(
             whip,
             on_audio=self.audio.append,

@@ -15,12 +15,13 @@ from prometheus_client.parser import text_string_to_metric_families
 from sipbridge.api.app import create_app
 from sipbridge.calls.call import Call
 from sipbridge.calls.manager import CallManager
-from sipbridge.config import HostPort, ProviderConfig
 from sipbridge.loop_lag import LoopLag
 from sipbridge.media_session.messages import MediaStats
 from sipbridge.metrics import MediaCounters
 from sipbridge.providers.provider import Providers
 from sipbridge.rtp.session import RtpSession
+from sipbridge.settings.provider import ProviderConfig
+from sipbridge.settings.values import HostPort
 from sipbridge.sip.gate import GateCounts
 
 KEY = "unit-test-key-0123456789"

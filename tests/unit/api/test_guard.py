@@ -17,10 +17,11 @@ from sipbridge.api.app import create_app
 from sipbridge.api.guard import MAX_BODY_BYTES, is_loopback_authority
 from sipbridge.calls.manager import CallManager
 from sipbridge.calls.outbound import OutboundTarget
-from sipbridge.config import HostPort, ProviderConfig
 from sipbridge.providers.policy import Refused
 from sipbridge.providers.provider import DialRequest, Provider, Providers
 from sipbridge.rtp.ports import PortAllocator
+from sipbridge.settings.provider import ProviderConfig
+from sipbridge.settings.values import HostPort
 
 KEY = "security-test-key-0123456789"
 AUTH = {"Authorization": f"Bearer {KEY}"}

@@ -1,12 +1,17 @@
 """OpusEncoder / OpusDecoder over PyAV libopus, and audio_frame_to_mono."""
 
+from dataclasses import replace
+
 import av
 import numpy as np
 import pytest
 from aiortc.codecs.opus import OpusDecoder as AiortcOpusDecoder
 from aiortc.jitterbuffer import JitterFrame
 
-from sipbridge.media.opus import OpusDecoder, OpusEncoder, OpusError, audio_frame_to_mono
+from sipbridge.media.opus import OpusDecoder, OpusEncoder, OpusError, OpusSettings, audio_frame_to_mono
+
+# Full band in voip mode with FEC: a wideband agent's settings (the bridge's own default is 8 kHz lowdelay).
+WIDEBAND = OpusSettings(application="voip", complexity=9, fec=True, pcm_rate=48000)
 
 
 def noise(samples: int, seed: int = 1) -> np.ndarray:
@@ -21,7 +26,7 @@ def encode_all(encoder: OpusEncoder, pcm: np.ndarray) -> list[bytes]:
 
 
 def test_one_packet_per_frame_from_the_first_call():
-    encoder = OpusEncoder()
+    encoder = OpusEncoder(WIDEBAND)
     packets = [encoder.encode(np.zeros(960, np.int16)) for _ in range(5)]
     assert all(isinstance(p, bytes) and 0 < len(p) < 400 for p in packets)
     assert encoder.delay_samples == 312  # libopus look-ahead: 6.5 ms at 48 kHz
@@ -29,7 +34,7 @@ def test_one_packet_per_frame_from_the_first_call():
 
 def test_round_trip_lags_by_the_encoder_delay():
     pcm = noise(48000)
-    encoder, decoder = OpusEncoder(), OpusDecoder()
+    encoder, decoder = OpusEncoder(WIDEBAND), OpusDecoder(48000)
     decoded = [decoder.decode(p) for p in encode_all(encoder, pcm)]
     assert all(d.shape == (960,) and d.dtype == np.int16 for d in decoded)
     out = np.concatenate(decoded).astype(np.float64)
@@ -39,18 +44,18 @@ def test_round_trip_lags_by_the_encoder_delay():
 
 
 def test_bitrate_is_roughly_respected():
-    packets = encode_all(OpusEncoder(bitrate=32000), noise(48000 * 2))
+    packets = encode_all(OpusEncoder(WIDEBAND), noise(48000 * 2))
     kbps = sum(len(p) for p in packets) * 8 / 2 / 1000
     assert 16 < kbps < 48
 
 
 def test_encode_rejects_wrong_frame_size():
     with pytest.raises(OpusError):
-        OpusEncoder().encode(np.zeros(480, np.int16))
+        OpusEncoder(WIDEBAND).encode(np.zeros(480, np.int16))
 
 
 def test_decode_rejects_garbage_and_recovers():
-    encoder, decoder = OpusEncoder(), OpusDecoder()
+    encoder, decoder = OpusEncoder(WIDEBAND), OpusDecoder(48000)
     for garbage in (b"\xff\xff\xff", b""):
         with pytest.raises(OpusError):
             decoder.decode(garbage)
@@ -58,7 +63,7 @@ def test_decode_rejects_garbage_and_recovers():
 
 
 def test_frame_to_mono_from_aiortc_decoder():
-    packet = OpusEncoder().encode(noise(960))
+    packet = OpusEncoder(WIDEBAND).encode(noise(960))
     frames = AiortcOpusDecoder().decode(JitterFrame(data=packet, timestamp=0))
     assert frames[0].to_ndarray().shape == (1, 1920)  # s16 packed stereo, as aiortc delivers
     mono = audio_frame_to_mono(frames[0])
@@ -91,10 +96,16 @@ def test_frame_to_mono_planar_mono_and_float():
     "kwargs", [{"fec": False}, {"complexity": 0}, {"application": "audio", "bitrate": 64000}]
 )
 def test_encoder_options_are_accepted(kwargs):
-    encoder, decoder = OpusEncoder(**kwargs), OpusDecoder()
+    encoder, decoder = OpusEncoder(replace(WIDEBAND, **kwargs)), OpusDecoder(48000)
     assert decoder.decode(encoder.encode(noise(960))).shape == (960,)
+
+
+def test_the_default_settings_are_the_bridges_8_khz_lowdelay_coding():
+    encoder, decoder = OpusEncoder(OpusSettings()), OpusDecoder(OpusSettings().pcm_rate)
+    assert encoder.frame_samples == 160 and encoder.delay_samples == 20  # 2.5 ms lookahead at 8 kHz
+    assert decoder.decode(encoder.encode(noise(960)[::6].copy())).shape == (160,)
 
 
 def test_bad_application_is_rejected():
     with pytest.raises(ValueError):
-        OpusEncoder(application="music")
+        OpusEncoder(replace(WIDEBAND, application="music"))

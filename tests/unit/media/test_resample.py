@@ -1,15 +1,11 @@
-"""StreamResampler: the polyphase FIR (default) and the libsoxr back end.
-
-Polyphase: filter response, bit-exact chunking, one output chunk per input chunk,
-a fixed delay that matches the measured one. Both: no edge discontinuities,
-flush / reset, argument checks. Soxr: its held-back backlog bookkeeping.
+"""PolyphaseResampler: filter response, bit-exact chunking, one output chunk per input chunk,
+a fixed delay that matches the measured one, no edge discontinuities, flush / reset, argument checks.
 """
 
 import numpy as np
 import pytest
-import soxr
 
-from sipbridge.media.resample import KINDS, PolyphaseResampler, StreamResampler, lowpass
+from sipbridge.media.resample import PolyphaseResampler, lowpass
 
 UP_DOWN = [(8000, 48000), (48000, 8000)]
 ALL_RATIOS = UP_DOWN + [(16000, 48000), (48000, 16000), (8000, 16000), (16000, 8000)]
@@ -26,7 +22,7 @@ def noise(rate: int, seconds: float, seed: int = 7) -> np.ndarray:
     return np.clip(np.round(pcm), -32768, 32767).astype(np.int16)
 
 
-def chunked(res: StreamResampler, pcm: np.ndarray, chunk: int) -> list[np.ndarray]:
+def chunked(res: PolyphaseResampler, pcm: np.ndarray, chunk: int) -> list[np.ndarray]:
     return [res.process(pcm[i : i + chunk]) for i in range(0, len(pcm), chunk)]
 
 
@@ -37,7 +33,7 @@ def rms(pcm: np.ndarray) -> float:
 def gain_db(freq: float, in_rate: int, out_rate: int, amplitude: float = 10000.0) -> float:
     """Steady-state level of a tone through the resampler, relative to its input level."""
     pcm = sine(freq, in_rate, 1.0, amplitude)
-    out = np.concatenate(chunked(StreamResampler(in_rate, out_rate), pcm, in_rate // 50))
+    out = np.concatenate(chunked(PolyphaseResampler(in_rate, out_rate), pcm, in_rate // 50))
     return 20 * np.log10(max(rms(out[out_rate // 10 :]), 1e-3) / rms(pcm))
 
 
@@ -76,7 +72,7 @@ def test_downsampling_rejects_aliases(freq):
 
 @pytest.mark.parametrize("freq", [1000, 3000, 3400])
 def test_upsampling_rejects_images(freq):
-    out = np.concatenate(chunked(StreamResampler(8000, 48000), sine(freq, 8000, 1.2), 160))[4800:]
+    out = np.concatenate(chunked(PolyphaseResampler(8000, 48000), sine(freq, 8000, 1.2), 160))[4800:]
     power = np.abs(np.fft.rfft(out * np.hanning(len(out)))) ** 2
     above = np.fft.rfftfreq(len(out), 1 / 48000) > 4000
     assert 10 * np.log10(power[above].sum() / power.sum()) <= -60
@@ -89,9 +85,9 @@ def test_upsampling_rejects_images(freq):
 @pytest.mark.parametrize(("in_rate", "out_rate"), ALL_RATIOS)
 def test_chunked_is_bit_exact_with_one_shot(in_rate, out_rate, chunk_ms):
     pcm = np.concatenate([noise(in_rate, 0.5), sine(1000, in_rate, 0.5, 32767)])
-    whole = StreamResampler(in_rate, out_rate)
+    whole = PolyphaseResampler(in_rate, out_rate)
     one_shot = np.concatenate([whole.process(pcm), whole.flush()])
-    streamed = StreamResampler(in_rate, out_rate)
+    streamed = PolyphaseResampler(in_rate, out_rate)
     got = np.concatenate(chunked(streamed, pcm, int(in_rate * chunk_ms / 1000)) + [streamed.flush()])
     assert len(one_shot) == len(pcm) * out_rate // in_rate + whole.delay_samples
     assert np.array_equal(got, one_shot)
@@ -99,13 +95,13 @@ def test_chunked_is_bit_exact_with_one_shot(in_rate, out_rate, chunk_ms):
 
 @pytest.mark.parametrize(("in_rate", "out_rate"), ALL_RATIOS)
 def test_every_20ms_chunk_returns_20ms_at_once(in_rate, out_rate):
-    res = StreamResampler(in_rate, out_rate)
+    res = PolyphaseResampler(in_rate, out_rate)
     sizes = {len(piece) for piece in chunked(res, noise(in_rate, 0.5), in_rate // 50)}
     assert sizes == {out_rate // 50}  # from the first chunk on: 160 -> 960, 960 -> 160
 
 
 def test_downsampler_returns_each_output_once_its_input_is_complete():
-    res = StreamResampler(48000, 8000)
+    res = PolyphaseResampler(48000, 8000)
     sizes = [len(res.process(np.ones(1, np.int16))) for _ in range(12)]
     assert sizes == [1, 0, 0, 0, 0, 0] * 2
 
@@ -120,14 +116,14 @@ def test_downsampler_returns_each_output_once_its_input_is_complete():
     ],
 )
 def test_delay_is_the_fixed_group_delay(in_rate, out_rate, samples, ms):
-    res = StreamResampler(in_rate, out_rate)
+    res = PolyphaseResampler(in_rate, out_rate)
     assert (res.delay_samples, res.delay_ms) == (samples, ms)
     res.process(noise(in_rate, 0.1))
     assert (res.delay_samples, res.delay_ms) == (samples, ms)
 
 
 def test_impulse_comes_out_after_the_delay():
-    res, pcm = StreamResampler(8000, 48000), np.zeros(800, np.int16)
+    res, pcm = PolyphaseResampler(8000, 48000), np.zeros(800, np.int16)
     pcm[100] = 20000
     out = np.concatenate(chunked(res, pcm, 160))
     peak = 100 * 6 + res.delay_samples
@@ -142,33 +138,19 @@ def test_measured_delay_of_a_chirp_equals_delay_samples(in_rate, out_rate):
         low_side = min(in_rate, out_rate) / 8000
         return 10000 * np.sin(2 * np.pi * low_side * (300 * t + 6200 * t**2))
 
-    res = StreamResampler(in_rate, out_rate)
+    res = PolyphaseResampler(in_rate, out_rate)
     pcm = np.round(np.pad(chirp(in_rate), (0, in_rate // 10))).astype(np.int16)
     out = np.concatenate(chunked(res, pcm, in_rate // 50)).astype(np.float64)
     lag = np.argmax(np.correlate(out, chirp(out_rate), "full")) - (out_rate // 4 - 1)
     assert lag == res.delay_samples
 
 
-# --- both back ends ---
+# --- streaming ---
 
 
-@pytest.mark.parametrize("quality", ["MQ", "HQ"])
 @pytest.mark.parametrize(("in_rate", "out_rate"), UP_DOWN)
-def test_soxr_chunked_equals_one_shot(in_rate, out_rate, quality):
-    pcm = sine(1000, in_rate, 1.0)
-    streamed = StreamResampler(in_rate, out_rate, quality, kind="soxr")
-    pieces = chunked(streamed, pcm, in_rate // 50) + [streamed.flush()]
-    whole = StreamResampler(in_rate, out_rate, quality, kind="soxr")
-    one_shot = np.concatenate([whole.process(pcm), whole.flush()])
-    got = np.concatenate(pieces)
-    assert len(got) == len(one_shot) == len(pcm) * out_rate // in_rate
-    assert np.abs(got.astype(np.int32) - one_shot).max() <= 2
-
-
-@pytest.mark.parametrize("kind", KINDS)
-@pytest.mark.parametrize(("in_rate", "out_rate"), UP_DOWN)
-def test_no_discontinuity_at_chunk_edges(in_rate, out_rate, kind):
-    res = StreamResampler(in_rate, out_rate, "MQ", kind)
+def test_no_discontinuity_at_chunk_edges(in_rate, out_rate):
+    res = PolyphaseResampler(in_rate, out_rate)
     pieces = chunked(res, sine(440, in_rate, 2.0), in_rate // 50)
     out = np.concatenate(pieces).astype(np.float64)
     edges = np.cumsum([len(p) for p in pieces if len(p)])[:-1]
@@ -181,7 +163,7 @@ def test_no_discontinuity_at_chunk_edges(in_rate, out_rate, kind):
 
 
 def test_polyphase_flush_returns_the_delayed_tail_and_allows_reuse():
-    res = StreamResampler(48000, 8000)
+    res = PolyphaseResampler(48000, 8000)
     pcm = sine(1000, 48000, 0.1)
     first = np.concatenate([res.process(pcm), res.flush()])
     second = np.concatenate([res.process(pcm), res.flush()])
@@ -190,86 +172,37 @@ def test_polyphase_flush_returns_the_delayed_tail_and_allows_reuse():
     assert np.abs(first[-res.delay_samples :]).max() > 1000  # the end of the tone, not silence
 
 
-def test_soxr_flush_returns_tail_and_allows_reuse():
-    res = StreamResampler(48000, 8000, kind="soxr")
-    pcm = sine(1000, 48000, 0.1)
-    first = np.concatenate([res.process(pcm), res.flush()])
-    second = np.concatenate([res.process(pcm), res.flush()])
-    assert len(first) == len(second) == 800
-    assert np.abs(first.astype(np.int32) - second).max() <= 2  # libsoxr dithers its int16 output
-
-
 @pytest.mark.parametrize(("in_rate", "out_rate"), UP_DOWN)
 def test_polyphase_reset_forgets_the_history(in_rate, out_rate):
-    used, fresh = StreamResampler(in_rate, out_rate), StreamResampler(in_rate, out_rate)
+    used, fresh = PolyphaseResampler(in_rate, out_rate), PolyphaseResampler(in_rate, out_rate)
     used.process(sine(1000, in_rate, 0.05)[:-1])
     used.reset()
     pcm = noise(in_rate, 0.1)
     assert np.array_equal(used.process(pcm), fresh.process(pcm))
 
 
-def test_soxr_delay_samples_tracks_held_back_output():
-    res = StreamResampler(8000, 48000, "HQ", kind="soxr")
-    produced = 0
-    for n in range(1, 30):
-        produced += len(res.process(np.zeros(160, dtype=np.int16)))
-        assert res.delay_samples == n * 960 - produced
-        assert res.delay_ms == pytest.approx(res.delay_samples / 48)
-    assert produced > 0
-
-
-def test_soxr_first_chunk_is_held_back_then_released():
-    res = StreamResampler(8000, 48000, "HQ", kind="soxr")
-    assert len(res.process(sine(1000, 8000, 0.02))) == 0
-    assert res.delay_samples == 960
-
-
-def test_soxr_reset_drops_held_back_audio():
-    res = StreamResampler(8000, 48000, kind="soxr")
-    res.process(sine(1000, 8000, 0.02))
-    res.reset()
-    assert res.delay_samples == 0
-
-
-@pytest.mark.parametrize("kind", KINDS)
-def test_empty_input(kind):
-    res = StreamResampler(8000, 48000, kind=kind)
+def test_empty_input():
+    res = PolyphaseResampler(8000, 48000)
     out = res.process(np.zeros(0, dtype=np.int16))
     assert len(out) == 0 and out.dtype == np.int16
 
 
-@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("bad", [np.zeros(160, np.float32), np.zeros((1, 160), np.int16), [0] * 160])
-def test_rejects_non_mono_int16(bad, kind):
+def test_rejects_non_mono_int16(bad):
     with pytest.raises(TypeError):
-        StreamResampler(8000, 48000, kind=kind).process(bad)
-
-
-def test_rejects_unknown_quality_and_kind():
-    with pytest.raises(ValueError):
-        StreamResampler(8000, 48000, "best")
-    with pytest.raises(ValueError, match="kind"):
-        StreamResampler(8000, 48000, kind="sinc")
+        PolyphaseResampler(8000, 48000).process(bad)
 
 
 @pytest.mark.parametrize(("in_rate", "out_rate"), [(44100, 48000), (48000, 44100), (8000, 12000), (8000, 0)])
 def test_polyphase_rejects_non_integer_ratios(in_rate, out_rate):
-    with pytest.raises(ValueError, match="integer multiple.*kind='soxr'"):
-        StreamResampler(in_rate, out_rate)
     with pytest.raises(ValueError, match="integer multiple"):
         PolyphaseResampler(in_rate, out_rate)
-
-
-def test_soxr_handles_non_integer_ratios():
-    res = StreamResampler(44100, 48000, kind="soxr")
-    out = np.concatenate([res.process(sine(1000, 44100, 0.5)), res.flush()])
-    assert len(out) == 24000
 
 
 def test_edge_check_detects_stateless_chunking():
     # Control: resampling each chunk on its own (no state) must fail the edge criterion above.
     pcm = sine(440, 8000, 2.0)
-    pieces = [soxr.resample(pcm[i : i + 160], 8000, 48000, quality="MQ") for i in range(0, len(pcm), 160)]
+    pieces = [PolyphaseResampler(8000, 48000).process(pcm[i : i + 160]) for i in range(0, len(pcm), 160)]
     out = np.concatenate(pieces).astype(np.float64)
     edges = np.cumsum([len(p) for p in pieces])[:-1]
     second_diff = np.abs(np.diff(out, 2))

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sipbridge.config import HostPort, ProviderConfig
 from sipbridge.providers.admission import InboundAdmission
 from sipbridge.providers.provider import Providers
+from sipbridge.settings.provider import ProviderConfig
+from sipbridge.settings.values import HostPort
 from sipbridge.sip.digest import DigestCredentials, authorization_value, parse_challenge
 from sipbridge.sip.message import SipRequest, parse_message
-
-NOW = 1_800_000_000.0
 
 
 @dataclass
@@ -45,7 +44,7 @@ def provider(name: str, **fields: object) -> ProviderConfig:
 
 
 def admission(*configs: ProviderConfig, unknown: str = "reject") -> InboundAdmission:
-    return InboundAdmission(Providers(configs), "sipbridge", unknown, clock=lambda: NOW)
+    return InboundAdmission(Providers(configs), "sipbridge", unknown)
 
 
 TRUNK = provider("trunk", inbound_cidrs=("10.0.0.0/8",))

@@ -7,7 +7,6 @@ import re
 
 import pytest
 
-from sipbridge.config import HostPort, ProviderConfig
 from sipbridge.providers.policy import (
     DEFAULT_DESTINATIONS,
     DIALLING_PLANS,
@@ -20,6 +19,8 @@ from sipbridge.providers.policy import (
     read_number,
 )
 from sipbridge.providers.provider import DialRequest, Provider
+from sipbridge.settings.provider import ProviderConfig
+from sipbridge.settings.values import HostPort
 
 
 @pytest.mark.parametrize(("raw", "clean"), [("+1 (415) 555-0100", "+14155550100"), ("1001", "1001")])

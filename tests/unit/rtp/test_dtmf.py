@@ -141,7 +141,7 @@ def test_lost_end_packets_reported_when_the_next_event_starts():
 
 
 def test_lost_end_packets_reported_after_the_timeout():
-    receiver = DtmfReceiver(timeout=0.5)
+    receiver = DtmfReceiver()
     for i, p in enumerate(tone(7, 0, 0)[:4]):
         assert receiver.receive(p.timestamp, p.marker, p.sequence, p.payload, now=10.0 + 0.02 * i) == []
     assert receiver.deadline == pytest.approx(10.56)
@@ -155,7 +155,7 @@ def test_lost_end_packets_reported_after_the_timeout():
 
 
 def test_timeout_checked_when_the_next_packet_comes():
-    receiver = DtmfReceiver(timeout=0.5)
+    receiver = DtmfReceiver()
     feed(receiver, tone(2, 0, 0)[:3], now=1.0)
     [start] = tone(2, 4000, 3)[:1]
     # A new event would report it anyway; the timeout reports it first, once.
@@ -286,10 +286,10 @@ def test_malformed_payloads_are_counted_and_skipped():
 
 
 def test_replayed_event_is_new_once_the_memory_has_passed():
-    receiver = DtmfReceiver(memory=2.0)
+    receiver = DtmfReceiver()  # remembers a finished event for MEMORY_S (1 s)
     assert feed(receiver, tone(1, 13280, 7984), now=1.0) == [DtmfDigit("1", 100)]
-    assert feed(receiver, tone(1, 13280, 7984), now=2.5) == []  # a late copy: still remembered
-    assert feed(receiver, tone(1, 13280, 7984), now=5.0) == [DtmfDigit("1", 100)]
+    assert feed(receiver, tone(1, 13280, 7984), now=1.9) == []  # a late copy: still remembered
+    assert feed(receiver, tone(1, 13280, 7984), now=3.5) == [DtmfDigit("1", 100)]
 
 
 def feed_ssrc(receiver: DtmfReceiver, packets: list[Pkt], ssrc: int) -> list[DtmfDigit]:
@@ -377,7 +377,7 @@ def test_one_digit_packet_by_packet():
 
 
 def test_digits_spaced_by_the_gap_with_audio_between():
-    sender = DtmfSender(tone_ms=100, gap_ms=100)
+    sender = DtmfSender()  # TONE_MS and GAP_MS: 100 ms each
     sender.send("12")
     out = drive(sender, 20)
     kinds = ["-" if p is None else ("M" if p.marker else "E" if p.end else "d") for p in out]
@@ -388,31 +388,31 @@ def test_digits_spaced_by_the_gap_with_audio_between():
 
 
 def test_short_gap_waits_for_the_three_end_packets():
-    sender = DtmfSender(tone_ms=40, gap_ms=0)
-    sender.send("**")
+    sender = DtmfSender()
+    sender.send("**", tone_ms=40, gap_ms=0)
     kinds = ["-" if p is None else ("M" if p.marker else "E" if p.end else "d") for p in drive(sender, 10)]
     assert "".join(kinds) == "MEEEMEEE--"
 
 
-def test_per_call_durations_and_volume():
-    sender = DtmfSender(volume=20)
+def test_per_call_durations():
+    sender = DtmfSender()
     sender.send("#", tone_ms=60, gap_ms=60)
     sender.send("A")
     out = drive(sender, 16)
     assert [parse_event(p.payload) for p in out[:5] if p] == [
-        TelephoneEvent(11, False, 20, 160),
-        TelephoneEvent(11, False, 20, 320),
-        TelephoneEvent(11, True, 20, 480),
-        TelephoneEvent(11, True, 20, 480),
-        TelephoneEvent(11, True, 20, 480),
+        TelephoneEvent(11, False, 10, 160),
+        TelephoneEvent(11, False, 10, 320),
+        TelephoneEvent(11, True, 10, 480),
+        TelephoneEvent(11, True, 10, 480),
+        TelephoneEvent(11, True, 10, 480),
     ]
     assert out[5] is None and out[6] is not None and out[6].timestamp == 960  # 60 ms tone + 60 ms gap
     assert [parse_event(p.payload).duration for p in out[6:13]] == [160, 320, 480, 640, 800, 800, 800]
 
 
 def test_one_frame_tone_is_a_marked_end_packet():
-    sender = DtmfSender(tone_ms=20)
-    sender.send("0")
+    sender = DtmfSender()
+    sender.send("0", tone_ms=20)
     first = sender.next_packet(0)
     assert first == DtmfPacket(ev(0, 160, end=True), True, 0, True)
 
@@ -428,8 +428,8 @@ def test_late_tick_reports_the_real_duration():
 
 
 def test_sender_timestamps_wrap():
-    sender = DtmfSender(gap_ms=60)
-    sender.send("44")
+    sender = DtmfSender()
+    sender.send("44", gap_ms=60)
     start = 2**32 - 320
     out = [p for p in drive(sender, 14, start=start) if p]
     assert {p.timestamp for p in out[:7]} == {start}
@@ -444,10 +444,12 @@ def test_invalid_digits_queue_nothing():
     assert not sender.busy and sender.next_packet(0) is None
 
 
-@pytest.mark.parametrize("kwargs", [{"tone_ms": 10}, {"tone_ms": 9000}, {"gap_ms": -1}, {"volume": 64}])
-def test_sender_rejects_bad_settings(kwargs):
+@pytest.mark.parametrize("kwargs", [{"tone_ms": 10}, {"tone_ms": 9000}, {"gap_ms": -1}])
+def test_sender_rejects_bad_durations(kwargs):
+    sender = DtmfSender()
     with pytest.raises(DtmfError):
-        DtmfSender(**kwargs)
+        sender.send("1", **kwargs)
+    assert not sender.busy
 
 
 def test_cancel_drops_queued_digits_but_ends_the_current_one():
@@ -509,18 +511,18 @@ def is_end_packet(data: bytes) -> bool:
 
 
 def test_round_trip_with_every_end_packet_lost():
-    sender = DtmfSender(tone_ms=120, gap_ms=80)
-    sender.send("0123456789*#ABCD")
+    sender = DtmfSender()
+    sender.send("0123456789*#ABCD", tone_ms=120, gap_ms=80)
     wire = [d for d in rtp_stream(sender, 16 * 11 + 40) if not is_end_packet(d)]
     # Each digit is reported when the next starts, the last one by the timeout.
-    digits = receive_stream(DtmfReceiver(timeout=0.3), wire, now=100.0)
+    digits = receive_stream(DtmfReceiver(), wire, now=100.0)
     assert digits == [DtmfDigit(d, 100) for d in DIGITS]
 
 
 def test_round_trip_with_random_loss_duplication_and_local_reordering():
     rng = random.Random(4733)
-    sender = DtmfSender(tone_ms=100, gap_ms=60)
-    sender.send("0123456789*#ABCD" * 2)
+    sender = DtmfSender()
+    sender.send("0123456789*#ABCD" * 2, gap_ms=60)
     wire = rtp_stream(sender, 32 * 9 + 20)
     noisy = []
     for data in wire:
@@ -531,7 +533,7 @@ def test_round_trip_with_random_loss_duplication_and_local_reordering():
             noisy.append(data)
     for i in range(0, len(noisy) - 1, 7):
         noisy[i], noisy[i + 1] = noisy[i + 1], noisy[i]
-    digits = receive_stream(DtmfReceiver(timeout=0.3), noisy, now=0.0)
+    digits = receive_stream(DtmfReceiver(), noisy, now=0.0)
     assert "".join(d.digit for d in digits) == DIGITS * 2
 
 
@@ -616,8 +618,8 @@ def test_sipp_captures_played_one_after_another():
 
 def test_sipp_capture_played_twice_counts_twice_only_after_the_memory():
     captured = read_pcap_rtp(sipp_pcap("1"))
-    receiver = DtmfReceiver(memory=2.0)  # the default is 1 s
+    receiver = DtmfReceiver()  # remembers a finished event for MEMORY_S (1 s)
     # play_pcap_audio sends the capture's RTP headers unchanged: the same timestamp each time.
     assert [d for c in captured for d in receiver.receive_packet(c.packet, now=0.0)] == [DtmfDigit("1", 280)]
-    assert [d for c in captured for d in receiver.receive_packet(c.packet, now=1.0)] == []
+    assert [d for c in captured for d in receiver.receive_packet(c.packet, now=0.5)] == []
     assert [d for c in captured for d in receiver.receive_packet(c.packet, now=3.5)] == [DtmfDigit("1", 280)]

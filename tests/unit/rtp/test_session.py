@@ -54,7 +54,9 @@ async def test_symmetric_rtp_latches_to_where_packets_come_from():
     advertised, actual = _peer(), _peer()
     received: list[bytes] = []
     allocator = PortAllocator(42200, 42300)
-    session, port = await allocator.open("127.0.0.1", lambda: RtpSession(on_payload=received.append))
+    session, port = await allocator.open(
+        "127.0.0.1", lambda: RtpSession(on_packet=lambda packet, at: received.append(packet.payload))
+    )
     session.configure(0, 101, advertised.getsockname(), signalling=("127.0.0.1", 5060))
     actual.sendto(build_rtp_header(0, 1, 160, 1234) + b"\xff" * 160, ("127.0.0.1", port))
     await asyncio.sleep(0.05)
@@ -71,7 +73,7 @@ async def test_symmetric_rtp_latches_to_where_packets_come_from():
 
 async def test_garbage_and_rtcp_are_ignored():
     received: list[bytes] = []
-    session = RtpSession(on_payload=received.append)
+    session = RtpSession(on_packet=lambda packet, at: received.append(packet.payload))
     session.configure(0, None, None)
     session.datagram_received(b"\x00\x01", ("127.0.0.1", 1))
     session.datagram_received(b"\x80\xc8" + b"\x00" * 26, ("127.0.0.1", 1))  # RTCP SR

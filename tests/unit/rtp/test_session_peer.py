@@ -43,14 +43,13 @@ class Phone:
             on_packet=lambda packet, arrival: self.played.append(packet.payload),
             on_event_packet=self.events.append,
             latch=mode,  # type: ignore[arg-type]
-            monotonic=lambda: self.now,
         )
         self.transport = FakeTransport()
         self.session.connection_made(self.transport)
         self.session.configure(0, 101, sdp, signalling=SIP)
 
     def packet(self, addr: tuple, sequence: int, payload: bytes = AUDIO, pt: int = 0) -> None:
-        self.session.datagram_received(build_rtp_header(pt, sequence, sequence * 160, 77) + payload, addr)
+        self.session.receive(build_rtp_header(pt, sequence, sequence * 160, 77) + payload, addr, self.now)
 
     def stream(self, addr: tuple, first: int, count: int, payload: bytes = AUDIO) -> None:
         for i in range(count):

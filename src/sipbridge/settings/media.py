@@ -1,0 +1,165 @@
+"""The declarations of the media settings (RTP towards the phone, Opus towards the agent) and of
+the agent link's."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..media.opus import APPLICATIONS, OpusSettings
+from .declare import setting
+from .values import (
+    TEXT,
+    Between,
+    Choice,
+    Flag,
+    HostPort,
+    IpAddress,
+    Listen,
+    ListOf,
+    NonNegative,
+    Number,
+    PortRange,
+    Ports,
+    Positive,
+    Url,
+    Whole,
+)
+
+LATCH_MODES = ("sdp-or-signalling", "sdp", "any")  # rtp/latch.py's LatchMode
+PCM_RATES = (8000, 16000, 48000)  # the rates the polyphase resampler reaches from 8 kHz
+
+
+@dataclass(frozen=True)
+class MediaSettings:
+    """Media
+
+    RTP towards the phone, the shared 20 ms clock, and how Opus is coded towards the agent.
+    """
+
+    rtp_ports: PortRange = setting(
+        PortRange(10000, 20000),
+        Ports(),
+        "RTP port range",
+        more="Even ports, one per call, each picked at random among the free ones so a call's port"
+        " cannot be guessed.",
+        flag=True,
+    )
+    rtp_latch: str = setting(
+        "sdp-or-signalling",
+        Choice(LATCH_MODES),
+        "whose RTP a call accepts (and answers: symmetric RTP)",
+        more="`sdp-or-signalling`: the address and port the phone's SDP names, or the IP its SIP comes"
+        " from on any port (phones behind NAT); `sdp`: only exactly what the SDP names (no NAT"
+        " traversal); `any`: any address (for carriers whose media comes from addresses their SDP and"
+        " signalling do not name; **unsafe**: a stranger can take a quiet call's audio). The first"
+        " accepted packet latches; another source allowed by the setting takes over only after 5"
+        " consecutive in-sequence packets, once the current one has been silent for 1 s (a NAT that"
+        " moved the port). Other sources the setting allows are heard but not answered (a phone's"
+        " RFC 4733 events from another port); RTP from anyone else is dropped and counted"
+        " (`foreign_in` in `GET /calls`), never played; a re-INVITE naming a new address starts over."
+        " Nothing is sent before the INVITE's ACK.",
+    )
+    rtp_timeout: float = setting(
+        30.0,
+        NonNegative("seconds"),
+        "seconds without RTP from the phone before the call is ended with BYE (0: never)",
+        more="Paused while the caller holds the call.",
+    )
+    clock_slot_ms: int = setting(
+        2,
+        Number((1, 2, 4, 5, 10, 20), "milliseconds"),
+        "grid of the shared 20 ms clock",
+        more="Each call's ticks are placed where its frames fall due, rounded up to it; wider slots wake"
+        " the event loop less often (less CPU) for up to that much more delay each way.",
+    )
+    opus_bitrate: int = setting(
+        OpusSettings.bitrate, Positive(int, "bits a second"), "Opus bitrate towards the agent"
+    )
+    opus_application: str = setting(
+        OpusSettings.application,
+        Choice(tuple(APPLICATIONS)),
+        "libopus mode",
+        more="`lowdelay` (CELT only: 2.5 ms lookahead), `audio` (6.5 ms; the same quality and cost at"
+        " 32 kbit/s in the phone band), `voip` (6.5 ms; SILK, for low bitrates).",
+    )
+    opus_complexity: int = setting(
+        OpusSettings.complexity,
+        Whole(0, 10),
+        "libopus complexity",
+        more="In the telephone band 1 gives the same SNR as 10 at half the CPU.",
+    )
+    opus_fec: bool = setting(
+        OpusSettings.fec,
+        Flag(),
+        "in-band FEC towards the agent",
+        more="Costs encode time; useful when the agent leg loses packets. Needs `opus_application`"
+        " `voip` or `audio`.",
+    )
+    opus_pcm_rate: int = setting(
+        OpusSettings.pcm_rate,
+        Number(PCM_RATES, "Hz"),
+        "PCM rate handed to and taken from libopus",
+        more="`8000` codes the phone's band natively with no resampling; `16000`/`48000` resample (the"
+        " wire is 48 kHz-clock Opus either way).",
+    )
+
+    @property
+    def opus(self) -> OpusSettings:
+        """The opus_* settings as the one value the media objects take."""
+        return OpusSettings(
+            bitrate=self.opus_bitrate,
+            application=self.opus_application,
+            complexity=self.opus_complexity,
+            fec=self.opus_fec,
+            pcm_rate=self.opus_pcm_rate,
+        )
+
+
+@dataclass(frozen=True)
+class AgentSettings:
+    """The agent
+
+    The voice agent the calls go to, over WHIP and WebRTC.
+    """
+
+    agent: str | None = setting(
+        None,
+        Url(),
+        "WHIP endpoint of the voice agent",
+        flag=True,
+        shown_default="the embedded echo agent",
+    )
+    agent_token: str | None = setting(
+        None, TEXT, "bearer token for the WHIP POST and DELETE (never logged)", secret=True
+    )
+    agent_timeout: float = setting(
+        10.0,
+        Positive(float, "seconds"),
+        "seconds to get the agent's WHIP answer before the caller gets 503",
+    )
+    # Seconds with nothing from the agent (not even RTCP) before its link counts as failed.
+    agent_silence_timeout: float = setting(
+        5.0,
+        Between(1.0, 60.0, "seconds"),
+        "seconds with nothing at all from the agent (no audio, no RTCP) before its link counts as failed",
+    )
+    # After the agent link fails mid-call: how long to keep redialling with the resume token
+    # (the StreamCore server keeps a dropped session about 30 s); 0: hang up at once.
+    agent_resume_window: float = setting(
+        20.0,
+        Between(0.0, 300.0, "seconds"),
+        "after the agent link fails mid-call, how long to keep redialling with the resume token",
+        more="`0`: hang up at once; the StreamCore server keeps a dropped session about 30 s.",
+    )
+    ice_servers: tuple[str, ...] = setting((), ListOf(), "STUN/TURN URLs for the agent leg")
+    ice_host_addresses: tuple[str, ...] = setting(
+        (),
+        ListOf(IpAddress()),
+        "local addresses offered as ICE host candidates to the agent",
+        shown_default="auto: loopback for a loopback agent URL, else every non-loopback interface",
+    )
+    embedded_agent_listen: HostPort = setting(
+        HostPort("127.0.0.1", 0),
+        Listen(),
+        "address of the embedded echo agent started when no agent is set",
+    )

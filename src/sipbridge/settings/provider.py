@@ -1,0 +1,224 @@
+"""The declarations of a provider's settings (a ``[providers.NAME]`` table), and how one is read."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from .declare import ENV_PREFIX, REQUIRED, declared, setting
+from .values import (
+    TEXT,
+    Address,
+    Choice,
+    ConfigError,
+    Flag,
+    HostPort,
+    ListOf,
+    Network,
+    Pattern,
+    Positive,
+    UserName,
+    Whole,
+    names_port,
+)
+
+PROVIDER_TYPES = ("asterisk", "twilio", "ringcentral", "generic")
+TRANSPORTS = ("udp", "tcp", "tls")
+# Home countries a provider may name (the keys of providers.policy.DIALLING_PLANS; a test keeps them equal).
+COUNTRIES = (
+    *("US", "CA", "GB", "DE", "FR", "IE", "NL", "BE", "CH", "AT", "SE", "NZ", "IN", "ZA", "AU", "JP"),
+    *("ES", "IT", "PT", "DK", "NO", "MX"),
+)
+
+
+@dataclass(frozen=True)
+class ProviderConfig:
+    """Providers
+
+    A provider is a trunk or PBX the bridge exchanges calls with: a `[providers.NAME]` table in the
+    TOML file (NAME: letters, digits, `-` and `_`). Its passwords may come from the environment
+    instead, as `SIPBRIDGE_PROVIDER_<NAME>_PASSWORD` and `..._INBOUND_PASSWORD` (NAME in upper case,
+    `-` as `_`). The types, and the Twilio and RingCentral set-up steps: [providers.md](providers.md).
+    """
+
+    name: str
+    type: str = setting(REQUIRED, Choice(PROVIDER_TYPES), "the kind of peer", env=False)
+    address: HostPort = setting(
+        REQUIRED,
+        Address(),
+        "where the trunk or PBX is",
+        more="Outbound INVITEs (and REGISTERs) go here unless `outbound_proxy` is set. With"
+        ' `transport = "tls"` and no port, port 5061.',
+        env=False,
+    )
+    transport: str = setting(
+        "udp",
+        Choice(TRANSPORTS),
+        "transport towards the provider",
+        more="With `tls` the bridge verifies the provider's certificate and host name (`tls_ca_file`,"
+        " `tls_verify`).",
+        env=False,
+    )
+    username: str | None = setting(
+        None,
+        TEXT,
+        "digest user name the bridge answers 401/407 challenges with",
+        more="Also the user part of the registration (the AOR) when `register = true`.",
+        env=False,
+    )
+    password: str | None = setting(
+        None, TEXT, "digest password; never returned by the API, never logged", secret=True
+    )
+    auth_username: str | None = setting(
+        None,
+        TEXT,
+        "authorization ID, when the provider wants a digest user that differs from the AOR user",
+        env=False,
+        shown_default="username",
+    )
+    domain: str | None = setting(
+        None,
+        TEXT,
+        "SIP domain written in the From, To and Request-URI of outbound requests",
+        env=False,
+        shown_default="the host of address",
+    )
+    outbound_proxy: HostPort | None = setting(
+        None,
+        Address(),
+        "where every outbound request is sent first, while the Request-URI keeps domain",
+        env=False,
+    )
+    register: bool = setting(
+        False,
+        Flag(),
+        "register to the provider (REGISTER with username@domain)",
+        more="Refreshed before `register_expires` runs out, so that it sends calls for that user to the"
+        " bridge.",
+        env=False,
+    )
+    register_expires: int = setting(
+        300,
+        Whole(10, 86400, "seconds"),
+        "seconds asked for in the REGISTER",
+        more="Refreshed at max(half, expiry − 60 s), retried after 5 s doubling to 300 s on failure,"
+        " removed (`Expires: 0`) when the bridge stops.",
+        env=False,
+    )
+    caller_id: str = setting(
+        "sipbridge",
+        TEXT,
+        "default From user of outbound calls (a phone number in E.164 for trunks)",
+        env=False,
+    )
+    destinations: tuple[str, ...] = setting(
+        (),
+        ListOf(Pattern()),
+        "what POST /calls may dial through this provider",
+        more="`POST /calls` is refused unless its `to`, in E.164 (`+14155550123`; a 2–6 digit extension"
+        " stays as dialled), matches one in full. Nothing else is ever dialled through this provider.",
+        env=False,
+        shown_default="a narrow default per type",
+    )
+    allow_premium: bool = setting(
+        False,
+        Flag(),
+        "allow premium-rate and international numbers that a destinations pattern matches",
+        more="Premium-rate ranges (e.g. +1 900, +44 9x, satellite +88x) and international numbers are"
+        " refused even when a `destinations` pattern matches, unless this is `true`. Within +1, the"
+        " Caribbean and other non-US NANP countries count as international for a US or Canadian home.",
+        env=False,
+    )
+    # Home country (ISO 3166 alpha-2) whose dialling the numbers given to POST /calls follow: they are
+    # read as E.164 from it (00/011, trunk prefixes) before the allow-list and the premium and
+    # international rules. None: the type's default (US for every type, policy.DEFAULT_COUNTRY).
+    country: str | None = setting(
+        None,
+        Choice(COUNTRIES, upper=True),
+        "the provider's home country: how a `to` is read",
+        more="`00`, `011` (NANP) and national trunk prefixes (`0`, `1`) are turned into E.164 before any"
+        " rule looks at the number, so `00441234567890`, `011441234567890` and `+441234567890` are the"
+        " same number.",
+        env=False,
+        shown_default="by type: US",
+    )
+    max_outbound_calls: int = setting(
+        5, Positive(int), "concurrent outbound calls through this provider; more are refused", env=False
+    )
+    max_attempts_per_minute: int = setting(
+        20, Positive(int), "outbound call attempts per minute through this provider", env=False
+    )
+    ring_timeout: float = setting(
+        30.0,
+        Positive(float, "seconds"),
+        "seconds an outbound call may ring before the bridge cancels it (no answer)",
+        env=False,
+    )
+    inbound_cidrs: tuple[str, ...] = setting(
+        (),
+        ListOf(Network()),
+        "source networks inbound INVITEs for this provider are accepted from",
+        more="Once any provider has such ranges, an INVITE from anywhere else gets `403` with a Warning"
+        " before it reaches the agent; with none anywhere, every source is accepted (at most"
+        " `max_calls_per_source` calls at a time from one address). A provider that registers also"
+        " accepts its registrar's (or outbound proxy's) address. Trunk addresses are exempt from the"
+        " per-source rate limit.",
+        env=False,
+        shown_default="empty (twilio: Twilio's published signalling ranges)",
+    )
+    # Digest credentials a PBX or trunk presents to call in (we challenge INVITEs from elsewhere).
+    inbound_username: str | None = setting(
+        None,
+        UserName(),
+        "user name a PBX or trunk presents to call in from an address not in inbound_cidrs",
+        more="INVITEs from other sources are then challenged (`401`, realm `auth_realm`, algorithms"
+        " `auth_algorithms`) and admitted as this provider when they answer rightly; wrong credentials"
+        " get `403`. Unique across providers; set with `inbound_password`.",
+        env=False,
+    )
+    inbound_password: str | None = setting(
+        None, TEXT, "the password that goes with inbound_username", secret=True
+    )
+
+    @property
+    def sip_domain(self) -> str:
+        return self.domain or self.address.host
+
+
+PROVIDER_SETTINGS = {item.name: item for item in declared(ProviderConfig)}
+
+
+def provider_env(name: str, field_name: str) -> str:
+    """The environment variable of a provider's setting (only its secrets have one)."""
+    return f"{ENV_PREFIX}PROVIDER_{name.upper().replace('-', '_')}_{field_name.upper()}"
+
+
+def parse_provider(name: str, table: Any, source: str, env: Mapping[str, str]) -> ProviderConfig:
+    """One ``[providers.NAME]`` table, its secrets from ``env`` over the file's."""
+    where = f"{source} providers.{name}"
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: must be a table")
+    if not name.replace("-", "").replace("_", "").isalnum():
+        raise ConfigError(f"{where}: provider names are letters, digits, - and _")
+    values: dict[str, Any] = {"name": name}
+    for key, raw in table.items():
+        if key not in PROVIDER_SETTINGS:
+            raise ConfigError(f"{where}: unknown setting {key!r}")
+        values[key] = PROVIDER_SETTINGS[key].spec.value.parse(raw, f"{where}.{key}")
+    for required in ("type", "address"):
+        if required not in values:
+            raise ConfigError(f"{where}: {required!r} is required")
+    if values.get("transport") == "tls" and not names_port(str(table["address"])):
+        values["address"] = replace(values["address"], port=5061)  # SIP over TLS's own port
+    if values.get("register") and not values.get("username"):
+        raise ConfigError(f"{where}: register = true needs a username")
+    for item in PROVIDER_SETTINGS.values():
+        if item.spec.env and provider_env(name, item.name) in env:
+            values[item.name] = env[provider_env(name, item.name)]
+    if (values.get("inbound_username") is None) != (values.get("inbound_password") is None):
+        raise ConfigError(
+            f"{where}: inbound_username and inbound_password go together"
+            f" (the password may come from {provider_env(name, 'inbound_password')})"
+        )
+    return ProviderConfig(**values)
