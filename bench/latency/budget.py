@@ -251,7 +251,7 @@ def codec_calibration() -> dict[str, Any]:
         "uplink_codec_shift_ms": [round(s / marker.RATE * 1000, 3) for s in sorted(set(shifts))],
         "markers": len(planned),
         "found": len(found),
-        "pipeline": {k: str(v) for k, v in pipelines.up_args.items()},
+        "pipeline": pipelines.describe(),
     }
 
 
