@@ -26,15 +26,15 @@ agent: $(STAMP)
 	$(BIN)/sipbridge agent --listen 127.0.0.1:8080 --mode echo
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench testbed
+	$(BIN)/ruff format --check src tests bench testbed
 
 # Load benchmark: N concurrent calls through the bridge, figures into bench/RESULTS.md (see bench/README.md).
 bench: $(STAMP) system-deps
 	$(BIN)/python -m bench $(ARGS)
 
 test: $(STAMP) system-deps
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check src tests bench testbed
 	$(BIN)/pytest $(ARGS)
 
 # Long fuzz run of the parsers (tests/fuzz, see README "Fuzzing"): FUZZ_EXAMPLES examples per target.

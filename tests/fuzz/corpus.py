@@ -4,7 +4,8 @@ A mutated input is a seed (a real message: the RFC 4475 / RFC 5118 torture messa
 ``../shared/conformance/``, or a valid SDP, RTP or DTMF sample) with a few edits applied: bit flips,
 byte changes, truncation, deletions, splices of another seed, and insertions of the characters that
 break parsers (CR, LF, NUL, quotes, separators, huge numbers, non-ASCII and invalid UTF-8). The edits
-are drawn by Hypothesis, so a failure shrinks to the fewest, smallest edits that still fail.
+are drawn by Hypothesis, so a failure shrinks to the fewest, smallest edits that still fail. This is
+the one corpus of the fuzz harness (tests/fuzz): every target draws its input from here.
 """
 
 from __future__ import annotations
@@ -87,6 +88,8 @@ SIP_SAMPLES = [
     b"t: <sip:b@x>;tag=9\r\nf: sip:a@y;tag=8\r\ni: c1\r\nCSeq: 1 REGISTER\r\nm: *\r\n"
     b'WWW-Authenticate: Digest realm="x", nonce="abc", qop="auth,auth-int", algorithm=SHA-256\r\n'
     b"Retry-After: 5 (soon)\r\nl: 0\r\n\r\n",
+    b"SIP/2.0 200 OK\r\nv: SIP/2.0/UDP a.example.com;branch=z9hG4bK1;received=10.0.0.1;rport=5070\r\n"
+    b"t: <sip:b@x>;tag=9\r\nf: sip:a@y;tag=8\r\ni: c1\r\nCSeq: 1 INVITE\r\nm: *\r\nl: 0\r\n\r\n",
 ]
 
 
@@ -194,6 +197,14 @@ def _repeat_line(draw: st.DrawFn, seeds: Sequence[bytes], data: bytes, pos: int)
     return b"\n".join(lines)
 
 
+def _shuffle_lines(draw: st.DrawFn, seeds: Sequence[bytes], data: bytes, pos: int) -> bytes:
+    """The lines after the start line in another order (headers out of their usual order)."""
+    first, *rest = data.split(b"\r\n")
+    if len(rest) > 64:  # a line repeated thousands of times: nothing to learn from its order
+        return data
+    return b"\r\n".join([first, *draw(st.permutations(rest))])
+
+
 def _repeat(draw: st.DrawFn, seeds: Sequence[bytes], data: bytes, pos: int) -> bytes:
     """A short run of the input (or a special) repeated up to the size of a datagram: finds the
     parsers that are quadratic in their input (a regex that backtracks, a rescan per character)."""
@@ -202,7 +213,18 @@ def _repeat(draw: st.DrawFn, seeds: Sequence[bytes], data: bytes, pos: int) -> b
     return data[:pos] + unit * count + data[pos:]
 
 
-_OPS = (_flip, _set_byte, _truncate, _delete, _insert_special, _insert_bytes, _splice, _repeat_line, _repeat)
+_OPS = (
+    _flip,
+    _set_byte,
+    _truncate,
+    _delete,
+    _insert_special,
+    _insert_bytes,
+    _splice,
+    _repeat_line,
+    _shuffle_lines,
+    _repeat,
+)
 
 
 def fuzz_bytes(seeds: Sequence[bytes], max_random: int = 512) -> st.SearchStrategy[bytes]:

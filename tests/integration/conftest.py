@@ -6,9 +6,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.integration.bridge_proc import AgentProcess, start_agent
-from tests.integration.hostile_bridge import HostileBridge, start_hostile_bridge
-from tests.peers import audio
+
+from testbed import audio, sipp
+from testbed.bridge_proc import AgentProcess, start_agent
+from testbed.hostile_bridge import HostileBridge, start_hostile_bridge
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """The sipp skip, for every module here: a test marked ``sipp`` (or in a module whose
+    ``pytestmark`` has it) is skipped, saying why, on a machine without sipp."""
+    if item.get_closest_marker("sipp") is not None and not sipp.available():
+        pytest.skip("sipp (Debian sip-tester) is not installed (make system-deps)")
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from tests.integration.bridge_proc import (
+
+from testbed import rawsip, sipp
+from testbed.bridge_proc import (
     AgentProcess,
     BridgeProcess,
     CallWatcher,
@@ -18,12 +20,11 @@ from tests.integration.bridge_proc import (
     start_bridge,
     trunk_config,
 )
-from tests.peers import rawsip, sipp
-from tests.peers.procs import LOOPBACK, in_background, wait_until
+from testbed.procs import LOOPBACK, in_background, wait_until
 
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(not sipp.available(), reason="sipp (Debian sip-tester) is not installed"),
+    pytest.mark.sipp,
 ]
 
 TRUNK_HOST = "127.0.0.2"
@@ -189,7 +190,7 @@ def test_one_stranger_cannot_take_more_than_its_share_of_calls(
     bridge = start_bridge(logdir, agent.whip_url, env={"SIPBRIDGE_MAX_CALLS_PER_SOURCE": "1"})
     try:
         with CallWatcher(bridge, "sipp") as watcher:
-            holder, box = in_background(
+            holder = in_background(
                 lambda: sipp.run_scenario(
                     "uac_pcmu_call", bridge.sip_target, hold_ms=3000, workdir=tmp_path / "first"
                 )
@@ -203,6 +204,6 @@ def test_one_stranger_cannot_take_more_than_its_share_of_calls(
         assert refused[0].status == 503 and "are up already" in refused[0].headers["warning"]
         assert "retry-after" in refused[0].headers
         holder.join(20)
-        box["result"].assert_success(calls=1)  # the first call was not disturbed
+        holder.result().assert_success(calls=1)  # the first call was not disturbed
     finally:
         bridge.proc.stop()

@@ -8,14 +8,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.integration.bridge_proc import AgentProcess, BridgeProcess, start_agent, start_bridge
-from tests.peers import audio, sipp
-from tests.peers.procs import in_background, wait_until
-from tests.peers.sipp import traced
+
+from testbed import audio, sipp
+from testbed.bridge_proc import AgentProcess, BridgeProcess, start_agent, start_bridge
+from testbed.procs import in_background, wait_until
+from testbed.sipp import traced
 
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(not sipp.available(), reason="sipp (Debian sip-tester) is not installed"),
+    pytest.mark.sipp,
 ]
 
 FAST_FAILURE = {"SIPBRIDGE_AGENT_SILENCE_TIMEOUT": "1.5"}
@@ -39,7 +40,7 @@ def test_a_dropped_agent_link_is_resumed_and_the_call_goes_on(
     ulaw = audio.wav_to_ulaw_raw(speech, tmp_path / "speech.ul")
     bridge = start_bridge(logdir, agent.whip_url, env=FAST_FAILURE)
     before = {s["id"] for s in agent.sessions()}
-    thread, box = in_background(
+    thread = in_background(
         lambda: sipp.run_scenario(
             "uac_pcmu_audio", bridge.sip_target, hold_ms=12000, keys={"audio_file": ulaw}, workdir=tmp_path
         )
@@ -80,7 +81,7 @@ def test_a_dropped_agent_link_is_resumed_and_the_call_goes_on(
     finally:
         thread.join(40)
         bridge.proc.stop()
-    box["result"].assert_success(calls=1)
+    thread.result().assert_success(calls=1)
     assert "agent link failed" in bridge.log() and "resumed" in bridge.log()
 
 
@@ -91,7 +92,7 @@ def agent_session(agent: AgentProcess, session_id: str) -> dict[str, Any]:
 def test_an_agent_that_does_not_come_back_ends_the_call_with_the_reason(logdir: Path, tmp_path: Path) -> None:
     doomed = start_agent(logdir)
     bridge = start_bridge(logdir, doomed.whip_url, env={**FAST_FAILURE, "SIPBRIDGE_AGENT_RESUME_WINDOW": "3"})
-    thread, box = in_background(
+    thread = in_background(
         lambda: sipp.run_scenario("uac_wait_for_bye", bridge.sip_target, workdir=tmp_path, timeout=30)
     )
     try:
@@ -103,7 +104,7 @@ def test_an_agent_that_does_not_come_back_ends_the_call_with_the_reason(logdir: 
         thread.join(30)
         bridge.proc.stop()
         doomed.proc.stop()
-    result = box["result"]
+    result = thread.result()
     result.assert_success(calls=1)
     assert view["state"] == "ended", view
     assert view["end_reason"].startswith("agent link failed (nothing from the agent for"), view["end_reason"]
@@ -122,7 +123,7 @@ def test_an_agent_killed_and_restarted_on_its_port_takes_the_call_back(
     ulaw = audio.wav_to_ulaw_raw(speech, tmp_path / "speech.ul")
     first = start_agent(logdir)
     bridge = start_bridge(logdir, first.whip_url, env={**FAST_FAILURE, "SIPBRIDGE_AGENT_RESUME_WINDOW": "15"})
-    thread, box = in_background(
+    thread = in_background(
         lambda: sipp.run_scenario(
             "uac_pcmu_audio", bridge.sip_target, hold_ms=14000, keys={"audio_file": ulaw}, workdir=tmp_path
         )
@@ -153,7 +154,7 @@ def test_an_agent_killed_and_restarted_on_its_port_takes_the_call_back(
         first.proc.stop()
         if second is not None:
             second.proc.stop()
-    box["result"].assert_success(calls=1)
+    thread.result().assert_success(calls=1)
     assert final["end_reason"] == "caller hung up", final["end_reason"]
     failed_at, back_at = links[0]["at"], links[1]["at"]
     print(

@@ -16,7 +16,10 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from tests.integration.hostile_bridge import (
+
+from testbed import attacker, rawsip
+from testbed.attacker import Dialog, RtpPhone, RtpSprayer
+from testbed.hostile_bridge import (
     API_KEY,
     MAX_CALL_DURATION,
     MAX_OUTBOUND,
@@ -24,9 +27,7 @@ from tests.integration.hostile_bridge import (
     TRUNK,
     HostileBridge,
 )
-from tests.peers import attacker, rawsip
-from tests.peers.attacker import Dialog, RtpPhone, RtpSprayer
-from tests.peers.procs import wait_until
+from testbed.procs import wait_until
 
 pytestmark = [pytest.mark.integration]
 

@@ -16,8 +16,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.integration.bridge_proc import AgentProcess, start_bridge, trunk_config
-from tests.integration.hostile_bridge import (
+
+from sipbridge.sip.digest import DigestCredentials, authorization_value, parse_challenge
+from testbed import attacker, rawsip
+from testbed.attacker import Dialog, OptionsProbe, RtpPhone
+from testbed.bridge_proc import AgentProcess, start_bridge, trunk_config
+from testbed.hostile_bridge import (
     PBX,
     PBX_PASSWORD,
     PBX_USER,
@@ -27,11 +31,7 @@ from tests.integration.hostile_bridge import (
     TRUNK,
     HostileBridge,
 )
-from tests.peers import attacker, rawsip
-from tests.peers.attacker import Dialog, OptionsProbe, RtpPhone
-from tests.peers.procs import wait_until
-
-from sipbridge.sip.digest import DigestCredentials, authorization_value, parse_challenge
+from testbed.procs import wait_until
 
 pytestmark = [pytest.mark.integration]
 

@@ -9,16 +9,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from bench import echo, speech
-from bench.cli import parser, run_bench
-from bench.probe import ProbeCall
-from bench.reference import Reference, reference
-from bench.report import RESULTS_MD
-from tests.peers import audio, sipp
+
+from bench.load import echo, speech
+from bench.load.cli import parser, run_bench
+from bench.load.probe import ProbeCall
+from bench.load.reference import Reference, reference
+from bench.load.report import RESULTS_MD
+from testbed import audio
 
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(not sipp.available(), reason="sipp (Debian sip-tester) is not installed"),
+    pytest.mark.sipp,
     pytest.mark.skipif(bool(audio.missing_tools("espeak-ng", "sox")), reason="needs espeak-ng and sox"),
 ]
 

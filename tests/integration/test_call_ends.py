@@ -6,13 +6,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.integration.bridge_proc import AgentProcess, BridgeProcess, http_json, start_bridge
-from tests.peers import audio, sipp
-from tests.peers.procs import in_background, wait_until
+
+from testbed import audio, sipp
+from testbed.bridge_proc import AgentProcess, BridgeProcess, http_json, start_bridge
+from testbed.procs import in_background, wait_until
 
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(not sipp.available(), reason="sipp (Debian sip-tester) is not installed"),
+    pytest.mark.sipp,
 ]
 
 
@@ -28,7 +29,7 @@ def test_agent_hanging_up_sends_bye_to_the_caller(
     bridge: BridgeProcess, agent: AgentProcess, tmp_path: Path
 ) -> None:
     before = {s["id"] for s in agent.sessions()}
-    thread, box = in_background(
+    thread = in_background(
         lambda: sipp.run_scenario("uac_wait_for_bye", bridge.sip_target, workdir=tmp_path, timeout=30)
     )
     try:
@@ -39,13 +40,13 @@ def test_agent_hanging_up_sends_bye_to_the_caller(
         assert status in (200, 204)
     finally:
         thread.join(30)
-    box["result"].assert_success(calls=1)
+    thread.result().assert_success(calls=1)
     _, ended = bridge.call(call["id"])
     assert ended["state"] == "ended" and ended["end_reason"].startswith("agent ended the call"), ended
 
 
 def test_no_ack_ends_the_call_with_bye_after_64_t1(bridge: BridgeProcess, tmp_path: Path) -> None:
-    thread, box = in_background(
+    thread = in_background(
         lambda: sipp.run_scenario("uac_no_ack", bridge.sip_target, workdir=tmp_path, timeout=30)
     )
     try:
@@ -53,7 +54,7 @@ def test_no_ack_ends_the_call_with_bye_after_64_t1(bridge: BridgeProcess, tmp_pa
         (call,) = bridge.calls()
     finally:
         thread.join(30)
-    result = box["result"]
+    result = thread.result()
     result.assert_success(calls=1)
     ok_count = result.messages().count("SIP/2.0 200 OK\r\n") + result.messages().count("SIP/2.0 200 OK\n")
     assert ok_count >= 5, "the 200 OK was not retransmitted while no ACK came"
@@ -68,7 +69,7 @@ def test_concurrent_calls_are_kept_apart_by_local_port(
         pytest.skip("espeak-ng and sox are needed to make test speech")
     speech = audio.make_speech("One two three four five six.", tmp_path / "s.wav")
     ulaw = audio.wav_to_ulaw_raw(speech, tmp_path / "s.ul")
-    thread, box = in_background(
+    thread = in_background(
         lambda: sipp.run_scenario(
             "uac_pcmu_audio",
             bridge.sip_target,
@@ -92,7 +93,7 @@ def test_concurrent_calls_are_kept_apart_by_local_port(
         assert all(c["agent"]["packets_received"] > 0 for c in calls)
     finally:
         thread.join(30)
-    box["result"].assert_success(calls=3)
+    thread.result().assert_success(calls=3)
     assert wait_until(lambda: bridge.calls() == [], 5)
 
 
@@ -101,12 +102,12 @@ def test_serve_without_agent_url_uses_the_embedded_echo_agent(logdir: Path, tmp_
     try:
         # The API answers a moment before the "ready" line is logged.
         assert wait_until(lambda: "embedded echo agent" in bridge.proc.stderr(), 5), bridge.log()
-        thread, box = in_background(
+        thread = in_background(
             lambda: sipp.run_scenario("uac_pcmu_call", bridge.sip_target, hold_ms=1500, workdir=tmp_path)
         )
         assert wait_until(lambda: any(c["state"] == "answered" for c in bridge.calls()), 10), bridge.log()
         thread.join(30)
-        box["result"].assert_success(calls=1)
+        thread.result().assert_success(calls=1)
     finally:
         bridge.proc.stop()
     assert bridge.proc.returncode == 0, bridge.log()
@@ -117,7 +118,7 @@ def test_calls_beyond_the_limit_get_503_with_retry_after(
 ) -> None:
     bridge = start_bridge(logdir, agent.whip_url, env={"SIPBRIDGE_MAX_CALLS": "1"})
     try:
-        thread, box = in_background(
+        thread = in_background(
             lambda: sipp.run_scenario(
                 "uac_pcmu_call", bridge.sip_target, hold_ms=3000, workdir=tmp_path / "first"
             )
@@ -129,7 +130,7 @@ def test_calls_beyond_the_limit_get_503_with_retry_after(
         refused.assert_success(calls=1)
         assert "Retry-After: 5" in refused.messages() and "call limit of 1 reached" in refused.messages()
         thread.join(30)
-        box["result"].assert_success(calls=1)
+        thread.result().assert_success(calls=1)
         assert http_json("GET", f"{bridge.api}/health")[1]["calls_rejected_busy"] == 1
     finally:
         bridge.proc.stop()

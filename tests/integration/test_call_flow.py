@@ -8,19 +8,20 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.integration.bridge_proc import (
+
+from testbed import audio, baresip, sipp
+from testbed.bridge_proc import (
     AgentProcess,
     BridgeProcess,
     SilentHttpServer,
     http_json,
     start_bridge,
 )
-from tests.peers import audio, baresip, sipp
-from tests.peers.procs import free_tcp_port, wait_until
+from testbed.procs import free_tcp_port, wait_until
 
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(not sipp.available(), reason="sipp (Debian sip-tester) is not installed"),
+    pytest.mark.sipp,
 ]
 
 SPEECH = "Hello, this is a test call. Seven, four, one, nine. The quick brown fox jumps over the lazy dog."

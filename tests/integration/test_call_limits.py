@@ -6,7 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from tests.integration.bridge_proc import (
+
+from testbed import sipp
+from testbed.bridge_proc import (
     AgentProcess,
     CallWatcher,
     LateWhipServer,
@@ -14,13 +16,12 @@ from tests.integration.bridge_proc import (
     http_json,
     start_bridge,
 )
-from tests.peers import sipp
-from tests.peers.procs import wait_until
-from tests.peers.sipp import traced
+from testbed.procs import wait_until
+from testbed.sipp import traced
 
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(not sipp.available(), reason="sipp (Debian sip-tester) is not installed"),
+    pytest.mark.sipp,
 ]
 
 

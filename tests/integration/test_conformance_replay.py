@@ -1,7 +1,7 @@
 """RFC 4475 and RFC 5118 torture messages replayed against the running bridge, a row per message.
 
 The replay runs in a network namespace with nothing but loopback (`unshare -n`, see
-conformance_replay.py), so no reply can reach the addresses the messages name. Expected answers come
+testbed/conformance_replay.py), so no reply can reach the addresses the messages name. Expected answers come
 from ../shared/conformance/rfc4475/MANIFEST.tsv; where it allows a choice, the comment says ours.
 """
 
@@ -17,8 +17,9 @@ import pytest
 
 pytestmark = pytest.mark.integration
 
-HERE = Path(__file__).parent
-CONFORMANCE = HERE.parents[2] / "shared" / "conformance"
+ROOT = Path(__file__).resolve().parents[2]
+REPLAY = ROOT / "testbed" / "conformance_replay.py"
+CONFORMANCE = ROOT.parent / "shared" / "conformance"
 NO_RESPONSE = None
 
 EXPECTED: dict[str, int | None] = {
@@ -104,7 +105,7 @@ def replay(tmp_path_factory: pytest.TempPathFactory) -> dict:
     if reason := _namespaces_available():
         pytest.skip(reason)
     out = tmp_path_factory.mktemp("conformance") / "replay.json"
-    argv = ["unshare", "-n", "--", sys.executable, str(HERE / "conformance_replay.py"), str(out)]
+    argv = ["unshare", "-n", "--", sys.executable, str(REPLAY), str(out)]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=400)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(out.read_text())

@@ -7,13 +7,14 @@ import threading
 from pathlib import Path
 
 import pytest
-from tests.integration.bridge_proc import AgentProcess, BridgeProcess, start_bridge
-from tests.peers import audio, baresip, sipp
-from tests.peers.procs import wait_until
+
+from testbed import audio, baresip, sipp
+from testbed.bridge_proc import AgentProcess, BridgeProcess, start_bridge
+from testbed.procs import wait_until
 
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(not sipp.available(), reason="sipp (Debian sip-tester) is not installed"),
+    pytest.mark.sipp,
 ]
 
 DIGITS = "0123456789*#ABCD"

@@ -2,7 +2,7 @@
 is refused at the configured rate and then ignored, and no flood INVITE becomes a call.
 
 The figures (20 calls, 5,000 INVITEs/s for 10 s, frame loss of the running calls) come from the
-benchmark, `python -m bench.flood`; this test runs a short flood and checks the behaviour.
+benchmark, `python -m bench.load.flood`; this test runs a short flood and checks the behaviour.
 """
 
 from __future__ import annotations
@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.integration.bridge_proc import (
+
+from testbed import audio, sipp
+from testbed.bridge_proc import (
     AgentProcess,
     BridgeProcess,
     CallWatcher,
@@ -23,12 +25,11 @@ from tests.integration.bridge_proc import (
     start_bridge,
     trunk_config,
 )
-from tests.peers import audio, sipp
-from tests.peers.procs import in_background, wait_until
+from testbed.procs import in_background, wait_until
 
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(not sipp.available(), reason="sipp (Debian sip-tester) is not installed"),
+    pytest.mark.sipp,
 ]
 
 FLOOD_RATE = 5000
@@ -43,7 +44,7 @@ def test_a_call_goes_on_untouched_through_an_invite_flood(
     bridge = start_bridge(logdir, agent.whip_url, "--config", str(config))
     try:
         with CallWatcher(bridge, "sipp") as watcher:
-            caller, box = in_background(
+            caller = in_background(
                 lambda: sipp.run_scenario(
                     "uac_pcmu_audio",
                     bridge.sip_target,
@@ -62,7 +63,7 @@ def test_a_call_goes_on_untouched_through_an_invite_flood(
         caller.join(30)
     finally:
         bridge.proc.stop()
-    box["result"].assert_success(calls=1)
+    caller.result().assert_success(calls=1)
 
     # no flood INVITE became a call, and the flooder heard at most the limit's worth of refusals
     assert health["calls_total"] == 1 and watcher.ids == [call_id]
@@ -92,7 +93,7 @@ def test_a_call_goes_on_untouched_through_an_invite_flood(
 def _flood(target: str, tmp_path: Path) -> dict[str, Any]:
     """The flooder in its own process, as a hostile host would be."""
     out = tmp_path / "flood.json"
-    argv = [sys.executable, "-m", "tests.peers.flood", target, "--source", "127.0.0.2"]
+    argv = [sys.executable, "-m", "testbed.flood", target, "--source", "127.0.0.2"]
     argv += ["--rate", str(FLOOD_RATE), "--seconds", str(FLOOD_S), "--out", str(out)]
     subprocess.run(argv, check=True, timeout=FLOOD_S + 30, cwd=Path(__file__).resolve().parents[2])
     return json.loads(out.read_text())

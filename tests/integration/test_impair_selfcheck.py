@@ -1,4 +1,4 @@
-"""The impairing relay (tests/peers/impair.py) checked against what really arrives, before tests rely on it.
+"""The impairing relay (testbed/impair.py) checked against what really arrives, before tests rely on it.
 
 A sender and a receiver on loopback sockets talk through the relay; every packet carries its RTP
 sequence number and the time it was sent, so the receiver measures loss, delay, order and duplicates
@@ -20,9 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from tests.integration.bridge_proc import AgentProcess, BridgeProcess, start_bridge
-from tests.peers import audio, baresip, sipp
-from tests.peers.impair import (
+
+from testbed import audio, baresip, sipp
+from testbed.bridge_proc import AgentProcess, BridgeProcess, start_bridge
+from testbed.impair import (
     ALIAS_HOST,
     GilbertElliott,
     ImpairingRelay,
@@ -32,7 +33,7 @@ from tests.peers.impair import (
     rtp_sequence,
     sipp_echo_uas_behind_relay,
 )
-from tests.peers.procs import LOOPBACK, udp_port_bound, wait_for, wait_until
+from testbed.procs import LOOPBACK, udp_port_bound, wait_for, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -411,7 +412,6 @@ def _bursts(lost: list[bool]) -> list[int]:
 
 # --------------------------------------------------------------------------------------------- real calls
 
-needs_sipp = pytest.mark.skipif(not sipp.available(), reason="sipp (Debian sip-tester) is not installed")
 needs_speech = pytest.mark.skipif(
     bool(audio.missing_tools("espeak-ng", "sox")), reason="espeak-ng and sox make the test speech"
 )
@@ -430,7 +430,7 @@ def _sdp_port(messages: str, nth: int) -> int:
     return int([line.split()[1] for line in messages.splitlines() if line.startswith("m=audio")][nth])
 
 
-@needs_sipp
+@pytest.mark.sipp
 @needs_speech
 def test_sipp_call_through_the_relay_to_an_echoing_uas(
     speech_ulaw: tuple[Path, Path], tmp_path: Path
@@ -474,7 +474,7 @@ def bridge_behind_alias(logdir: Path, agent: AgentProcess) -> Iterator[BridgePro
     bridge.proc.stop()
 
 
-@needs_sipp
+@pytest.mark.sipp
 @needs_speech
 def test_sipp_call_to_the_bridge_through_the_relay(
     bridge_behind_alias: BridgeProcess, speech_ulaw: tuple[Path, Path], tmp_path: Path

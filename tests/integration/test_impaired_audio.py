@@ -1,6 +1,6 @@
 """Speech through a lossy, jittery phone leg: baresip → impairing relay → bridge → echo agent → back.
 
-The relay (tests/peers/impair.py) sits where the bridge's SDP points and drops and delays packets
+The relay (testbed/impair.py) sits where the bridge's SDP points and drops and delays packets
 in both directions with a fixed seed; what baresip hears must still correlate with what it said.
 
 What is measured, and why not the single-lag correlation of the clean-call tests. Both ends of the
@@ -41,9 +41,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from tests.integration.bridge_proc import AgentProcess, start_bridge
-from tests.peers import audio, baresip
-from tests.peers.impair import ImpairingRelay, Impairment, bridge_env, bridge_rtp_ports
+
+from testbed import audio, baresip
+from testbed.bridge_proc import AgentProcess, start_bridge
+from testbed.impair import ImpairingRelay, Impairment, bridge_env, bridge_rtp_ports
 
 pytestmark = [
     pytest.mark.integration,

@@ -1,4 +1,4 @@
-"""The latency benchmark (bench/latency.py) end to end on a short run: markers go through the real
+"""The latency benchmark (bench/latency/budget.py) end to end on a short run: markers go through the real
 bridge both ways, are detected and timed. Behaviour only; the figures come from the benchmark."""
 
 from __future__ import annotations
@@ -7,13 +7,13 @@ import math
 from pathlib import Path
 
 import pytest
-from bench.latency import parser, run
-from bench.marker import FRAME, OnsetDetector, burst_frames
-from tests.peers import sipp
+
+from bench.latency.budget import parser, run
+from bench.latency.marker import FRAME, OnsetDetector, burst_frames
 
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(not sipp.available(), reason="sipp (Debian sip-tester) is not installed"),
+    pytest.mark.sipp,
 ]
 
 

@@ -13,14 +13,15 @@ from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from tests.integration.bridge_proc import AgentProcess, BridgeProcess, http_json, start_bridge
-from tests.peers import sipp
-from tests.peers.procs import free_port_block, in_background, wait_until
-from tests.peers.sipp import Traced, traced
+
+from testbed import sipp
+from testbed.bridge_proc import AgentProcess, BridgeProcess, http_json, start_bridge
+from testbed.procs import free_port_block, in_background, wait_until
+from testbed.sipp import Traced, traced
 
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(not sipp.available(), reason="sipp (Debian sip-tester) is not installed"),
+    pytest.mark.sipp,
 ]
 
 KEY = "ops-test-key-0123456789abcdef"
@@ -218,7 +219,7 @@ def test_sigterm_drains_new_calls_get_503_and_the_running_call_ends_by_itself(
     draining_bridge: tuple[BridgeProcess, Path], tmp_path: Path
 ) -> None:
     bridge, records = draining_bridge
-    thread, box = in_background(
+    thread = in_background(
         lambda: sipp.run_scenario("uac_pcmu_call", bridge.sip_target, hold_ms=8000, workdir=tmp_path / "call")
     )
     try:
@@ -240,7 +241,7 @@ def test_sigterm_drains_new_calls_get_503_and_the_running_call_ends_by_itself(
         assert [c["state"] for c in bridge.calls()] == ["answered"]  # the running call goes on
     finally:
         thread.join(30)
-    box["result"].assert_success(calls=1)  # the caller hung up when it meant to: BYE, 200
+    thread.result().assert_success(calls=1)  # the caller hung up when it meant to: BYE, 200
     assert bridge.proc.wait(10) == 0, bridge.log()
     drain_s = time.monotonic() - signalled
     print(f"\nSIGTERM to exit with one call ending by itself: {drain_s:.2f} s")
@@ -254,7 +255,7 @@ def test_at_the_drain_grace_remaining_calls_get_our_bye(
     draining_bridge: tuple[BridgeProcess, Path], tmp_path: Path
 ) -> None:
     bridge, records = draining_bridge
-    thread, box = in_background(
+    thread = in_background(
         lambda: sipp.run_scenario("uac_wait_for_bye", bridge.sip_target, workdir=tmp_path, timeout=30)
     )
     try:
@@ -264,7 +265,7 @@ def test_at_the_drain_grace_remaining_calls_get_our_bye(
         bridge.proc.proc.send_signal(signal.SIGTERM)
     finally:
         thread.join(30)
-    bye = _our_bye(box["result"])
+    bye = _our_bye(thread.result())
     assert 'text="bridge shutting down"' in (bye.header("Reason") or ""), bye.text
     print(f"\nSIGTERM to our BYE with drain_grace 2: {bye.at - signalled:.2f} s")
     assert 1.8 <= bye.at - signalled <= 6
@@ -278,7 +279,7 @@ def test_a_second_signal_ends_the_drain_at_once(
     draining_bridge: tuple[BridgeProcess, Path], tmp_path: Path
 ) -> None:
     bridge, records = draining_bridge
-    thread, box = in_background(
+    thread = in_background(
         lambda: sipp.run_scenario("uac_wait_for_bye", bridge.sip_target, workdir=tmp_path, timeout=30)
     )
     try:
@@ -289,7 +290,7 @@ def test_a_second_signal_ends_the_drain_at_once(
         bridge.proc.proc.send_signal(signal.SIGINT)
     finally:
         thread.join(30)
-    bye = _our_bye(box["result"])
+    bye = _our_bye(thread.result())
     assert bye.at - second < 2, "the second signal did not end the 60 s drain"
     assert bridge.proc.wait(10) == 0, bridge.log()
     assert len(_records(records)) == 1

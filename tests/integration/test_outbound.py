@@ -10,13 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.integration.bridge_proc import AgentProcess, BridgeProcess, start_bridge
-from tests.peers import kamailio, sipp, tls_certs
-from tests.peers.procs import LOOPBACK, free_port_block, wait_until
+
+from testbed import kamailio, sipp, tls_certs
+from testbed.bridge_proc import AgentProcess, BridgeProcess, start_bridge
+from testbed.procs import LOOPBACK, free_port_block, wait_until
 
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(not sipp.available(), reason="sipp (Debian sip-tester) is not installed"),
+    pytest.mark.sipp,
 ]
 
 KEY = "test-key-0123456789abcdef"
@@ -225,7 +226,7 @@ def test_early_media_reaches_the_agent_before_the_answer(
     bridge: BridgeProcess, far_port: int, speech: Path, tmp_path: Path
 ) -> None:
     """A 183 with SDP: the far end's announcement flows to the agent while the call still rings."""
-    from tests.peers import audio
+    from testbed import audio
 
     ulaw = audio.wav_to_ulaw_raw(speech, tmp_path / "announcement.ul")
     keys = {"audio_file": str(ulaw), "ring_ms": "2500", "hangup_ms": "800"}

@@ -1,4 +1,4 @@
-"""The peer harness (tests/peers) proven against sipp's own UAS, before any bridge exists.
+"""The peer harness (testbed) proven against sipp's own UAS, before any bridge exists.
 
 sipp's built-in UAS with -rtp_echo answers every call and sends every RTP packet straight back, so a
 call through it must come back as the very audio that was sent (G.711 quantisation aside).
@@ -21,8 +21,9 @@ from typing import Self
 
 import numpy as np
 import pytest
-from tests.peers import audio, baresip, kamailio, sipp, tls_certs
-from tests.peers.procs import (
+
+from testbed import audio, baresip, kamailio, sipp, tls_certs
+from testbed.procs import (
     LOOPBACK,
     ManagedProcess,
     free_port_block,
@@ -44,7 +45,6 @@ def _skip_unless(*tools: str) -> pytest.MarkDecorator:
     return pytest.mark.skipif(bool(missing), reason=f"not installed: {', '.join(missing)} (make system-deps)")
 
 
-needs_sipp = _skip_unless("sipp")
 needs_speech = _skip_unless("espeak-ng", "sox")
 needs_baresip = _skip_unless("baresip")
 needs_kamailio = pytest.mark.skipif(
@@ -70,7 +70,7 @@ def speech(tmp_path_factory: pytest.TempPathFactory) -> Path:
 # --------------------------------------------------------------------------------------------- sipp
 
 
-@needs_sipp
+@pytest.mark.sipp
 @needs_speech
 def test_sipp_pcmu_audio_call_completes(echo_uas: sipp.SippServer, speech: Path, tmp_path: Path) -> None:
     ulaw = audio.wav_to_ulaw_raw(speech, tmp_path / "speech.ul")
@@ -92,7 +92,7 @@ def test_sipp_pcmu_audio_call_completes(echo_uas: sipp.SippServer, speech: Path,
     assert f"BYE sip:{LOOPBACK}:{echo_uas.port};transport=UDP SIP/2.0" in wire
 
 
-@needs_sipp
+@pytest.mark.sipp
 def test_sipp_runs_several_calls_at_a_rate(echo_uas: sipp.SippServer, tmp_path: Path) -> None:
     result = sipp.run_scenario(
         "uac_pcmu_call", echo_uas.address, calls=5, rate=20, hold_ms=200, timeout=15, workdir=tmp_path
@@ -117,7 +117,7 @@ DOUBLES = [
 ]
 
 
-@needs_sipp
+@pytest.mark.sipp
 @pytest.mark.parametrize(("uac", "uas", "uas_keys", "hold_ms"), DOUBLES)
 def test_scenario_passes_against_a_well_behaved_uas(
     uac: str, uas: str, uas_keys: dict[str, str], hold_ms: int | None, tmp_path: Path
@@ -144,7 +144,7 @@ MISBEHAVING = [
 ]
 
 
-@needs_sipp
+@pytest.mark.sipp
 @pytest.mark.parametrize(("uac", "uas", "uas_keys"), MISBEHAVING)
 def test_scenario_fails_against_a_wrong_answer(
     uac: str, uas: str, uas_keys: dict[str, str], tmp_path: Path
@@ -159,7 +159,7 @@ def test_scenario_fails_against_a_wrong_answer(
     assert time.monotonic() - started < 3, "a wrong answer must fail the call, not hang"
 
 
-@needs_sipp
+@pytest.mark.sipp
 def test_scenario_without_an_answer_fails_at_the_receive_timeout(tmp_path: Path) -> None:
     silent = free_port_block(1)  # nobody listens there
     started = time.monotonic()
@@ -178,7 +178,7 @@ def test_missing_scenario_key_is_named(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------------------------- baresip
 
 
-@needs_sipp
+@pytest.mark.sipp
 @needs_speech
 @needs_baresip
 def test_baresip_hears_its_own_speech_through_the_echo(
@@ -198,7 +198,7 @@ def test_baresip_hears_its_own_speech_through_the_echo(
     assert "From: <sip:+15550123@127.0.0.1" in (echo_uas.workdir / "messages.log").read_text()
 
 
-@needs_sipp
+@pytest.mark.sipp
 @needs_speech
 @needs_baresip
 def test_baresip_reports_the_far_end_hanging_up(speech: Path, tmp_path: Path) -> None:
@@ -209,7 +209,7 @@ def test_baresip_reports_the_far_end_hanging_up(speech: Path, tmp_path: Path) ->
     assert rec.hung_up_by_far_end, rec.report()
 
 
-@needs_sipp
+@pytest.mark.sipp
 @needs_speech
 @needs_baresip
 def test_baresip_reports_a_rejected_call(speech: Path, tmp_path: Path) -> None:
@@ -403,7 +403,7 @@ def _first_request(messages: str, method: str) -> str:
     return found.group(0)
 
 
-@needs_sipp
+@pytest.mark.sipp
 @needs_kamailio
 @pytest.mark.parametrize("transport", ["udp", "tcp"])
 def test_kamailio_relays_a_call_and_routes_its_bye(transport: str, tmp_path: Path) -> None:
@@ -441,7 +441,7 @@ def test_kamailio_relays_a_call_and_routes_its_bye(transport: str, tmp_path: Pat
     assert [e.ruri for e in kam.events("reply", "BYE")] == ["200 OK"]
 
 
-@needs_sipp
+@pytest.mark.sipp
 @needs_kamailio
 @pytest.mark.parametrize("transport", ["udp", "tcp"])
 def test_kamailio_routes_the_callees_bye_back_to_the_caller(transport: str, tmp_path: Path) -> None:
@@ -473,7 +473,7 @@ def test_kamailio_routes_the_callees_bye_back_to_the_caller(transport: str, tmp_
 REJECT_503 = {"status": "503", "reason": "Service Unavailable"}
 
 
-@needs_sipp
+@pytest.mark.sipp
 @needs_kamailio
 @pytest.mark.parametrize(
     ("uac", "uas", "uas_keys", "pass_503"),
@@ -498,7 +498,7 @@ def test_kamailio_relays_cancel_options_and_rejections(
     assert kam.events("relay"), kam.report()
 
 
-@needs_sipp
+@pytest.mark.sipp
 @needs_kamailio
 def test_kamailio_turns_a_503_into_a_500_by_default(tmp_path: Path) -> None:
     """RFC 3261 16.7: a proxy does not pass a 503 upstream (tm sends 500, keeping the reason phrase)."""
@@ -676,7 +676,7 @@ def test_tls_certs_verify_for_loopback_names_and_only_with_their_ca(
     assert server.requests("OPTIONS")
 
 
-@needs_sipp
+@pytest.mark.sipp
 @needs_kamailio_tls
 def test_kamailio_relays_a_call_to_a_tls_server(certs: tls_certs.TlsCerts, tmp_path: Path) -> None:
     """sipp (UDP) -> kamailio -> (TLS, server certificate verified against the CA) -> a TLS SIP server."""
@@ -705,7 +705,7 @@ def test_kamailio_relays_a_call_to_a_tls_server(certs: tls_certs.TlsCerts, tmp_p
     assert kam.wait_for_event("sent", "BYE").peer == f"tls:{LOOPBACK}:{server.port}"
 
 
-@needs_sipp
+@pytest.mark.sipp
 @needs_kamailio_tls
 def test_kamailio_refuses_a_tls_server_it_cannot_verify(
     certs: tls_certs.TlsCerts, other_ca_certs: tls_certs.TlsCerts, tmp_path: Path
@@ -784,7 +784,7 @@ def test_baresip_does_not_verify_the_tls_server(other_ca_certs: tls_certs.TlsCer
     assert rec.established, rec.report()
 
 
-@needs_sipp
+@pytest.mark.sipp
 @needs_baresip
 @_skip_unless("sox")
 def test_baresip_places_a_call_over_tcp(tmp_path: Path) -> None:

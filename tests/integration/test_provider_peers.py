@@ -26,13 +26,13 @@ from types import TracebackType
 from typing import Self
 
 import pytest
-from tests.peers import kamailio, sipp
-from tests.peers.procs import LOOPBACK, free_udp_port, wait_for
-from tests.peers.sipp import traced
+
+from testbed import kamailio, sipp
+from testbed.procs import LOOPBACK, free_udp_port, wait_for
+from testbed.sipp import traced
 
 pytestmark = pytest.mark.integration
 
-needs_sipp = pytest.mark.skipif(not sipp.available(), reason="not installed: sipp (make system-deps)")
 needs_kamailio = pytest.mark.skipif(
     not kamailio.available(), reason="not installed: kamailio (make system-deps)"
 )
@@ -270,7 +270,7 @@ AUTH_DOUBLES_TRANSPORTS = [pytest.param(*p.values, "udp", id=f"{p.id}-udp") for 
 ]
 
 
-@needs_sipp
+@pytest.mark.sipp
 @pytest.mark.parametrize(
     ("uas", "code", "challenge_header", "credentials_header", "transport"), AUTH_DOUBLES_TRANSPORTS
 )
@@ -307,7 +307,7 @@ def test_auth_double_answers_a_caller_with_the_right_credentials(
     assert "m=audio" in wire and "a=rtpmap:0 PCMU/8000" in wire
 
 
-@needs_sipp
+@pytest.mark.sipp
 @pytest.mark.parametrize(("uas", "code", "challenge_header", "credentials_header"), AUTH_DOUBLES)
 def test_auth_double_forbids_a_wrong_password_and_fails_the_call(
     uas: str, code: int, challenge_header: str, credentials_header: str, tmp_path: Path
@@ -328,7 +328,7 @@ def test_auth_double_forbids_a_wrong_password_and_fails_the_call(
     assert not any(line.startswith("SIP/2.0 200") for line in first_lines(server, sent=True))
 
 
-@needs_sipp
+@pytest.mark.sipp
 @pytest.mark.parametrize("uas", ["uas_digest_answer", "uas_proxy_auth"])
 def test_auth_double_hangs_up_itself_after_hangup_ms(uas: str, tmp_path: Path) -> None:
     keys = digest_keys(hangup_ms="300")
@@ -355,7 +355,7 @@ def test_auth_double_hangs_up_itself_after_hangup_ms(uas: str, tmp_path: Path) -
     assert bye.first_line.startswith(f"BYE sip:sipp@{LOOPBACK}:")  # to the caller's Contact
 
 
-@needs_sipp
+@pytest.mark.sipp
 def test_auth_double_answers_the_callers_bye_during_its_hold(tmp_path: Path) -> None:
     keys = digest_keys(hangup_ms="5000")
     with sipp.sipp_uas("uas_digest_answer", calls=1, keys=keys, workdir=tmp_path / "uas") as srv:
@@ -416,7 +416,7 @@ ANSWERS = [
 ]
 
 
-@needs_sipp
+@pytest.mark.sipp
 @pytest.mark.parametrize(("uas", "code", "challenge_header", "credentials_header"), AUTH_DOUBLES)
 @pytest.mark.parametrize(("algo", "how", "status"), ANSWERS)
 def test_auth_double_checks_secret_nonce_and_opaque(
@@ -447,7 +447,7 @@ def test_auth_double_checks_secret_nonce_and_opaque(
     assert server.failed == (0 if status == 200 else 1), server.report()
 
 
-@needs_sipp
+@pytest.mark.sipp
 def test_sipp_answers_md5_challenges_only(tmp_path: Path) -> None:
     """sipp 3.6.1's [authentication] refuses a SHA-256 challenge: a bridge test cannot use sipp as
     the SHA-256 caller (and uas_* doubles cannot verify it): use kamailio.registrar(algorithm=...)."""
@@ -470,7 +470,7 @@ def test_sipp_answers_md5_challenges_only(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------------------------- early media
 
 
-@needs_sipp
+@pytest.mark.sipp
 def test_early_media_streams_the_file_before_the_answer(tmp_path: Path) -> None:
     audio = tmp_path / "announcement.ul"
     audio.write_bytes(os.urandom(8000 * 2))  # 2 s of "mu-law": any byte is a sample
@@ -511,7 +511,7 @@ def test_early_media_streams_the_file_before_the_answer(tmp_path: Path) -> None:
     assert int(media_line(progress.text).split()[1]) == srv.media_port
 
 
-@needs_sipp
+@pytest.mark.sipp
 def test_early_media_caller_may_cancel(tmp_path: Path) -> None:
     audio = tmp_path / "announcement.ul"
     audio.write_bytes(bytes(range(256)) * 32)
@@ -529,7 +529,7 @@ def test_early_media_caller_may_cancel(tmp_path: Path) -> None:
     assert "SIP/2.0 487 Request Terminated" in first_lines(server, sent=True)
 
 
-@needs_sipp
+@pytest.mark.sipp
 def test_early_media_far_end_hangs_up(tmp_path: Path) -> None:
     audio = tmp_path / "announcement.ul"
     audio.write_bytes(bytes(range(256)) * 32)
@@ -556,7 +556,7 @@ def test_early_media_far_end_hangs_up(tmp_path: Path) -> None:
 # ------------------------------------------------------------------------------------------- busy, no answer
 
 
-@needs_sipp
+@pytest.mark.sipp
 @pytest.mark.parametrize("ring_ms", [None, 300])
 def test_busy_rings_then_486_and_waits_for_the_ack(ring_ms: int | None, tmp_path: Path) -> None:
     with (
@@ -583,7 +583,7 @@ def test_busy_rings_then_486_and_waits_for_the_ack(ring_ms: int | None, tmp_path
         assert busy_at - rang >= ring_ms / 1000 - 0.01
 
 
-@needs_sipp
+@pytest.mark.sipp
 def test_busy_without_an_ack_fails_after_retransmitting(tmp_path: Path) -> None:
     with (
         sipp.sipp_uas("uas_busy", calls=1, rtp_echo=False, workdir=tmp_path / "uas") as srv,
@@ -605,7 +605,7 @@ def registrar_keys(expires: int = 60) -> dict[str, str]:
     return {"user": USER, "password": PASSWORD, "realm": REALM, "expires": str(expires)}
 
 
-@needs_sipp
+@pytest.mark.sipp
 def test_registrar_register_refresh_unregister(tmp_path: Path) -> None:
     with sipp.sipp_uas(
         "uas_registrar", calls=1, keys=registrar_keys(expires=2), rtp_echo=False, workdir=tmp_path / "uas"
@@ -638,7 +638,7 @@ def test_registrar_register_refresh_unregister(tmp_path: Path) -> None:
     assert replies[2].at - replies[1].at < 2  # refreshed within the expiry
 
 
-@needs_sipp
+@pytest.mark.sipp
 def test_registrar_forbids_a_wrong_password(tmp_path: Path) -> None:
     with sipp.sipp_uas(
         "uas_registrar", calls=1, keys=registrar_keys(), rtp_echo=False, workdir=tmp_path / "uas"
@@ -660,7 +660,7 @@ def test_registrar_forbids_a_wrong_password(tmp_path: Path) -> None:
     assert first_lines(server, sent=True) == ["SIP/2.0 401 Unauthorized", "SIP/2.0 403 Forbidden"]
 
 
-@needs_sipp
+@pytest.mark.sipp
 def test_registrar_rechallenges_and_unregisters_contact_star(tmp_path: Path) -> None:
     with (
         sipp.sipp_uas(
@@ -709,7 +709,7 @@ def test_registrar_rechallenges_and_unregisters_contact_star(tmp_path: Path) -> 
     server.assert_success(calls=1)
 
 
-@needs_sipp
+@pytest.mark.sipp
 def test_registrar_forbids_an_answer_for_another_realm(tmp_path: Path) -> None:
     with (
         sipp.sipp_uas(
@@ -730,7 +730,7 @@ def test_registrar_forbids_an_answer_for_another_realm(tmp_path: Path) -> None:
     assert server.failed == 1, server.report()
 
 
-@needs_sipp
+@pytest.mark.sipp
 def test_registrar_fails_a_refresh_later_than_recv_timeout(tmp_path: Path) -> None:
     with sipp.sipp_uas(
         "uas_registrar",
@@ -765,7 +765,7 @@ def _register(client: SipClient, reg: kamailio.KamailioRegistrar, cseq: int, *he
     return client.final(cseq)
 
 
-@needs_sipp
+@pytest.mark.sipp
 @needs_kamailio
 def test_kamailio_registrar_routes_a_call_to_the_registered_contact(tmp_path: Path) -> None:
     """sipp registers (with digest auth) a binding for alice pointing at a sipp UAS; a call from
@@ -915,7 +915,7 @@ def test_kamailio_registrar_rechallenges_a_stale_nonce(tmp_path: Path) -> None:
         assert ok.status == 200
 
 
-@needs_sipp
+@pytest.mark.sipp
 @needs_kamailio
 def test_kamailio_registrar_verifies_sha256(tmp_path: Path) -> None:
     """kamailio verifies SHA-256 digests (sipp cannot: see test_sipp_answers_md5_challenges_only)."""
@@ -942,7 +942,7 @@ def test_kamailio_registrar_verifies_sha256(tmp_path: Path) -> None:
         assert [b.contact for b in reg.locations(USER)] == [f"sip:{USER}@{LOOPBACK}:{client.port}"]
 
 
-@needs_sipp
+@pytest.mark.sipp
 @needs_kamailio
 @pytest.mark.parametrize(("password", "ok"), [(PASSWORD, True), ("wrong", False)])
 def test_kamailio_challenges_the_accounts_outbound_call_and_relays_it(

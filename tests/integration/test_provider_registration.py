@@ -12,13 +12,14 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from tests.integration.bridge_proc import AgentProcess, BridgeProcess, start_bridge
-from tests.peers import kamailio, sipp
-from tests.peers.procs import wait_until
+
+from testbed import kamailio, sipp
+from testbed.bridge_proc import AgentProcess, BridgeProcess, start_bridge
+from testbed.procs import wait_until
 
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(not sipp.available(), reason="sipp (Debian sip-tester) is not installed"),
+    pytest.mark.sipp,
     pytest.mark.skipif(not kamailio.available(), reason="kamailio is not installed"),
 ]
 

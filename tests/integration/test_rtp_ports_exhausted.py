@@ -8,16 +8,16 @@ from typing import Any
 
 import numpy as np
 import pytest
-from tests.integration.bridge_proc import AgentProcess, BridgeProcess, http_json, start_bridge
-from tests.peers import sipp
-from tests.peers.procs import in_background, wait_until
-from tests.peers.sipp import traced
 
 from sipbridge.media.g711 import ulaw_encode
+from testbed import sipp
+from testbed.bridge_proc import AgentProcess, BridgeProcess, http_json, start_bridge
+from testbed.procs import in_background, wait_until
+from testbed.sipp import traced
 
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(not sipp.available(), reason="sipp (Debian sip-tester) is not installed"),
+    pytest.mark.sipp,
 ]
 
 
@@ -44,8 +44,8 @@ def test_an_exhausted_rtp_range_refuses_with_503_and_the_bridge_goes_on(
 
     try:
         assert _health(bridge)["rtp_ports_total"] == 2
-        short, short_box = in_background(lambda: call(5000, "short"))
-        long, long_box = in_background(lambda: call(10000, "long"))
+        short = in_background(lambda: call(5000, "short"))
+        long = in_background(lambda: call(10000, "long"))
         assert wait_until(lambda: [c["state"] for c in bridge.calls()] == ["answered"] * 2, 10), bridge.log()
         assert _health(bridge)["rtp_ports_in_use"] == 2
 
@@ -61,11 +61,11 @@ def test_an_exhausted_rtp_range_refuses_with_503_and_the_bridge_goes_on(
         assert wait_until(lambda: all(n > before[i] + 25 for i, n in _packets_in(bridge).items()), 5)
 
         short.join(20)
-        short_box["result"].assert_success(calls=1)
+        short.result().assert_success(calls=1)
         assert wait_until(lambda: _health(bridge)["rtp_ports_in_use"] == 1, 5), _health(bridge)
         call(1000, "after").assert_success(calls=1)  # a port is free again: the next caller gets in
         long.join(20)
-        long_box["result"].assert_success(calls=1)
+        long.result().assert_success(calls=1)
         assert wait_until(lambda: _health(bridge)["rtp_ports_in_use"] == 0, 5), _health(bridge)
     finally:
         bridge.proc.stop()

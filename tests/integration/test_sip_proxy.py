@@ -11,13 +11,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.integration.bridge_proc import AgentProcess, BridgeProcess, http_json, start_bridge
-from tests.peers import audio, kamailio, sipp, tls_certs
-from tests.peers.procs import LOOPBACK, free_tcp_port, in_background, wait_until
+
+from testbed import audio, kamailio, sipp, tls_certs
+from testbed.bridge_proc import AgentProcess, BridgeProcess, http_json, start_bridge
+from testbed.procs import LOOPBACK, free_tcp_port, in_background, wait_until
 
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(not sipp.available(), reason="sipp (Debian sip-tester) is not installed"),
+    pytest.mark.sipp,
     pytest.mark.skipif(not kamailio.available(tls=True), reason="kamailio with TLS modules is not installed"),
 ]
 
@@ -55,7 +56,7 @@ def test_call_with_audio_through_the_proxy(
     """sipp -> kamailio -> bridge: set up, audio both ways, the caller's BYE routed through the proxy."""
     ulaw = audio.wav_to_ulaw_raw(speech, tmp_path / "speech.ul")
     with _proxy(bridge, transport, certs, tmp_path / "kam") as kam:
-        caller, box = in_background(
+        caller = in_background(
             lambda: sipp.run_scenario(
                 "uac_pcmu_audio",
                 kam.address,
@@ -70,7 +71,7 @@ def test_call_with_audio_through_the_proxy(
             kam.wait_for_event("loose", "BYE", timeout=15)
         finally:
             caller.join(30)
-    box["result"].assert_success(calls=1)
+    caller.result().assert_success(calls=1)
     sent = kam.events("sent", "INVITE")
     assert sent and sent[0].peer.startswith(f"{transport}:"), kam.report()
     assert [e.method for e in kam.events("loose")] == ["ACK", "BYE"], kam.report()
@@ -87,7 +88,7 @@ def test_bridge_bye_follows_the_route_set(
     """The agent hangs up: the bridge's BYE goes to the proxy (Route headers), which relays it."""
     before = {s["id"] for s in agent.sessions()}
     with _proxy(bridge, transport, certs, tmp_path / "kam") as kam:
-        caller, box = in_background(
+        caller = in_background(
             lambda: sipp.run_scenario("uac_wait_for_bye", kam.address, workdir=tmp_path / "sipp", timeout=30)
         )
         try:
@@ -99,9 +100,9 @@ def test_bridge_bye_follows_the_route_set(
             bye = kam.wait_for_event("loose", "BYE")
         finally:
             caller.join(30)
-    box["result"].assert_success(calls=1)
+    caller.result().assert_success(calls=1)
     assert bye is not None, kam.report()
-    assert "Reason: SIP;cause=200" in box["result"].messages()
+    assert "Reason: SIP;cause=200" in caller.result().messages()
 
 
 def _new_sessions(agent: AgentProcess, before: set[str]) -> list[dict]:

@@ -17,16 +17,16 @@ from typing import Any
 
 import numpy as np
 import pytest
-from tests.integration.bridge_proc import BridgeProcess, CallWatcher, start_bridge
-from tests.peers import sipp
-from tests.peers.procs import free_port_block, in_background, wait_until
-from tests.peers.sipp import Traced, lost_count, traced
 
 from sipbridge.media.g711 import ulaw_encode
+from testbed import sipp
+from testbed.bridge_proc import BridgeProcess, CallWatcher, start_bridge
+from testbed.procs import free_port_block, in_background, wait_until
+from testbed.sipp import Traced, lost_count, traced
 
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(not sipp.available(), reason="sipp (Debian sip-tester) is not installed"),
+    pytest.mark.sipp,
 ]
 
 SESSION_INTERVAL = 4  # Session-Expires in the uac_session_timer_* scenarios
@@ -125,7 +125,7 @@ def test_bye_overtaking_a_lost_ack_ends_the_call_as_hung_up_by_the_caller(
 
 def test_call_over_tcp_with_audio(bridge: BridgeProcess, tone: Path, tmp_path: Path) -> None:
     caller = "+15557000002"
-    thread, box = in_background(
+    thread = in_background(
         lambda: sipp.run_scenario(
             "uac_pcmu_audio",
             bridge.sip_target,
@@ -145,7 +145,7 @@ def test_call_over_tcp_with_audio(bridge: BridgeProcess, tone: Path, tmp_path: P
         ), bridge.call(call["id"])
     finally:
         thread.join(40)
-    result: sipp.SippResult = box["result"]
+    result: sipp.SippResult = thread.result()
     result.assert_success(calls=1)
 
     messages = traced(result)
@@ -163,7 +163,7 @@ def test_call_over_tcp_with_audio(bridge: BridgeProcess, tone: Path, tmp_path: P
 def test_hold_and_resume_by_reinvite(bridge: BridgeProcess, tone: Path, tmp_path: Path) -> None:
     """a=sendonly from the caller: we answer recvonly and stop sending; a=sendrecv: both ways again."""
     caller = "+15557000003"
-    thread, box = in_background(
+    thread = in_background(
         lambda: sipp.run_scenario(
             "uac_reinvite_hold",
             bridge.sip_target,
@@ -196,7 +196,7 @@ def test_hold_and_resume_by_reinvite(bridge: BridgeProcess, tone: Path, tmp_path
         assert wait_until(lambda: view()["rtp"]["packets_out"] >= out_at_resume + 15, 2), view()
     finally:
         thread.join(40)
-    result: sipp.SippResult = box["result"]
+    result: sipp.SippResult = thread.result()
     result.assert_success(calls=1)
 
     oks = [m for m in traced(result) if m.status == 200 and m.method == "INVITE"]
@@ -212,7 +212,7 @@ def test_hold_and_resume_by_reinvite(bridge: BridgeProcess, tone: Path, tmp_path
 def test_codec_change_by_reinvite(bridge: BridgeProcess, tone: Path, tmp_path: Path) -> None:
     """A re-INVITE offering PCMA only mid-call: answered PCMA, transcoders swapped, audio goes on."""
     caller = "+15557000008"
-    thread, box = in_background(
+    thread = in_background(
         lambda: sipp.run_scenario(
             "uac_reinvite_codec",
             bridge.sip_target,
@@ -232,7 +232,7 @@ def test_codec_change_by_reinvite(bridge: BridgeProcess, tone: Path, tmp_path: P
         assert wait_until(lambda: view()["rtp"]["packets_out"] >= out_at_change + 15, 2), view()
     finally:
         thread.join(40)
-    box["result"].assert_success(calls=1)
+    thread.result().assert_success(calls=1)
     ended = _ended(bridge, call["id"])
     assert ended["end_reason"] == "caller hung up" and ended["codec"] == "PCMA", ended
 
@@ -241,7 +241,7 @@ def test_invite_without_sdp_gets_our_offer_and_takes_the_answer_from_the_ack(
     bridge: BridgeProcess, tone: Path, tmp_path: Path
 ) -> None:
     caller = "+15557000004"
-    thread, box = in_background(
+    thread = in_background(
         lambda: sipp.run_scenario(
             "uac_invite_without_sdp",
             bridge.sip_target,
@@ -259,7 +259,7 @@ def test_invite_without_sdp_gets_our_offer_and_takes_the_answer_from_the_ack(
         ), bridge.call(call["id"])
     finally:
         thread.join(40)
-    result: sipp.SippResult = box["result"]
+    result: sipp.SippResult = thread.result()
     result.assert_success(calls=1)
 
     messages = traced(result)

@@ -26,7 +26,11 @@ from typing import Any
 
 import numpy as np
 import pytest
-from tests.integration.bridge_proc import (
+
+from sipbridge.calls.manager import HISTORY_SIZE
+from sipbridge.media.g711 import ulaw_encode
+from testbed import sipp
+from testbed.bridge_proc import (
     AgentProcess,
     BridgeProcess,
     http_json,
@@ -34,15 +38,11 @@ from tests.integration.bridge_proc import (
     start_bridge,
     trunk_config,
 )
-from tests.peers import sipp
-from tests.peers.procs import wait_until
-
-from sipbridge.calls.manager import HISTORY_SIZE
-from sipbridge.media.g711 import ulaw_encode
+from testbed.procs import wait_until
 
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(not sipp.available(), reason="sipp (Debian sip-tester) is not installed"),
+    pytest.mark.sipp,
 ]
 
 SOAK_CALLS = int(os.environ.get("SOAK_CALLS", "100"))

@@ -15,7 +15,7 @@ MEASUREMENTS = DOCS / "measurements.md"
 PAGES = sorted([README, ROOT / "CHANGELOG.md", ROOT / "bench" / "README.md", *DOCS.glob("*.md")])
 
 README_MAX_BYTES = 12 * 1024
-LATENCY_MARKER = "<!-- latency-row: bench/latency.py rewrites the next table row -->"
+LATENCY_MARKER = "<!-- latency-row: bench/latency/budget.py rewrites the next table row -->"
 LATENCY_HEADER = "| what | figure | command |"
 LATENCY_ROW_START = "| One-way delay the bridge adds"
 
@@ -78,7 +78,7 @@ def test_links_are_checked() -> None:
 
 
 def test_the_latency_row_is_where_the_benchmark_rewrites_it() -> None:
-    """bench/latency.py replaces the row that starts like the latency row, or inserts one under the
+    """bench/latency/budget.py replaces the row that starts like the latency row, or inserts one under the
     first ``| what | figure | command |`` header: both must be the table under the marker."""
     lines = MEASUREMENTS.read_text().splitlines()
     at = lines.index(LATENCY_MARKER)

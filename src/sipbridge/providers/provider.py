@@ -58,8 +58,8 @@ class Provider:
         self.inbound_networks = [ipaddress.ip_network(cidr) for cidr in cidrs]
         self.registration_state = "registering" if config.register else "not registering"
         self.last_error: str | None = None
-        self.calls_placed = 0
-        self.calls_refused = 0
+        self.calls_placed = 0  # outbound calls whose INVITE could be sent (their destination resolved)
+        self.calls_refused = 0  # outbound calls refused by admit() (policy, cap, attempt rate)
 
     # -- outbound ------------------------------------------------------------------------------
 
@@ -87,6 +87,8 @@ class Provider:
         hop = self.next_hop
         from_user = dial.from_user or config.caller_id
         credentials = self.credentials
+        destination = (await resolve(hop.host), hop.port)
+        # Counted once the destination resolved: a DNS failure (502) places no call.
         self.calls_placed += 1
         return OutboundTarget(
             provider=self.name,
@@ -95,7 +97,7 @@ class Provider:
             request_uri=self.request_uri(number),
             from_uri=f"sip:{from_user}@{domain}",
             to_uri=f"sip:{number}@{domain}",
-            destination=(await resolve(hop.host), hop.port),
+            destination=destination,
             transport=config.transport.upper(),
             server_name=hop.host,
             authenticator=DigestAuthenticator(credentials) if credentials is not None else None,

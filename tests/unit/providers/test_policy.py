@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 import pytest
@@ -96,6 +97,21 @@ async def test_target_for_an_extension_on_a_pbx():
     assert target.request_uri == "sip:1001@127.0.0.1:5070;transport=tcp"
     assert target.from_uri == "sip:agent@127.0.0.1" and target.destination == ("127.0.0.1", 5070)
     assert target.transport == "TCP" and target.ring_timeout == 12 and target.authenticator is not None
+
+
+async def test_a_call_whose_destination_does_not_resolve_is_not_counted_as_placed(monkeypatch):
+    async def no_dns(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise OSError("Name or service not known")
+
+    monkeypatch.setattr(asyncio.get_running_loop(), "getaddrinfo", no_dns)
+    provider = _provider(address=HostPort("pbx.invalid", 5060))
+    with pytest.raises(Refused, match="cannot resolve pbx.invalid") as info:
+        await provider.target("1001", DialRequest("1001"))
+    assert info.value.status == 502
+    assert provider.calls_placed == 0 and provider.to_dict()["calls_placed"] == 0
+    resolved = _provider()  # a literal address: nothing to resolve, the call is placed
+    await resolved.target("1001", DialRequest("1001"))
+    assert resolved.to_dict()["calls_placed"] == 1
 
 
 async def test_twilio_defaults_to_its_signalling_ranges_for_inbound():

@@ -14,13 +14,13 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from tests.peers.tls_certs import TlsCerts, make_certs
 
 from sipbridge.sip.message import SipResponse, parse_message
 from sipbridge.sip.stream_limits import AcceptBudget, ConnectionPolicy
 from sipbridge.sip.transaction import Timers
 from sipbridge.sip.transport_stream import StreamConnection, StreamTransport
 from sipbridge.sip.useragent import UserAgent
+from testbed.tls_certs import TlsCerts, make_certs
 
 Streams = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 

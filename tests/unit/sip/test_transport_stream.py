@@ -8,12 +8,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from tests.peers.tls_certs import make_certs
 
 from sipbridge.sip.message import SipResponse, parse_message
 from sipbridge.sip.stream_limits import ConnectionPolicy
 from sipbridge.sip.transaction import Timers
 from sipbridge.sip.useragent import UserAgent
+from testbed.tls_certs import make_certs
 
 
 def options(transport: str, port: int, branch: str = "z9hG4bKt1", padding: int = 0) -> bytes:

@@ -1,0 +1,5 @@
+import sys
+
+from bench.latency.budget import main
+
+sys.exit(main())

@@ -1,0 +1,5 @@
+import sys
+
+from bench.load.cli import main
+
+sys.exit(main())

@@ -1,0 +1,222 @@
+"""Results on disk and on screen: results.json, chart.png, the table, and bench/RESULTS.md."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from ..common import RESULTS_MD
+
+RUN_HEADING = "## Run of "
+KEEP_RUNS = 10
+
+COLUMNS = (
+    "calls", "ok / failed", "bridge CPU %/call", "floor %/call", "bridge ÷ floor", "RSS/call MiB",
+    "peak RSS MiB", "setup p50 / p99 ms", "loss %", "echo RTT p50 / p99 ms", "agent CPU %",
+    "machine busy %", "bound",
+)  # fmt: skip
+
+
+def _num(value: float | None, digits: int = 1) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def _pair(a: float | None, b: float | None, digits: int = 0) -> str:
+    return f"{_num(a, digits)} / {_num(b, digits)}"
+
+
+def _mib(kib: float | None) -> float | None:
+    return None if kib is None else kib / 1024
+
+
+def row(level: dict[str, Any]) -> list[str]:
+    if "error" in level:
+        return [str(level["concurrency"]), "error: " + level["error"].splitlines()[0]] + [""] * 11
+    cpu, media, setup = level["cpu"], level["media"], level["setup_ms"]
+    floor, memory, calls = level["floor"] or {}, level["memory"], level["calls"]
+    mark = "" if level.get("cost_valid", True) else " *"
+    return [
+        str(level["concurrency"]),
+        f"{calls['ok']} / {calls['failed']}",
+        _num(cpu["bridge_pct_per_call"], 2) + mark,
+        _num(floor.get("pct_per_call"), 2),
+        _num(level["ratio_bridge_to_floor"], 2) + mark,
+        _num(_mib(memory["rss_per_call_kib"]), 2),
+        _num(_mib(memory["peak_rss_kib"]), 0),
+        _pair(setup["p50"], setup["p99"]),
+        _num(media["loss_pct"], 2),
+        _pair(media["rtt_ms_p50"], media["rtt_ms_p99"]),
+        _num(cpu["agent_pct"], 0),
+        _num(cpu["machine_busy_pct"], 0),
+        ", ".join(level["bound"]) or "no",
+    ]
+
+
+STARVED_NOTE = (
+    "\\* starved: the level was CPU-bound or lost audio, so the bridge did not do all the work and its "
+    "CPU per call is not its cost per call."
+)
+
+
+def table(levels: list[dict[str, Any]]) -> str:
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(row(level)) + " |" for level in levels]
+    if any(not level.get("cost_valid", True) for level in levels if "error" not in level):
+        lines += ["", STARVED_NOTE]
+    return "\n".join(lines)
+
+
+def where_cpu_went(levels: list[dict[str, Any]]) -> str:
+    """One line per level: % of one core per process (main thread in brackets), and the machine."""
+    lines = []
+    for level in levels:
+        if "error" in level:
+            continue
+        cpu = level["cpu"]
+        parts = [
+            f"{name} {pct:.0f} % (loop {cpu['main_thread_pct'].get(name, 0):.0f} %)"
+            for name, pct in sorted(cpu["process_pct"].items(), key=lambda kv: -kv[1])
+        ]
+        lines.append(
+            f"- {level['concurrency']} calls: " + ", ".join(parts)
+            + f", unattributed {cpu['unattributed_pct']:.0f} %"
+            + f"; machine {cpu['machine_busy_pct']:.0f} % of {cpu['cores']} cores busy"
+            + _idle(cpu.get("idle_pct"))
+        )  # fmt: skip
+        lines += [f"  - note: {note}" for note in level["notes"]]
+    return "\n".join(lines)
+
+
+def _idle(idle: dict[str, float] | None) -> str:
+    if not idle:
+        return ""
+    return "; with no call: " + ", ".join(f"{name} {pct:.0f} %" for name, pct in sorted(idle.items()))
+
+
+def markdown(results: dict[str, Any]) -> str:
+    meta = results["meta"]
+    machine = meta["machine"]
+    text = [
+        f"{RUN_HEADING}{meta['date']}",
+        "",
+        f"- machine: {machine['cores']} cores ({machine['cpu_model']}), {machine['memory_gib']:.0f} GiB, "
+        f"Linux {machine['kernel']}, Python {machine['python']}; busy before the run: "
+        f"{machine['busy_before_pct']:.0f} %",
+        f"- code: {meta['code']}",
+        f"- command: `{meta['command']}`",
+        f"- settings: hold {meta['options']['hold_s']:g} s, rate {meta['options']['rate_cps']:g} calls/s, "
+        f"stop when loss > {meta['options']['stop_loss_pct']:g} %",
+        "",
+        table(results["levels"]),
+        "",
+        "Where the CPU went (% of one core over the steady window):",
+        "",
+        where_cpu_went(results["levels"]),
+    ]
+    if meta.get("stopped_early"):
+        text += ["", f"Stopped early: {meta['stopped_early']}"]
+    return "\n".join(text) + "\n"
+
+
+def write_json(results: dict[str, Any], folder: Path) -> Path:
+    path = folder / "results.json"
+    path.write_text(json.dumps(results, indent=2, default=_jsonable) + "\n")
+    return path
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "item"):
+        return value.item()
+    return str(value)
+
+
+def update_results_md(results: dict[str, Any], path: Path = RESULTS_MD) -> Path:
+    """Put this run at the top of RESULTS.md, keeping the previous KEEP_RUNS - 1 below it."""
+    header = (
+        "# Load benchmark results\n\n"
+        "Written by `make bench` (see bench/README.md for what each column means), newest run first.\n\n"
+    )
+    old = path.read_text() if path.exists() else ""
+    parts = re.split(rf"^{re.escape(RUN_HEADING)}", old, flags=re.M)
+    # Sections above the runs (the latency budget, before/after comparisons) are kept as they are.
+    other = re.search(r"^## ", parts[0], flags=re.M)
+    sections = [parts[0][other.start() :].rstrip() + "\n"] if other else []
+    runs = [RUN_HEADING + r for r in parts[1:]]
+    runs = [markdown(results)] + runs[: KEEP_RUNS - 1]
+    path.write_text(header + "\n".join(r.rstrip() + "\n" for r in [*sections, *runs]))
+    return path
+
+
+def chart(levels: list[dict[str, Any]], folder: Path) -> Path | None:
+    """CPU per call and loss against concurrency (None when matplotlib is not installed)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    done = [lv for lv in levels if "error" not in lv]
+    if not done:
+        return None
+    x = [lv["concurrency"] for lv in done]
+    fig, (ax_cpu, ax_loss) = plt.subplots(1, 2, figsize=(11, 4.2))
+    _cpu_panel(ax_cpu, x, done)
+    _loss_panel(ax_loss, x, done)
+    fig.tight_layout()
+    path = folder / "chart.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _series(levels: list[dict[str, Any]], *keys: str) -> list[float]:
+    out = []
+    for level in levels:
+        value: Any = level
+        for key in keys:
+            value = (value or {}).get(key)
+        out.append(float("nan") if value is None else float(value))
+    return out
+
+
+def _cpu_panel(ax: Any, x: list[int], levels: list[dict[str, Any]]) -> None:
+    ax.plot(x, _series(levels, "cpu", "bridge_pct_per_call"), "o-", label="bridge")
+    ax.plot(x, _series(levels, "floor", "pct_per_call"), "s--", label="transcoding floor")
+    ax.plot(x, _series(levels, "cpu", "agent_pct_per_call"), "^:", label="echo agent")
+    for xi, level in zip(x, levels, strict=True):
+        if not level.get("cost_valid", True):
+            why = ", ".join(level["bound"]) or "lossy"
+            y = level["cpu"]["bridge_pct_per_call"] or 0
+            ax.annotate(
+                f"starved: {why}",
+                (xi, y),
+                fontsize=7,
+                textcoords="offset points",
+                xytext=(-6, 10),
+                ha="right",
+            )
+    ax.set_xlabel("concurrent calls")
+    ax.set_ylabel("CPU per call (% of one core)")
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax.set_title("CPU per call")
+
+
+def _loss_panel(ax: Any, x: list[int], levels: list[dict[str, Any]]) -> None:
+    ax.plot(x, _series(levels, "media", "loss_pct"), "o-", color="tab:red", label="frame loss %")
+    ax.set_xlabel("concurrent calls")
+    ax.set_ylabel("frames lost in the echo round trip (%)")
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    rtt = ax.twinx()
+    rtt.plot(x, _series(levels, "media", "rtt_ms_p50"), "s--", color="tab:gray", label="echo RTT p50")
+    rtt.plot(x, _series(levels, "media", "rtt_ms_p99"), "^:", color="tab:gray", label="echo RTT p99")
+    rtt.set_ylabel("echo round trip (ms)")
+    rtt.set_ylim(bottom=0)
+    lines = ax.get_lines() + rtt.get_lines()
+    ax.legend(lines, [line.get_label() for line in lines], loc="upper left")
+    ax.set_title("Loss and echo round trip")
