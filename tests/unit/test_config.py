@@ -1,5 +1,6 @@
 import pytest
 
+from sipbridge.bridge import connection_policy
 from sipbridge.config import Config, load_config
 from sipbridge.settings.values import ConfigError, HostPort, PortRange
 
@@ -261,3 +262,55 @@ def test_secrets_lists_every_configured_credential(tmp_path):
     )
     env = {"SIPBRIDGE_AGENT_TOKEN": "tok-1", "SIPBRIDGE_PROVIDER_PBX_PASSWORD": "pw-1"}
     assert set(load_config(path, env=env).secrets) == {"k-0123456789abcdef", "tok-1", "pw-1"}
+
+
+def test_defaults_become_the_connection_policy():
+    config = load_config(env={})
+    policy = connection_policy(config, lambda ip: ip == "192.0.2.1")
+    assert (policy.max_connections, policy.max_per_source, policy.trunk_reserve) == (1000, 32, 100)
+    assert (policy.handshake_timeout, policy.first_message_timeout) == (5.0, 10.0)
+    assert policy.trusted("192.0.2.1") and not policy.trusted("198.51.100.1")
+
+
+def test_settings_from_the_environment():
+    config = load_config(
+        env={
+            "SIPBRIDGE_SIP_MAX_CONNECTIONS": "200",
+            "SIPBRIDGE_SIP_MAX_CONNECTIONS_PER_SOURCE": "4",
+            "SIPBRIDGE_SIP_TRUNK_CONNECTIONS": "50",
+            "SIPBRIDGE_SIP_TLS_HANDSHAKE_TIMEOUT": "2.5",
+            "SIPBRIDGE_SIP_FIRST_MESSAGE_TIMEOUT": "3",
+        }
+    )
+    policy = connection_policy(config, lambda ip: False)
+    assert (policy.max_connections, policy.max_per_source, policy.trunk_reserve) == (200, 4, 50)
+    assert (policy.handshake_timeout, policy.first_message_timeout) == (2.5, 3.0)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("SIP_MAX_CONNECTIONS", "0", "sip_max_connections"),
+        ("SIP_MAX_CONNECTIONS_PER_SOURCE", "many", "sip_max_connections_per_source"),
+        ("SIP_TLS_HANDSHAKE_TIMEOUT", "0", "sip_tls_handshake_timeout"),
+        ("SIP_FIRST_MESSAGE_TIMEOUT", "-1", "sip_first_message_timeout"),
+        ("SIP_TRUNK_CONNECTIONS", "1000", "sip_trunk_connections must be below sip_max_connections"),
+    ],
+)
+def test_bad_connection_values_name_the_setting(name, value, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(env={f"SIPBRIDGE_{name}": value})
+
+
+def test_default_accepts_the_sdp_address_or_the_signalling_ip():
+    assert load_config(env={}).rtp_latch == "sdp-or-signalling"
+
+
+@pytest.mark.parametrize("value", ["sdp-or-signalling", "sdp", "ANY"])
+def test_documented_values(value):
+    assert load_config(env={"SIPBRIDGE_RTP_LATCH": value}).rtp_latch == value.lower()
+
+
+def test_bad_value_names_the_setting():
+    with pytest.raises(ConfigError, match="rtp_latch.*expected one of"):
+        load_config(env={"SIPBRIDGE_RTP_LATCH": "first"})

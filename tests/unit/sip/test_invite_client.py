@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from tests.unit.sip.test_useragent import SDP, RecordingTransport
 
 from sipbridge.sip.invite_client import OutgoingInvite, end_reason_for
 from sipbridge.sip.message import SipRequest, SipResponse, parse_message
 from sipbridge.sip.transaction import Timers
 from sipbridge.sip.useragent import UserAgent
+from testbed.sip_recorder import SDP, RecordingTransport
 
 FAR = ("127.0.0.1", 5070)
 

@@ -9,7 +9,6 @@ import asyncio
 import time
 
 import pytest
-from tests.unit.sip.test_useragent import PEER, SDP, RecordingTransport, request
 
 from sipbridge.sip.gate import ADMIT, Screening
 from sipbridge.sip.invite_session import InviteSession
@@ -17,6 +16,7 @@ from sipbridge.sip.message import SipRequest, SipResponse, parse_message
 from sipbridge.sip.resolver import Resolver
 from sipbridge.sip.transaction import Timers
 from sipbridge.sip.useragent import UserAgent
+from testbed.sip_recorder import PEER, SDP, RecordingTransport, request
 
 THIRD = ("127.0.0.7", 5062)
 TRUNK_OTHER_HOST = ("127.0.0.8", 5060)

@@ -8,13 +8,13 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from tests.unit.sip.test_useragent import PEER, SDP, RecordingTransport, request
 
 from sipbridge.sip.invite_session import InviteSession
 from sipbridge.sip.message import SipRequest, parse_message
 from sipbridge.sip.sdp import SdpError
 from sipbridge.sip.transaction import Timers
 from sipbridge.sip.useragent import UserAgent
+from testbed.sip_recorder import PEER, SDP, RecordingTransport, request
 
 HOLD_SDP = SDP + "a=sendonly\r\n"
 
