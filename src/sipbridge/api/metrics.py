@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -59,22 +60,15 @@ _MEDIA_COUNTERS: tuple[tuple[str, str, str], ...] = (
 )
 
 
+@dataclass(eq=False)  # a collector is registered, so hashed, by identity
 class BridgeCollector:
     """Figures of one running bridge, read when Prometheus scrapes."""
 
-    def __init__(
-        self,
-        manager: CallManager,
-        providers: Providers,
-        ua: UserAgent | None,
-        loop_lag: LoopLag,
-        admission: InboundAdmission | None = None,
-    ) -> None:
-        self.manager = manager
-        self.providers = providers
-        self.ua = ua
-        self.loop_lag = loop_lag
-        self.admission = admission
+    manager: CallManager
+    providers: Providers
+    ua: UserAgent | None
+    loop_lag: LoopLag
+    admission: InboundAdmission | None = None
 
     def collect(self) -> Iterator[Metric]:
         yield from self._calls()
