@@ -139,12 +139,12 @@ class BridgeCollector:
         yield CounterMetricFamily(
             "sipbridge_sip_connections_refused",
             "TCP/TLS connections closed at once: too many open from the source, or in all",
-            value=self.ua.connections_refused if self.ua is not None else 0,
+            value=self.ua.transport.connections_refused if self.ua is not None else 0,
         )
         yield CounterMetricFamily(
             "sipbridge_sip_connections_timed_out",
             "TCP/TLS connections closed at a deadline: TLS handshake, first message, idle, a slow message",
-            value=self.ua.connections_timed_out if self.ua is not None else 0,
+            value=self.ua.transport.connections_timed_out if self.ua is not None else 0,
         )
         stats = self.ua.stats if self.ua is not None else {}
         yield _by_label(

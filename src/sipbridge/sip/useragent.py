@@ -110,27 +110,6 @@ class UserAgent:
         self.transport.use_datagram_sender(sender)
 
     @property
-    def local_address(self) -> Address:
-        return self.transport.local_address
-
-    def listen_port(self, transport: str) -> int:
-        return self.transport.listen_port(transport)
-
-    @property
-    def transports(self) -> list[str]:
-        return self.transport.transports
-
-    @property
-    def connections_refused(self) -> int:
-        """TCP/TLS connections closed at once for being over the per-source or total cap."""
-        return self.transport.connections_refused
-
-    @property
-    def connections_timed_out(self) -> int:
-        """TCP/TLS connections closed at a deadline (handshake, first message, idle, a slow message)."""
-        return self.transport.connections_timed_out
-
-    @property
     def live_transactions(self) -> int:
         """Server transactions alive: none once every request has been answered and forgotten."""
         return self.transactions.server_transactions
