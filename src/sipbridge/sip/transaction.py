@@ -132,6 +132,7 @@ class _ClientTransaction(_Transaction):
         return _earliest(self._retransmit_at, self._give_up_at, self._end_at)
 
     def _next_interval(self) -> float:
+        """The wait before the retransmission after this one (Timer A doubles, E is capped)."""
         raise NotImplementedError
 
     def on_timer(self, now: float) -> list[SipRequest]:
