@@ -113,9 +113,9 @@ class Bridge:
         self._tidy_task = asyncio.get_running_loop().create_task(self._tidy_when_idle(), name="tidy-heap")
         log.info(
             "sipbridge ready: SIP %s on %s (TLS port %s), REST http://%s, RTP ports %s, agent %s",
-            "/".join(self.ua.transports),
+            "/".join(self.ua.transport.transports),
             config.sip_listen,
-            self.ua.listen_port("TLS") if "TLS" in self.ua.transports else "off",
+            self.ua.transport.listen_port("TLS") if "TLS" in self.ua.transport.transports else "off",
             config.api_listen,
             config.rtp_ports,
             endpoint if config.agent else f"{endpoint} (embedded echo agent)",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -59,22 +60,15 @@ _MEDIA_COUNTERS: tuple[tuple[str, str, str], ...] = (
 )
 
 
+@dataclass(eq=False)  # a collector is registered, so hashed, by identity
 class BridgeCollector:
     """Figures of one running bridge, read when Prometheus scrapes."""
 
-    def __init__(
-        self,
-        manager: CallManager,
-        providers: Providers,
-        ua: UserAgent | None,
-        loop_lag: LoopLag,
-        admission: InboundAdmission | None = None,
-    ) -> None:
-        self.manager = manager
-        self.providers = providers
-        self.ua = ua
-        self.loop_lag = loop_lag
-        self.admission = admission
+    manager: CallManager
+    providers: Providers
+    ua: UserAgent | None
+    loop_lag: LoopLag
+    admission: InboundAdmission | None = None
 
     def collect(self) -> Iterator[Metric]:
         yield from self._calls()
@@ -145,12 +139,12 @@ class BridgeCollector:
         yield CounterMetricFamily(
             "sipbridge_sip_connections_refused",
             "TCP/TLS connections closed at once: too many open from the source, or in all",
-            value=self.ua.connections_refused if self.ua is not None else 0,
+            value=self.ua.transport.connections_refused if self.ua is not None else 0,
         )
         yield CounterMetricFamily(
             "sipbridge_sip_connections_timed_out",
             "TCP/TLS connections closed at a deadline: TLS handshake, first message, idle, a slow message",
-            value=self.ua.connections_timed_out if self.ua is not None else 0,
+            value=self.ua.transport.connections_timed_out if self.ua is not None else 0,
         )
         stats = self.ua.stats if self.ua is not None else {}
         yield _by_label(

@@ -156,7 +156,7 @@ class OutboundLeg:
             session.on_offer = session.on_answer = None
 
     def media_ip(self) -> str:
-        return self._ua.media_ip_for(self.target.destination)
+        return self._ua.transport.media_ip_for(self.target.destination)
 
     def signalling_source(self) -> Address | None:
         return self.target.destination  # known before the answer (early media)

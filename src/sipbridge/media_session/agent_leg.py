@@ -12,6 +12,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -40,11 +41,18 @@ class AgentLeg:
         on_event: Callable[[dict[str, Any]], None],
         emit: Callable[[MediaEvent], None],
     ) -> None:
-        self._whip = whip
         self._config = config
-        self._resource_id = resource_id
-        self._direction = direction
-        self._on_audio = on_audio
+        # Every link of this leg, the first and the redialled ones, is dialled with these.
+        self._dial = partial(
+            AgentLink,
+            whip,
+            resource_id=resource_id,
+            direction=direction,
+            ice_servers=list(config.ice_servers),
+            on_audio=on_audio,
+            pcm_rate=config.opus.pcm_rate,
+            silence_timeout=config.agent_silence_timeout,
+        )
         self._on_packet = on_packet
         self._on_event = on_event
         self._emit = emit
@@ -85,20 +93,12 @@ class AgentLeg:
             if link is self.link:
                 self._on_packet(sequence)
 
-        config = self._config
-        link = AgentLink(
-            self._whip,
-            resource_id=self._resource_id,
-            direction=self._direction,
-            ice_servers=list(config.ice_servers),
-            on_audio=self._on_audio,
+        link = self._dial(
             on_event=self._agent_event,
             on_closed=closed,
             on_failed=failed,
             on_packet=packet,
-            pcm_rate=config.opus.pcm_rate,
             resume_token=resume_token,
-            silence_timeout=config.agent_silence_timeout,
         )
         return link
 

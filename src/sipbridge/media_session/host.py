@@ -11,18 +11,17 @@ from ..rtp.clock import FrameClock
 from ..rtp.ports import PortAllocator
 from .messages import MediaEvent
 from .session import MediaSession
+from .shared import SharedMedia
 
 
 class MediaHost:
     def __init__(self, config: Any, whip: WhipClient, ports: PortAllocator | None = None) -> None:
-        self.config = config
-        self.whip = whip
         self.ports = ports or PortAllocator(config.rtp_ports.low, config.rtp_ports.high)
-        self.clock = FrameClock(config.clock_slot_ms / 1000)
+        self.shared = SharedMedia(config, self.ports, whip, FrameClock(config.clock_slot_ms / 1000))
 
     def session(self, emit: Callable[[MediaEvent], None]) -> MediaSession:
         """A new call's media, whose events go to ``emit``."""
-        return MediaSession(self.config, self.ports, self.whip, self.clock, emit)
+        return MediaSession(self.shared, emit)
 
     @property
     def ports_in_use(self) -> int:

@@ -16,19 +16,18 @@ from typing import Any
 
 import numpy as np
 
-from ..agent.whip import WhipClient
 from ..media.pipeline import PhoneToAgent
-from ..rtp.clock import FrameClock
 from ..rtp.dtmf import DIGITS as DTMF_DIGITS
 from ..rtp.dtmf import DtmfPacket, DtmfReceiver, DtmfSender
 from ..rtp.packet import RtpPacket
-from ..rtp.ports import NoFreePort, PortAllocator
+from ..rtp.ports import NoFreePort
 from ..rtp.session import RtpSession
 from . import messages as m
 from .agent_leg import AgentLeg
 from .agent_playout import IDLE_VIEW, AgentPlayout
 from .phone_playout import PhonePlayout
 from .rtp_watch import RtpWatch
+from .shared import SharedMedia
 
 log = logging.getLogger(__name__)
 
@@ -36,22 +35,11 @@ WATCH_INTERVAL_S = 1.0
 
 
 class MediaSession:
-    """One call's media. ``config`` is the bridge's Config (plain data: rtp_host, the agent and
-    Opus settings, rtp_timeout, rtp_latch); ``ports``, ``whip`` and ``clock`` are shared by the
-    calls of this process."""
+    """One call's media, using what the calls of this process share (``shared``)."""
 
-    def __init__(
-        self,
-        config: Any,
-        ports: PortAllocator,
-        whip: WhipClient,
-        clock: FrameClock,
-        emit: Callable[[m.MediaEvent], None],
-    ) -> None:
-        self._config = config
-        self._ports = ports
-        self._whip = whip
-        self._clock = clock
+    def __init__(self, shared: SharedMedia, emit: Callable[[m.MediaEvent], None]) -> None:
+        self._shared = shared
+        self._config = config = shared.config
         self._emit = emit
         self._rtp: RtpSession | None = None
         self._port: int | None = None
@@ -75,7 +63,7 @@ class MediaSession:
     async def open(self, command: m.OpenMedia) -> m.MediaOpened | m.MediaRefused:
         config = self._config
         try:
-            self._rtp, self._port = await self._ports.open(
+            self._rtp, self._port = await self._shared.ports.open(
                 config.sip_listen.host,  # RTP binds where SIP listens
                 lambda: RtpSession(
                     on_packet=self._phone_packet, on_event_packet=self._phone_dtmf, latch=config.rtp_latch
@@ -85,9 +73,9 @@ class MediaSession:
             return m.MediaRefused(str(exc))
         self._rtp.dtmf_source = self._next_dtmf_packet
         self._signalling = command.signalling
-        self._playout_token = self._clock.subscribe(self._playout_tick)
+        self._playout_token = self._shared.clock.subscribe(self._playout_tick)
         self._agent = AgentLeg(
-            self._whip,
+            self._shared.whip,
             config,
             resource_id=command.resource_id,
             direction=command.direction,
@@ -120,7 +108,7 @@ class MediaSession:
         self._confirmed = command.confirmed
         if not command.confirmed:
             self._rtp.sending = False
-        self._rtp.start_sending(self._clock, self._next_phone_frame)
+        self._rtp.start_sending(self._shared.clock, self._next_phone_frame)
 
     def confirm_peer(self, command: m.ConfirmPeer) -> None:
         self._confirmed = True
@@ -181,12 +169,12 @@ class MediaSession:
                 if handle is not None:
                     handle.cancel()
             if self._playout_token is not None:
-                self._clock.unsubscribe(self._playout_token)
+                self._shared.clock.unsubscribe(self._playout_token)
                 self._playout_token = None
             if self._rtp is not None:
                 self._rtp.close()
             if self._port is not None:
-                self._ports.release(self._port)
+                self._shared.ports.release(self._port)
             if self._agent is not None:
                 await self._agent.close()
         return self.stats()
@@ -207,7 +195,7 @@ class MediaSession:
     def _align_playout(self) -> None:
         due = self._playout.next_due()
         if due is not None and self._playout_token is not None:
-            self._clock.align(self._playout_token, due)
+            self._shared.clock.align(self._playout_token, due)
 
     def _phone_pcm(self, pcm: np.ndarray) -> None:
         if self._uplink is None or self._agent is None:

@@ -43,7 +43,7 @@ class ProviderRegistration:
     def _registration(self) -> Registration:
         provider, config = self.provider, self.provider.config
         assert self._destination is not None and config.username is not None
-        local = self._ua.sent_by(self._destination, config.transport.upper())
+        local = self._ua.transport.sent_by(self._destination, config.transport.upper())
         return Registration(
             provider.request_uri(),
             f"sip:{config.username}@{config.sip_domain}",

@@ -19,6 +19,7 @@ from .values import (
     Pattern,
     Positive,
     UserName,
+    Value,
     Whole,
     names_port,
 )
@@ -32,6 +33,12 @@ COUNTRIES = (
 )
 
 
+def _from_table(default: Any, value: Value, help: str, **more: Any) -> Any:
+    """A provider setting read from its ``[providers.NAME]`` table only: of a provider's settings,
+    only its secrets may also come from the environment."""
+    return setting(default, value, help, env=False, **more)
+
+
 @dataclass(frozen=True)
 class ProviderConfig:
     """Providers
@@ -43,119 +50,106 @@ class ProviderConfig:
     """
 
     name: str
-    type: str = setting(REQUIRED, Choice(PROVIDER_TYPES), "the kind of peer", env=False)
-    address: HostPort = setting(
+    type: str = _from_table(REQUIRED, Choice(PROVIDER_TYPES), "the kind of peer")
+    address: HostPort = _from_table(
         REQUIRED,
         Address(),
         "where the trunk or PBX is",
         more="Outbound INVITEs (and REGISTERs) go here unless `outbound_proxy` is set. With"
         ' `transport = "tls"` and no port, port 5061.',
-        env=False,
     )
-    transport: str = setting(
+    transport: str = _from_table(
         "udp",
         Choice(TRANSPORTS),
         "transport towards the provider",
         more="With `tls` the bridge verifies the provider's certificate and host name (`tls_ca_file`,"
         " `tls_verify`).",
-        env=False,
     )
-    username: str | None = setting(
+    username: str | None = _from_table(
         None,
         TEXT,
         "digest user name the bridge answers 401/407 challenges with",
         more="Also the user part of the registration (the AOR) when `register = true`.",
-        env=False,
     )
     password: str | None = setting(
         None, TEXT, "digest password; never returned by the API, never logged", secret=True
     )
-    auth_username: str | None = setting(
+    auth_username: str | None = _from_table(
         None,
         TEXT,
         "authorization ID, when the provider wants a digest user that differs from the AOR user",
-        env=False,
         shown_default="username",
     )
-    domain: str | None = setting(
+    domain: str | None = _from_table(
         None,
         TEXT,
         "SIP domain written in the From, To and Request-URI of outbound requests",
-        env=False,
         shown_default="the host of address",
     )
-    outbound_proxy: HostPort | None = setting(
+    outbound_proxy: HostPort | None = _from_table(
         None,
         Address(),
         "where every outbound request is sent first, while the Request-URI keeps domain",
-        env=False,
     )
-    register: bool = setting(
+    register: bool = _from_table(
         False,
         Flag(),
         "register to the provider (REGISTER with username@domain)",
         more="Refreshed before `register_expires` runs out, so that it sends calls for that user to the"
         " bridge.",
-        env=False,
     )
-    register_expires: int = setting(
+    register_expires: int = _from_table(
         300,
         Whole(10, 86400, "seconds"),
         "seconds asked for in the REGISTER",
         more="Refreshed at max(half, expiry − 60 s), retried after 5 s doubling to 300 s on failure,"
         " removed (`Expires: 0`) when the bridge stops.",
-        env=False,
     )
-    caller_id: str = setting(
+    caller_id: str = _from_table(
         "sipbridge",
         TEXT,
         "default From user of outbound calls (a phone number in E.164 for trunks)",
-        env=False,
     )
-    destinations: tuple[str, ...] = setting(
+    destinations: tuple[str, ...] = _from_table(
         (),
         ListOf(Pattern()),
         "what POST /calls may dial through this provider",
         more="`POST /calls` is refused unless its `to`, in E.164 (`+14155550123`; a 2–6 digit extension"
         " stays as dialled), matches one in full. Nothing else is ever dialled through this provider.",
-        env=False,
         shown_default="a narrow default per type",
     )
-    allow_premium: bool = setting(
+    allow_premium: bool = _from_table(
         False,
         Flag(),
         "allow premium-rate and international numbers that a destinations pattern matches",
         more="Premium-rate ranges (e.g. +1 900, +44 9x, satellite +88x) and international numbers are"
         " refused even when a `destinations` pattern matches, unless this is `true`. Within +1, the"
         " Caribbean and other non-US NANP countries count as international for a US or Canadian home.",
-        env=False,
     )
     # Home country (ISO 3166 alpha-2) whose dialling the numbers given to POST /calls follow: they are
     # read as E.164 from it (00/011, trunk prefixes) before the allow-list and the premium and
     # international rules. None: the type's default (US for every type, policy.DEFAULT_COUNTRY).
-    country: str | None = setting(
+    country: str | None = _from_table(
         None,
         Choice(COUNTRIES, upper=True),
         "the provider's home country: how a `to` is read",
         more="`00`, `011` (NANP) and national trunk prefixes (`0`, `1`) are turned into E.164 before any"
         " rule looks at the number, so `00441234567890`, `011441234567890` and `+441234567890` are the"
         " same number.",
-        env=False,
         shown_default="by type: US",
     )
-    max_outbound_calls: int = setting(
-        5, Positive(int), "concurrent outbound calls through this provider; more are refused", env=False
+    max_outbound_calls: int = _from_table(
+        5, Positive(int), "concurrent outbound calls through this provider; more are refused"
     )
-    max_attempts_per_minute: int = setting(
-        20, Positive(int), "outbound call attempts per minute through this provider", env=False
+    max_attempts_per_minute: int = _from_table(
+        20, Positive(int), "outbound call attempts per minute through this provider"
     )
-    ring_timeout: float = setting(
+    ring_timeout: float = _from_table(
         30.0,
         Positive(float, "seconds"),
         "seconds an outbound call may ring before the bridge cancels it (no answer)",
-        env=False,
     )
-    inbound_cidrs: tuple[str, ...] = setting(
+    inbound_cidrs: tuple[str, ...] = _from_table(
         (),
         ListOf(Network()),
         "source networks inbound INVITEs for this provider are accepted from",
@@ -164,18 +158,16 @@ class ProviderConfig:
         " `max_calls_per_source` calls at a time from one address). A provider that registers also"
         " accepts its registrar's (or outbound proxy's) address. Trunk addresses are exempt from the"
         " per-source rate limit.",
-        env=False,
         shown_default="empty (twilio: Twilio's published signalling ranges)",
     )
     # Digest credentials a PBX or trunk presents to call in (we challenge INVITEs from elsewhere).
-    inbound_username: str | None = setting(
+    inbound_username: str | None = _from_table(
         None,
         UserName(),
         "user name a PBX or trunk presents to call in from an address not in inbound_cidrs",
         more="INVITEs from other sources are then challenged (`401`, realm `auth_realm`, algorithms"
         " `auth_algorithms`) and admitted as this provider when they answer rightly; wrong credentials"
         " get `403`. Unique across providers; set with `inbound_password`.",
-        env=False,
     )
     inbound_password: str | None = setting(
         None, TEXT, "the password that goes with inbound_username", secret=True

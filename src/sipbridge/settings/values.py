@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+_N = TypeVar("_N", int, float)
 
 
 class ConfigError(ValueError):
@@ -139,10 +142,7 @@ class Positive(Value):
         return _with_unit("a whole number above 0" if self.kind is int else "a number above 0", self.unit)
 
     def parse(self, raw: Any, name: str) -> Any:
-        try:
-            value = self.kind(raw)
-        except (TypeError, ValueError):
-            raise ConfigError(f"{name}: {raw!r} is not a number") from None
+        value = _number(self.kind, raw, name)
         if value <= 0:
             raise ConfigError(f"{name}: must be positive, got {value}")
         return value
@@ -158,35 +158,9 @@ class NonNegative(Value):
         return _with_unit("a number, 0 or more", self.unit)
 
     def parse(self, raw: Any, name: str) -> float:
-        try:
-            value = float(raw)
-        except (TypeError, ValueError):
-            raise ConfigError(f"{name}: {raw!r} is not a number") from None
+        value = _number(float, raw, name)
         if value < 0:
             raise ConfigError(f"{name}: must be 0 or more, got {value}")
-        return value
-
-
-@dataclass(frozen=True)
-class Whole(Value):
-    """A whole number from ``low`` to ``high``."""
-
-    low: int
-    high: int
-    unit: str = ""
-    metavar = "N"
-
-    @property
-    def form(self) -> str:
-        return _with_unit(f"a whole number from {self.low} to {self.high}", self.unit)
-
-    def parse(self, raw: Any, name: str) -> int:
-        try:
-            value = int(raw)
-        except (TypeError, ValueError):
-            raise ConfigError(f"{name}: {raw!r} is not a whole number") from None
-        if not self.low <= value <= self.high:
-            raise ConfigError(f"{name}: must be from {self.low} to {self.high}, got {value}")
         return value
 
 
@@ -198,16 +172,31 @@ class Between(Value):
     high: float
     unit: str = ""
     metavar = "N"
+    noun = "a number"
+    spec = "g"  # how the bounds and the value are written
 
     @property
     def form(self) -> str:
-        return _with_unit(f"a number from {self.low:g} to {self.high:g}", self.unit)
+        return _with_unit(f"{self.noun} from {self.low:{self.spec}} to {self.high:{self.spec}}", self.unit)
 
-    def parse(self, raw: Any, name: str) -> float:
-        value = NonNegative().parse(raw, name)
-        if not self.low <= value <= self.high:
-            raise ConfigError(f"{name}: must be from {self.low:g} to {self.high:g}, got {value:g}")
-        return value
+    def parse(self, raw: Any, name: str) -> Any:
+        return _within(self._read(raw, name), self.low, self.high, name, self.spec)
+
+    def _read(self, raw: Any, name: str) -> Any:
+        return NonNegative().parse(raw, name)
+
+
+@dataclass(frozen=True)
+class Whole(Between):
+    """A whole number from ``low`` to ``high``."""
+
+    low: int
+    high: int
+    noun = "a whole number"
+    spec = ""
+
+    def _read(self, raw: Any, name: str) -> int:
+        return _number(int, raw, name, self.noun)
 
 
 @dataclass(frozen=True)
@@ -385,6 +374,20 @@ class ListOf(Value):
         if self.at_least_one and not items:
             raise ConfigError(f"{name}: name at least one of {', '.join(self.item.choices or ())}")
         return items
+
+
+def _number(kind: Callable[[Any], _N], raw: Any, name: str, what: str = "a number") -> _N:
+    try:
+        return kind(raw)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name}: {raw!r} is not {what}") from None
+
+
+def _within(value: _N, low: _N, high: _N, name: str, spec: str = "") -> _N:
+    """``value`` when it is from ``low`` to ``high``; the numbers written as ``spec`` says."""
+    if not low <= value <= high:
+        raise ConfigError(f"{name}: must be from {low:{spec}} to {high:{spec}}, got {value:{spec}}")
+    return value
 
 
 def _with_unit(text: str, unit: str) -> str:

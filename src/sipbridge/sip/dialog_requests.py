@@ -68,9 +68,9 @@ async def _ack_2xx(ua: RequestSender, side: DialogSide, invite: SipRequest) -> N
     assert side.dialog is not None
     ack = side.dialog.create_request("ACK", cseq=invite.cseq[0])
     host, port, transport = side.dialog.next_hop()
-    flow = await ua.flow_for(ack, (host, port), transport, side.flow)
+    flow = await ua.transport.flow_for(ack, (host, port), transport, side.flow)
     if flow is not None:
-        ua.stamp_via(ack, flow)
+        ua.transport.stamp_via(ack, flow)
         flow.send(ack.to_bytes())
 
 

@@ -74,29 +74,25 @@ def canonical_name(name: str) -> str:
 
 def split_header_values(value: str) -> list[str]:
     """Split a comma-separated header value, respecting quoted strings and <...>; drops empty items."""
-    if '"' not in value and "<" not in value:
-        parts = value.split(",")
-    else:
-        parts, start = [], 0
-        for match in _LIST_SPLIT.finditer(value):
-            if match.group() == ",":
-                parts.append(value[start : match.start()])
-                start = match.end()
-        parts.append(value[start:])
+    parts = value.split(",") if '"' not in value and "<" not in value else _split(value, _LIST_SPLIT, ",")
     return [stripped for part in parts if (stripped := part.strip())]
+
+
+def _split(text: str, pattern: re.Pattern[str], separator: str) -> list[str]:
+    """``text`` split at each ``separator`` that ``pattern`` finds outside what it skips whole
+    (quoted strings; for header values also <...>)."""
+    pieces, start = [], 0
+    for match in pattern.finditer(text):
+        if match.group() == separator:
+            pieces.append(text[start : match.start()])
+            start = match.end()
+    pieces.append(text[start:])
+    return pieces
 
 
 def parse_params(text: str) -> dict[str, str | None]:
     """Parse generic parameters ``name[=value];...`` (the text after the first ``;``)."""
-    if '"' in text:
-        pieces, start = [], 0
-        for match in _PARAM_SPLIT.finditer(text):
-            if match.group() == ";":
-                pieces.append(text[start : match.start()])
-                start = match.end()
-        pieces.append(text[start:])
-    else:
-        pieces = text.split(";")
+    pieces = _split(text, _PARAM_SPLIT, ";") if '"' in text else text.split(";")
     params: dict[str, str | None] = {}
     for piece in pieces:
         name, sep, value = piece.partition("=")

@@ -101,9 +101,9 @@ class OutgoingInvite:
         name = f'"{display}" ' if display else ""
         headers.add("From", f"{name}<{from_uri}>;tag={generate_tag()}")
         headers.add("To", f"<{to_uri}>")
-        headers.add("Call-ID", generate_call_id(self._ua.sent_by_host))
+        headers.add("Call-ID", generate_call_id(self._ua.transport.sent_by_host))
         headers.add("CSeq", "1 INVITE")
-        headers.add("Contact", self._ua.contact_toward(self.destination, self.transport))
+        headers.add("Contact", self._ua.transport.contact_toward(self.destination, self.transport))
         for name_, value in [*capabilities(), *extra]:
             headers.add(name_, value)
         headers.add("Content-Type", "application/sdp")
@@ -184,8 +184,8 @@ class OutgoingInvite:
             value = self._sent.headers.get(name)
             if value is not None:
                 ack.headers.add(name, value)
-        prefer = self._ua.existing_connection(self.destination, self.transport)
-        flow = await self._ua.flow_for(
+        prefer = self._ua.transport.existing_connection(self.destination, self.transport)
+        flow = await self._ua.transport.flow_for(
             ack, (host, port), transport or self.transport, prefer, self.server_name
         )
         if flow is None:
@@ -194,7 +194,7 @@ class OutgoingInvite:
         session.authenticator = self._authenticator
         session.admitted_as = self.provider
         session.learn_peer(self.destination[0])
-        self._ua.stamp_via(ack, flow)
+        self._ua.transport.stamp_via(ack, flow)
         self._ack, self._flow = ack.to_bytes(), flow  # §13.2.2.4: the UA core's own request
         flow.send(self._ack)
         if self._cancel_requested:  # answered while our CANCEL was on its way: end it properly

@@ -116,11 +116,11 @@ class InviteSession:
 
     @property
     def local_ip(self) -> str:
-        return self._ua.local_ip_for(self.flow.remote)
+        return self._ua.transport.local_ip_for(self.flow.remote)
 
     @property
     def media_ip(self) -> str:
-        return self._ua.media_ip_for(self.flow.remote)
+        return self._ua.transport.media_ip_for(self.flow.remote)
 
     # -- answering the INVITE ------------------------------------------------------------------
 
@@ -143,7 +143,7 @@ class InviteSession:
     ) -> None:
         """Final failure response; ``warning`` says why, for the operator reading a trace."""
         assert self._tx is not None, "only an incoming INVITE is answered"
-        host, tag = self._ua.sent_by_host, self.local_tag
+        host, tag = self._ua.transport.sent_by_host, self.local_tag
         response = refusal(
             self.request,
             status,
@@ -166,7 +166,7 @@ class InviteSession:
         assert self._tx is not None, "only an incoming INVITE is answered"
         if self.cancelled or self._tx.state is not State.PROCEEDING:
             return False
-        contact = self._ua.contact_for(self.flow)
+        contact = self._ua.transport.contact_toward(self.flow.remote, self.flow.transport)
         self.dialog = Dialog.from_incoming_invite(self.request, self.local_tag, contact)
         self.learn_peer()
         ok = self._ok_response(self.request, sdp)
@@ -260,7 +260,7 @@ class InviteSession:
         warning: str | None,
         extra: list[tuple[str, str]] | None = None,
     ) -> SipResponse:
-        return refusal(request, status, host=self._ua.sent_by_host, warning=warning, extra=extra)
+        return refusal(request, status, host=self._ua.transport.sent_by_host, warning=warning, extra=extra)
 
     # -- requests inside the dialog ------------------------------------------------------------
 
@@ -281,7 +281,7 @@ class InviteSession:
         elif method == "INFO":
             self._info(request, tx)
         else:
-            self._ua.respond(tx, unserved(request, self._ua.sent_by_host))
+            self._ua.respond(tx, unserved(request, self._ua.transport.sent_by_host))
 
     def _info(self, request: SipRequest, tx: ServerTx) -> None:
         """SIP INFO DTMF (application/dtmf-relay or application/dtmf)."""
@@ -392,7 +392,11 @@ class InviteSession:
                 self._ua.respond(
                     self._tx,
                     refusal(
-                        self.request, 480, host=self._ua.sent_by_host, warning=reason, tag=self.local_tag
+                        self.request,
+                        480,
+                        host=self._ua.transport.sent_by_host,
+                        warning=reason,
+                        tag=self.local_tag,
                     ),
                 )
             return

@@ -142,9 +142,22 @@ def _split_list(key: str, value: str) -> list[str]:
 
 
 class _MessageFields:
-    """Typed accessors shared by requests and responses."""
+    """What requests and responses share: typed accessors and the wire form, below a start line
+    of their own (RFC 3261 §7.1 Request-Line, §7.2 Status-Line)."""
 
     headers: Headers
+    body: bytes
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.headers, Headers):
+            self.headers = Headers(self.headers)
+
+    @property
+    def start_line(self) -> str:
+        raise NotImplementedError
+
+    def to_bytes(self) -> bytes:
+        return _serialise(self.start_line, self.headers, self.body)
 
     def _required(self, name: str) -> str:
         value = self.headers.get(name)
@@ -190,15 +203,13 @@ class SipRequest(_MessageFields):
     body: bytes = b""
     version: str = SIP_VERSION
 
-    def __post_init__(self) -> None:
-        _coerce_headers(self)
+    @property
+    def start_line(self) -> str:
+        return f"{self.method} {self.uri} {self.version}"
 
     @property
     def request_uri(self) -> SipUri:
         return parse_uri(self.uri)
-
-    def to_bytes(self) -> bytes:
-        return _serialise(f"{self.method} {self.uri} {self.version}", self.headers, self.body)
 
 
 @dataclass
@@ -209,16 +220,9 @@ class SipResponse(_MessageFields):
     body: bytes = b""
     version: str = SIP_VERSION
 
-    def __post_init__(self) -> None:
-        _coerce_headers(self)
-
-    def to_bytes(self) -> bytes:
-        return _serialise(f"{self.version} {self.status} {self.reason}", self.headers, self.body)
-
-
-def _coerce_headers(message: SipRequest | SipResponse) -> None:
-    if not isinstance(message.headers, Headers):
-        message.headers = Headers(message.headers)
+    @property
+    def start_line(self) -> str:
+        return f"{self.version} {self.status} {self.reason}"
 
 
 def _serialise(start_line: str, headers: Headers, body: bytes) -> bytes:

@@ -14,10 +14,12 @@ from .message import SipRequest, SipResponse
 from .transaction import Timers
 from .transaction_layer import ServerTx, Timed
 from .transport import Address, Flow
+from .transport_layer import TransportLayer
 
 
 class RequestSender(Protocol):
-    """Sending requests of ours: client transactions, flows, our Via and Contact."""
+    """Sending requests of ours: client transactions, and the transport layer for flows, our Via
+    and Contact."""
 
     @property
     def timers(self) -> Timers: ...
@@ -26,11 +28,11 @@ class RequestSender(Protocol):
     def session_min_se(self) -> int: ...
 
     @property
-    def sent_by_host(self) -> str: ...
+    def transport(self) -> TransportLayer:
+        """Our addresses (Via, Contact, SDP), and the flow a request goes over."""
+        ...
 
     def now(self) -> float: ...
-
-    def contact_toward(self, destination: Address, transport: str = "UDP") -> str: ...
 
     async def send_request(
         self,
@@ -42,19 +44,6 @@ class RequestSender(Protocol):
         keep_via: bool = False,
         server_name: str | None = None,
     ) -> SipResponse | None: ...
-
-    def existing_connection(self, destination: Address, transport: str) -> Flow | None: ...
-
-    async def flow_for(
-        self,
-        request: SipRequest,
-        destination: Address,
-        transport: str | None,
-        prefer: Flow | None,
-        server_name: str | None = None,
-    ) -> Flow | None: ...
-
-    def stamp_via(self, request: SipRequest, flow: Flow) -> None: ...
 
 
 class DialogUsage(Protocol):
@@ -71,14 +60,8 @@ class DialogUsage(Protocol):
 
 
 class SessionHost(RequestSender, Protocol):
-    """All an INVITE session needs: sending, answering through its transactions, timers, the
-    dialog table, and the addresses we advertise."""
-
-    def local_ip_for(self, peer: Address) -> str: ...
-
-    def media_ip_for(self, peer: Address) -> str: ...
-
-    def contact_for(self, flow: Flow) -> str: ...
+    """All an INVITE session needs: sending, answering through its transactions, timers and the
+    dialog table."""
 
     def respond(self, tx: ServerTx, response: SipResponse) -> None: ...
 

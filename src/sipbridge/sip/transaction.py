@@ -85,15 +85,78 @@ def invite_key_for_cancel(cancel: SipRequest) -> tuple[str, ...]:
     return (*key[:-1], "INVITE")
 
 
-class ServerInviteTransaction:
-    """INVITE server transaction, RFC 3261 §17.2.1 as amended by RFC 6026."""
+class _Transaction:
+    """What every transaction holds: its request, the timers, whether the transport is reliable
+    (then nothing is retransmitted and the waits for retransmissions are zero), and its state."""
 
-    def __init__(self, request: SipRequest, timers: Timers, reliable: bool = False) -> None:
+    def __init__(self, request: SipRequest, timers: Timers, reliable: bool, state: State) -> None:
         self.request = request
         self.timers = timers
         self.reliable = reliable
-        self.state = State.PROCEEDING
+        self.state = state
+
+
+class _ServerTransaction(_Transaction):
+    def __init__(self, request: SipRequest, timers: Timers, reliable: bool, state: State) -> None:
+        super().__init__(request, timers, reliable, state)
         self.last_response: SipResponse | None = None
+
+    def _repeat_last_response(self) -> list[SipResponse]:
+        """A retransmitted request gets the last response again (§17.2.1, §17.2.2)."""
+        if self.state in (State.PROCEEDING, State.COMPLETED) and self.last_response is not None:
+            return [self.last_response]
+        return []
+
+
+class _ClientTransaction(_Transaction):
+    """Sends its request again (Timer A/E, not over a reliable transport) until a response comes,
+    gives up at Timer B/F, and once answered lingers to absorb retransmissions (Timer D/K/M)."""
+
+    def __init__(self, request: SipRequest, timers: Timers, now: float, reliable: bool, state: State) -> None:
+        super().__init__(request, timers, reliable, state)
+        self.final_response: SipResponse | None = None
+        self.timed_out = False
+        self._retransmit_interval = timers.t1
+        self._retransmit_at: float | None = None if reliable else now + timers.t1
+        self._give_up_at: float | None = now + timers.b
+        self._end_at: float | None = None
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return client_transaction_key(self.request)
+
+    @property
+    def next_deadline(self) -> float | None:
+        if self.state is State.TERMINATED:
+            return None
+        return _earliest(self._retransmit_at, self._give_up_at, self._end_at)
+
+    def _next_interval(self) -> float:
+        """The wait before the retransmission after this one (Timer A doubles, E is capped)."""
+        raise NotImplementedError
+
+    def on_timer(self, now: float) -> list[SipRequest]:
+        if self._end_at is not None and now >= self._end_at:
+            self.state = State.TERMINATED
+            self._end_at = None
+            return []
+        if self._give_up_at is not None and now >= self._give_up_at:
+            self.state = State.TERMINATED
+            self.timed_out = True
+            self._retransmit_at = self._give_up_at = None
+            return []
+        if self._retransmit_at is not None and now >= self._retransmit_at:
+            self._retransmit_interval = self._next_interval()
+            self._retransmit_at = now + self._retransmit_interval
+            return [self.request]
+        return []
+
+
+class ServerInviteTransaction(_ServerTransaction):
+    """INVITE server transaction, RFC 3261 §17.2.1 as amended by RFC 6026."""
+
+    def __init__(self, request: SipRequest, timers: Timers, reliable: bool = False) -> None:
+        super().__init__(request, timers, reliable, State.PROCEEDING)
         self.timed_out = False
         self._g_interval = timers.t1
         self._g_at: float | None = None
@@ -132,9 +195,7 @@ class ServerInviteTransaction:
                 self._g_at = None
                 self._end_at = now + (0 if self.reliable else self.timers.t4)
             return []
-        if self.state in (State.PROCEEDING, State.COMPLETED) and self.last_response is not None:
-            return [self.last_response]
-        return []
+        return self._repeat_last_response()
 
     def on_timer(self, now: float) -> list[SipResponse]:
         if self._end_at is not None and now >= self._end_at:
@@ -149,15 +210,11 @@ class ServerInviteTransaction:
         return []
 
 
-class ServerNonInviteTransaction:
+class ServerNonInviteTransaction(_ServerTransaction):
     """Non-INVITE server transaction, RFC 3261 §17.2.2."""
 
     def __init__(self, request: SipRequest, timers: Timers, reliable: bool = False) -> None:
-        self.request = request
-        self.timers = timers
-        self.reliable = reliable
-        self.state = State.TRYING
-        self.last_response: SipResponse | None = None
+        super().__init__(request, timers, reliable, State.TRYING)
         self._end_at: float | None = None
 
     @property
@@ -176,9 +233,7 @@ class ServerNonInviteTransaction:
         return [response]
 
     def receive_request(self, request: SipRequest, now: float) -> list[SipResponse]:
-        if self.state in (State.PROCEEDING, State.COMPLETED) and self.last_response is not None:
-            return [self.last_response]
-        return []
+        return self._repeat_last_response()
 
     def on_timer(self, now: float) -> list[SipResponse]:
         if self._end_at is not None and now >= self._end_at:
@@ -187,30 +242,11 @@ class ServerNonInviteTransaction:
         return []
 
 
-class ClientNonInviteTransaction:
+class ClientNonInviteTransaction(_ClientTransaction):
     """Non-INVITE client transaction, RFC 3261 §17.1.2 (BYE, OPTIONS, ... that we send)."""
 
     def __init__(self, request: SipRequest, timers: Timers, now: float, reliable: bool = False) -> None:
-        self.request = request
-        self.timers = timers
-        self.reliable = reliable
-        self.state = State.TRYING
-        self.final_response: SipResponse | None = None
-        self.timed_out = False
-        self._e_interval = timers.t1
-        self._e_at: float | None = None if reliable else now + timers.t1
-        self._f_at: float | None = now + timers.b
-        self._k_at: float | None = None
-
-    @property
-    def key(self) -> tuple[str, str]:
-        return client_transaction_key(self.request)
-
-    @property
-    def next_deadline(self) -> float | None:
-        if self.state is State.TERMINATED:
-            return None
-        return _earliest(self._e_at, self._f_at, self._k_at)
+        super().__init__(request, timers, now, reliable, State.TRYING)
 
     def receive_response(self, response: SipResponse, now: float) -> bool:
         """Returns True when this response is final and new (to hand to the TU)."""
@@ -221,25 +257,13 @@ class ClientNonInviteTransaction:
             return False
         self.state = State.COMPLETED
         self.final_response = response
-        self._e_at = self._f_at = None
-        self._k_at = now + (0 if self.reliable else self.timers.t4)
+        self._retransmit_at = self._give_up_at = None
+        self._end_at = now + (0 if self.reliable else self.timers.t4)  # Timer K
         return True
 
-    def on_timer(self, now: float) -> list[SipRequest]:
-        if self._k_at is not None and now >= self._k_at:
-            self.state = State.TERMINATED
-            return []
-        if self._f_at is not None and now >= self._f_at:
-            self.state = State.TERMINATED
-            self.timed_out = True
-            self._e_at = self._f_at = None
-            return []
-        if self._e_at is not None and now >= self._e_at:
-            cap = self.timers.t2
-            self._e_interval = cap if self.state is State.PROCEEDING else min(2 * self._e_interval, cap)
-            self._e_at = now + self._e_interval
-            return [self.request]
-        return []
+    def _next_interval(self) -> float:
+        cap = self.timers.t2
+        return cap if self.state is State.PROCEEDING else min(2 * self._retransmit_interval, cap)
 
 
 class OkRetransmitter:
@@ -307,7 +331,7 @@ class ClientInviteOutcome:
     to_send: list[SipRequest] = field(default_factory=list)
 
 
-class ClientInviteTransaction:
+class ClientInviteTransaction(_ClientTransaction):
     """INVITE client transaction, RFC 3261 §17.1.1 as amended by RFC 6026 (Accepted state).
 
     The ACK for a 2xx is end-to-end and belongs to the UA core; every 2xx (retransmission or another
@@ -316,27 +340,8 @@ class ClientInviteTransaction:
     """
 
     def __init__(self, request: SipRequest, timers: Timers, now: float, reliable: bool = False) -> None:
-        self.request = request
-        self.timers = timers
-        self.reliable = reliable
-        self.state = State.CALLING
-        self.final_response: SipResponse | None = None
+        super().__init__(request, timers, now, reliable, State.CALLING)
         self.ack: SipRequest | None = None
-        self.timed_out = False
-        self._a_interval = timers.t1
-        self._a_at: float | None = None if reliable else now + timers.t1
-        self._b_at: float | None = now + timers.b
-        self._end_at: float | None = None  # Timer D (COMPLETED) or Timer M (ACCEPTED)
-
-    @property
-    def key(self) -> tuple[str, str]:
-        return client_transaction_key(self.request)
-
-    @property
-    def next_deadline(self) -> float | None:
-        if self.state is State.TERMINATED:
-            return None
-        return _earliest(self._a_at, self._b_at, self._end_at)
 
     def receive_response(self, response: SipResponse, now: float) -> ClientInviteOutcome:
         if self.state in (State.CALLING, State.PROCEEDING):
@@ -348,7 +353,7 @@ class ClientInviteTransaction:
         return ClientInviteOutcome()
 
     def _first_response(self, response: SipResponse, now: float) -> ClientInviteOutcome:
-        self._a_at = self._b_at = None
+        self._retransmit_at = self._give_up_at = None  # Timer B only guards CALLING
         if response.status < 200:
             self.state = State.PROCEEDING
             return ClientInviteOutcome(to_tu=response)
@@ -362,21 +367,8 @@ class ClientInviteTransaction:
         self._end_at = now + (0 if self.reliable else self.timers.d)
         return ClientInviteOutcome(to_tu=response, to_send=[self.ack])
 
-    def on_timer(self, now: float) -> list[SipRequest]:
-        if self._end_at is not None and now >= self._end_at:
-            self.state = State.TERMINATED
-            self._end_at = None
-            return []
-        if self._b_at is not None and now >= self._b_at:
-            self.state = State.TERMINATED
-            self.timed_out = True
-            self._a_at = self._b_at = None
-            return []
-        if self._a_at is not None and now >= self._a_at:
-            self._a_interval *= 2  # no T2 cap for INVITE: Timer B ends it after six retransmissions
-            self._a_at = now + self._a_interval
-            return [self.request]
-        return []
+    def _next_interval(self) -> float:
+        return 2 * self._retransmit_interval  # no T2 cap for INVITE: Timer B ends it
 
 
 _MergeIdentity = tuple[str, str, int, str]

@@ -135,10 +135,12 @@ class TransportLayer:
 
     @property
     def connections_refused(self) -> int:
+        """TCP/TLS connections closed at once for being over the per-source or total cap."""
         return sum(stream.refused for stream in self._streams.values())
 
     @property
     def connections_timed_out(self) -> int:
+        """TCP/TLS connections closed at a deadline (handshake, first message, idle, a slow message)."""
         return sum(stream.timed_out for stream in self._streams.values())
 
     @property

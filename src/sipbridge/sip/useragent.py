@@ -110,27 +110,6 @@ class UserAgent:
         self.transport.use_datagram_sender(sender)
 
     @property
-    def local_address(self) -> Address:
-        return self.transport.local_address
-
-    def listen_port(self, transport: str) -> int:
-        return self.transport.listen_port(transport)
-
-    @property
-    def transports(self) -> list[str]:
-        return self.transport.transports
-
-    @property
-    def connections_refused(self) -> int:
-        """TCP/TLS connections closed at once for being over the per-source or total cap."""
-        return self.transport.connections_refused
-
-    @property
-    def connections_timed_out(self) -> int:
-        """TCP/TLS connections closed at a deadline (handshake, first message, idle, a slow message)."""
-        return self.transport.connections_timed_out
-
-    @property
     def live_transactions(self) -> int:
         """Server transactions alive: none once every request has been answered and forgotten."""
         return self.transactions.server_transactions
@@ -142,42 +121,8 @@ class UserAgent:
     def now(self) -> float:
         return self.transactions.now()
 
-    # -- what sessions ask of us (``session_ua.SessionHost``) ----------------------------------
-
-    def local_ip_for(self, peer: Address) -> str:
-        return self.transport.local_ip_for(peer)
-
-    def media_ip_for(self, peer: Address) -> str:
-        return self.transport.media_ip_for(peer)
-
-    @property
-    def sent_by_host(self) -> str:
-        return self.transport.sent_by_host
-
-    def sent_by(self, peer: Address, transport: str = "UDP") -> str:
-        return self.transport.sent_by(peer, transport)
-
-    def contact_for(self, flow: Flow) -> str:
-        return self.transport.contact_toward(flow.remote, flow.transport)
-
-    def contact_toward(self, destination: Address, transport: str = "UDP") -> str:
-        return self.transport.contact_toward(destination, transport)
-
-    def stamp_via(self, request: SipRequest, flow: Flow) -> None:
-        self.transport.stamp_via(request, flow)
-
-    def existing_connection(self, destination: Address, transport: str) -> Flow | None:
-        return self.transport.existing_connection(destination, transport)
-
-    async def flow_for(
-        self,
-        request: SipRequest,
-        destination: Address,
-        transport: str | None,
-        prefer: Flow | None,
-        server_name: str | None = None,
-    ) -> Flow | None:
-        return await self.transport.flow_for(request, destination, transport, prefer, server_name)
+    # -- what sessions ask of us (``session_ua.SessionHost``); the addresses and flows they
+    # reach through ``transport`` -------------------------------------------------------------
 
     def respond(self, tx: ServerTx, response: SipResponse) -> None:
         self.transactions.respond(tx, response)
@@ -214,11 +159,11 @@ class UserAgent:
         ``keep_via`` sends the request with the Via it has (a CANCEL must match its INVITE's).
         ``server_name`` is the host name a TLS server's certificate must carry (default: the address).
         """
-        flow = await self.flow_for(request, destination, transport, prefer, server_name)
+        flow = await self.transport.flow_for(request, destination, transport, prefer, server_name)
         if flow is None:
             return None
         if not keep_via or "Via" not in request.headers:
-            self.stamp_via(request, flow)
+            self.transport.stamp_via(request, flow)
         request.headers.set("User-Agent", self.user_agent)
         return await self.transactions.send_request(request, flow, on_response)
 
@@ -254,7 +199,9 @@ class UserAgent:
             limiter = self.gate.limiter if self.gate is not None else None
             retry_after = limiter.retry_after if limiter is not None else 0
             self._perform(
-                ua_core.gate_refusal(request, verdict, retry_after, self.sent_by_host), request, flow
+                ua_core.gate_refusal(request, verdict, retry_after, self.transport.sent_by_host),
+                request,
+                flow,
             )
 
     def message_received(self, data: bytes, flow: Flow) -> None:
@@ -324,7 +271,7 @@ class UserAgent:
             same_source=invite_flow is not None and invite_flow.remote[0] == flow.remote[0],
             invite_proceeding=found and invite_tx.state is State.PROCEEDING and session is not None,
             to_tag=session.local_tag if session is not None else generate_tag(),
-            host=self.sent_by_host,
+            host=self.transport.sent_by_host,
         )
         self._perform(action, cancel, flow, key)
         if isinstance(action, ua_core.AcceptCancel) and action.cancels_invite and session is not None:
@@ -342,7 +289,7 @@ class UserAgent:
                 extra=session.log_extra,
             )
         action = ua_core.in_dialog(
-            request, dialog_found=session is not None, from_peer=from_peer, host=self.sent_by_host
+            request, dialog_found=session is not None, from_peer=from_peer, host=self.transport.sent_by_host
         )
         if isinstance(action, ua_core.ToDialog) and session is not None:
             session.request_received(request, self.transactions.new_server_tx(request, key, flow))
@@ -351,13 +298,13 @@ class UserAgent:
 
     def _out_of_dialog_request(self, request: SipRequest, key: TxKey, flow: Flow) -> None:
         screening = self.screen(request, flow) if self.screen is not None else ADMIT
-        refused = ua_core.screened(request, screening, self.sent_by_host)
+        refused = ua_core.screened(request, screening, self.transport.sent_by_host)
         if refused is not None:
             self._perform(refused, request, flow)
             return
         merged = request.method == "INVITE" and self.transactions.is_merged(request, key)
         action = ua_core.out_of_dialog(
-            request, merged=merged, admitted_as=screening.admitted_as, host=self.sent_by_host
+            request, merged=merged, admitted_as=screening.admitted_as, host=self.transport.sent_by_host
         )
         if isinstance(action, ua_core.StartInvite):
             self._new_invite(request, key, flow, action.admitted_as)
@@ -373,7 +320,7 @@ class UserAgent:
         refusal, session.timer_terms = ua_core.invite_refusal(
             request,
             tag=session.local_tag,
-            host=self.sent_by_host,
+            host=self.transport.sent_by_host,
             min_se=self.session_min_se,
             session_expires=self.session_expires,
         )

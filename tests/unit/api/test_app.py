@@ -52,7 +52,9 @@ async def _client(manager: CallManager, keys: tuple[str, ...] = ()) -> httpx.Asy
     # only its counters are read
     gate = SimpleNamespace(counts=GateCounts(rejected=1, dropped=7, scanners=2))
     stats = {"parse_errors": 3, "stray_requests": 5, "stray_acks": 6, "maddr_ignored": 1}
-    ua = SimpleNamespace(stats=stats, gate=gate, connections_refused=4, connections_timed_out=2)
+    ua = SimpleNamespace(
+        stats=stats, gate=gate, transport=SimpleNamespace(connections_refused=4, connections_timed_out=2)
+    )
     app = create_app(manager, Providers((PBX,)), ua, keys, degraded_load=0.5)  # type: ignore[arg-type]
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1:8090")
 

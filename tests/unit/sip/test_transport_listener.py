@@ -232,10 +232,10 @@ async def guarded_ua() -> AsyncIterator[UserAgent]:
 
 
 async def test_a_trunk_still_gets_a_connection_when_strangers_filled_theirs(guarded_ua):
-    port = guarded_ua.listen_port("TCP")
+    port = guarded_ua.transport.listen_port("TCP")
     strangers = [await connect(port) for _ in range(8)]
     refused = [await closed_within(reader, 0.2) for reader, _ in strangers]
-    assert refused == [False] * 4 + [True] * 4 and guarded_ua.connections_refused == 4
+    assert refused == [False] * 4 + [True] * 4 and guarded_ua.transport.connections_refused == 4
     trunk = [await connect(port, "127.0.0.2") for _ in range(3)]
     assert await answered(trunk[0], "z9hG4bKtrunk1") and await answered(trunk[1], "z9hG4bKtrunk2")
     assert await closed_within(trunk[2][0], 0.5)  # the total holds for trunks too

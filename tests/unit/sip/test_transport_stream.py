@@ -43,7 +43,7 @@ async def ua() -> AsyncIterator[UserAgent]:
 
 
 async def test_options_over_tcp_in_pieces_is_answered_on_the_same_connection(ua):
-    reader, writer = await asyncio.open_connection("127.0.0.1", ua.listen_port("TCP"))
+    reader, writer = await asyncio.open_connection("127.0.0.1", ua.transport.listen_port("TCP"))
     port = writer.get_extra_info("sockname")[1]
     data = b"\r\n" + options("TCP", port)
     for i in range(0, len(data), 7):
@@ -57,8 +57,8 @@ async def test_options_over_tcp_in_pieces_is_answered_on_the_same_connection(ua)
 
 
 async def test_a_bad_stream_is_closed_and_others_go_on(ua):
-    good_reader, good = await asyncio.open_connection("127.0.0.1", ua.listen_port("TCP"))
-    bad_reader, bad = await asyncio.open_connection("127.0.0.1", ua.listen_port("TCP"))
+    good_reader, good = await asyncio.open_connection("127.0.0.1", ua.transport.listen_port("TCP"))
+    bad_reader, bad = await asyncio.open_connection("127.0.0.1", ua.transport.listen_port("TCP"))
     bad.write(options("TCP", 1).replace(b"Content-Length: 0\r\n", b""))  # mandatory on streams
     assert await asyncio.wait_for(bad_reader.read(), 2) == b""  # closed by the server
     good.write(options("TCP", good.get_extra_info("sockname")[1], branch="z9hG4bKt2"))
@@ -67,7 +67,7 @@ async def test_a_bad_stream_is_closed_and_others_go_on(ua):
 
 
 async def test_two_messages_in_one_segment_get_two_answers(ua):
-    reader, writer = await asyncio.open_connection("127.0.0.1", ua.listen_port("TCP"))
+    reader, writer = await asyncio.open_connection("127.0.0.1", ua.transport.listen_port("TCP"))
     writer.write(options("TCP", 1, branch="z9hG4bKa") + options("TCP", 1, branch="z9hG4bKb"))
     first, second = await read_response(reader), await read_response(reader)
     assert {first.via[0].branch, second.via[0].branch} == {"z9hG4bKa", "z9hG4bKb"}
@@ -80,14 +80,17 @@ async def test_options_over_tls_with_a_generated_certificate(tmp_path: Path):
     await agent.start("127.0.0.1", 0, tls_port=0)
     try:
         reader, writer = await asyncio.open_connection(
-            "127.0.0.1", agent.listen_port("TLS"), ssl=certs.client_context(), server_hostname="127.0.0.1"
+            "127.0.0.1",
+            agent.transport.listen_port("TLS"),
+            ssl=certs.client_context(),
+            server_hostname="127.0.0.1",
         )
         writer.write(options("TLS", writer.get_extra_info("sockname")[1]))
         response = await read_response(reader)
         assert response.status == 200 and response.via[0].transport == "TLS"
         writer.close()
         # Plain TCP on the SIP port stays plain when TLS is configured too.
-        reader, writer = await asyncio.open_connection("127.0.0.1", agent.listen_port("TCP"))
+        reader, writer = await asyncio.open_connection("127.0.0.1", agent.transport.listen_port("TCP"))
         writer.write(options("TCP", writer.get_extra_info("sockname")[1], branch="z9hG4bKplain"))
         assert (await read_response(reader)).status == 200
         writer.close()
@@ -151,13 +154,13 @@ async def test_connections_from_one_host_are_capped_and_the_rest_go_on():
     ua = UserAgent(timers=Timers(t1=0.01, t2=0.04, t4=0.05))
     await ua.start("127.0.0.1", 0, connections=ConnectionPolicy(max_per_source=3))
     try:
-        port = ua.listen_port("TCP")
+        port = ua.transport.listen_port("TCP")
         opened = []
         for _ in range(5):  # established by the kernel before the bridge accepts (and judges) each
             sock = socket.create_connection(("127.0.0.1", port))
             opened.append(await asyncio.open_connection(sock=sock))
         over = [await _reset_or_closed(reader) for reader, _ in opened[3:]]
-        assert over == [True, True] and ua.connections_refused == 2  # closed at once, nothing said
+        assert over == [True, True] and ua.transport.connections_refused == 2  # closed at once, nothing said
         reader, writer = opened[0]
         writer.write(options("TCP", writer.get_extra_info("sockname")[1]))
         assert (await read_response(reader)).status == 200  # those within the cap are served
