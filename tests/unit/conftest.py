@@ -82,7 +82,7 @@ class StubMedia:
         self.commands.append(command)
         return AgentConnected()
 
-    def send_digits(self, command: Any) -> Any:
+    def send_digits(self, command: Any) -> None:
         self.commands.append(command)
 
     def stats(self, command: Any) -> MediaStats:

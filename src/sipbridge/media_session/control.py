@@ -26,7 +26,7 @@ class MediaControl(Protocol):
 
     async def connect_agent(self, command: m.ConnectAgent) -> m.AgentConnected | m.AgentUnavailable: ...
 
-    def send_digits(self, command: m.SendDigits) -> m.DigitsSent: ...
+    def send_digits(self, command: m.SendDigits) -> None: ...
 
     def forward_digit(self, command: m.ForwardDigit) -> None: ...
 
@@ -37,3 +37,20 @@ class MediaControl(Protocol):
 
 # Makes a call's media, given where its events go.
 MediaFactory = Callable[[Callable[[m.MediaEvent], None]], MediaControl]
+
+
+# Each command and the MediaControl method that takes it: how a worker dispatches what a proxy sent.
+# The awaited ones (and stats) answer with a reply; the rest are sent without waiting.
+METHODS: dict[type, str] = {
+    m.OpenMedia: "open",
+    m.UpdateMedia: "update",
+    m.StartSending: "start_sending",
+    m.ConfirmPeer: "confirm_peer",
+    m.CallAnswered: "answered",
+    m.ConnectAgent: "connect_agent",
+    m.SendDigits: "send_digits",
+    m.ForwardDigit: "forward_digit",
+    m.StatsRequest: "stats",
+    m.CloseMedia: "close",
+}
+ANSWERED = frozenset({m.OpenMedia, m.ConnectAgent, m.StatsRequest, m.CloseMedia})

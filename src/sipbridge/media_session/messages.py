@@ -133,6 +133,25 @@ class CloseMedia:
     reason: str
 
 
+# -- between a worker process and the control process ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WorkerStatus:
+    """A worker's heartbeat: it is alive, what it carries, and how late its event loop runs."""
+
+    pid: int
+    sessions: int
+    loop_lag_ms: float
+
+
+@dataclass(frozen=True)
+class Failed:
+    """The reply to a command the worker could not carry out (an error of ours, not the call's)."""
+
+    reason: str
+
+
 # -- a stats snapshot -----------------------------------------------------------------------------
 
 

@@ -127,14 +127,16 @@ class MediaSession:
         reason = await self._agent.connect()
         return m.AgentConnected() if reason is None else m.AgentUnavailable(reason)
 
-    def send_digits(self, command: m.SendDigits) -> m.DigitsSent:
-        """Digits to the phone (an IVR menu): RFC 4733 events in the RTP stream, instead of audio."""
+    def send_digits(self, command: m.SendDigits) -> None:
+        """Digits to the phone (an IVR menu): RFC 4733 events in the RTP stream, instead of audio;
+        a DigitsSent event says which went (none without a negotiated telephone-event)."""
         wanted = "".join(d for d in command.digits.upper() if d in DTMF_DIGITS)
         if not wanted or self._phone is None or self._phone.dtmf_payload_type is None:
             log.info("digits %r not sent (no telephone-event negotiated)", command.digits)
-            return m.DigitsSent("", time.time())
-        self._dtmf_out.send(wanted)
-        return m.DigitsSent(wanted, time.time())
+            wanted = ""
+        else:
+            self._dtmf_out.send(wanted)
+        self._emit(m.DigitsSent(wanted, time.time()))
 
     def forward_digit(self, command: m.ForwardDigit) -> None:
         if self._agent is not None:
@@ -228,7 +230,7 @@ class MediaSession:
         if kind == "state" and event.get("state") != "speaking" and self._downlink is not None:
             self._downlink.barge_in()
         elif kind == "dtmf" and isinstance(event.get("digits"), str):
-            self._emit(self.send_digits(m.SendDigits(event["digits"])))
+            self.send_digits(m.SendDigits(event["digits"]))
 
     # -- DTMF from the phone ------------------------------------------------------------------
 

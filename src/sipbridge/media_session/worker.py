@@ -1,0 +1,137 @@
+"""A media worker process: the media sessions of the calls placed on it, driven over one channel.
+
+The control process starts it (``spawn``: a fresh interpreter, no copy of the parent's loop or
+threads) with its ``WorkerSpec`` and one end of a socketpair. Frames come in as commands for a
+call (``wire.py``); the worker runs them on that call's ``MediaSession`` and answers those that
+want an answer; each session's events go out as they happen, and a heartbeat every
+``HEARTBEAT_S`` says the worker is alive and how late its loop runs. When the channel closes (the
+control process went away) every session is closed and the process ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from .. import logs
+from ..agent.whip import WhipClient
+from ..loop_lag import LoopLag
+from ..rtp.ports import PortAllocator
+from . import messages as m
+from . import wire
+from .control import ANSWERED, METHODS
+from .host import MediaHost
+from .session import MediaSession
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_S = 0.25
+READ_SIZE = 1 << 16
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """What a worker is started with (pickled to the new process)."""
+
+    index: int
+    config: Any  # the bridge's Config
+    agent_url: str  # the agent's WHIP endpoint as the control process resolved it
+    ports: tuple[int, int]  # this worker's slice of the RTP port range
+
+
+class MediaWorker:
+    """The worker's dispatcher, without the process around it: frames in, frames out (``send``)."""
+
+    def __init__(self, host: MediaHost, send: Any) -> None:
+        self._host = host
+        self._send = send
+        self.sessions: dict[str, MediaSession] = {}
+        self._tasks: set[asyncio.Task] = set()
+
+    def handle(self, envelope: wire.Envelope) -> None:
+        if envelope.kind != wire.COMMAND or type(envelope.message) not in METHODS:
+            log.warning("worker: ignoring %s frame %s", envelope.kind, type(envelope.message).__name__)
+            return
+        command, call = envelope.message, envelope.call
+        session = self.sessions.get(call)
+        if session is None and isinstance(command, m.OpenMedia):
+            session = self.sessions[call] = self._host.session(lambda event: self._event(call, event))
+        if session is None:
+            self._answer(envelope, m.Failed(f"no media session for call {call:.40}"))
+            return
+        result = getattr(session, METHODS[type(command)])(command)
+        if asyncio.iscoroutine(result):
+            task = asyncio.get_running_loop().create_task(self._finish(envelope, result))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        elif type(command) in ANSWERED:
+            self._answer(envelope, result)
+
+    async def _finish(self, envelope: wire.Envelope, pending: Any) -> None:
+        try:
+            result = await pending
+        except Exception as exc:  # a bug of ours: the call is told, the worker goes on
+            log.exception("worker: %s for call %s failed", type(envelope.message).__name__, envelope.call)
+            result = m.Failed(f"{type(exc).__name__}: {exc}")
+        if isinstance(envelope.message, m.CloseMedia) or isinstance(result, m.MediaRefused):
+            self.sessions.pop(envelope.call, None)
+        self._answer(envelope, result)
+
+    def _answer(self, envelope: wire.Envelope, result: Any) -> None:
+        self._send(wire.encode(wire.Envelope(wire.REPLY, envelope.seq, envelope.call, result)))
+
+    def _event(self, call: str, event: m.MediaEvent) -> None:
+        self._send(wire.encode(wire.Envelope(wire.EVENT, 0, call, event)))
+
+    def status(self, lag: LoopLag) -> bytes:
+        beat = m.WorkerStatus(os.getpid(), len(self.sessions), round(lag.recent_max * 1000, 1))
+        return wire.encode(wire.Envelope(wire.HEARTBEAT, 0, "", beat))
+
+    async def close_all(self) -> None:
+        sessions, self.sessions = list(self.sessions.values()), {}
+        await asyncio.gather(*(s.close(m.CloseMedia("media worker stopping")) for s in sessions))
+
+
+def run_worker(spec: WorkerSpec, channel: socket.socket) -> None:
+    """The worker process's entry point."""
+    config = spec.config
+    logs.setup(config.log_level, config.log_format, config.log_redact, config.secrets)
+    asyncio.run(_serve(spec, channel))
+
+
+async def _serve(spec: WorkerSpec, channel: socket.socket) -> None:
+    config = spec.config
+    reader, writer = await asyncio.open_connection(sock=channel)
+    whip = WhipClient(spec.agent_url, token=config.agent_token, timeout=config.agent_timeout)
+    worker = MediaWorker(MediaHost(config, whip, PortAllocator(*spec.ports)), writer.write)
+    lag = LoopLag()
+    lag.start()
+    beats = asyncio.get_running_loop().create_task(_beat(worker, lag, writer))
+    frames = wire.FrameReader()
+    try:
+        while data := await reader.read(READ_SIZE):
+            for frame in frames.feed(data):
+                worker.handle(wire.decode(frame))
+    except (ConnectionError, wire.WireError) as exc:
+        log.error("worker %d: channel to the control process broken: %s", spec.index, exc)
+    finally:
+        beats.cancel()
+        await worker.close_all()
+        await lag.stop()
+        await whip.close()
+        writer.close()
+
+
+async def _beat(worker: MediaWorker, lag: LoopLag, writer: asyncio.StreamWriter) -> None:
+    while True:
+        writer.write(worker.status(lag))
+        started = time.monotonic()
+        with contextlib.suppress(ConnectionError):
+            await writer.drain()
+        await asyncio.sleep(max(0.0, HEARTBEAT_S - (time.monotonic() - started)))
