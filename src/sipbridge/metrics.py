@@ -58,6 +58,7 @@ END_REASON_CATEGORIES: tuple[tuple[str, str], ...] = (
     ("no free rtp port", "no_rtp_port"),
     ("no ack", "no_ack"),
     ("no rtp from the phone", "rtp_timeout"),
+    ("media worker failed", "media_worker_failed"),
     ("maximum duration reached", "max_duration"),
     ("session timer expired", "session_timer"),
     ("session refresh failed", "session_timer"),
@@ -131,6 +132,11 @@ _call_loss = Histogram(
     buckets=LOSS_BUCKETS,
     registry=REGISTRY,
 )
+_worker_restarts = Counter(
+    "sipbridge_worker_restarts",
+    "Media worker processes replaced after they died or stalled (their calls ended)",
+    registry=REGISTRY,
+)
 _records_failed = Counter(
     "sipbridge_call_records_failed",
     "Call records that could not be written to the call_records file",
@@ -172,6 +178,10 @@ def agent_link_failed(stage: str) -> None:
 
 def agent_reconnected(resumed: bool) -> None:
     _agent_reconnects.labels("resumed" if resumed else "new").inc()
+
+
+def worker_restarted() -> None:
+    _worker_restarts.inc()
 
 
 def call_record_failed() -> None:

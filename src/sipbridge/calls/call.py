@@ -268,6 +268,9 @@ class Call:
                 self.finish_soon(event.reason)
             case m.RtpTimeout():
                 self.finish_soon(f"no RTP from the phone for {self.config.rtp_timeout:.0f} s")
+            case m.MediaFailed():
+                self.log.error("call %s: its media worker failed: %s", self.id, event.reason)
+                self.finish_soon("media worker failed")
             case m.CodecChanged():
                 self.log.info("call %s: codec changed from %s to %s", self.id, event.old, event.new)
 

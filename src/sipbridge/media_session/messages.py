@@ -223,6 +223,13 @@ class CodecChanged:
     new: str
 
 
+@dataclass(frozen=True)
+class MediaFailed:
+    """The worker process that held the call's media died or stalled (said by the control side)."""
+
+    reason: str
+
+
 MediaEvent = (
     PhoneDigit
     | AgentEvent
@@ -233,4 +240,5 @@ MediaEvent = (
     | AgentLost
     | RtpTimeout
     | CodecChanged
+    | MediaFailed
 )

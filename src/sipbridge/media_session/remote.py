@@ -113,8 +113,19 @@ class WorkerLink:
             if not future.done():
                 future.set_exception(WorkerLost(reason))
         self._writer.close()
+        handlers, self._handlers = self._handlers, {}
+        for call, handler in handlers.items():  # each call on this worker hears that its media is gone
+            try:
+                handler(m.MediaFailed(reason))
+            except Exception:
+                log.exception("media event handler failed for call %s", call)
         if self._on_lost is not None:
             self._on_lost(reason)
+
+    @property
+    def calls(self) -> int:
+        """Calls whose media this worker holds (or is opening)."""
+        return len(self._handlers)
 
     async def close(self) -> None:
         self.lose("closed by the control process")

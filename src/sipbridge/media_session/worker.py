@@ -14,12 +14,14 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal
 import socket
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from .. import logs
+from ..agent.ice import loopback_addresses_for, use_host_addresses
 from ..agent.whip import WhipClient
 from ..loop_lag import LoopLag
 from ..rtp.ports import PortAllocator
@@ -65,9 +67,10 @@ class MediaWorker:
         if session is None:
             self._answer(envelope, m.Failed(f"no media session for call {call:.40}"))
             return
-        result = getattr(session, METHODS[type(command)])(command)
+        context = logs.call_context(call)  # the call's id on every log line of its media
+        result = context.run(getattr(session, METHODS[type(command)]), command)
         if asyncio.iscoroutine(result):
-            task = asyncio.get_running_loop().create_task(self._finish(envelope, result))
+            task = asyncio.get_running_loop().create_task(self._finish(envelope, result), context=context)
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         elif type(command) in ANSWERED:
@@ -101,7 +104,13 @@ class MediaWorker:
 def run_worker(spec: WorkerSpec, channel: socket.socket) -> None:
     """The worker process's entry point."""
     config = spec.config
+    # The control process stops a worker by closing its channel, after the calls drained: a SIGINT
+    # or SIGTERM meant for the whole process tree (Ctrl-C, systemd) must not cut the calls first.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     logs.setup(config.log_level, config.log_format, config.log_redact, config.secrets)
+    # aioice skips 127.0.0.1: the agent leg needs the same host addresses as in the control process
+    use_host_addresses(config.ice_host_addresses or loopback_addresses_for(spec.agent_url))
     asyncio.run(_serve(spec, channel))
 
 

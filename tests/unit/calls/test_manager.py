@@ -87,3 +87,17 @@ def test_held_places_count_against_max_calls_and_the_provider(make_manager) -> N
     first.release()  # once only
     assert manager.calls_in_use == 1 and manager.outbound_active("trunk") == 0
     assert manager.reserve_outbound("trunk") is not None
+
+
+async def test_a_call_whose_media_worker_failed_ends_with_that_reason(make_manager, make_call):
+    import asyncio
+
+    from sipbridge.media_session.messages import MediaFailed
+
+    manager = make_manager()
+    call = make_call(manager)
+    call.media.emit(MediaFailed("media worker closed its channel"))
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert call.end_reason == "media worker failed" and call.leg.signalling_ended == ["media worker failed"]
+    assert manager.get(call.id).to_dict()["state"] == "ended"

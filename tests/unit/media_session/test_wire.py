@@ -44,6 +44,7 @@ SAMPLES: list[object] = [
     m.CodecChanged("PCMU", "PCMA"),
     m.WorkerStatus(1234, 3, 0.5),
     m.Failed("KeyError: 'x'"),
+    m.MediaFailed("media worker closed its channel"),
 ]
 
 

@@ -1,0 +1,99 @@
+"""The media worker pool with real worker processes: calls placed evenly on disjoint port ranges, a
+worker that dies or stalls replaced, its calls told, the other worker's calls untouched."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from dataclasses import replace
+
+import pytest
+
+from sipbridge.config import Config
+from sipbridge.media_session import messages as m
+from sipbridge.media_session.pool import WorkerPool, port_slices
+from sipbridge.settings.values import PortRange
+from testbed.procs import free_tcp_port
+
+pytestmark = pytest.mark.integration
+
+
+async def _until(check, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.02)
+    return True
+
+
+@pytest.fixture
+async def pool():
+    config = replace(
+        Config(), sip_listen=replace(Config().sip_listen, host="127.0.0.1"), rtp_ports=PortRange(43000, 43099)
+    )
+    pool = WorkerPool(config, f"http://127.0.0.1:{free_tcp_port()}/whip", count=2)
+    await pool.start()
+    yield pool
+    await pool.stop()
+
+
+async def _open(pool: WorkerPool, call: str) -> tuple[object, list[m.MediaEvent], int]:
+    events: list[m.MediaEvent] = []
+    media = pool.session(events.append)
+    opened = await media.open(m.OpenMedia(call, "inbound", None, None))
+    assert isinstance(opened, m.MediaOpened), opened
+    media.update(m.UpdateMedia(m.PhoneMedia("PCMU", 0, None, ("127.0.0.1", 9))))
+    return media, events, opened.port
+
+
+def test_the_port_range_is_split_into_disjoint_even_slices():
+    assert port_slices(43000, 43099, 2) == [(43000, 43049), (43050, 43099)]
+    assert port_slices(10001, 10010, 3) == [(10002, 10005), (10006, 10007), (10008, 10010)]
+    with pytest.raises(ValueError, match="fewer than 4 even ports"):
+        port_slices(10000, 10005, 4)
+
+
+async def test_calls_are_placed_evenly_and_a_dead_worker_takes_only_its_own(pool):
+    assert [w["state"] for w in pool.views()] == ["up", "up"]
+    calls = [await _open(pool, f"call-{i}") for i in range(4)]
+    assert sorted(w["calls"] for w in pool.views()) == [2, 2]
+    slices = [tuple(map(int, w["ports"].split("-"))) for w in pool.views()]
+    on = [next(i for i, (lo, hi) in enumerate(slices) if lo <= port <= hi) for _, _, port in calls]
+    assert sorted(on) == [0, 0, 1, 1]
+
+    victim = pool.workers[0]
+    os.kill(victim.process.pid, signal.SIGKILL)
+    killed = time.monotonic()
+    dead = [events for (_, events, _), worker in zip(calls, on, strict=True) if worker == 0]
+    assert await _until(lambda: all(any(isinstance(e, m.MediaFailed) for e in ev) for ev in dead), 1.0)
+    assert time.monotonic() - killed < 1.0
+    alive = [media for (media, _, _), worker in zip(calls, on, strict=True) if worker == 1]
+    for media in alive:
+        stats = await media.refresh()
+        assert stats.codec == "PCMU"
+    assert await _until(lambda: pool.views()[0]["state"] == "up", 20)
+    assert (
+        pool.restarts == 1
+        and pool.views()[0]["restarts"] == 1
+        and pool.views()[0]["pid"] != victim.process.pid
+    )
+    _, _, port = await _open(pool, "call-new")  # the fresh worker has the fewest calls
+    assert slices[0][0] <= port <= slices[0][1]
+    for media in alive:
+        await media.close(m.CloseMedia("done"))
+
+
+async def test_a_stopped_worker_is_found_stalled_and_replaced(pool):
+    media, events, _ = await _open(pool, "call-s")
+    worker = next(w for w in pool.workers if w.link.calls)
+    os.kill(worker.process.pid, signal.SIGSTOP)
+    try:
+        assert await _until(lambda: any(isinstance(e, m.MediaFailed) for e in events), 3.5)
+        failed = next(e for e in events if isinstance(e, m.MediaFailed))
+        assert "stalled" in failed.reason
+    finally:
+        os.kill(worker.process.pid, signal.SIGCONT)
+    assert await _until(lambda: pool.restarts == 1 and all(w["state"] == "up" for w in pool.views()), 20)
