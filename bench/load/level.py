@@ -217,7 +217,15 @@ class LiveLevel:
         self.agent = agent
         self.bridge = bridge
         self.probe = RtpProbe(plan.calls, speech)
-        self.pids = {"bridge": bridge.proc.pid, "agent": agent.proc.pid, "probe": os.getpid()}
+        # The bridge is its control process and its media workers; the control process alone too.
+        tree = procstat.tree(bridge.proc.pid)
+        self.pids: dict[str, int | tuple[int, ...]] = {
+            "bridge": tree,
+            "control": bridge.proc.pid,
+            **{f"worker{i}": pid for i, pid in enumerate(tree[1:])},  # (a worker's loop may saturate)
+            "agent": agent.proc.pid,
+            "probe": os.getpid(),
+        }
         self.samples: list[dict[str, Any]] = []
         self.notes: list[str] = []
 

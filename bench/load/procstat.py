@@ -34,14 +34,26 @@ def main_thread_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
-def memory_kib(pid: int) -> dict[str, int]:
-    """VmRSS (resident now) and VmHWM (resident peak) of `pid`, in KiB."""
-    out: dict[str, int] = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, value = line.partition(":")
-        if key in ("VmRSS", "VmHWM"):
-            out[key] = int(value.split()[0])
+def memory_kib(group: int | tuple[int, ...]) -> dict[str, int]:
+    """VmRSS (resident now) and VmHWM (resident peak) of `group` (a pid, or a tree's pids added up),
+    in KiB."""
+    out: dict[str, int] = {"VmRSS": 0, "VmHWM": 0}
+    for pid in group if isinstance(group, tuple) else (group,):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key in out:
+                out[key] += int(value.split()[0])
     return out
+
+
+def part_of_bridge(name: str) -> bool:
+    """A watched name that is a part of the "bridge" tree (counted in it already)."""
+    return name == "control" or name.startswith("worker")
+
+
+def tree(pid: int) -> tuple[int, ...]:
+    """`pid` and its live child processes (the bridge and its media workers)."""
+    return (pid, *sorted(children(pid)))
 
 
 def machine_ticks() -> tuple[int, int]:
@@ -95,13 +107,16 @@ class Snapshot:
     machine_total: int
 
     @classmethod
-    def take(cls, pids: dict[str, int]) -> Snapshot:
+    def take(cls, pids: dict[str, int | tuple[int, ...]]) -> Snapshot:
+        """``pids``: a name's process, or a tuple of them counted as one (a process tree: the first
+        is the one whose main thread is watched)."""
         cpu: dict[str, float] = {}
         main: dict[str, float] = {}
-        for name, pid in pids.items():
+        for name, group in pids.items():
+            members = group if isinstance(group, tuple) else (group,)
             try:
-                cpu[name] = cpu_seconds(pid)
-                main[name] = main_thread_cpu_seconds(pid)
+                cpu[name] = sum(cpu_seconds(pid) for pid in members)
+                main[name] = main_thread_cpu_seconds(members[0])
             except (OSError, ValueError, IndexError):
                 pass  # exited: it simply has no numbers in this snapshot
         busy, total = machine_ticks()

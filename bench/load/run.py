@@ -118,19 +118,23 @@ def _cpu(usage: dict[str, Any], calls: int) -> dict[str, Any]:
     pct: dict[str, float] = usage["process_pct"]
     bridge = pct.get("bridge")
     agent = pct.get("agent")
+    control = pct.get("control")
     return {
-        "bridge_pct": bridge,  # % of one core, whole process (all threads)
+        "bridge_pct": bridge,  # % of one core: the control process and its media workers, all threads
         "bridge_pct_per_call": bridge / calls if bridge is not None and calls else None,
+        "control_pct": control,  # the control process alone (SIP, API, call registry)
+        "control_pct_per_call": control / calls if control is not None and calls else None,
         "bridge_cpu_seconds": usage["cpu_seconds"].get("bridge"),
         "agent_pct": agent,
         "agent_pct_per_call": agent / calls if agent is not None and calls else None,
         "process_pct": pct,
         "main_thread_pct": usage["main_thread_pct"],
-        "watched_total_pct": sum(pct.values()),
+        "watched_total_pct": sum(v for k, v in pct.items() if not procstat.part_of_bridge(k)),
         "machine_busy_pct": usage["machine_busy_pct"],  # of all cores
         # busy CPU not charged to the four processes: kernel work outside their context (softirq
         # of loopback traffic) and anything else running on the machine, in % of one core
-        "unattributed_pct": usage["machine_busy_pct"] * procstat.cpu_count() - sum(pct.values()),
+        "unattributed_pct": usage["machine_busy_pct"] * procstat.cpu_count()
+        - sum(v for k, v in pct.items() if not procstat.part_of_bridge(k)),
         "cores": procstat.cpu_count(),
     }
 

@@ -7,6 +7,7 @@ import contextlib
 import gc
 import logging
 import math
+import os
 import signal
 import ssl
 from collections.abc import Callable, Iterator
@@ -15,14 +16,13 @@ import uvicorn
 
 from .agent.echo import EchoAgentServer
 from .agent.ice import loopback_addresses_for, use_host_addresses
-from .agent.whip import WhipClient
 from .api.app import create_app
 from .calls.manager import CallManager
 from .calls.records import CallRecords
 from .config import Config
 from .heap import IdleTidy, tidy_heap
 from .loop_lag import LoopLag
-from .media_session.host import MediaHost
+from .media_session.pool import WorkerPool
 from .providers.admission import InboundAdmission
 from .providers.provider import Providers
 from .providers.registrar import ProviderRegistration
@@ -55,7 +55,7 @@ class Bridge:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.agent_server: EchoAgentServer | None = None
-        self.whip: WhipClient | None = None
+        self.media: WorkerPool | None = None
         self.ua: UserAgent | None = None
         self.manager: CallManager | None = None
         self.providers = Providers(())
@@ -72,8 +72,10 @@ class Bridge:
         use_host_addresses(config.ice_host_addresses or loopback_addresses_for(endpoint))
         if config.agent is None:
             endpoint = await self._start_embedded_agent()
-        self.whip = WhipClient(endpoint, token=config.agent_token, timeout=config.agent_timeout)
-        self.manager = CallManager(config, MediaHost(config, self.whip), records=_call_records(config))
+        records = _call_records(config)  # configuration errors first, before any process starts
+        self.media = WorkerPool(config, endpoint, worker_count(config))
+        await self.media.start()
+        self.manager = CallManager(config, self.media, records=records)
         self.providers = Providers(config.providers)
         self.admission = InboundAdmission(
             self.providers,
@@ -112,12 +114,14 @@ class Bridge:
         await self._start_api()
         self._tidy_task = asyncio.get_running_loop().create_task(self._tidy_when_idle(), name="tidy-heap")
         log.info(
-            "sipbridge ready: SIP %s on %s (TLS port %s), REST http://%s, RTP ports %s, agent %s",
+            "sipbridge ready: SIP %s on %s (TLS port %s), REST http://%s, RTP ports %s in %d media"
+            " worker(s), agent %s",
             "/".join(self.ua.transport.transports),
             config.sip_listen,
             self.ua.transport.listen_port("TLS") if "TLS" in self.ua.transport.transports else "off",
             config.api_listen,
             config.rtp_ports,
+            len(self.media.workers),
             endpoint if config.agent else f"{endpoint} (embedded echo agent)",
         )
 
@@ -213,11 +217,20 @@ class Bridge:
         await self._withdraw_registrations()
         if self.ua is not None:
             self.ua.close()
-        if self.whip is not None:
-            await self.whip.close()
+        if self.media is not None:
+            await self.media.stop()
         if self.agent_server is not None:
             await self.agent_server.stop()
         await self.loop_lag.stop()
+
+
+def worker_count(config: Config) -> int:
+    """``workers``, or for ``auto`` one per CPU this process may use, at most one per two RTP ports."""
+    ports = config.rtp_ports
+    pairs = max(1, (ports.high - (ports.low + ports.low % 2)) // 2 + 1)
+    if config.workers > pairs:
+        raise ConfigError(f"workers: {config.workers} workers need at least {config.workers} even RTP ports")
+    return config.workers or max(1, min(len(os.sched_getaffinity(0)), pairs))
 
 
 def _call_records(config: Config) -> CallRecords:

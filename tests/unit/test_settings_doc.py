@@ -45,7 +45,7 @@ def test_serve_flags_come_from_the_declarations(capsys) -> None:
     help_text = capsys.readouterr().out
     flags = [item for item in SETTINGS.values() if item.flag]
     assert {item.flag for item in flags} == {
-        *("--sip-listen", "--api-listen", "--rtp-ports", "--public-ip", "--agent"),
+        *("--sip-listen", "--api-listen", "--rtp-ports", "--workers", "--public-ip", "--agent"),
         *("--log-level", "--log-format"),
     }
     for item in flags:

@@ -121,11 +121,13 @@ def create_app(
             "rtp_ports_in_use": manager.media.ports_in_use,
             "rtp_ports_total": manager.media.ports_total,
             "asyncio_tasks": len(asyncio.all_tasks()),
+            "workers": manager.media.views(),
         }
         return JSONResponse(body, status_code=503 if status == "draining" else 200)
 
     @app.get("/metrics", response_class=Response)
     async def prometheus_metrics() -> Response:
+        await manager.refresh_stats()
         return Response(metrics.render(collector), media_type=metrics.CONTENT_TYPE)
 
     @app.get("/providers")
@@ -134,6 +136,7 @@ def create_app(
 
     @app.get("/calls")
     async def list_calls() -> dict[str, Any]:
+        await manager.refresh_stats()
         return {"calls": [call.to_dict() for call in manager.list_active()]}
 
     @app.post("/calls", status_code=201)
@@ -162,6 +165,7 @@ def create_app(
 
     @app.get("/calls/{call_id}")
     async def get_call(call_id: str) -> dict[str, Any]:
+        await manager.refresh_stats()
         call = manager.get(call_id)
         if call is None:
             raise HTTPException(404, f"no call with id {call_id!r}")
@@ -179,13 +183,14 @@ def create_app(
 
 
 def health_status(manager: CallManager, degraded_load: float, loop_lag_s: float = 0.0) -> str:
-    """draining (shutting down); degraded (calls or RTP ports at degraded_load or more, or the event
-    loop half a second late in the last 10 s: every call's audio stalled); or ok."""
+    """draining (shutting down); degraded (calls or RTP ports at degraded_load or more, the event
+    loop half a second late in the last 10 s, or a media worker missing or stalled); or ok."""
     if manager.draining:
         return "draining"
     ports = manager.media.ports_in_use / manager.media.ports_total if manager.media.ports_total else 1.0
     busy = max(manager.load, ports) >= degraded_load or loop_lag_s >= DEGRADED_LOOP_LAG_S
-    return "degraded" if busy else "ok"
+    workers_down = any(worker["state"] != "up" for worker in manager.media.views())
+    return "degraded" if busy or workers_down else "ok"
 
 
 def admit_outbound(manager: CallManager, provider: Provider, to: str) -> tuple[str, OutboundSlot]:

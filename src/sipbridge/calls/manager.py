@@ -11,7 +11,7 @@ from typing import Any
 
 from .. import logs, metrics
 from ..config import Config
-from ..media_session.host import MediaHost
+from ..media_session.control import MediaProvider
 from ..sip.invite_session import InviteSession
 from ..sip.useragent import UserAgent
 from .call import Call
@@ -72,7 +72,7 @@ class CallManager:
     def __init__(
         self,
         config: Config,
-        media: MediaHost,
+        media: MediaProvider,
         records: CallRecords | None = None,
     ) -> None:
         self.config = config
@@ -192,6 +192,10 @@ class CallManager:
             log.exception(
                 "call %s: counting or recording its end failed", call.id, extra={"call_id": call.id}
             )
+
+    async def refresh_stats(self) -> None:
+        """The calls' media figures as they are now (pulled from the media workers in one go)."""
+        await self.media.refresh()
 
     def media_totals(self) -> metrics.MediaCounters:
         """RTP and agent-leg counters of every call so far: the ended ones' and the active ones' now."""

@@ -39,6 +39,26 @@ class MediaControl(Protocol):
 MediaFactory = Callable[[Callable[[m.MediaEvent], None]], MediaControl]
 
 
+class MediaProvider(Protocol):
+    """Where calls get their media: the worker pool, or this process (``MediaHost``)."""
+
+    def session(self, emit: Callable[[m.MediaEvent], None]) -> MediaControl: ...
+
+    async def refresh(self) -> None:
+        """Bring every call's stats snapshot up to date (before a view or a scrape reads them)."""
+
+    def views(self) -> list[dict[str, object]]:
+        """The worker processes, as /health lists them."""
+
+    async def stop(self) -> None: ...
+
+    @property
+    def ports_in_use(self) -> int: ...
+
+    @property
+    def ports_total(self) -> int: ...
+
+
 # Each command and the MediaControl method that takes it: how a worker dispatches what a proxy sent.
 # The awaited ones (and stats) answer with a reply; the rest are sent without waiting.
 METHODS: dict[type, str] = {

@@ -23,6 +23,15 @@ class MediaHost:
         """A new call's media, whose events go to ``emit``."""
         return MediaSession(self.shared, emit)
 
+    async def refresh(self) -> None:
+        """In this process the stats are read fresh: nothing to pull."""
+
+    def views(self) -> list[dict[str, object]]:
+        return []  # no worker processes
+
+    async def stop(self) -> None:
+        pass
+
     @property
     def ports_in_use(self) -> int:
         return self.ports.in_use

@@ -146,6 +146,18 @@ class WorkerStatus:
 
 
 @dataclass(frozen=True)
+class StatsBatch:
+    """Every listed call's stats snapshot at once: one request per worker, not one per call."""
+
+    calls: list[str]
+
+
+@dataclass(frozen=True)
+class StatsBatchReply:
+    stats: dict[str, MediaStats]
+
+
+@dataclass(frozen=True)
 class Failed:
     """The reply to a command the worker could not carry out (an error of ours, not the call's)."""
 

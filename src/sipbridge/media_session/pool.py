@@ -47,6 +47,12 @@ class MediaWorkerHandle:
     started: float = field(default_factory=time.monotonic)
 
     @property
+    def capacity(self) -> int:
+        """Calls it can hold: one per even port of its slice."""
+        low, high = self.spec.ports
+        return (high - low) // 2 + 1
+
+    @property
     def healthy(self) -> bool:
         return self.link.lost is None and self.link.status is not None
 
@@ -115,14 +121,19 @@ class WorkerPool:
     # -- placement -----------------------------------------------------------------------------
 
     def session(self, emit: Callable[[m.MediaEvent], None]) -> RemoteMedia:
-        """A new call's media, on the healthy worker with the fewest calls."""
-        ready = [w for w in self.workers if w.healthy] or self.workers
+        """A new call's media, on the healthy worker with room and the fewest calls."""
+        ready = [w for w in self.workers if w.healthy and w.link.calls < w.capacity]
+        ready = ready or [w for w in self.workers if w.healthy] or self.workers
         worker = min(ready, key=lambda w: (w.link.calls, w.link.status.loop_lag_ms if w.link.status else 0.0))
         return RemoteMedia(worker.link, emit, self.config.agent_timeout)
 
+    async def refresh(self) -> None:
+        """Pull every call's stats, one request per worker, all workers at once."""
+        await asyncio.gather(*(w.link.pull_stats() for w in self.workers))
+
     @property
     def ports_total(self) -> int:
-        return sum((hi - lo) // 2 + 1 for lo, hi in (spec.ports for spec in self.specs))
+        return sum(worker.capacity for worker in self.workers)
 
     @property
     def ports_in_use(self) -> int:

@@ -43,6 +43,8 @@ class WorkerLink:
         self._seq = itertools.count(1)
         self._pending: dict[int, asyncio.Future[Any]] = {}
         self._handlers: dict[str, Callable[[m.MediaEvent], None]] = {}
+        self.placed = 0  # calls placed here whose media is not open yet (placement counts them)
+        self.snapshots: dict[str, m.MediaStats] = {}  # the last stats pulled, by call
         self.status: m.WorkerStatus | None = None
         self.last_beat = time.monotonic()
         self.lost: str | None = None
@@ -75,6 +77,16 @@ class WorkerLink:
 
     def forget(self, call: str) -> None:
         self._handlers.pop(call, None)
+        self.snapshots.pop(call, None)
+
+    async def pull_stats(self) -> None:
+        """Every call's stats of this worker in one request (what /metrics and the API read)."""
+        if not self._handlers or self.lost is not None:
+            return
+        with contextlib.suppress(WorkerLost):
+            reply = await self.request("", m.StatsBatch(list(self._handlers)))
+            if isinstance(reply, m.StatsBatchReply):
+                self.snapshots.update(reply.stats)
 
     # -- receiving -----------------------------------------------------------------------------
 
@@ -124,8 +136,8 @@ class WorkerLink:
 
     @property
     def calls(self) -> int:
-        """Calls whose media this worker holds (or is opening)."""
-        return len(self._handlers)
+        """Calls whose media this worker holds, is opening, or is about to open."""
+        return len(self._handlers) + self.placed
 
     async def close(self) -> None:
         self.lose("closed by the control process")
@@ -143,14 +155,19 @@ class RemoteMedia:
         self._agent_timeout = agent_timeout
         self._call = ""
         self._stats = m.MediaStats()
+        self._closed = False
+        link.placed += 1  # counted where it will open from now on: calls placed at once spread
 
     async def open(self, command: m.OpenMedia) -> m.MediaOpened | m.MediaRefused:
         self._call = command.call_id
         self._link.listen(self._call, self._emit)
+        self._link.placed -= 1
         try:
             reply = await self._link.request(self._call, command)
         except WorkerLost as exc:
             return m.MediaRefused(f"media worker unavailable: {exc}")
+        if isinstance(reply, m.MediaRefused):
+            self._link.forget(self._call)
         return reply if isinstance(reply, m.MediaOpened | m.MediaRefused) else m.MediaRefused(str(reply))
 
     def update(self, command: m.UpdateMedia) -> None:
@@ -184,8 +201,8 @@ class RemoteMedia:
         )
 
     def stats(self, command: m.StatsRequest) -> m.MediaStats:
-        """The last snapshot pulled (``refresh``): reading it never waits on the worker."""
-        return self._stats
+        """The last snapshot pulled (the worker's batch, or ``refresh``): never waits on the worker."""
+        return self._link.snapshots.get(self._call, self._stats)
 
     async def refresh(self) -> m.MediaStats:
         with contextlib.suppress(WorkerLost):
@@ -195,10 +212,16 @@ class RemoteMedia:
         return self._stats
 
     async def close(self, command: m.CloseMedia) -> m.MediaStats:
-        if self._call:
-            with contextlib.suppress(WorkerLost):
-                reply = await self._link.request(self._call, command)
-                if isinstance(reply, m.MediaStats):
-                    self._stats = reply
-            self._link.forget(self._call)
+        """Close the media (once; again returns the last stats)."""
+        if self._closed:
+            return self._stats
+        self._closed = True
+        if not self._call:  # placed but never opened (the call was refused before)
+            self._link.placed -= 1
+            return self._stats
+        with contextlib.suppress(WorkerLost):
+            reply = await self._link.request(self._call, command)
+            if isinstance(reply, m.MediaStats):
+                self._stats = reply
+        self._link.forget(self._call)
         return self._stats

@@ -64,6 +64,8 @@ def _plain(value: Any) -> Any:
         return [_plain(getattr(value, name)) for name, _ in _hints(type(value))]
     if isinstance(value, tuple | list):
         return [_plain(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
     return value
 
 
@@ -84,6 +86,9 @@ def _typed(hint: Any, value: Any) -> Any:
     if origin is list:
         (arg,) = typing.get_args(hint)
         return [_typed(arg, item) for item in value]
+    if origin is dict:
+        _, arg = typing.get_args(hint)
+        return {key: _typed(arg, item) for key, item in value.items()}
     return value
 
 

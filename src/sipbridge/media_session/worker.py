@@ -57,6 +57,10 @@ class MediaWorker:
         self._tasks: set[asyncio.Task] = set()
 
     def handle(self, envelope: wire.Envelope) -> None:
+        if envelope.kind == wire.COMMAND and isinstance(envelope.message, m.StatsBatch):
+            wanted = (call for call in envelope.message.calls if call in self.sessions)
+            self._answer(envelope, m.StatsBatchReply({c: self.sessions[c].stats() for c in wanted}))
+            return
         if envelope.kind != wire.COMMAND or type(envelope.message) not in METHODS:
             log.warning("worker: ignoring %s frame %s", envelope.kind, type(envelope.message).__name__)
             return

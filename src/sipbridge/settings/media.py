@@ -23,6 +23,7 @@ from .values import (
     Positive,
     Url,
     Whole,
+    Workers,
 )
 
 LATCH_MODES = ("sdp-or-signalling", "sdp", "any")  # rtp/latch.py's LatchMode
@@ -43,6 +44,18 @@ class MediaSettings:
         more="Even ports, one per call, each picked at random among the free ones so a call's port"
         " cannot be guessed.",
         flag=True,
+    )
+    workers: int = setting(
+        0,
+        Workers(),
+        "media worker processes",
+        shown_default="auto",
+        flag=True,
+        more="Each call's media (RTP, jitter buffer, codecs, the agent's WebRTC link, DTMF) runs in one"
+        " of these processes, SIP, the API and the call registry in the control process. `auto`: one"
+        " per CPU the process may use (`os.sched_getaffinity`), at most one per two RTP ports. The RTP"
+        " range is split among them; a worker that dies or stalls takes only its own calls (they end"
+        " with `media worker failed`) and is replaced.",
     )
     rtp_latch: str = setting(
         "sdp-or-signalling",

@@ -199,6 +199,18 @@ class Whole(Between):
         return _number(int, raw, name, self.noun)
 
 
+class Workers(Value):
+    """``auto`` (0: one per CPU the process may use) or a count."""
+
+    form = "`auto` or a whole number from 1 to 256"
+    metavar = "auto|N"
+
+    def parse(self, raw: Any, name: str) -> int:
+        if str(raw).strip().lower() == "auto":
+            return 0
+        return Whole(1, 256).parse(raw, name)
+
+
 @dataclass(frozen=True)
 class Choice(Value):
     """One of ``options``; text is compared in lower case (``upper``: in upper case)."""

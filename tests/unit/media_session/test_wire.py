@@ -45,6 +45,8 @@ SAMPLES: list[object] = [
     m.WorkerStatus(1234, 3, 0.5),
     m.Failed("KeyError: 'x'"),
     m.MediaFailed("media worker closed its channel"),
+    m.StatsBatch(["a", "b"]),
+    m.StatsBatchReply({"a": m.MediaStats(MediaCounters(rtp_packets_sent=2), "PCMA"), "b": m.MediaStats()}),
 ]
 
 

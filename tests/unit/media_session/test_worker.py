@@ -107,3 +107,12 @@ async def test_a_command_for_an_unknown_call_is_answered_not_crashed_on(worker):
     reply = await link.request("nobody", m.StatsRequest())
     assert isinstance(reply, m.Failed) and "no media session" in reply.reason
     assert link.lost is None
+
+
+async def test_media_placed_but_never_opened_gives_its_place_back(worker):
+    _, link, _ = worker
+    media = RemoteMedia(link, lambda event: None, agent_timeout=2.0)
+    assert link.calls == 1  # counted from placement: calls placed at once spread over the workers
+    await media.close(m.CloseMedia("refused before its media opened"))
+    await media.close(m.CloseMedia("again"))
+    assert link.calls == 0
