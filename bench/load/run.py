@@ -41,7 +41,7 @@ def run_level(plan: LevelPlan, speech: Speech, ref: Reference) -> dict[str, Any]
         live = LiveLevel(plan, agent, bridge, speech)
         stack.callback(live.probe.close)
         measured = asyncio.run(live.run())
-        measured.memory["peak_rss_kib"] = procstat.memory_kib(bridge.proc.pid)["VmHWM"]
+        measured.memory["peak_rss_kib"] = procstat.memory_kib(live.pids["bridge"])["VmHWM"]  # the tree
     record = _record(plan, measured, live, speech, ref)
     record["machine_speed"] = _speed(speed_before, floor.speed_check(speech), record["notes"])
     return record
