@@ -26,6 +26,7 @@ from .media_session.pool import WorkerPool
 from .providers.admission import InboundAdmission
 from .providers.provider import Providers
 from .providers.registrar import ProviderRegistration
+from .rtp.ports import even_ports
 from .settings.values import ConfigError
 from .sip.gate import DEFAULT_SCANNER_SIGNATURES, RequestGate, SourceLimiter, Verdict, scanner_pattern
 from .sip.invite_session import InviteSession
@@ -226,8 +227,7 @@ class Bridge:
 
 def worker_count(config: Config) -> int:
     """``workers``, or for ``auto`` one per CPU this process may use, at most one per two RTP ports."""
-    ports = config.rtp_ports
-    pairs = max(1, (ports.high - (ports.low + ports.low % 2)) // 2 + 1)
+    pairs = max(1, len(even_ports(config.rtp_ports.low, config.rtp_ports.high)))
     if config.workers > pairs:
         raise ConfigError(f"workers: {config.workers} workers need at least {config.workers} even RTP ports")
     return config.workers or max(1, min(len(os.sched_getaffinity(0)), pairs))

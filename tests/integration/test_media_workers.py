@@ -3,7 +3,6 @@ worker that dies or stalls replaced, its calls told, the other worker's calls un
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import time
@@ -15,18 +14,9 @@ from sipbridge.config import Config
 from sipbridge.media_session import messages as m
 from sipbridge.media_session.pool import WorkerPool, port_slices
 from sipbridge.settings.values import PortRange
-from testbed.procs import free_tcp_port
+from testbed.procs import free_tcp_port, wait_until_async
 
 pytestmark = pytest.mark.integration
-
-
-async def _until(check, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        await asyncio.sleep(0.02)
-    return True
 
 
 @pytest.fixture
@@ -68,13 +58,15 @@ async def test_calls_are_placed_evenly_and_a_dead_worker_takes_only_its_own(pool
     os.kill(victim.process.pid, signal.SIGKILL)
     killed = time.monotonic()
     dead = [events for (_, events, _), worker in zip(calls, on, strict=True) if worker == 0]
-    assert await _until(lambda: all(any(isinstance(e, m.MediaFailed) for e in ev) for ev in dead), 1.0)
+    assert await wait_until_async(
+        lambda: all(any(isinstance(e, m.MediaFailed) for e in ev) for ev in dead), 1.0
+    )
     assert time.monotonic() - killed < 1.0
     alive = [media for (media, _, _), worker in zip(calls, on, strict=True) if worker == 1]
+    await pool.refresh()
     for media in alive:
-        stats = await media.refresh()
-        assert stats.codec == "PCMU"
-    assert await _until(lambda: pool.views()[0]["state"] == "up", 20)
+        assert media.stats(m.StatsRequest()).codec == "PCMU"
+    assert await wait_until_async(lambda: pool.views()[0]["state"] == "up", 20)
     assert (
         pool.restarts == 1
         and pool.views()[0]["restarts"] == 1
@@ -91,9 +83,11 @@ async def test_a_stopped_worker_is_found_stalled_and_replaced(pool):
     worker = next(w for w in pool.workers if w.link.calls)
     os.kill(worker.process.pid, signal.SIGSTOP)
     try:
-        assert await _until(lambda: any(isinstance(e, m.MediaFailed) for e in events), 3.5)
+        assert await wait_until_async(lambda: any(isinstance(e, m.MediaFailed) for e in events), 3.5)
         failed = next(e for e in events if isinstance(e, m.MediaFailed))
         assert "stalled" in failed.reason
     finally:
         os.kill(worker.process.pid, signal.SIGCONT)
-    assert await _until(lambda: pool.restarts == 1 and all(w["state"] == "up" for w in pool.views()), 20)
+    assert await wait_until_async(
+        lambda: pool.restarts == 1 and all(w["state"] == "up" for w in pool.views()), 20
+    )

@@ -21,6 +21,7 @@ from multiprocessing.process import BaseProcess
 from typing import Any
 
 from .. import metrics
+from ..rtp.ports import even_ports
 from . import messages as m
 from .remote import RemoteMedia, WorkerLink
 from .spawn import start_worker
@@ -49,8 +50,7 @@ class MediaWorkerHandle:
     @property
     def capacity(self) -> int:
         """Calls it can hold: one per even port of its slice."""
-        low, high = self.spec.ports
-        return (high - low) // 2 + 1
+        return len(even_ports(*self.spec.ports))
 
     @property
     def healthy(self) -> bool:

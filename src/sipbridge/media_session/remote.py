@@ -201,15 +201,8 @@ class RemoteMedia:
         )
 
     def stats(self, command: m.StatsRequest) -> m.MediaStats:
-        """The last snapshot pulled (the worker's batch, or ``refresh``): never waits on the worker."""
+        """The last snapshot the worker's batch brought (``WorkerLink.pull_stats``): never waits."""
         return self._link.snapshots.get(self._call, self._stats)
-
-    async def refresh(self) -> m.MediaStats:
-        with contextlib.suppress(WorkerLost):
-            reply = await self._link.request(self._call, m.StatsRequest())
-            if isinstance(reply, m.MediaStats):
-                self._stats = reply
-        return self._stats
 
     async def close(self, command: m.CloseMedia) -> m.MediaStats:
         """Close the media (once; again returns the last stats)."""

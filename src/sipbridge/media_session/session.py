@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..media.pipeline import PhoneToAgent
+from ..metrics import MediaCounters
 from ..rtp.dtmf import DIGITS as DTMF_DIGITS
 from ..rtp.dtmf import DtmfPacket, DtmfReceiver, DtmfSender
 from ..rtp.packet import RtpPacket
@@ -143,7 +144,7 @@ class MediaSession:
             self._agent.send_event({"type": "dtmf", "digit": command.digit})
 
     def stats(self, command: m.StatsRequest | None = None) -> m.MediaStats:
-        counters = self._agent.counters() if self._agent is not None else m.MediaStats().counters
+        counters = self._agent.counters() if self._agent is not None else MediaCounters()
         jitter = self._playout.stats
         counters.rtp_packets_lost, counters.rtp_packets_late = jitter.lost, jitter.late
         counters.rtp_frames_concealed = jitter.concealed

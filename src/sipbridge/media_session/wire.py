@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from .. import metrics
 from . import messages
 
 VERSION = 1
@@ -44,9 +43,11 @@ class Envelope:
 
 
 def _registry() -> dict[str, type]:
-    classes = {**vars(messages), "MediaCounters": metrics.MediaCounters}
+    """Every message class by name (with MediaCounters, which messages.py imports for MediaStats)."""
     return {
-        name: cls for name, cls in classes.items() if dataclasses.is_dataclass(cls) and isinstance(cls, type)
+        name: cls
+        for name, cls in vars(messages).items()
+        if dataclasses.is_dataclass(cls) and isinstance(cls, type)
     }
 
 
@@ -55,7 +56,7 @@ TYPES = _registry()
 
 @cache
 def _hints(cls: type) -> list[tuple[str, Any]]:
-    hints = typing.get_type_hints(cls, {**vars(messages), "MediaCounters": metrics.MediaCounters})
+    hints = typing.get_type_hints(cls, vars(messages))
     return [(field.name, hints[field.name]) for field in dataclasses.fields(cls)]
 
 

@@ -18,14 +18,18 @@ P = TypeVar("P", bound=asyncio.DatagramProtocol)
 RANDOM_PICKS = 8
 
 
+def even_ports(low: int, high: int) -> range:
+    """The even ports of [low, high]: one per call (RTP on the even port)."""
+    return range(low + (low % 2), high + 1, 2)
+
+
 class NoFreePort(Exception):
     """Every port of the RTP range is taken."""
 
 
 class PortAllocator:
     def __init__(self, low: int, high: int) -> None:
-        first = low + (low % 2)
-        self._ports = list(range(first, high + 1, 2)) or [low]
+        self._ports = list(even_ports(low, high)) or [low]
         self._in_use: set[int] = set()
 
     @property

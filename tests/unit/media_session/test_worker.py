@@ -18,7 +18,7 @@ from sipbridge.media_session.spawn import start_worker
 from sipbridge.media_session.worker import WorkerSpec
 from sipbridge.rtp.dtmf import parse_event
 from sipbridge.rtp.packet import parse_rtp
-from testbed.procs import free_tcp_port
+from testbed.procs import free_tcp_port, wait_until_async
 
 
 class Phone(asyncio.DatagramProtocol):
@@ -35,20 +35,11 @@ def _spec(low: int) -> WorkerSpec:
     return WorkerSpec(0, config, agent, (low, low + 9))
 
 
-async def _until(check, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        await asyncio.sleep(0.02)
-    return True
-
-
 @pytest.fixture
 async def worker():
     lost: list[str] = []
     process, link = await start_worker(_spec(42000), lost.append)
-    assert await _until(lambda: link.status is not None), "no heartbeat from the worker"
+    assert await wait_until_async(lambda: link.status is not None, 10.0), "no heartbeat from the worker"
     yield process, link, lost
     await link.close()
     process.join(5)
@@ -69,16 +60,16 @@ async def test_a_call_s_media_runs_in_the_worker(worker):
         media.update(m.UpdateMedia(m.PhoneMedia("PCMU", 0, 101, transport.get_extra_info("sockname"))))
         media.start_sending(m.StartSending())
         media.send_digits(m.SendDigits("9"))
-        assert await _until(lambda: any(isinstance(e, m.DigitsSent) for e in events))
-        assert await _until(lambda: len(phone.packets) >= 25)
+        assert await wait_until_async(lambda: any(isinstance(e, m.DigitsSent) for e in events), 10.0)
+        assert await wait_until_async(lambda: len(phone.packets) >= 25, 10.0)
         unavailable = await media.connect_agent(m.ConnectAgent())
         assert isinstance(unavailable, m.AgentUnavailable) and unavailable.reason
-        stats = await media.refresh()
+        await link.pull_stats()  # one request for every call of the worker
+        stats = media.stats(m.StatsRequest())  # reading never waits on the worker
         assert stats.codec == "PCMU" and stats.counters.rtp_packets_sent >= 25
-        assert media.stats(m.StatsRequest()) is stats  # reading never waits on the worker
         final = await media.close(m.CloseMedia("caller hung up"))
         assert final.counters.rtp_packets_sent >= stats.counters.rtp_packets_sent
-        assert await _until(lambda: link.status.sessions == 0)
+        assert await wait_until_async(lambda: link.status.sessions == 0, 10.0)
     finally:
         transport.close()
     packets = [parse_rtp(data) for data in phone.packets]
@@ -97,7 +88,7 @@ async def test_a_worker_that_dies_is_noticed_within_a_second_and_fails_what_wait
     killed = time.monotonic()
     with pytest.raises(WorkerLost):
         await waiting
-    assert await _until(lambda: bool(lost), 1.0) and time.monotonic() - killed < 1.0
+    assert await wait_until_async(lambda: bool(lost), 1.0) and time.monotonic() - killed < 1.0
     refused = await media.open(m.OpenMedia("call-3", "inbound", None, None))
     assert isinstance(refused, m.MediaRefused) and "media worker unavailable" in refused.reason
 
