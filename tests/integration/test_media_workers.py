@@ -13,6 +13,7 @@ import pytest
 from sipbridge.config import Config
 from sipbridge.media_session import messages as m
 from sipbridge.media_session.pool import WorkerPool, port_slices
+from sipbridge.rtp.ports import even_ports
 from sipbridge.settings.values import PortRange
 from testbed.procs import free_tcp_port, wait_until_async
 
@@ -41,7 +42,14 @@ async def _open(pool: WorkerPool, call: str) -> tuple[object, list[m.MediaEvent]
 
 def test_the_port_range_is_split_into_disjoint_even_slices():
     assert port_slices(43000, 43099, 2) == [(43000, 43049), (43050, 43099)]
-    assert port_slices(10001, 10010, 3) == [(10002, 10005), (10006, 10007), (10008, 10010)]
+    assert port_slices(10001, 10010, 3) == [(10002, 10005), (10006, 10009), (10010, 10010)]
+    assert port_slices(10002, 10010, 5) == [(p, p + 1) for p in range(10002, 10010, 2)] + [(10010, 10010)]
+    # as many workers as bridge.worker_count allows for a range: one per even port
+    for low, high in ((10000, 10001), (10001, 10010), (10002, 10011), (20000, 20099)):
+        count = len(even_ports(low, high))
+        slices = port_slices(low, high, count)
+        assert sum(len(even_ports(lo, hi)) for lo, hi in slices) == count
+        assert all(lo % 2 == 0 and low <= lo <= hi <= high for lo, hi in slices)
     with pytest.raises(ValueError, match="fewer than 4 even ports"):
         port_slices(10000, 10005, 4)
 

@@ -70,17 +70,17 @@ class MediaWorkerHandle:
 
 
 def port_slices(low: int, high: int, count: int) -> list[tuple[int, int]]:
-    """``count`` disjoint ranges covering [low, high], each starting on an even port (RTP's)."""
-    first = low + (low % 2)
-    pairs = (high - first + 1) // 2
-    if pairs < count:
+    """``count`` disjoint ranges covering [low, high] that share out its even ports (one per call),
+    as evenly as they go; each starts on an even port."""
+    ports = even_ports(low, high)
+    if len(ports) < count:
         raise ValueError(f"the RTP range {low}-{high} has fewer than {count} even ports for {count} workers")
-    slices, start = [], first
+    slices, start = [], 0
     for i in range(count):
-        size = pairs // count + (i < pairs % count)
-        slices.append((start, start + 2 * size - 1))
-        start += 2 * size
-    slices[-1] = (slices[-1][0], max(slices[-1][1], high))
+        size = len(ports) // count + (i < len(ports) % count)
+        mine = ports[start : start + size]
+        slices.append((mine[0], min(mine[-1] + 1, high)))
+        start += size
     return slices
 
 
