@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import math
 import os
@@ -20,7 +19,7 @@ from .api.app import create_app
 from .calls.manager import CallManager
 from .calls.records import CallRecords
 from .config import Config
-from .heap import IdleTidy, tidy_heap
+from .heap import IdleTidy, settle_heap, tidy_heap
 from .loop_lag import LoopLag
 from .media_session.pool import WorkerPool
 from .providers.admission import InboundAdmission
@@ -289,16 +288,6 @@ def client_tls_context(config: Config) -> ssl.SSLContext:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
     return context
-
-
-def settle_heap() -> None:
-    """Keep what start-up made (modules, the app, ~100k objects) out of later garbage collections.
-
-    A full collection walks every tracked object: 35-70 ms with the loop stopped, i.e. a gap in the
-    audio of every call. Frozen, the start-up objects are never walked again; what calls create is.
-    """
-    gc.collect()
-    gc.freeze()
 
 
 async def serve(config: Config) -> None:

@@ -23,6 +23,7 @@ from typing import Any
 from .. import logs
 from ..agent.ice import loopback_addresses_for, use_host_addresses
 from ..agent.whip import WhipClient
+from ..heap import IdleTidy, settle_heap, tidy_heap
 from ..loop_lag import LoopLag
 from ..rtp.ports import PortAllocator
 from . import messages as m
@@ -34,6 +35,7 @@ from .session import MediaSession
 log = logging.getLogger(__name__)
 
 HEARTBEAT_S = 0.25
+TIDY_INTERVAL_S = 5.0
 READ_SIZE = 1 << 16
 
 
@@ -54,6 +56,7 @@ class MediaWorker:
         self._host = host
         self._send = send
         self.sessions: dict[str, MediaSession] = {}
+        self.opened = 0  # sessions so far: work whose garbage an idle tidy gives back
         self._tasks: set[asyncio.Task] = set()
 
     def handle(self, envelope: wire.Envelope) -> None:
@@ -68,6 +71,7 @@ class MediaWorker:
         session = self.sessions.get(call)
         if session is None and isinstance(command, m.OpenMedia):
             session = self.sessions[call] = self._host.session(lambda event: self._event(call, event))
+            self.opened += 1
         if session is None:
             self._answer(envelope, m.Failed(f"no media session for call {call:.40}"))
             return
@@ -125,7 +129,10 @@ async def _serve(spec: WorkerSpec, channel: socket.socket) -> None:
     worker = MediaWorker(MediaHost(config, whip, PortAllocator(*spec.ports)), writer.write)
     lag = LoopLag()
     lag.start()
-    beats = asyncio.get_running_loop().create_task(_beat(worker, lag, writer))
+    loop = asyncio.get_running_loop()
+    beats = loop.create_task(_beat(worker, lag, writer))
+    tidy = loop.create_task(_tidy_when_idle(worker))
+    settle_heap()
     frames = wire.FrameReader()
     try:
         while data := await reader.read(READ_SIZE):
@@ -135,6 +142,7 @@ async def _serve(spec: WorkerSpec, channel: socket.socket) -> None:
         log.error("worker %d: channel to the control process broken: %s", spec.index, exc)
     finally:
         beats.cancel()
+        tidy.cancel()
         await worker.close_all()
         await lag.stop()
         await whip.close()
@@ -148,3 +156,12 @@ async def _beat(worker: MediaWorker, lag: LoopLag, writer: asyncio.StreamWriter)
         with contextlib.suppress(ConnectionError):
             await writer.drain()
         await asyncio.sleep(max(0.0, HEARTBEAT_S - (time.monotonic() - started)))
+
+
+async def _tidy_when_idle(worker: MediaWorker) -> None:
+    """Give back what the last calls' media left (heap.py), once no session is up."""
+    policy, loop = IdleTidy(2 * TIDY_INTERVAL_S), asyncio.get_running_loop()
+    while True:
+        await asyncio.sleep(TIDY_INTERVAL_S)
+        if policy.due(loop.time(), len(worker.sessions), worker.opened):
+            tidy_heap()
