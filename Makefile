@@ -33,9 +33,14 @@ lint: $(STAMP)
 bench: $(STAMP) system-deps
 	$(BIN)/python -m bench $(ARGS)
 
+# The suite runs its bridges with one media worker; these tests run a second time with two (the
+# call placed on either worker, see docs/testing.md). `make test TWO_WORKERS=` skips that pass.
+TWO_WORKERS ?= tests/integration/test_call_flow.py tests/integration/test_dtmf_call.py \
+	tests/integration/test_agent_resume.py tests/integration/test_operations.py tests/integration/test_soak.py
 test: $(STAMP) system-deps
 	$(BIN)/ruff check src tests bench testbed
 	$(BIN)/pytest $(ARGS)
+	$(if $(strip $(TWO_WORKERS)),SIPBRIDGE_TEST_WORKERS=2 $(BIN)/pytest -ra -p no:cacheprovider $(TWO_WORKERS))
 
 # Long fuzz run of the parsers (tests/fuzz, see README "Fuzzing"): FUZZ_EXAMPLES examples per target.
 FUZZ_EXAMPLES ?= 6000

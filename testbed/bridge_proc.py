@@ -20,6 +20,15 @@ from typing import Any
 from testbed.procs import ManagedProcess, free_port_block, free_tcp_port, wait_until
 
 SIPBRIDGE = [sys.executable, "-m", "sipbridge"]
+# Media workers of the bridges the tests start, unless a test names its own (``--workers``): one by
+# default (the same worker process mode as every count, see docs/testing.md); `make test` runs the
+# call-flow, DTMF, agent-resume, drain and soak tests again with SIPBRIDGE_TEST_WORKERS=2.
+TEST_WORKERS_ENV = "SIPBRIDGE_TEST_WORKERS"
+
+
+def default_workers() -> str:
+    """How many media workers a test bridge gets when the test does not say."""
+    return os.environ.get(TEST_WORKERS_ENV, "1")
 
 
 def http_json(
@@ -161,6 +170,7 @@ def start_bridge(
         "--log-level",
         "debug",
         *(["--agent", agent_url] if agent_url else []),
+        *([] if _names_workers(extra, env) else ["--workers", default_workers()]),
         *extra,
     ]
     proc_env = {**os.environ, **(env or {})}
@@ -168,6 +178,10 @@ def start_bridge(
     bridge = BridgeProcess(proc, sip_port, api_port, rtp_low, rtp_high)
     _wait_ready(proc, f"{bridge.api}/health", 20)
     return bridge
+
+
+def _names_workers(extra: tuple[str, ...], env: dict[str, str] | None) -> bool:
+    return "--workers" in extra or "SIPBRIDGE_WORKERS" in (env or {})
 
 
 def trunk_config(folder: Path, source: str = "127.0.0.1", extra: str = "") -> Path:

@@ -113,6 +113,7 @@ def start_bridge(logfile: Path) -> subprocess.Popen:
         sys.executable, "-m", "sipbridge", "serve",
         "--sip-listen", f"127.0.0.1:{BRIDGE_SIP_PORT}", "--api-listen", f"127.0.0.1:{BRIDGE_API_PORT}",
         "--rtp-ports", "40000-40100", "--log-level", "info",
+        "--workers", os.environ.get("SIPBRIDGE_TEST_WORKERS", "1"),  # as testbed.bridge_proc does
     ]  # fmt: skip
     env = {**os.environ, "SIPBRIDGE_SIP_T1_MS": "10"}
     with open(logfile, "wb") as log:

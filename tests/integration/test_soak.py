@@ -1,6 +1,7 @@
 """Soak: many calls through the real bridge, one after another and in parallel waves, after which
 the bridge is back where it started: open file descriptors, threads, asyncio tasks, RTP ports in
-use, and resident memory within a margin (rss_margin_kib).
+use, and resident memory within a margin (rss_margin_kib), over its whole process tree (the control
+process and its media workers).
 
 ``SOAK_CALLS`` (environment, default 100) sets the number of calls: the short run is part of the
 test suite, ``make soak`` runs 1,000 (figures in docs/measurements.md). Half the calls go
@@ -61,8 +62,10 @@ TIDY_LOG = "heap tidied"
 
 @dataclass(frozen=True)
 class Usage:
-    """What the bridge process holds at one moment."""
+    """What the bridge's process tree (the control process and its media workers) holds at one
+    moment: the media sockets, the agent's peer connections and their memory live in the workers."""
 
+    processes: int
     fds: int
     threads: int
     rss_kib: int
@@ -73,14 +76,15 @@ class Usage:
 
     @classmethod
     def of(cls, bridge: BridgeProcess) -> Usage:
-        pid = bridge.proc.pid
-        fds = len(os.listdir(f"/proc/{pid}/fd"))  # read before the HTTP request adds its socket
-        status = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
+        pids = [bridge.proc.pid, *_worker_pids(bridge)]
+        fds = sum(len(os.listdir(f"/proc/{pid}/fd")) for pid in pids)  # before this request's socket
+        status = [_proc_status(pid) for pid in pids]
         health = http_json("GET", f"{bridge.api}/health")[1]
         return cls(
+            processes=len(pids),
             fds=fds,
-            threads=int(status["Threads"]),
-            rss_kib=int(status["VmRSS"].split()[0]),
+            threads=sum(int(s["Threads"]) for s in status),
+            rss_kib=sum(int(s["VmRSS"].split()[0]) for s in status),
             asyncio_tasks=health["asyncio_tasks"],
             rtp_ports_in_use=health["rtp_ports_in_use"],
             calls_active=health["calls_active"],
@@ -95,12 +99,32 @@ class Usage:
             and self.fds <= baseline.fds
             and self.threads <= baseline.threads
             and self.asyncio_tasks <= baseline.asyncio_tasks
-            and self.rss_kib <= baseline.rss_kib + rss_margin_kib(self.calls_total - baseline.calls_total)
+            and self.rss_kib
+            <= baseline.rss_kib + rss_margin_kib(self.calls_total - baseline.calls_total, self.processes)
         )
 
 
-def rss_margin_kib(calls: int) -> float:
-    return RSS_ALLOWANCE_MIB * 1024 + VIEW_KIB * min(calls, HISTORY_SIZE)
+def rss_margin_kib(calls: int, processes: int) -> float:
+    """Each process's allocator high-water allowance, and the ended calls' views (control only)."""
+    return RSS_ALLOWANCE_MIB * 1024 * processes + VIEW_KIB * min(calls, HISTORY_SIZE)
+
+
+def _worker_pids(bridge: BridgeProcess) -> list[int]:
+    """The media workers' pids, read before the fds are counted: from the process tree, not /health
+    (whose request would add a socket to the count)."""
+    children = Path(f"/proc/{bridge.proc.pid}/task/{bridge.proc.pid}/children").read_text().split()
+    return [int(pid) for pid in children if "multiprocessing.spawn" in _cmdline(int(pid))]
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def _proc_status(pid: int) -> dict[str, str]:
+    return dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
 
 
 @dataclass
@@ -203,8 +227,11 @@ def _media_both_ways(view: dict[str, Any]) -> bool:
 
 
 def _fd_targets(bridge: BridgeProcess) -> list[str]:
-    fd_dir = Path(f"/proc/{bridge.proc.pid}/fd")
-    return sorted(os.readlink(fd) for fd in fd_dir.iterdir() if fd.exists())
+    targets = []
+    for pid in [bridge.proc.pid, *_worker_pids(bridge)]:
+        fd_dir = Path(f"/proc/{pid}/fd")
+        targets += [f"{pid}: {os.readlink(fd)}" for fd in fd_dir.iterdir() if fd.exists()]
+    return sorted(targets)
 
 
 def _report(label: str, baseline: Usage, after: Usage, extra: dict[str, Any]) -> str:
@@ -212,7 +239,7 @@ def _report(label: str, baseline: Usage, after: Usage, extra: dict[str, Any]) ->
     for key, before in asdict(baseline).items():
         rows.append(f"  {key:18} baseline {before:>8}  after {asdict(after)[key]:>8}")
     growth = (after.rss_kib - baseline.rss_kib) / 1024
-    margin = rss_margin_kib(after.calls_total - baseline.calls_total) / 1024
+    margin = rss_margin_kib(after.calls_total - baseline.calls_total, after.processes) / 1024
     rows.append(f"  RSS growth {growth:+.1f} MiB (margin {margin:.1f} MiB)")
     return "\n".join(rows)
 
