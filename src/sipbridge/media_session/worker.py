@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
 import os
 import signal
@@ -36,6 +37,7 @@ log = logging.getLogger(__name__)
 
 HEARTBEAT_S = 0.25
 TIDY_INTERVAL_S = 5.0
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 READ_SIZE = 1 << 16
 
 
@@ -112,6 +114,7 @@ class MediaWorker:
 def run_worker(spec: WorkerSpec, channel: socket.socket) -> None:
     """The worker process's entry point."""
     config = spec.config
+    _die_with_parent()
     # The control process stops a worker by closing its channel, after the calls drained: a SIGINT
     # or SIGTERM meant for the whole process tree (Ctrl-C, systemd) must not cut the calls first.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -120,6 +123,17 @@ def run_worker(spec: WorkerSpec, channel: socket.socket) -> None:
     # aioice skips 127.0.0.1: the agent leg needs the same host addresses as in the control process
     use_host_addresses(config.ice_host_addresses or loopback_addresses_for(spec.agent_url))
     asyncio.run(_serve(spec, channel))
+
+
+def _die_with_parent() -> None:
+    """Linux: the kernel kills this worker when the control process dies, even one killed -9 while
+    this worker's loop is blocked (a worker that can read sees its channel close and ends anyway):
+    no orphan keeps a slice of the RTP ports."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() == 1:  # the control process was already gone before prctl
+        os._exit(1)
 
 
 async def _serve(spec: WorkerSpec, channel: socket.socket) -> None:
