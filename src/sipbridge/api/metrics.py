@@ -225,7 +225,7 @@ class BridgeCollector:
         )
         yield GaugeMetricFamily(
             "sipbridge_event_loop_lag_seconds",
-            "Largest lateness of an event-loop timer in the last 10 s (every call's ticks wait as long)",
+            "Largest lateness of the control process's event-loop timers (SIP, the API) in the last 10 s",
             value=self.loop_lag.recent_max,
         )
 
