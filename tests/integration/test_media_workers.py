@@ -3,6 +3,8 @@ worker that dies or stalls replaced, its calls told, the other worker's calls un
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import signal
 import time
@@ -13,6 +15,8 @@ import pytest
 from sipbridge.config import Config
 from sipbridge.media_session import messages as m
 from sipbridge.media_session.pool import WorkerPool, port_slices
+from sipbridge.media_session.spawn import start_worker
+from sipbridge.media_session.worker import WorkerSpec
 from sipbridge.rtp.ports import even_ports
 from sipbridge.settings.values import PortRange
 from testbed.procs import free_tcp_port, wait_until_async
@@ -20,12 +24,34 @@ from testbed.procs import free_tcp_port, wait_until_async
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-async def pool():
+def _pool(starter=start_worker) -> WorkerPool:
     config = replace(
         Config(), sip_listen=replace(Config().sip_listen, host="127.0.0.1"), rtp_ports=PortRange(43000, 43099)
     )
-    pool = WorkerPool(config, f"http://127.0.0.1:{free_tcp_port()}/whip", count=2)
+    return WorkerPool(config, f"http://127.0.0.1:{free_tcp_port()}/whip", count=2, starter=starter)
+
+
+@pytest.fixture
+async def pool():
+    pool = _pool()
+    await pool.start()
+    yield pool
+    await pool.stop()
+
+
+@pytest.fixture
+async def slow_pool():
+    """Workers whose replacements take 2 s more to start, as on a busy box."""
+    started = 0
+
+    async def slow_start(spec: WorkerSpec):
+        nonlocal started
+        started += 1
+        if started > 2:
+            await asyncio.sleep(2.0)
+        return await start_worker(spec)
+
+    pool = _pool(slow_start)
     await pool.start()
     yield pool
     await pool.stop()
@@ -95,7 +121,31 @@ async def test_a_stopped_worker_is_found_stalled_and_replaced(pool):
         failed = next(e for e in events if isinstance(e, m.MediaFailed))
         assert "stalled" in failed.reason
     finally:
-        os.kill(worker.process.pid, signal.SIGCONT)
+        with contextlib.suppress(ProcessLookupError):  # killed and reaped already, as it should be
+            os.kill(worker.process.pid, signal.SIGCONT)
     assert await wait_until_async(
         lambda: pool.restarts == 1 and all(w["state"] == "up" for w in pool.views()), 20
     )
+
+
+async def test_two_workers_killed_at_once_are_both_noticed_though_replacing_one_takes_seconds(slow_pool):
+    pool = slow_pool
+    calls = [await _open(pool, f"call-{i}") for i in range(2)]  # one on each worker
+    assert sorted(w["calls"] for w in pool.views()) == [1, 1]
+    victims = [worker.process.pid for worker in pool.workers]
+    for pid in victims:
+        os.kill(pid, signal.SIGKILL)
+    killed = time.monotonic()
+    # the supervisor does not wait for the first replacement to start before it sees the second
+    assert await wait_until_async(
+        lambda: (
+            pool.restarts == 2 and all(any(isinstance(e, m.MediaFailed) for e in ev) for _, ev, _ in calls)
+        ),
+        1.0,
+    )
+    assert time.monotonic() - killed < 1.0
+    assert [w["state"] for w in pool.views()] == ["failed", "failed"]
+    assert await wait_until_async(lambda: all(w["state"] == "up" for w in pool.views()), 30)
+    assert [w["restarts"] for w in pool.views()] == [1, 1]
+    assert not {w["pid"] for w in pool.views()} & set(victims)
+    assert all(w["cpu_pct"] is not None for w in pool.views())

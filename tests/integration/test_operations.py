@@ -155,6 +155,17 @@ username = "sipbridge"
     assert _value(samples, "sipbridge_calls_active", direction="inbound") == 0
     assert _value(samples, "sipbridge_sip_rate_limited_total", action="dropped") == 0
     assert _value(samples, "process_open_fds") > 0 and _value(samples, "sipbridge_process_threads") >= 1
+    # -- each media worker by its slot; the total unchanged beside them
+    workers = sorted(dict(labels)["worker"] for name, labels in samples if name == "sipbridge_worker_up")
+    assert workers and workers == [str(i) for i in range(len(workers))]
+    for worker in workers:
+        assert _value(samples, "sipbridge_worker_up", worker=worker) == 1
+        assert _value(samples, "sipbridge_worker_calls", worker=worker) == 0
+        assert _value(samples, "sipbridge_worker_cpu_seconds_total", worker=worker) > 0
+        assert ("sipbridge_worker_loop_lag_seconds", frozenset({("worker", worker)})) in samples
+        assert _value(samples, "sipbridge_worker_slot_restarts_total", worker=worker) == 0
+    assert ("sipbridge_worker_restarts_total", frozenset()) in samples
+    assert _value(samples, "sipbridge_worker_restarts_total") == 0
 
     # -- call records: each call once, numbers masked
     by_direction = {r["direction"]: r for r in _records(records)}

@@ -1,8 +1,9 @@
 """What ``GET /metrics`` adds to the process-wide counters: figures read at scrape time.
 
 The live state (active calls, ports, drain), the per-packet counters (summed from each active
-call's own stats, plus what ended calls left in ``CallManager.ended_media``) and the process
-(threads, asyncio tasks). The cost is one pass over the active calls per scrape.
+call's own stats, plus what ended calls left in ``CallManager.ended_media``), each media worker
+process (by its slot: the ``worker`` label) and the process (threads, asyncio tasks). The cost is
+one pass over the active calls per scrape.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
@@ -74,6 +76,7 @@ class BridgeCollector:
         yield from self._calls()
         yield from self._media(self.manager.media_totals())
         yield from self._sip()
+        yield from self._workers()
         yield from self._process()
 
     def _calls(self) -> Iterator[Metric]:
@@ -176,6 +179,45 @@ class BridgeCollector:
             {"challenged": counts.challenged, "refused": counts.refused, "dropped": counts.dropped},
         )
 
+    def _workers(self) -> Iterator[Metric]:
+        """Each media worker process's figures, labelled by its slot (0, 1, ...): a replacement keeps
+        the slot's label. None with the media in this process (no workers)."""
+        label = ["worker"]
+        up = GaugeMetricFamily(
+            "sipbridge_worker_up",
+            "1 while the media worker is up, 0 while being replaced",
+            labels=label,
+        )
+        calls = GaugeMetricFamily(
+            "sipbridge_worker_calls", "Calls whose media the worker holds or is opening", labels=label
+        )
+        lag = GaugeMetricFamily(
+            "sipbridge_worker_loop_lag_seconds",
+            "Largest lateness of the worker's event-loop timers in the last 10 s",
+            labels=label,
+        )
+        cpu = CounterMetricFamily(
+            "sipbridge_worker_cpu_seconds",
+            "CPU seconds the worker process used, every thread (from 0 again when it is replaced)",
+            labels=label,
+        )
+        restarts = CounterMetricFamily(
+            "sipbridge_worker_slot_restarts",
+            "Times the slot's worker died or stalled and was replaced (the restarts total by slot)",
+            labels=label,
+        )
+        view: dict[str, Any]
+        for view in self.manager.media.views():
+            worker = [str(view["index"])]
+            up.add_metric(worker, int(view["state"] == "up"))
+            calls.add_metric(worker, view["calls"])
+            restarts.add_metric(worker, view["restarts"])
+            if view["loop_lag_ms"] is not None:  # None until its first heartbeat
+                lag.add_metric(worker, view["loop_lag_ms"] / 1000)
+            if view["cpu_s"] is not None:
+                cpu.add_metric(worker, view["cpu_s"])
+        yield from (up, calls, lag, cpu, restarts)
+
     def _process(self) -> Iterator[Metric]:
         yield GaugeMetricFamily("sipbridge_process_threads", "OS threads of the process", value=_threads())
         yield GaugeMetricFamily(
@@ -183,7 +225,7 @@ class BridgeCollector:
         )
         yield GaugeMetricFamily(
             "sipbridge_event_loop_lag_seconds",
-            "Largest lateness of an event-loop timer in the last 10 s (every call's ticks wait as long)",
+            "Largest lateness of the control process's event-loop timers (SIP, the API) in the last 10 s",
             value=self.loop_lag.recent_max,
         )
 

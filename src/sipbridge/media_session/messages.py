@@ -138,11 +138,14 @@ class CloseMedia:
 
 @dataclass(frozen=True)
 class WorkerStatus:
-    """A worker's heartbeat: it is alive, what it carries, and how late its event loop runs."""
+    """A worker's heartbeat: it is alive, what it carries, how late its event loop runs and how
+    busy the process has been (CPU over the last seconds, and in all since it started)."""
 
     pid: int
     sessions: int
     loop_lag_ms: float
+    cpu_pct: float = 0.0  # % of one core over the last few seconds (cpu_share.py)
+    cpu_s: float = 0.0  # CPU seconds of the process since it started, every thread
 
 
 @dataclass(frozen=True)

@@ -1,21 +1,21 @@
 """The control process's media workers: start them, place each call's media on one, watch them, and
 replace one that dies or stalls (its calls end; every other call goes on).
 
-Placement: the worker with the fewest calls, ties to the one whose loop lags least; each worker has
-its own slice of the RTP port range, so no two ever compete for a port. Watching: a worker's
-channel closing is noticed at once; a worker whose heartbeat is ``STALL_S`` late (its loop blocked,
-or the process stopped) is killed and treated the same.
+Placement (``place``): the worker with the fewest calls, ties to the one that used the least CPU
+lately, then to the one whose loop lags least; each worker has its own slice of the RTP port range,
+so no two ever compete for a port. Watching: a worker's channel closing is noticed at once; a worker
+whose heartbeat is ``STALL_S`` late (its loop blocked, or the process stopped) is killed and treated
+the same. Each replacement is a task of its own (one per slot at a time), so a worker that takes
+seconds to start never delays noticing another's failure; a slot whose worker will not start is
+tried again, ``RETRY_FIRST_S`` later and twice as late each time after.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import os
-import signal
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
 from typing import Any
@@ -33,6 +33,11 @@ STALL_S = 2.0  # no heartbeat (one every 0.25 s) for this long: the worker is st
 WATCH_S = 0.25
 START_TIMEOUT_S = 20.0  # a fresh interpreter imports aiortc, numpy and PyAV: seconds on a slow box
 JOIN_TIMEOUT_S = 5.0
+RETRY_FIRST_S = 1.0  # a slot whose new worker did not start tries again after this, then doubling
+RETRY_MAX_S = 30.0
+
+# Starts one worker: its process and the control process's link to it (spawn.start_worker).
+Starter = Callable[[WorkerSpec], Awaitable[tuple[BaseProcess, WorkerLink]]]
 
 
 class WorkerStartFailed(RuntimeError):
@@ -56,6 +61,17 @@ class MediaWorkerHandle:
     def healthy(self) -> bool:
         return self.link.lost is None and self.link.status is not None
 
+    @property
+    def load(self) -> WorkerLoad:
+        status = self.link.status
+        return WorkerLoad(
+            self.link.calls,
+            self.capacity,
+            self.healthy,
+            status.cpu_pct if status else 0.0,
+            status.loop_lag_ms if status else 0.0,
+        )
+
     def view(self) -> dict[str, Any]:
         status = self.link.status
         return {
@@ -63,10 +79,33 @@ class MediaWorkerHandle:
             "pid": self.process.pid,
             "calls": self.link.calls,
             "loop_lag_ms": status.loop_lag_ms if status else None,
+            "cpu_pct": status.cpu_pct if status else None,
+            "cpu_s": status.cpu_s if status else None,
             "restarts": self.restarts,
             "ports": f"{self.spec.ports[0]}-{self.spec.ports[1]}",
             "state": "up" if self.healthy else ("starting" if self.link.lost is None else "failed"),
         }
+
+
+@dataclass(frozen=True)
+class WorkerLoad:
+    """What placement weighs of one worker."""
+
+    calls: int  # held, opening, or placed and about to open
+    capacity: int
+    healthy: bool
+    cpu_pct: float = 0.0  # % of a core over the last few seconds
+    loop_lag_ms: float = 0.0
+
+
+def place(loads: Sequence[WorkerLoad]) -> int:
+    """The index of the worker a new call goes to: among the healthy workers with room (or, with
+    none, the healthy ones, so the call is refused there for want of a port; or any), the one with
+    the fewest calls, then the lowest recent CPU, then the lowest loop lag."""
+    every = range(len(loads))
+    ready = [i for i in every if loads[i].healthy and loads[i].calls < loads[i].capacity]
+    ready = ready or [i for i in every if loads[i].healthy] or list(every)
+    return min(ready, key=lambda i: (loads[i].calls, loads[i].cpu_pct, loads[i].loop_lag_ms))
 
 
 def port_slices(low: int, high: int, count: int) -> list[tuple[int, int]]:
@@ -85,7 +124,7 @@ def port_slices(low: int, high: int, count: int) -> list[tuple[int, int]]:
 
 
 class WorkerPool:
-    def __init__(self, config: Any, agent_url: str, count: int) -> None:
+    def __init__(self, config: Any, agent_url: str, count: int, starter: Starter = start_worker) -> None:
         self.config = config
         self.agent_url = agent_url
         ports = config.rtp_ports
@@ -95,7 +134,9 @@ class WorkerPool:
         ]
         self.workers: list[MediaWorkerHandle] = []
         self.restarts = 0
+        self._starter = starter
         self._watch: asyncio.Task[None] | None = None
+        self._replacing: dict[int, asyncio.Task[None]] = {}  # slot index: its replacement under way
         self._stopping = False
 
     async def start(self) -> None:
@@ -105,7 +146,7 @@ class WorkerPool:
         self._watch = asyncio.get_running_loop().create_task(self._supervise(), name="media-workers")
 
     async def _start(self, spec: WorkerSpec, restarts: int = 0) -> MediaWorkerHandle:
-        process, link = await start_worker(spec)
+        process, link = await self._starter(spec)
         log.info("media worker %d started: pid %s, RTP ports %d-%d", spec.index, process.pid, *spec.ports)
         return MediaWorkerHandle(spec, process, link, restarts)
 
@@ -121,10 +162,8 @@ class WorkerPool:
     # -- placement -----------------------------------------------------------------------------
 
     def session(self, emit: Callable[[m.MediaEvent], None]) -> RemoteMedia:
-        """A new call's media, on the healthy worker with room and the fewest calls."""
-        ready = [w for w in self.workers if w.healthy and w.link.calls < w.capacity]
-        ready = ready or [w for w in self.workers if w.healthy] or self.workers
-        worker = min(ready, key=lambda w: (w.link.calls, w.link.status.loop_lag_ms if w.link.status else 0.0))
+        """A new call's media, on the worker ``place`` picks."""
+        worker = self.workers[place([w.load for w in self.workers])]
         return RemoteMedia(worker.link, emit, self.config.agent_timeout)
 
     async def refresh(self) -> None:
@@ -147,12 +186,16 @@ class WorkerPool:
     async def _supervise(self) -> None:
         while not self._stopping:
             await asyncio.sleep(WATCH_S)
-            for i, worker in enumerate(self.workers):
-                if self._stopping:
-                    return
-                problem = self._problem(worker)
-                if problem is not None:
-                    await self._replace(i, worker, problem)
+            self._check()
+
+    def _check(self) -> None:
+        """Never waits: a failed worker's replacement runs as a task of its own."""
+        for index, worker in enumerate(self.workers):
+            if index in self._replacing:
+                continue
+            problem = self._problem(worker)
+            if problem is not None:
+                self._fail(index, worker, problem)
 
     def _problem(self, worker: MediaWorkerHandle) -> str | None:
         if worker.link.lost is not None:
@@ -161,36 +204,66 @@ class WorkerPool:
             return f"no heartbeat for {time.monotonic() - worker.link.last_beat:.1f} s: stalled"
         return None
 
-    async def _replace(self, index: int, worker: MediaWorkerHandle, problem: str) -> None:
+    def _fail(self, index: int, worker: MediaWorkerHandle, problem: str) -> None:
         log.error("media worker %d (pid %s) failed: %s; replacing it", index, worker.process.pid, problem)
         _kill(worker.process)
-        worker.link.lose(problem)  # its calls hear MediaFailed and end
+        worker.link.lose(problem)  # its calls hear MediaFailed and end, now
         self.restarts += 1
         metrics.worker_restarted()
+        task = asyncio.get_running_loop().create_task(
+            self._replace(index, worker), name=f"media-worker-{index}-replace"
+        )
+        self._replacing[index] = task
+        task.add_done_callback(lambda _: self._replacing.pop(index, None))
+
+    async def _replace(self, index: int, failed: MediaWorkerHandle) -> None:
+        """Reap the failed worker (its RTP ports are free then), start a new one in its slot and
+        wait for its first heartbeat; until one comes up, try again with a growing pause."""
+        await _reap(failed.process)
+        delay = RETRY_FIRST_S
+        while not await self._try_start(index, failed.spec, failed.restarts + 1):
+            log.error("media worker %d: trying again in %g s", index, delay)
+            await asyncio.sleep(delay)
+            delay = min(2 * delay, RETRY_MAX_S)
+
+    async def _try_start(self, index: int, spec: WorkerSpec, restarts: int) -> bool:
         try:
-            self.workers[index] = fresh = await self._start(worker.spec, worker.restarts + 1)
+            fresh = await self._start(spec, restarts)
+        except OSError as exc:
+            log.error("media worker %d could not be started: %s", index, exc)
+            return False
+        self.workers[index] = fresh  # "starting" in the views until its first heartbeat
+        try:
             await self._up(fresh)
-        except (OSError, WorkerStartFailed) as exc:
-            log.error("media worker %d could not be restarted: %s", index, exc)
-        await asyncio.get_running_loop().run_in_executor(None, worker.process.join, JOIN_TIMEOUT_S)
+        except WorkerStartFailed as exc:
+            log.error("%s", exc)
+            _kill(fresh.process)
+            fresh.link.lose(str(exc))
+            await _reap(fresh.process)
+            return False
+        return True
 
     # -- the end -------------------------------------------------------------------------------
 
     async def stop(self) -> None:
-        """Close every channel (each worker closes its sessions and exits), then reap them."""
+        """Stop watching and any replacement under way, close every channel (each worker closes its
+        sessions and exits), then reap them."""
         self._stopping = True
-        if self._watch is not None:
-            self._watch.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watch
+        pending = [task for task in (self._watch, *self._replacing.values()) if task is not None]
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
         await asyncio.gather(*(w.link.close() for w in self.workers))
-        loop = asyncio.get_running_loop()
         for worker in self.workers:
-            await loop.run_in_executor(None, worker.process.join, JOIN_TIMEOUT_S)
+            await _reap(worker.process)
             _kill(worker.process)
 
 
+async def _reap(process: BaseProcess) -> None:
+    """Wait (in a thread, with a deadline) for the process to end, so it leaves no zombie."""
+    await asyncio.get_running_loop().run_in_executor(None, process.join, JOIN_TIMEOUT_S)
+
+
 def _kill(process: BaseProcess) -> None:
-    if process.pid is not None and process.exitcode is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(process.pid, signal.SIGKILL)
+    if process.exitcode is None:
+        process.kill()

@@ -24,5 +24,11 @@ async def start_worker(
     )
     process.start()
     theirs.close()
-    reader, writer = await asyncio.open_connection(sock=ours)
+    try:
+        reader, writer = await asyncio.open_connection(sock=ours)
+    except BaseException:  # cancelled (the pool stopping) or failed: no process is left behind
+        ours.close()
+        process.kill()
+        process.join(1.0)  # SIGKILL: it is gone at once
+        raise
     return process, WorkerLink(reader, writer, on_lost)

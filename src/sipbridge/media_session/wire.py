@@ -7,6 +7,9 @@ message's class name in ``messages.py`` and ``fields`` its field values in decla
 messages as lists of theirs. Decoding is driven by the dataclasses' type hints, so tuples come back
 as tuples and nested messages as their classes. JSON keeps it debuggable and needs no dependency;
 positional fields keep it small (an UpdateMedia is about 80 bytes).
+
+Within a version a message may only grow by fields with defaults at its end: a frame from a peer
+that does not send them yet decodes with the defaults. Any other change raises ``VERSION``.
 """
 
 from __future__ import annotations
@@ -95,9 +98,21 @@ def _typed(hint: Any, value: Any) -> Any:
 
 def _build(cls: type, values: Any) -> Any:
     fields = _hints(cls)
-    if not isinstance(values, list) or len(values) != len(fields):
+    if not isinstance(values, list) or not _required(cls) <= len(values) <= len(fields):
         raise WireError(f"{cls.__name__}: expected {len(fields)} fields, got {values!r:.100}")
-    return cls(*(_typed(hint, value) for (_, hint), value in zip(fields, values, strict=True)))
+    # zip stops at the values sent: trailing fields an older peer does not know keep their defaults
+    return cls(*(_typed(hint, value) for (_, hint), value in zip(fields, values, strict=False)))
+
+
+@cache
+def _required(cls: type) -> int:
+    """How many leading fields a frame must carry: those up to the last one without a default."""
+    plain = dataclasses.MISSING
+    fields = dataclasses.fields(cls)
+    defaulted = [f.default is not plain or f.default_factory is not plain for f in fields]
+    while defaulted and defaulted[-1]:
+        defaulted.pop()
+    return len(defaulted)
 
 
 def encode(envelope: Envelope) -> bytes:

@@ -4,8 +4,9 @@ The control process starts it (``spawn``: a fresh interpreter, no copy of the pa
 threads) with its ``WorkerSpec`` and one end of a socketpair. Frames come in as commands for a
 call (``wire.py``); the worker runs them on that call's ``MediaSession`` and answers those that
 want an answer; each session's events go out as they happen, and a heartbeat every
-``HEARTBEAT_S`` says the worker is alive and how late its loop runs. When the channel closes (the
-control process went away) every session is closed and the process ends.
+``HEARTBEAT_S`` says the worker is alive, how late its loop runs and how much CPU it used lately.
+When the channel closes (the control process went away) every session is closed and the process
+ends.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any
 from .. import logs
 from ..agent.ice import loopback_addresses_for, use_host_addresses
 from ..agent.whip import WhipClient
+from ..cpu_share import CpuShare
 from ..heap import IdleTidy, settle_heap, tidy_heap
 from ..loop_lag import LoopLag
 from ..rtp.ports import PortAllocator
@@ -102,8 +104,10 @@ class MediaWorker:
     def _event(self, call: str, event: m.MediaEvent) -> None:
         self._send(wire.encode(wire.Envelope(wire.EVENT, 0, call, event)))
 
-    def status(self, lag: LoopLag) -> bytes:
-        beat = m.WorkerStatus(os.getpid(), len(self.sessions), round(lag.recent_max * 1000, 1))
+    def status(self, lag: LoopLag, cpu: CpuShare, now: float, cpu_s: float) -> bytes:
+        """The heartbeat: ``cpu_s`` is the process's CPU seconds at ``now`` (monotonic)."""
+        lag_ms, cpu_pct = round(lag.recent_max * 1000, 1), round(cpu.sample(now, cpu_s), 1)
+        beat = m.WorkerStatus(os.getpid(), len(self.sessions), lag_ms, cpu_pct, round(cpu_s, 3))
         return wire.encode(wire.Envelope(wire.HEARTBEAT, 0, "", beat))
 
     async def close_all(self) -> None:
@@ -164,9 +168,10 @@ async def _serve(spec: WorkerSpec, channel: socket.socket) -> None:
 
 
 async def _beat(worker: MediaWorker, lag: LoopLag, writer: asyncio.StreamWriter) -> None:
+    cpu = CpuShare()
     while True:
-        writer.write(worker.status(lag))
         started = time.monotonic()
+        writer.write(worker.status(lag, cpu, started, time.process_time()))
         with contextlib.suppress(ConnectionError):
             await writer.drain()
         await asyncio.sleep(max(0.0, HEARTBEAT_S - (time.monotonic() - started)))

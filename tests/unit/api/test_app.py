@@ -16,9 +16,11 @@ from sipbridge.api.app import create_app
 from sipbridge.calls.call import Call
 from sipbridge.calls.manager import CallManager
 from sipbridge.loop_lag import LoopLag
+from sipbridge.media_session.host import MediaHost
 from sipbridge.media_session.messages import MediaStats
 from sipbridge.metrics import MediaCounters
 from sipbridge.providers.provider import Providers
+from sipbridge.rtp.ports import PortAllocator
 from sipbridge.rtp.session import RtpSession
 from sipbridge.settings.provider import ProviderConfig
 from sipbridge.settings.values import HostPort
@@ -196,3 +198,46 @@ async def test_health_is_degraded_while_the_event_loop_lags(manager: CallManager
         assert _samples(text)[("sipbridge_event_loop_lag_seconds", ())] >= 0.5
     finally:
         await lag.stop()
+
+
+class TwoWorkers(MediaHost):
+    """The media as two worker processes would show it: one up, one being replaced."""
+
+    def views(self) -> list[dict[str, object]]:
+        up = {"index": 0, "pid": 4321, "calls": 3, "loop_lag_ms": 12.0, "cpu_pct": 20.5, "cpu_s": 3.5}
+        starting = {"index": 1, "pid": 4322, "calls": 0, "loop_lag_ms": None, "cpu_pct": None, "cpu_s": None}
+        return [
+            {**up, "restarts": 0, "ports": "40000-40009", "state": "up"},
+            {**starting, "restarts": 2, "ports": "40010-40019", "state": "starting"},
+        ]
+
+
+async def test_metrics_carry_each_worker_by_its_slot_and_health_shows_its_cpu(make_manager) -> None:
+    config = make_manager(max_calls=10).config
+    manager = CallManager(config, TwoWorkers(config, whip=None, ports=PortAllocator(40000, 40019)))  # type: ignore[arg-type]
+    async with await _client(manager) as client:
+        text = (await client.get("/metrics")).text
+        health = (await client.get("/health")).json()
+    samples = _samples(text)
+    families = [line.split()[2] for line in text.splitlines() if line.startswith("# TYPE ")]
+    assert len(families) == len(set(families))  # Prometheus refuses a scrape that names one twice
+    worker = {"0": (("worker", "0"),), "1": (("worker", "1"),)}
+    assert samples[("sipbridge_worker_up", worker["0"])] == 1
+    assert samples[("sipbridge_worker_up", worker["1"])] == 0
+    assert samples[("sipbridge_worker_calls", worker["0"])] == 3
+    assert samples[("sipbridge_worker_loop_lag_seconds", worker["0"])] == pytest.approx(0.012)
+    assert samples[("sipbridge_worker_cpu_seconds_total", worker["0"])] == 3.5
+    assert samples[("sipbridge_worker_slot_restarts_total", worker["1"])] == 2
+    # a worker without a heartbeat yet has no lag or CPU to show; the total stays one unlabelled series
+    assert ("sipbridge_worker_loop_lag_seconds", worker["1"]) not in samples
+    assert ("sipbridge_worker_cpu_seconds_total", worker["1"]) not in samples
+    assert [key for key in samples if key[0] == "sipbridge_worker_restarts_total"] == [
+        ("sipbridge_worker_restarts_total", ())
+    ]
+    assert [w["cpu_pct"] for w in health["workers"]] == [20.5, None] and health["status"] == "degraded"
+
+
+async def test_media_in_this_process_has_no_worker_series(manager: CallManager) -> None:
+    async with await _client(manager) as client:
+        samples = _samples((await client.get("/metrics")).text)
+    assert not [key for key in samples if key[0].startswith("sipbridge_worker_") and key[1]]
