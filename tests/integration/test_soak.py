@@ -85,7 +85,7 @@ class Usage:
             fds=fds,
             threads=sum(int(s["Threads"]) for s in status),
             rss_kib=sum(int(s["VmRSS"].split()[0]) for s in status),
-            asyncio_tasks=health["asyncio_tasks"],
+            asyncio_tasks=health["asyncio_tasks"] + sum(w["asyncio_tasks"] or 0 for w in health["workers"]),
             rtp_ports_in_use=health["rtp_ports_in_use"],
             calls_active=health["calls_active"],
             calls_total=health["calls_total"],

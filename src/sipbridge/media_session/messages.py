@@ -146,6 +146,7 @@ class WorkerStatus:
     loop_lag_ms: float
     cpu_pct: float = 0.0  # % of one core over the last few seconds (cpu_share.py)
     cpu_s: float = 0.0  # CPU seconds of the process since it started, every thread
+    asyncio_tasks: int = 0  # its event loop's tasks: a leak shows as a count that keeps growing
 
 
 @dataclass(frozen=True)

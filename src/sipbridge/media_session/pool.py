@@ -81,6 +81,7 @@ class MediaWorkerHandle:
             "loop_lag_ms": status.loop_lag_ms if status else None,
             "cpu_pct": status.cpu_pct if status else None,
             "cpu_s": status.cpu_s if status else None,
+            "asyncio_tasks": status.asyncio_tasks if status else None,
             "restarts": self.restarts,
             "ports": f"{self.spec.ports[0]}-{self.spec.ports[1]}",
             "state": "up" if self.healthy else ("starting" if self.link.lost is None else "failed"),

@@ -107,7 +107,9 @@ class MediaWorker:
     def status(self, lag: LoopLag, cpu: CpuShare, now: float, cpu_s: float) -> bytes:
         """The heartbeat: ``cpu_s`` is the process's CPU seconds at ``now`` (monotonic)."""
         lag_ms, cpu_pct = round(lag.recent_max * 1000, 1), round(cpu.sample(now, cpu_s), 1)
-        beat = m.WorkerStatus(os.getpid(), len(self.sessions), lag_ms, cpu_pct, round(cpu_s, 3))
+        beat = m.WorkerStatus(
+            os.getpid(), len(self.sessions), lag_ms, cpu_pct, round(cpu_s, 3), len(asyncio.all_tasks())
+        )
         return wire.encode(wire.Envelope(wire.HEARTBEAT, 0, "", beat))
 
     async def close_all(self) -> None:

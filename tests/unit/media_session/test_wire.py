@@ -42,7 +42,7 @@ SAMPLES: list[object] = [
     m.AgentLost("not recovered"),
     m.RtpTimeout(30.0),
     m.CodecChanged("PCMU", "PCMA"),
-    m.WorkerStatus(1234, 3, 0.5, 12.5, 3.25),
+    m.WorkerStatus(1234, 3, 0.5, 12.5, 3.25, 9),
     m.Failed("KeyError: 'x'"),
     m.MediaFailed("media worker closed its channel"),
     m.StatsBatch(["a", "b"]),
@@ -85,7 +85,7 @@ def test_frames_split_and_joined_anyhow_come_out_whole():
 def test_a_frame_without_the_trailing_fields_a_message_grew_decodes_with_their_defaults():
     # a heartbeat as a worker sent it before WorkerStatus carried its CPU figures
     envelope = wire.decode(b'[1,"h",0,"","WorkerStatus",[1234,3,0.5]]')
-    assert envelope.message == m.WorkerStatus(1234, 3, 0.5, cpu_pct=0.0, cpu_s=0.0)
+    assert envelope.message == m.WorkerStatus(1234, 3, 0.5, cpu_pct=0.0, cpu_s=0.0, asyncio_tasks=0)
 
 
 @pytest.mark.parametrize(
@@ -94,8 +94,8 @@ def test_a_frame_without_the_trailing_fields_a_message_grew_decodes_with_their_d
         (b'[2,"c",1,"c","ConfirmPeer",[]]', "wire version 2"),
         (b'[1,"c",1,"c","Nope",[]]', "unknown message"),
         (b'[1,"c",1,"c","SendDigits",[]]', "expected 1 fields"),
-        (b'[1,"h",0,"","WorkerStatus",[1,2]]', "expected 5 fields"),
-        (b'[1,"h",0,"","WorkerStatus",[1,2,0.5,1.0,2.0,3]]', "expected 5 fields"),
+        (b'[1,"h",0,"","WorkerStatus",[1,2]]', "expected 6 fields"),
+        (b'[1,"h",0,"","WorkerStatus",[1,2,0.5,1.0,2.0,3,4]]', "expected 6 fields"),
         (b'[1,"x",1,"c","ConfirmPeer",[]]', "bad envelope"),
         (b"garbage", "not a frame"),
         (b'[1,"c",1,"c","UpdateMedia",[["PCMU",0,null,[1],"sendrecv"],null]]', "UpdateMedia"),
