@@ -352,7 +352,7 @@ class LiveLevel:
     async def _sample_until(self, end: float) -> None:
         """Every SAMPLE_EVERY_S until `end`: CPU % per process over the last second, and RSS."""
         previous = procstat.Snapshot.take(self.pids)
-        next_metrics = time.monotonic()
+        next_metrics = time.monotonic() + METRICS_EVERY_S
         while (left := end - time.monotonic()) > 0:
             await asyncio.sleep(min(SAMPLE_EVERY_S, left))
             now = procstat.Snapshot.take(self.pids)
@@ -360,7 +360,7 @@ class LiveLevel:
             rss = procstat.memory_kib(self.pids["bridge"]).get("VmRSS", 0)
             busy = usage["machine_busy_pct"]
             lag = None
-            if time.monotonic() >= next_metrics:
+            if time.monotonic() >= min(next_metrics, end):  # and at the end: the last seconds count too
                 next_metrics = time.monotonic() + METRICS_EVERY_S
                 lag = await asyncio.to_thread(self._loop_lag)
             workers = await asyncio.to_thread(self._workers)
