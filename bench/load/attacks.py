@@ -7,9 +7,9 @@ signalling, the RTP probe, the relay agent in its own process); then, for the st
 ``testbed/attacks.py`` runs everything at once: RTP sprayed in sequence over the whole RTP range
 (the running calls' ports included), an ACK flood, 1,500 silent TLS connections, and a cycle of the
 other attacks. Measured over exactly that window: the loss of the running calls' speech, their round
-trip, the bridge's CPU and worst event-loop lag (its own ``/metrics`` figure, sampled each second),
-OPTIONS answered from another host, and whether each defence held. Runs: the calls alone, then with
-the attacks.
+trip, the bridge's CPU and worst event-loop lag (its own ``/metrics`` figure: the largest of its last
+10 s, read every 5 s and at the window's end), OPTIONS answered from another host, and whether each
+defence held. Runs: the calls alone, then with the attacks.
 
 Writes ``bench/RESULTS.md``'s section "Attacks" (``--no-write-results``: only the JSON in the run folder).
 """
@@ -101,7 +101,8 @@ def markdown(results: dict[str, Any]) -> str:
         "connections; and in a cycle host names, backtracking text, maddr, digest replay, blind ACK, "
         "a third party's BYE and re-INVITE, a 10 MB body, a rebinding Host, numbers abroad). Loss counts "
         "the calls' speech frames that did not come back, over the window only; loop lag is the "
-        "bridge's own `sipbridge_event_loop_lag_seconds`, sampled each second.",
+        "bridge's own `sipbridge_event_loop_lag_seconds` (the largest of its last 10 s), read every 5 s "
+        "and at the end.",
         "",
         "| run | window s | calls | speech frames checked | loss % (worst call) | round trip p50/p99 ms "
         "| bridge CPU % of a core | worst loop lag ms | OPTIONS answered (max ms) | defences held |",

@@ -21,7 +21,7 @@ from testbed import audio, sipp
 
 from ..common import DEFAULT_OUT, REPO
 from . import procstat, report, speech
-from .level import LevelPlan
+from .level import LevelPlan, level_name
 from .reference import Reference, reference
 from .run import run_level
 
@@ -35,6 +35,12 @@ def parser() -> argparse.ArgumentParser:
         default="10,50,100",
         metavar="N[,N...]",
         help="concurrency levels, run in this order (default 10,50,100)",
+    )
+    p.add_argument(
+        "--workers",
+        metavar="N[,N...]",
+        help="run every level with the bridge started with each of these --workers counts in turn "
+        "(default: the bridge's own default, auto = one per CPU; the count it used is recorded)",
     )
     p.add_argument(
         "--hold",
@@ -85,11 +91,29 @@ def parser() -> argparse.ArgumentParser:
     return p  # fmt: skip
 
 
-def levels_from(text: str) -> list[int]:
-    levels = [int(v) for v in text.split(",") if v.strip()]
+def levels_from(text: str, option: str = "--calls") -> list[int]:
+    try:
+        levels = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        levels = []
     if not levels or min(levels) < 1:
-        raise SystemExit("--calls: give one or more positive numbers, e.g. 10,50,100")
+        raise SystemExit(f"{option}: give one or more positive numbers, e.g. 10,50,100")
     return levels
+
+
+def workers_from(text: str | None) -> list[int | None]:
+    """The worker counts to run each level with; [None]: the bridge's own default."""
+    return [None] if text is None else list(levels_from(text, "--workers"))
+
+
+def plans(args: argparse.Namespace, folder: Path) -> list[LevelPlan]:
+    """Every level with every worker count, the worker counts of one level back to back (the
+    machine's speed drifts over minutes: what is compared should run close together)."""
+    return [
+        LevelPlan(calls, args.hold, args.rate, folder / level_name(calls, n), args.agent_mode, workers=n)
+        for calls in levels_from(args.calls)
+        for n in workers_from(args.workers)
+    ]
 
 
 def code_state() -> str:
@@ -152,13 +176,14 @@ def check_tools() -> None:
 
 
 def _stop_reason(level: dict[str, Any], stop_loss: float) -> str | None:
+    where = f"{level['concurrency']} calls" + report.with_workers(level)
     if "error" in level:
-        return f"level {level['concurrency']} failed"
+        return f"level {where} failed"
     loss = level["media"]["loss_pct"]
     failed_pct = 100.0 * level["calls"]["failed"] / max(1, level["concurrency"])
     if loss is None or loss > stop_loss or failed_pct > stop_loss:
         shown = "none measured" if loss is None else f"{loss:.1f} %"
-        return f"at {level['concurrency']} calls loss was {shown} and {failed_pct:.0f} % of calls failed"
+        return f"at {where} loss was {shown} and {failed_pct:.0f} % of calls failed"
     return None
 
 
@@ -172,19 +197,26 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     voice = speech.make(folder)
     ref = reference(voice)
     results["meta"]["speech"] = _speech_meta(voice, ref)
-    for calls in levels_from(args.calls):
-        plan = LevelPlan(calls, args.hold, args.rate, folder / f"level-{calls}", args.agent_mode)
+    stopped: dict[int | None, str] = {}  # worker count -> why its higher levels are skipped
+    for plan in plans(args, folder):
+        if plan.workers in stopped:
+            continue
         busy = wait_quiet(args.quiet_wait)
-        print(f"bench: {calls} calls, hold {args.hold:g} s, rate {args.rate:g}/s ...", flush=True)
+        print(f"bench: {_describe(plan)}, hold {args.hold:g} s, rate {args.rate:g}/s ...", flush=True)
         level = _one_level(plan, voice, ref)
         level["machine_busy_before_pct"] = busy
         results["levels"].append(level)
         report.write_json(results, folder)
         reason = _stop_reason(level, args.stop_loss)
         if reason:
-            results["meta"]["stopped_early"] = reason
-            break
+            stopped[plan.workers] = reason
+            results["meta"]["stopped_early"] = "; ".join(stopped.values())
     return _finish(results, folder, write_md=not args.no_write_results)
+
+
+def _describe(plan: LevelPlan) -> str:
+    workers = "the bridge's default workers" if plan.workers is None else f"{plan.workers} worker(s)"
+    return f"{plan.calls} calls, {workers}"
 
 
 def _speech_meta(voice: speech.Speech, ref: Reference) -> dict[str, Any]:
@@ -201,7 +233,12 @@ def _one_level(plan: LevelPlan, voice: speech.Speech, ref: Reference) -> dict[st
     try:
         return run_level(plan, voice, ref)
     except (RuntimeError, OSError, TimeoutError) as exc:
-        return {"concurrency": plan.calls, "error": str(exc), "logs": str(plan.folder)}
+        return {
+            "concurrency": plan.calls,
+            "workers": {"requested": plan.workers, "count": None, "list": []},
+            "error": str(exc),
+            "logs": str(plan.folder),
+        }
 
 
 def _meta(args: argparse.Namespace) -> dict[str, Any]:
@@ -217,6 +254,7 @@ def _meta(args: argparse.Namespace) -> dict[str, Any]:
             "stop_loss_pct": args.stop_loss,
             "quiet_wait_s": args.quiet_wait,
             "agent_mode": args.agent_mode,
+            "workers": args.workers or "the bridge's default (auto: one per CPU)",
         },
     }
 

@@ -51,6 +51,9 @@ SETTLE_S = 1.0  # after the last call is answered, before the window opens
 END_MARGIN_S = 2.0  # window closes this long before the first BYE, so late echoes still come back
 MIN_WINDOW_S = 3.0
 SAMPLE_EVERY_S = 1.0
+# /metrics pulls every call's stats from the workers: the bridge's loop lag (the largest of its last
+# 10 s) is read from it only this often, so the bench's own polling costs the control process little.
+METRICS_EVERY_S = 5.0
 SETUP_TIMEOUT_S = 20.0  # for the first call to be answered
 IDLE_S = 2.0  # CPU of the idle processes is measured this long before the first call
 
@@ -112,10 +115,16 @@ class LevelPlan:
     agent_mode: str = "relay"
     flood: FloodPlan | AttackPlan | None = None  # the steady window is then its duration
     bridge_env: tuple[tuple[str, str], ...] = ()
+    workers: int | None = None  # the bridge's --workers; None: its own default (auto)
 
     @property
     def ramp_s(self) -> float:
         return self.calls / self.rate
+
+
+def level_name(calls: int, workers: int | None) -> str:
+    """A level's folder: level-20, or level-20-w2 when the bridge's worker count is given."""
+    return f"level-{calls}" + ("" if workers is None else f"-w{workers}")
 
 
 @dataclass
@@ -150,6 +159,8 @@ def start_processes(plan: LevelPlan, stack: ExitStack) -> tuple[AgentProcess, Br
         "warning",
         "--config",
         str(config),
+        "--workers",
+        "auto" if plan.workers is None else str(plan.workers),
         rtp_ports=2 * plan.calls + 32,
         env=dict(plan.bridge_env),
     )
@@ -217,12 +228,14 @@ class LiveLevel:
         self.agent = agent
         self.bridge = bridge
         self.probe = RtpProbe(plan.calls, speech)
-        # The bridge is its control process and its media workers; the control process alone too.
-        tree = procstat.tree(bridge.proc.pid)
+        # The bridge is its whole process tree (the control process, its media workers and
+        # multiprocessing's helper); the control process and each worker (named by /health's index)
+        # alone too: one of their loops may saturate while the tree does not.
+        self.workers_at_start = self._health().get("workers", [])
         self.pids: dict[str, int | tuple[int, ...]] = {
-            "bridge": tree,
+            "bridge": procstat.tree(bridge.proc.pid),
             "control": bridge.proc.pid,
-            **{f"worker{i}": pid for i, pid in enumerate(tree[1:])},  # (a worker's loop may saturate)
+            **{f"worker{w['index']}": w["pid"] for w in self.workers_at_start},
             "agent": agent.proc.pid,
             "probe": os.getpid(),
         }
@@ -305,8 +318,8 @@ class LiveLevel:
         result["bridge_health"] = await asyncio.to_thread(self._health)
         return result
 
-    def _health(self) -> dict[str, Any]:
-        return http_json("GET", f"{self.bridge.api}/health")[1]
+    def _health(self, timeout: float = 5.0) -> dict[str, Any]:
+        return http_json("GET", f"{self.bridge.api}/health", timeout=timeout)[1]
 
     async def _first_answer(self, sipp_task: asyncio.Task) -> float:
         deadline = time.monotonic() + SETUP_TIMEOUT_S
@@ -340,17 +353,32 @@ class LiveLevel:
     async def _sample_until(self, end: float) -> None:
         """Every SAMPLE_EVERY_S until `end`: CPU % per process over the last second, and RSS."""
         previous = procstat.Snapshot.take(self.pids)
+        next_metrics = time.monotonic() + METRICS_EVERY_S
         while (left := end - time.monotonic()) > 0:
             await asyncio.sleep(min(SAMPLE_EVERY_S, left))
             now = procstat.Snapshot.take(self.pids)
             usage = procstat.usage_between(previous, now)
             rss = procstat.memory_kib(self.pids["bridge"]).get("VmRSS", 0)
             busy = usage["machine_busy_pct"]
-            lag = await asyncio.to_thread(self._loop_lag)
+            lag = None
+            if time.monotonic() >= min(next_metrics, end):  # and at the end: the last seconds count too
+                next_metrics = time.monotonic() + METRICS_EVERY_S
+                lag = await asyncio.to_thread(self._loop_lag)
+            workers = await asyncio.to_thread(self._workers)
             self.samples.append(
-                {"cpu_pct": usage["process_pct"], "machine_busy_pct": busy, "rss_kib": rss, "loop_lag_s": lag}
-            )
+                {"cpu_pct": usage["process_pct"], "machine_busy_pct": busy, "rss_kib": rss, "loop_lag_s": lag,
+                 "workers": workers}
+            )  # fmt: skip
             previous = now
+
+    def _workers(self) -> list[dict[str, Any]] | None:
+        """Each media worker's pid, calls and loop lag (the largest of its last 10 s), from /health."""
+        try:
+            listed = self._health(timeout=2).get("workers", [])
+        except (OSError, ValueError):
+            return None
+        keys = ("index", "pid", "calls", "loop_lag_ms", "state")
+        return [{key: w.get(key) for key in keys} for w in listed]
 
     def _loop_lag(self) -> float | None:
         """The bridge's own figure: the largest event-loop lag of its last 10 s (GET /metrics)."""

@@ -8,14 +8,18 @@ from pathlib import Path
 from typing import Any
 
 from ..common import RESULTS_MD
+from .run import MACHINE_BOUND_PCT
 
 RUN_HEADING = "## Run of "
 KEEP_RUNS = 10
+# A level this busy (% of all cores) is close to where the machine itself becomes the bound.
+NEAR_MACHINE_BOUND_PCT = 75.0
 
 COLUMNS = (
-    "calls", "ok / failed", "bridge CPU %/call", "floor %/call", "bridge ÷ floor", "RSS/call MiB",
-    "peak RSS MiB", "setup p50 / p99 ms", "loss %", "echo RTT p50 / p99 ms", "agent CPU %",
-    "machine busy %", "bound",
+    "calls", "workers", "ok / failed", "bridge CPU %/call", "control %/call", "floor %/call",
+    "bridge ÷ floor", "RSS/call MiB", "peak RSS MiB", "setup p50 / p99 ms", "loss %",
+    "echo RTT p50 / p99 ms", "agent CPU %", "machine busy %", "bound",
+    "per worker: calls · CPU % · loop lag ms",
 )  # fmt: skip
 
 
@@ -31,16 +35,46 @@ def _mib(kib: float | None) -> float | None:
     return None if kib is None else kib / 1024
 
 
+def workers_cell(level: dict[str, Any]) -> str:
+    """How many media workers the bridge ran: "2", "2 (auto)" for its own default, "–" unknown."""
+    workers = level.get("workers") or {}
+    count = workers.get("count")
+    if count is None:
+        return "–" if workers.get("requested") is None else str(workers["requested"])
+    return str(count) + (" (auto)" if workers.get("requested") is None else "")
+
+
+def with_workers(level: dict[str, Any]) -> str:
+    """ " × 2 workers" for a level run with a given worker count, else ""."""
+    requested = (level.get("workers") or {}).get("requested")
+    return "" if requested is None else f" × {requested} worker{'s' if requested != 1 else ''}"
+
+
+def per_worker_cell(level: dict[str, Any]) -> str:
+    """Each worker: its calls at the window's end, its CPU (% of one core), its worst loop lag."""
+    listed = (level.get("workers") or {}).get("list") or []
+    return (
+        "; ".join(
+            f"{_num(w['calls'], 0)} · {_num(w['cpu_pct'], 0)} % · {_num(w['loop_lag_ms_max'], 0)}"
+            for w in listed
+        )
+        or "–"
+    )
+
+
 def row(level: dict[str, Any]) -> list[str]:
     if "error" in level:
-        return [str(level["concurrency"]), "error: " + level["error"].splitlines()[0]] + [""] * 11
+        first = [str(level["concurrency"]), workers_cell(level), "error: " + level["error"].splitlines()[0]]
+        return first + [""] * (len(COLUMNS) - len(first))
     cpu, media, setup = level["cpu"], level["media"], level["setup_ms"]
     floor, memory, calls = level["floor"] or {}, level["memory"], level["calls"]
     mark = "" if level.get("cost_valid", True) else " *"
     return [
         str(level["concurrency"]),
+        workers_cell(level),
         f"{calls['ok']} / {calls['failed']}",
         _num(cpu["bridge_pct_per_call"], 2) + mark,
+        _num(cpu.get("control_pct_per_call"), 3),
         _num(floor.get("pct_per_call"), 2),
         _num(level["ratio_bridge_to_floor"], 2) + mark,
         _num(_mib(memory["rss_per_call_kib"]), 2),
@@ -51,6 +85,7 @@ def row(level: dict[str, Any]) -> list[str]:
         _num(cpu["agent_pct"], 0),
         _num(cpu["machine_busy_pct"], 0),
         ", ".join(level["bound"]) or "no",
+        per_worker_cell(level),
     ]
 
 
@@ -68,6 +103,39 @@ def table(levels: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def machine_bound(levels: list[dict[str, Any]]) -> str:
+    """Where the machine itself, not the bridge, is the bound: the load generator (probe and sipp),
+    the agent and the bridge all run on its cores, so past that point the figures are the machine's."""
+    done = [level for level in levels if "error" not in level]
+    if not done:
+        return ""
+    cores = done[0]["cpu"]["cores"]
+
+    def busy(level: dict[str, Any]) -> float:
+        return float(level["cpu"]["machine_busy_pct"])
+
+    def named(chosen: list[dict[str, Any]]) -> str:
+        return ", ".join(f"{lv['concurrency']} calls{with_workers(lv)} at {busy(lv):.0f} %" for lv in chosen)
+
+    bound = [lv for lv in done if busy(lv) >= MACHINE_BOUND_PCT]
+    near = [lv for lv in done if NEAR_MACHINE_BOUND_PCT <= busy(lv) < MACHINE_BOUND_PCT]
+    if bound:
+        text = (
+            f"The machine itself is the bound at {named(bound)}: at least {MACHINE_BOUND_PCT:.0f} % of its "
+            f"{cores} cores were busy, shared by the load generator (probe, sipp), the agent and the "
+            "bridge; there loss and round trip are the machine's, and the bridge's CPU per call is its "
+            "cost when starved."
+        )
+    else:
+        text = (
+            f"The machine itself was not the bound at any level (busiest: {named([max(done, key=busy)])} of "
+            f"its {cores} cores; bound from {MACHINE_BOUND_PCT:.0f} %)."
+        )
+    if near:
+        text += f" Close to it ({NEAR_MACHINE_BOUND_PCT:.0f}–{MACHINE_BOUND_PCT:.0f} % busy): {named(near)}."
+    return text
+
+
 def where_cpu_went(levels: list[dict[str, Any]]) -> str:
     """One line per level: % of one core per process (main thread in brackets), and the machine."""
     lines = []
@@ -80,7 +148,7 @@ def where_cpu_went(levels: list[dict[str, Any]]) -> str:
             for name, pct in sorted(cpu["process_pct"].items(), key=lambda kv: -kv[1])
         ]
         lines.append(
-            f"- {level['concurrency']} calls: " + ", ".join(parts)
+            f"- {level['concurrency']} calls{with_workers(level)}: " + ", ".join(parts)
             + f", unattributed {cpu['unattributed_pct']:.0f} %"
             + f"; machine {cpu['machine_busy_pct']:.0f} % of {cpu['cores']} cores busy"
             + _idle(cpu.get("idle_pct"))
@@ -107,9 +175,12 @@ def markdown(results: dict[str, Any]) -> str:
         f"- code: {meta['code']}",
         f"- command: `{meta['command']}`",
         f"- settings: hold {meta['options']['hold_s']:g} s, rate {meta['options']['rate_cps']:g} calls/s, "
-        f"stop when loss > {meta['options']['stop_loss_pct']:g} %",
+        f"stop when loss > {meta['options']['stop_loss_pct']:g} %, "
+        f"workers: {meta['options'].get('workers', 'the bridge default')}",
         "",
         table(results["levels"]),
+        "",
+        machine_bound(results["levels"]),
         "",
         "Where the CPU went (% of one core over the steady window):",
         "",
@@ -150,7 +221,8 @@ def update_results_md(results: dict[str, Any], path: Path = RESULTS_MD) -> Path:
 
 
 def chart(levels: list[dict[str, Any]], folder: Path) -> Path | None:
-    """CPU per call and loss against concurrency (None when matplotlib is not installed)."""
+    """CPU per call and loss against concurrency, one line per worker count (None when matplotlib
+    is not installed)."""
     try:
         import matplotlib
 
@@ -161,15 +233,28 @@ def chart(levels: list[dict[str, Any]], folder: Path) -> Path | None:
     done = [lv for lv in levels if "error" not in lv]
     if not done:
         return None
-    x = [lv["concurrency"] for lv in done]
     fig, (ax_cpu, ax_loss) = plt.subplots(1, 2, figsize=(11, 4.2))
-    _cpu_panel(ax_cpu, x, done)
-    _loss_panel(ax_loss, x, done)
+    rtt = ax_loss.twinx()
+    groups = _by_workers(done)
+    for i, (suffix, group) in enumerate(groups.items()):
+        colour = None if len(groups) == 1 else f"C{i}"  # one colour per worker count, in both panels
+        _cpu_lines(ax_cpu, group, suffix, colour)
+        _loss_lines(ax_loss, rtt, group, suffix, colour)
+    _finish_cpu_panel(ax_cpu)
+    _finish_loss_panel(ax_loss, rtt)
     fig.tight_layout()
     path = folder / "chart.png"
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def _by_workers(levels: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """The levels by the worker count they ran with, keyed by a label suffix ("" for one group)."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for level in levels:
+        groups.setdefault(with_workers(level), []).append(level)
+    return groups if len(groups) > 1 else {"": levels}
 
 
 def _series(levels: list[dict[str, Any]], *keys: str) -> list[float]:
@@ -182,10 +267,14 @@ def _series(levels: list[dict[str, Any]], *keys: str) -> list[float]:
     return out
 
 
-def _cpu_panel(ax: Any, x: list[int], levels: list[dict[str, Any]]) -> None:
-    ax.plot(x, _series(levels, "cpu", "bridge_pct_per_call"), "o-", label="bridge")
-    ax.plot(x, _series(levels, "floor", "pct_per_call"), "s--", label="transcoding floor")
-    ax.plot(x, _series(levels, "cpu", "agent_pct_per_call"), "^:", label="echo agent")
+def _cpu_lines(ax: Any, levels: list[dict[str, Any]], suffix: str, colour: str | None) -> None:
+    x = [lv["concurrency"] for lv in levels]
+    ax.plot(x, _series(levels, "cpu", "bridge_pct_per_call"), "o-", color=colour, label="bridge" + suffix)
+    # With several worker counts the floor and the agent would repeat per group (they do not depend
+    # on it): they are drawn for a single group only.
+    if colour is None:
+        ax.plot(x, _series(levels, "floor", "pct_per_call"), "s--", label="transcoding floor")
+        ax.plot(x, _series(levels, "cpu", "agent_pct_per_call"), "^:", label="echo agent")
     for xi, level in zip(x, levels, strict=True):
         if not level.get("cost_valid", True):
             why = ", ".join(level["bound"]) or "lossy"
@@ -198,6 +287,9 @@ def _cpu_panel(ax: Any, x: list[int], levels: list[dict[str, Any]]) -> None:
                 xytext=(-6, 10),
                 ha="right",
             )
+
+
+def _finish_cpu_panel(ax: Any) -> None:
     ax.set_xlabel("concurrent calls")
     ax.set_ylabel("CPU per call (% of one core)")
     ax.set_ylim(bottom=0)
@@ -206,17 +298,22 @@ def _cpu_panel(ax: Any, x: list[int], levels: list[dict[str, Any]]) -> None:
     ax.set_title("CPU per call")
 
 
-def _loss_panel(ax: Any, x: list[int], levels: list[dict[str, Any]]) -> None:
-    ax.plot(x, _series(levels, "media", "loss_pct"), "o-", color="tab:red", label="frame loss %")
+def _loss_lines(ax: Any, rtt: Any, levels: list[dict[str, Any]], suffix: str, colour: str | None) -> None:
+    x = [lv["concurrency"] for lv in levels]
+    loss = _series(levels, "media", "loss_pct")
+    ax.plot(x, loss, "o-", color=colour or "tab:red", label="frame loss %" + suffix)
+    for key, style in (("rtt_ms_p50", "s--"), ("rtt_ms_p99", "^:")):
+        label = f"echo RTT {key[-3:]}{suffix}"
+        rtt.plot(x, _series(levels, "media", key), style, color=colour or "tab:gray", label=label)
+
+
+def _finish_loss_panel(ax: Any, rtt: Any) -> None:
     ax.set_xlabel("concurrent calls")
     ax.set_ylabel("frames lost in the echo round trip (%)")
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
-    rtt = ax.twinx()
-    rtt.plot(x, _series(levels, "media", "rtt_ms_p50"), "s--", color="tab:gray", label="echo RTT p50")
-    rtt.plot(x, _series(levels, "media", "rtt_ms_p99"), "^:", color="tab:gray", label="echo RTT p99")
     rtt.set_ylabel("echo round trip (ms)")
     rtt.set_ylim(bottom=0)
     lines = ax.get_lines() + rtt.get_lines()
-    ax.legend(lines, [line.get_label() for line in lines], loc="upper left")
+    ax.legend(lines, [line.get_label() for line in lines], loc="upper left", fontsize=8)
     ax.set_title("Loss and echo round trip")

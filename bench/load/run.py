@@ -63,6 +63,8 @@ def _record(
     sent = sum(1 for c in live.probe.calls for t in c.sent_ns if t <= measured.window_ns[1])
     counters = _bridge_counters(measured.bridge_calls, sent)
     bound = _bound(measured.usage, counters)
+    workers = _workers(plan, live.workers_at_start, measured)
+    cpu["bridge_other_pct"] = _tree_rest(cpu, workers)
     if cpu["unattributed_pct"] > UNATTRIBUTED_WARN_PCT:
         measured.notes.append(
             f"{cpu['unattributed_pct']:.0f} % of a core was busy outside bridge, agent, probe and sipp: "
@@ -80,6 +82,7 @@ def _record(
             "call_seconds": call_seconds,
         },
         "cpu": cpu,
+        "workers": workers,
         "floor": floor_result,
         "ratio_bridge_to_floor": _ratio(cpu, floor_result),
         "memory": _memory(measured.memory, measured.calls_live),
@@ -137,6 +140,43 @@ def _cpu(usage: dict[str, Any], calls: int) -> dict[str, Any]:
         - sum(v for k, v in pct.items() if not procstat.part_of_bridge(k)),
         "cores": procstat.cpu_count(),
     }
+
+
+def _workers(plan: LevelPlan, at_start: list[dict[str, Any]], measured: Measured) -> dict[str, Any]:
+    """Each media worker over the window: its calls and loop lag (sampled from /health each second)
+    and its CPU (its own /proc counters: all its threads, and its main thread, the asyncio loop)."""
+    pct, loop = measured.usage["process_pct"], measured.usage["main_thread_pct"]
+    tree = pct.get("bridge") or 0.0
+    listed = []
+    for worker in at_start:
+        name, index = f"worker{worker['index']}", worker["index"]
+        seen = [w for s in measured.samples for w in s.get("workers") or [] if w["index"] == index]
+        calls = [w["calls"] for w in seen if w["calls"] is not None]
+        lags = [w["loop_lag_ms"] for w in seen if w["loop_lag_ms"] is not None]
+        cpu = pct.get(name)
+        if any(w["pid"] != worker["pid"] for w in seen):
+            measured.notes.append(f"{name} (pid {worker['pid']}) was replaced during the window")
+        listed.append({
+            "index": index,
+            "pid": worker["pid"],
+            "calls": calls[-1] if calls else None,  # at the window's end
+            "calls_max": max(calls) if calls else None,
+            "loop_lag_ms_max": max(lags) if lags else None,
+            "loop_lag_ms_median": float(np.median(lags)) if lags else None,
+            "cpu_pct": cpu,  # % of one core, all its threads
+            "loop_pct": loop.get(name),  # its main thread alone
+            "cpu_share_pct": 100.0 * cpu / tree if cpu is not None and tree > 0 else None,  # of the tree's
+            "cpu_pct_per_call": cpu / calls[-1] if cpu is not None and calls and calls[-1] else None,
+        })  # fmt: skip
+    return {"requested": plan.workers, "count": len(at_start), "list": listed}
+
+
+def _tree_rest(cpu: dict[str, Any], workers: dict[str, Any]) -> float | None:
+    """The tree's CPU outside the control process and the workers (multiprocessing's helper)."""
+    if cpu["bridge_pct"] is None or cpu["control_pct"] is None:
+        return None
+    rest = cpu["bridge_pct"] - cpu["control_pct"] - sum(w["cpu_pct"] or 0.0 for w in workers["list"])
+    return round(rest, 3)  # sums of the same ticks: no float noise
 
 
 def _ratio(cpu: dict[str, Any], floor_result: dict[str, Any] | None) -> float | None:

@@ -25,25 +25,36 @@ pytestmark = [
 
 
 def test_small_run_has_no_failed_call_and_under_1_percent_loss(tmp_path: Path) -> None:
+    """A tiny level with 1 and then 2 media workers: each runs, and the tree, the control process
+    and each worker are measured."""
     md_before = RESULTS_MD.read_text() if RESULTS_MD.exists() else None
-    argv = ["--calls", "5", "--hold", "10", "--rate", "10", "--quiet-wait", "5"]
+    argv = ["--calls", "4", "--workers", "1,2", "--hold", "8", "--rate", "10", "--quiet-wait", "5"]
     args = parser().parse_args([*argv, "--no-write-results", "--out", str(tmp_path)])
 
     results = run_bench(args)
 
-    (level,) = results["levels"]
-    assert "error" not in level, level
-    assert level["calls"]["ok"] == 5 and level["calls"]["failed"] == 0, level["calls"]
-    media = level["media"]
-    assert media["calls_without_media"] == 0, media
-    assert media["frames_checked"] > 300, media  # ~5 calls x 6 s x 50 frames x the checkable half
-    assert media["loss_pct"] < 1.0, (media, level["logs"])
-    assert media["rtt_ms_p50"] is not None and media["rtt_ms_p50"] > 0
-    assert level["cpu"]["bridge_pct"] > 0 and level["floor"]["cpu_seconds"] > 0
-    assert level["ratio_bridge_to_floor"] is not None
-    assert level["memory"]["peak_rss_kib"] >= level["memory"]["baseline_rss_kib"]
-    assert level["setup_ms"]["n"] == 5
+    assert [(lv["concurrency"], lv["workers"]["requested"]) for lv in results["levels"]] == [(4, 1), (4, 2)]
+    for level in results["levels"]:
+        assert "error" not in level, level
+        assert level["calls"]["ok"] == 4 and level["calls"]["failed"] == 0, level["calls"]
+        media = level["media"]
+        assert media["calls_without_media"] == 0, media
+        assert media["frames_checked"] > 150, media  # ~4 calls x 4 s x 50 frames x the checkable half
+        assert media["loss_pct"] < 1.0, (media, level["logs"])
+        assert media["rtt_ms_p50"] is not None and media["rtt_ms_p50"] > 0
+        cpu = level["cpu"]
+        assert cpu["bridge_pct"] > 0 and level["floor"]["cpu_seconds"] > 0
+        assert cpu["control_pct_per_call"] is not None and cpu["control_pct"] < cpu["bridge_pct"]
+        assert level["ratio_bridge_to_floor"] is not None
+        assert level["memory"]["peak_rss_kib"] >= level["memory"]["baseline_rss_kib"]
+        assert level["setup_ms"]["n"] == 4
+        workers = level["workers"]
+        assert workers["count"] == workers["requested"] == len(workers["list"])
+        assert sum(w["calls"] for w in workers["list"]) == 4, workers
+        assert all(w["calls"] >= 1 and w["cpu_pct"] > 0 for w in workers["list"]), workers
+        assert all(w["loop_lag_ms_max"] is not None for w in workers["list"]), workers
     assert (tmp_path / "results.json").is_file()
+    assert (tmp_path / "level-4-w2").is_dir()
     assert (RESULTS_MD.read_text() if RESULTS_MD.exists() else None) == md_before
 
 
