@@ -66,12 +66,13 @@ class StubMedia:
     def __init__(self, emit: Callable[[MediaEvent], None]) -> None:
         self.emit = emit
         self.snapshot = MediaStats()
+        self.opened = MediaOpened(40000)  # what open answers
         self.commands: list[Any] = []
         self.closed = False
 
     async def open(self, command: Any) -> MediaOpened:
         self.commands.append(command)
-        return MediaOpened(40000)
+        return self.opened
 
     def update(self, command: Any) -> None:
         self.commands.append(command)

@@ -96,6 +96,7 @@ class Call:
         self.activity = CallActivity()
         self.offer_answer = OfferAnswer(int(time.time() * 1000))
         self.rtp_port: int | None = None
+        self.media_worker: int | None = None  # the media worker process holding it (None: this one)
         self.phone: m.PhoneMedia | None = None  # the phone media offer/answer settled last
         self._final_stats: m.MediaStats | None = None
         self._ended = asyncio.Event()
@@ -162,7 +163,7 @@ class Call:
         if isinstance(opened, m.MediaRefused):
             self.reject(503, opened.reason, "no free RTP port")
             return False
-        self.rtp_port = opened.port
+        self.rtp_port, self.media_worker = opened.port, opened.worker
         return True
 
     def apply_media(self, answer: AudioAnswer) -> None:
@@ -341,6 +342,7 @@ class Call:
             "ended_at": self.ended_at,
             "end_reason": self.end_reason,
             "codec": self.codec,
+            "worker": self.media_worker,
             "on_hold": self.on_hold,
             "digits": activity.phone_digits(),
             "dtmf": list(activity.digits[-50:]),

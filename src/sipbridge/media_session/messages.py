@@ -55,6 +55,7 @@ class OpenMedia:
 @dataclass(frozen=True)
 class MediaOpened:
     port: int  # the local RTP port; the signalling side puts its own address for the peer in the SDP
+    worker: int | None = None  # the index of the media worker process holding it; None: this process
 
 
 @dataclass(frozen=True)

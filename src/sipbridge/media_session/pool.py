@@ -165,7 +165,7 @@ class WorkerPool:
     def session(self, emit: Callable[[m.MediaEvent], None]) -> RemoteMedia:
         """A new call's media, on the worker ``place`` picks."""
         worker = self.workers[place([w.load for w in self.workers])]
-        return RemoteMedia(worker.link, emit, self.config.agent_timeout)
+        return RemoteMedia(worker.link, emit, self.config.agent_timeout, worker.spec.index)
 
     async def refresh(self) -> None:
         """Pull every call's stats, one request per worker, all workers at once."""

@@ -13,6 +13,7 @@ import itertools
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from . import messages as m
@@ -149,8 +150,11 @@ class WorkerLink:
 class RemoteMedia:
     """A call's media in a worker process: the ``MediaControl`` methods as messages on ``link``."""
 
-    def __init__(self, link: WorkerLink, emit: Callable[[m.MediaEvent], None], agent_timeout: float) -> None:
+    def __init__(
+        self, link: WorkerLink, emit: Callable[[m.MediaEvent], None], agent_timeout: float, worker: int = 0
+    ) -> None:
         self._link = link
+        self._worker = worker  # the index of the worker behind ``link``: the call's view names it
         self._emit = emit
         self._agent_timeout = agent_timeout
         self._call = ""
@@ -166,9 +170,10 @@ class RemoteMedia:
             reply = await self._link.request(self._call, command)
         except WorkerLost as exc:
             return m.MediaRefused(f"media worker unavailable: {exc}")
-        if isinstance(reply, m.MediaRefused):
-            self._link.forget(self._call)
-        return reply if isinstance(reply, m.MediaOpened | m.MediaRefused) else m.MediaRefused(str(reply))
+        if isinstance(reply, m.MediaOpened):
+            return replace(reply, worker=self._worker)
+        self._link.forget(self._call)
+        return reply if isinstance(reply, m.MediaRefused) else m.MediaRefused(str(reply))
 
     def update(self, command: m.UpdateMedia) -> None:
         self._link.send(self._call, command)

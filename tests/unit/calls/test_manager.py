@@ -101,3 +101,13 @@ async def test_a_call_whose_media_worker_failed_ends_with_that_reason(make_manag
         await asyncio.sleep(0)
     assert call.end_reason == "media worker failed" and call.leg.signalling_ended == ["media worker failed"]
     assert manager.get(call.id).to_dict()["state"] == "ended"
+
+
+async def test_a_call_s_view_names_the_media_worker_holding_it(make_call):
+    from sipbridge.media_session.messages import MediaOpened
+
+    in_process, on_worker = make_call(), make_call()
+    on_worker.media.opened = MediaOpened(40002, worker=1)
+    assert await in_process.open_media() and await on_worker.open_media()
+    assert in_process.to_dict()["worker"] is None
+    assert on_worker.to_dict()["worker"] == 1 and on_worker.rtp_port == 40002

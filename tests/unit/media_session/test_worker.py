@@ -53,10 +53,11 @@ async def test_a_call_s_media_runs_in_the_worker(worker):
     loop = asyncio.get_running_loop()
     transport, phone = await loop.create_datagram_endpoint(Phone, local_addr=("127.0.0.1", 0))
     events: list[m.MediaEvent] = []
-    media = RemoteMedia(link, events.append, agent_timeout=2.0)
+    media = RemoteMedia(link, events.append, agent_timeout=2.0, worker=3)
     try:
         opened = await media.open(m.OpenMedia("call-1", "inbound", "alice", ("127.0.0.1", 5060)))
         assert isinstance(opened, m.MediaOpened) and 42000 <= opened.port <= 42009
+        assert opened.worker == 3  # the call's view names the worker holding its media
         media.update(m.UpdateMedia(m.PhoneMedia("PCMU", 0, 101, transport.get_extra_info("sockname"))))
         media.start_sending(m.StartSending())
         media.send_digits(m.SendDigits("9"))
