@@ -8,8 +8,8 @@ Scenario files live in ``testbed/scenarios/`` and are named without their folder
 (``run_scenario("uac_cancel", ...)``). Their keys (``[caller]``, ``[audio_file]``, ...) are given as
 ``keys={...}``; each is passed to sipp as ``-key NAME VALUE``. sipp 3.6.1 does not expand keys inside
 ``<exec rtp_stream="..."/>`` or ``play_pcap_audio="..."`` (it opens the file when it loads the
-scenario), nor in a response's status code (checked at load), so there the key is written into a
-copy of the scenario in the run folder.
+scenario), nor in a ``timeout="..."`` or a response's status code (read at load), so there the key
+is written into a copy of the scenario in the run folder.
 """
 
 from __future__ import annotations
@@ -61,8 +61,9 @@ EXIT_CODES = {
 TRANSPORTS = {"udp": "u1", "tcp": "t1", "udp-per-call": "un", "tcp-per-call": "tn"}
 
 # What sipp 3.6.1 reads when it loads a scenario, so keys there are written in by us: the files of
-# <exec rtp_stream/play_pcap_audio/play_pcap_video="..."/>, and a response's status code.
-_LOAD_TIME_ATTRS = re.compile(r'\b(rtp_stream|play_pcap_audio|play_pcap_video)="([^"]*)"')
+# <exec rtp_stream/play_pcap_audio/play_pcap_video="..."/>, a timeout="..." (of a <recv>, say), and
+# a response's status code.
+_LOAD_TIME_ATTRS = re.compile(r'\b(rtp_stream|play_pcap_audio|play_pcap_video|timeout)="([^"]*)"')
 _STATUS_LINE = re.compile(r"^(\s*SIP/2\.0 )\[([A-Za-z_][A-Za-z0-9_-]*)\]", re.MULTILINE)
 _KEY_REF = re.compile(r"\[([A-Za-z_][A-Za-z0-9_-]*)\]")
 
