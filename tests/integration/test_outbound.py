@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -212,6 +214,29 @@ def test_hanging_up_while_it_rings_cancels(bridge: BridgeProcess, far_port: int,
         far.result().assert_success(calls=1)  # it saw the CANCEL and answered 487
     ended = _ended(bridge, call["id"])
     assert ended["end_reason"] == "hung up through the API", ended
+
+
+def test_a_media_worker_that_dies_while_it_rings_cancels_with_the_reason(
+    bridge: BridgeProcess, far_port: int, tmp_path: Path
+) -> None:
+    """Issue 15: an outbound call still ringing when its media worker dies is CANCELled, with a
+    Reason naming the failure (Q.850 normal clearing: SIP cause 200 would mean answered elsewhere)."""
+    with sipp.sipp_uas(
+        "uas_ring_until_cancel", port=far_port, calls=1, rtp_echo=False, workdir=tmp_path
+    ) as far:
+        call = _place(bridge)
+        view = lambda: api(bridge, "GET", f"/calls/{call['id']}")[1]  # noqa: E731
+        assert wait_until(lambda: view()["state"] == "ringing", 5), view()
+        workers = api(bridge, "GET", "/health")[1]["workers"]
+        victim = next(w for w in workers if w["index"] == view()["worker"])
+        os.kill(victim["pid"], signal.SIGKILL)
+        result = far.result()
+        result.assert_success(calls=1)  # it saw the CANCEL and answered 487
+    cancel = next(m for m in sipp.traced(result) if m.is_request and m.method == "CANCEL")
+    assert cancel.header("Reason") == 'Q.850;cause=16;text="media worker failed"', cancel.first_line
+    assert _ended(bridge, call["id"])["end_reason"] == "media worker failed"
+    back = lambda: api(bridge, "GET", "/health")[1]["workers"]  # noqa: E731
+    assert wait_until(lambda: any(w["pid"] != victim["pid"] and w["state"] == "up" for w in back()), 20)
 
 
 def test_unreachable_provider(bridge: BridgeProcess) -> None:

@@ -147,7 +147,7 @@ class OutboundLeg:
         if self._session is not None:
             await self._session.hangup(reason)
         elif self._dialer is not None:
-            self._dialer.cancel()
+            self._dialer.cancel(reason)
 
     def detach(self) -> None:
         session = self._session

@@ -176,6 +176,12 @@ def quote_display(display: str) -> str:
     return _NEEDS_ESCAPE.sub(lambda m: "\\" + m.group(), display)
 
 
+def reason_value(text: str, protocol: str = "SIP", cause: int = 200) -> str:
+    """A Reason header's value (RFC 3326) with ``text`` quoted safely and cut to 200 characters."""
+    quoted = text.replace("\\", "").replace('"', "'")[:200]
+    return f'{protocol};cause={cause};text="{quoted}"'
+
+
 def parse_name_addr(value: str) -> NameAddr:
     """Parse ``"Name" <uri>;params``, ``Name <uri>;params`` or a bare ``uri;params``.
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from .dialog import Dialog
 from .digest import Authenticator
+from .headers import reason_value
 from .invite_session import InviteSession
 from .message import Headers, SipRequest, SipResponse, generate_call_id, generate_tag
 from .responses import capabilities
@@ -82,6 +83,7 @@ class OutgoingInvite:
         self._authenticator = authenticator
         self._on_provisional = on_provisional
         self._cancel_requested = False
+        self._cancel_reason: str | None = None
         self._rang_out = False
         self._provisional_seen = asyncio.Event()
         self._sent: SipRequest | None = None
@@ -203,11 +205,14 @@ class OutgoingInvite:
 
     # -- cancelling ----------------------------------------------------------------------------
 
-    def cancel(self) -> None:
-        """Hang up before the answer: CANCEL now if the far end has answered 1xx, else on the first 1xx."""
+    def cancel(self, reason: str | None = None) -> None:
+        """Hang up before the answer: CANCEL now if the far end has answered 1xx, else on the first 1xx.
+        ``reason`` goes in its Reason header (RFC 3326) as Q.850 cause 16, normal clearing, with our
+        text: not SIP cause 200, which tells phones the call was answered elsewhere (no missed call)."""
         if self._cancel_requested:
             return
         self._cancel_requested = True
+        self._cancel_reason = reason
         if self._provisional_seen.is_set() and self._sent is not None:
             asyncio.get_running_loop().create_task(self._send_cancel(self._sent))
 
@@ -222,6 +227,8 @@ class OutgoingInvite:
         headers.add("CSeq", f"{invite.cseq[0]} CANCEL")
         for route in invite.headers.get_all("Route"):
             headers.add("Route", route)
+        if self._cancel_reason:
+            headers.add("Reason", reason_value(self._cancel_reason, "Q.850", 16))
         cancel = SipRequest("CANCEL", invite.uri, headers)
         response = await self._ua.send_request(cancel, self.destination, self.transport, keep_via=True)
         if response is None or response.status >= 300:

@@ -18,6 +18,7 @@ from .dialog_requests import refresh_session, send_in_dialog
 from .digest import Authenticator
 from .dtmf_info import DTMF, DTMF_RELAY, DtmfInfoError, parse_dtmf_info
 from .errors import SipParseError
+from .headers import reason_value
 from .message import SipRequest, SipResponse, generate_tag
 from .resolver import is_ip
 from .responses import capabilities, make_response, refusal, unserved
@@ -407,7 +408,7 @@ class InviteSession:
         self._stop()
         bye = self.dialog.create_request("BYE")
         if reason:
-            bye.headers.add("Reason", f'SIP;cause=200;text="{_quoted(reason)}"')
+            bye.headers.add("Reason", reason_value(reason))
         response = await send_in_dialog(self._ua, self, bye)
         if response is None:
             log.info("call %s: BYE got no response", self.request.call_id, extra=self.log_extra)
@@ -419,7 +420,3 @@ def allowed_methods(message: SipRequest | SipResponse) -> set[str]:
 
 def _record_route(request: SipRequest) -> list[tuple[str, str]]:
     return [("Record-Route", value) for value in request.headers.get_all("Record-Route")]
-
-
-def _quoted(text: str) -> str:
-    return text.replace("\\", "").replace('"', "'")[:200]

@@ -140,6 +140,7 @@ async def test_ring_timeout_cancels_with_the_invites_branch(ua):
     await asyncio.sleep(0.1)
     (cancel,) = requests(transport, "CANCEL")
     assert cancel.via[0].branch == invite.via[0].branch and cancel.cseq == (1, "CANCEL")
+    assert cancel.headers.get("Reason") is None
     reply(agent, cancel, 200)
     reply(agent, invite, 487)
     outcome = await asyncio.wait_for(running, 1)
@@ -151,13 +152,15 @@ async def test_cancel_before_the_first_provisional_waits_for_it(ua):
     outgoing = dial(agent)
     running = asyncio.ensure_future(outgoing.run(ring_timeout=5))
     await asyncio.sleep(0.001)
-    outgoing.cancel()
+    outgoing.cancel('media worker "0" failed')
     await asyncio.sleep(0.001)
     assert not requests(transport, "CANCEL")
     (invite,) = requests(transport, "INVITE")
     reply(agent, invite, 180)
     await asyncio.sleep(0.001)
     (cancel,) = requests(transport, "CANCEL")
+    # RFC 3326 with Q.850 normal clearing: SIP cause 200 would say "answered elsewhere"
+    assert cancel.headers.get("Reason") == "Q.850;cause=16;text=\"media worker '0' failed\""
     reply(agent, cancel, 200)
     reply(agent, invite, 487)
     assert (await asyncio.wait_for(running, 1)).reason == "cancelled"
