@@ -71,6 +71,7 @@ def call_record(call: Call, redact: bool = True) -> dict[str, Any]:
         "end_reason": call.end_reason,
         "end_category": metrics.end_reason_category(call.end_reason),
         "codec": call.codec,
+        "worker": call.media_worker,  # which media worker held it: correlate with its restarts
         "dtmf_digits": len(call.activity.digits),
         "rtp": {
             **{k.removeprefix("rtp_"): v for k, v in counters.items() if k.startswith("rtp_")},

@@ -51,6 +51,7 @@ def test_each_ended_call_is_recorded_once_with_numbers_masked(tmp_path: Path, _m
     assert one["end_reason"] == "caller hung up" and one["end_category"] == "remote_hangup"
     assert two["end_category"] == "agent_link_failed"
     assert one["direction"] == "inbound" and one["provider"] == "pbx" and one["codec"] == "PCMU"
+    assert one["worker"] is None  # in-process media in this test; the worker's index otherwise
     assert one["rtp"]["packets_received"] == 250 and one["agent"]["reconnects"] == 0
     assert [s["state"] for s in one["states"]] == ["ended"] and one["ended_at"] >= one["started_at"]
     assert one["dtmf_digits"] == 1 and "7" not in json.dumps(one["rtp"])  # digits may be a PIN
