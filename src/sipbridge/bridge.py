@@ -17,6 +17,7 @@ from .agent.echo import EchoAgentServer
 from .agent.ice import loopback_addresses_for, use_host_addresses
 from .api.app import create_app
 from .calls.manager import CallManager
+from .calls.offer_answer import srtp_warnings
 from .calls.records import CallRecords
 from .config import Config
 from .heap import IdleTidy, settle_heap, tidy_heap
@@ -73,6 +74,8 @@ class Bridge:
         if config.agent is None:
             endpoint = await self._start_embedded_agent()
         records = _call_records(config)  # configuration errors first, before any process starts
+        for warning in srtp_warnings(config):
+            log.warning("%s", warning)
         self.media = WorkerPool(config, endpoint, worker_count(config))
         await self.media.start()
         self.manager = CallManager(config, self.media, records=records)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from .declare import ENV_PREFIX, REQUIRED, declared, setting
+from .media import SRTP_MODES
 from .values import (
     TEXT,
     Address,
@@ -148,6 +149,14 @@ class ProviderConfig:
         30.0,
         Positive(float, "seconds"),
         "seconds an outbound call may ring before the bridge cancels it (no answer)",
+    )
+    srtp: str | None = _from_table(
+        None,
+        Choice(SRTP_MODES),
+        "SRTP on this provider's calls, inbound and outbound: `off`, `optional` or `required`",
+        more='As the global `srtp` says; with `required`, use `transport = "tls"` (the keys travel in'
+        " the SDP).",
+        shown_default="the global srtp",
     )
     inbound_cidrs: tuple[str, ...] = _from_table(
         (),
