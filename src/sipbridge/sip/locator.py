@@ -52,7 +52,7 @@ class ServerLocator:
         self.nameservers = tuple(nameservers)
         self.timeout = timeout
         self.rng = rng or random.Random()
-        self.cache: TtlCache[list[Record]] = cache or TtlCache()
+        self.cache: TtlCache[list[Record]] = cache if cache is not None else TtlCache()
         self.queries = 0
         self._resolver: dns.asyncresolver.Resolver | None = None
 
@@ -95,11 +95,11 @@ class ServerLocator:
         self.queries += 1
         try:
             answer = await self._dns().resolve(name + ".", rdtype, raise_on_no_answer=False)
-        except (dns.resolver.NXDOMAIN, dns.resolver.NoNameservers) as exc:
+        except dns.resolver.NXDOMAIN as exc:
             log.debug("DNS %s %s: %s", rdtype, name, exc)
             self.cache.put((name, rdtype), [], NEGATIVE_TTL_S, loop.time())
             return []
-        except dns.exception.DNSException as exc:
+        except dns.exception.DNSException as exc:  # no answer in time, servers failing
             log.info("DNS %s %s: %s", rdtype, name, exc)
             if strict:
                 raise
