@@ -135,9 +135,12 @@ class Provider:
         return self.config.outbound_proxy or self.config.address
 
     def request_uri(self, user: str | None = None) -> str:
-        """sip:[user@]domain[:port][;transport=...]: the port only when the domain is the address."""
+        """sip:[user@]domain[:port][;transport=...]: the port only when the domain is the address and
+        names one (a port in the URI would tell the far end's proxies not to use SRV, RFC 3263)."""
         config = self.config
-        port = "" if config.domain or config.address.port == 5060 else f":{config.address.port}"
+        address = config.address
+        bare = config.domain or address.port == 5060 or not address.port_given
+        port = "" if bare else f":{address.port}"
         return f"sip:{user + '@' if user else ''}{config.sip_domain}{port}{self.transport_param}"
 
     @property

@@ -47,6 +47,8 @@ async def test_a_domain_without_a_port_is_located(dns):
 async def test_a_configured_transport_is_kept(dns):
     trunk = provider(dns, HostPort("trunk.test", 5060, port_given=False), transport="tcp", transport_set=True)
     assert await trunk.targets() == [Target("127.0.0.1", 5072, "TCP")]
+    tls = provider(dns, HostPort("trunk.test", 5061, port_given=False), transport="tls", transport_set=True)
+    assert tls.request_uri("1001") == "sip:1001@trunk.test;transport=tls"  # no :5061: SRV may say another
 
 
 async def test_an_explicit_port_or_address_is_used_as_it_is(dns):
