@@ -30,6 +30,7 @@ from .rtp.ports import even_ports
 from .settings.values import ConfigError
 from .sip.gate import DEFAULT_SCANNER_SIGNATURES, RequestGate, SourceLimiter, Verdict, scanner_pattern
 from .sip.invite_session import InviteSession
+from .sip.locator import ServerLocator
 from .sip.stream_limits import ConnectionPolicy
 from .sip.transaction import Timers
 from .sip.useragent import UserAgent
@@ -79,7 +80,8 @@ class Bridge:
         self.media = WorkerPool(config, endpoint, worker_count(config))
         await self.media.start()
         self.manager = CallManager(config, self.media, records=records)
-        self.providers = Providers(config.providers)
+        locator = ServerLocator([(server.host, server.port) for server in config.dns_servers])
+        self.providers = Providers(config.providers, locator)
         self.admission = InboundAdmission(
             self.providers,
             config.auth_realm,

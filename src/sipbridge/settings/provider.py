@@ -56,15 +56,16 @@ class ProviderConfig:
         REQUIRED,
         Address(),
         "where the trunk or PBX is",
-        more="Outbound INVITEs (and REGISTERs) go here unless `outbound_proxy` is set. With"
-        ' `transport = "tls"` and no port, port 5061.',
+        more="Outbound INVITEs (and REGISTERs) go here unless `outbound_proxy` is set. A domain"
+        " without a port is located by its NAPTR and SRV records (RFC 3263), with fail-over to the next"
+        ' server; else port 5060 (with `transport = "tls"`, 5061).',
     )
     transport: str = _from_table(
         "udp",
         Choice(TRANSPORTS),
         "transport towards the provider",
         more="With `tls` the bridge verifies the provider's certificate and host name (`tls_ca_file`,"
-        " `tls_verify`).",
+        " `tls_verify`). Left out, a domain's NAPTR records may choose TCP or TLS.",
     )
     username: str | None = _from_table(
         None,
@@ -182,6 +183,9 @@ class ProviderConfig:
         None, TEXT, "the password that goes with inbound_username", secret=True
     )
 
+    # Whether the table names a transport: a domain's NAPTR records may choose one only when not.
+    transport_set: bool = False
+
     @property
     def sip_domain(self) -> str:
         return self.domain or self.address.host
@@ -210,6 +214,7 @@ def parse_provider(name: str, table: Any, source: str, env: Mapping[str, str]) -
     for required in ("type", "address"):
         if required not in values:
             raise ConfigError(f"{where}: {required!r} is required")
+    values["transport_set"] = "transport" in values
     if values.get("transport") == "tls" and not names_port(str(table["address"])):
         values["address"] = replace(values["address"], port=5061)  # SIP over TLS's own port
     if values.get("register") and not values.get("username"):
