@@ -37,3 +37,22 @@ def test_a_pjsip_call_in_pcmu_echoes_the_callers_speech(tmp_path: Path, speech: 
     # second by second: PJSIP's adaptive jitter buffer moves its delay by whole frames in a call
     match = audio.compare_files_windowed(speech, call.recorded)
     assert match.median >= 0.9, match
+
+
+def test_a_pjsip_call_in_g722_is_answered_wideband_and_echoes_the_speech(tmp_path: Path) -> None:
+    """PJSIP offering G.722 only (16 kHz speech in, the echo agent's reply back through the bridge)."""
+    speech16 = audio.make_speech(TEXT, tmp_path / "speech16.wav", rate=16000)
+    bridge = start_bridge(tmp_path, None)
+    try:
+        call = pjsua_phone.run_call(
+            f"sip:agent@{bridge.sip_target}", speech16, tmp_path / "call", seconds=5,
+            codec="G722/16000/1", clock_rate=16000,
+        )  # fmt: skip
+    finally:
+        bridge.proc.stop()
+    report = call.report
+    assert call.answered and report["status"] == 200, (report, call.log.read_text()[-3000:])
+    assert (report["codec"], report["clock_rate"]) == ("G722", 16000), report
+    assert report["rtcp"]["rx_packets"] > 200 and report["rtcp"]["rx_loss"] == 0, report
+    match = audio.compare_files_windowed(speech16, call.recorded)
+    assert match.median >= 0.9, match

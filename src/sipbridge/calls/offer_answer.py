@@ -27,7 +27,7 @@ from ..sip.sdp import (
 if TYPE_CHECKING:
     from ..config import Config
 
-CODECS = ("PCMU", "PCMA")
+CODECS = ("G722", "PCMU", "PCMA")  # what we take and offer, widest first
 OFFERED_SUITES = ("AES_CM_128_HMAC_SHA1_80", "AES_CM_128_HMAC_SHA1_32")  # the most widely supported
 _PROFILES = {"off": RTP_PROFILES, "optional": ANY_PROFILE, "required": SRTP_PROFILES}
 
@@ -85,7 +85,7 @@ class OfferAnswer:
     def take_offer(self, body: bytes) -> tuple[SessionDescription, AudioAnswer]:
         """The peer's offer and how we answer it. Raises NotAcceptableHere (488) or SdpError (400)."""
         offer = parse_sdp(body)
-        answer = negotiate_audio(offer, profiles=_PROFILES[self.srtp])
+        answer = negotiate_audio(offer, CODECS, profiles=_PROFILES[self.srtp])
         if not is_secure(answer.proto):
             return offer, answer
         theirs = choose(offered_cryptos(offer.media[answer.media_index].attributes))
@@ -97,7 +97,7 @@ class OfferAnswer:
     def take_answer(self, body: bytes) -> AudioAnswer:
         """The peer's answer to our offer. Raises SdpError when there is none we can use."""
         profiles = SRTP_PROFILES if self._offered else RTP_PROFILES
-        answer = negotiate_audio(parse_sdp(body), profiles=profiles)
+        answer = negotiate_audio(parse_sdp(body), CODECS, profiles=profiles)
         if not self._offered:
             return answer
         media = parse_sdp(body).media[answer.media_index]

@@ -31,6 +31,7 @@ class PhonePlayout:
         self._concealer = Concealer()
         self._due = 0  # samples of phone audio owed to the agent, played a packet at a time
         self._other_size = 0  # a packet size other than the buffer's, seen once
+        self._pcm_per_tick = 1  # decoded samples per RTP timestamp unit: 2 for G.722
 
     @property
     def stats(self) -> JitterStats:
@@ -41,8 +42,15 @@ class PhonePlayout:
         """The size of the phone's packets the buffer plays (160: 20 ms)."""
         return self._jitter.config.frame_samples
 
+    def use_codec(self, pcm_per_tick: int) -> None:
+        """The phone's codec decodes ``pcm_per_tick`` samples per RTP timestamp unit (G.711: 1;
+        G.722: 2, 16 kHz audio on an 8000 clock): the concealer works on frames of that many."""
+        if pcm_per_tick != self._pcm_per_tick:
+            self._pcm_per_tick = pcm_per_tick
+            self._concealer = Concealer(frame_samples=self._jitter.config.frame_samples * pcm_per_tick)
+
     def push(self, packet: RtpPacket, arrival: float) -> None:
-        """An audio packet from the phone (G.711: one byte per sample) as it arrived."""
+        """An audio packet from the phone (one byte per RTP timestamp unit: G.711, G.722) as it arrived."""
         samples = len(packet.payload)
         if samples == self._jitter.config.frame_samples or samples not in PACKET_SAMPLES:
             self._other_size = 0
@@ -59,7 +67,7 @@ class PhonePlayout:
         stats = self._jitter.stats
         self._jitter = JitterBuffer(JitterConfig(frame_samples=samples))
         self._jitter.stats = stats
-        self._concealer = Concealer(frame_samples=samples)
+        self._concealer = Concealer(frame_samples=samples * self._pcm_per_tick)
         self._due = self._other_size = 0
 
     def tick(self, frames: int, now: float, decode: Decoder | None) -> list[np.ndarray]:

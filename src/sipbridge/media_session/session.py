@@ -96,6 +96,7 @@ class MediaSession:
         if self._phone is None or phone.codec != self._phone.codec or self._uplink is None:
             self._uplink = PhoneToAgent(phone.codec, config.opus)
             self._downlink = AgentPlayout(phone.codec, config.opus.pcm_rate)
+            self._playout.use_codec(self._uplink.phone.samples_per_tick)
             if self._phone is not None:
                 self._emit(m.CodecChanged(self._phone.codec, phone.codec))
         signalling = command.signalling or self._signalling

@@ -47,6 +47,7 @@ DIRECTIONS = ("sendrecv", "sendonly", "recvonly", "inactive")
 _ANSWER_DIRECTION = {"sendonly": "recvonly", "recvonly": "sendonly", "inactive": "inactive"}
 ANY_PROFILE = RTP_PROFILES | SRTP_PROFILES
 _NOT_CODECS = frozenset({"TELEPHONE-EVENT", "CN"})
+AUDIO_BAND = {"G722": 16000}  # sample rate of a codec's audio where wider than G.711's 8 kHz
 
 _NEWLINE = re.compile(r"\r?\n")
 _LINE = re.compile(r"([a-z])=(.*)", re.DOTALL)
@@ -299,8 +300,8 @@ def negotiate_audio(
     supported: tuple[str, ...] = ("PCMU", "PCMA"),
     profiles: frozenset[str] = RTP_PROFILES,
 ) -> AudioAnswer:
-    """Pick the first codec, in the offer's order, that we support, on the first usable audio stream
-    of one of ``profiles`` (an RTP/SAVP one needs a crypto line we can use)."""
+    """Pick, on the first usable audio stream of one of ``profiles`` (an RTP/SAVP one needs a crypto
+    line we can use), the widest offered codec we support (G.722 before G.711), else the offer's order."""
     wanted = {name.upper() for name in supported}
     offered: list[str] = []
     refused_profiles: list[str] = []
@@ -326,11 +327,10 @@ def negotiate_audio(
 def _pick_codec(
     media: MediaDescription, rtpmap: dict[int, tuple[str, int, int]], wanted: set[str]
 ) -> int | None:
-    for pt in _int_formats(media.formats):
-        name, _, channels = rtpmap.get(pt, ("", 0, 0))
-        if name in wanted and channels == 1:
-            return pt
-    return None
+    """The widest mono codec offered that we support; among equally wide ones, the offer's first."""
+    ours = [pt for pt in _int_formats(media.formats) if rtpmap.get(pt, ("", 0, 0))[0] in wanted]
+    mono = [pt for pt in ours if rtpmap[pt][2] == 1]
+    return max(mono, key=lambda pt: AUDIO_BAND.get(rtpmap[pt][0], 8000), default=None)
 
 
 def _pick_dtmf(media: MediaDescription, rtpmap: dict[int, tuple[str, int, int]]) -> int | None:

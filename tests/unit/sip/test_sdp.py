@@ -291,3 +291,19 @@ def test_the_answer_asks_for_the_callers_own_packet_time_when_we_can_play_it(off
     answer = negotiate_audio(sdp)
     body = build_answer(sdp, answer, local_ip="127.0.0.1", local_port=5000, session_id=1, session_version=1)
     assert f"a=ptime:{answered}\r\n".encode() in body
+
+
+@pytest.mark.parametrize(
+    ("formats", "supported", "codec"),
+    [
+        ("0 9", ("G722", "PCMU"), "G722"),
+        ("9 0", ("G722", "PCMU"), "G722"),
+        ("8 9 0", ("PCMU", "PCMA"), "PCMA"),
+    ],
+)
+def test_the_widest_codec_we_support_wins_over_the_offer_order(formats, supported, codec):
+    """G.722 (16 kHz audio) before G.711 whatever the offer's order; among G.711s the offer's."""
+    answer = negotiate_audio(parse_sdp(offer(f"m=audio 4000 RTP/AVP {formats}\r\n")), supported=supported)
+    assert answer.codec == codec
+    if codec == "G722":  # RFC 3551's quirk: 16 kHz audio on an 8000 RTP clock
+        assert (answer.payload_type, answer.clock_rate) == (9, 8000)
