@@ -141,6 +141,8 @@ class InviteSession:
         if self._reliable is None:
             self._ua.respond(self._tx, response)
             return
+        if not self.request.body:  # RFC 3262 §5: it would carry our offer, which goes in the 200
+            return
         self._open_dialog()  # a reliable 18x sets up the early dialog its PRACK comes in
         if not self._reliable.send(response):  # §3: none before the last one's PRACK; may be left out
             log.debug("call %s: %d not sent, awaiting a PRACK", self.request.call_id, status)

@@ -141,6 +141,21 @@ async def test_without_require_the_180_is_unreliable_and_a_prack_gets_481(ua):
     assert statuses_for(transport, "PRACK") == [481]
 
 
+async def test_an_offerless_invite_requiring_100rel_gets_no_18x_and_our_offer_in_the_200(ua):
+    """A reliable 18x would be the first reliable answer, so it would have to carry our offer."""
+    agent, transport, sessions = ua
+    agent.datagram_received(request("INVITE", extra="Require: 100rel\r\n"), PEER)
+    session = sessions[-1]
+    session.provisional(180)
+    assert reliable_180s(transport) == []
+    accepting = asyncio.ensure_future(session.accept(SDP.encode()))
+    await asyncio.sleep(0)
+    ok = transport.responses()[-1]
+    assert ok.status == 200 and ok.body == SDP.encode()
+    agent.datagram_received(request("ACK", branch="z9hG4bKack", to_tag=session.local_tag, body=SDP), PEER)
+    assert await asyncio.wait_for(accepting, 1)
+
+
 # --- as UAC -----------------------------------------------------------------------------------------
 
 
