@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .dialog import Dialog
+from .dialog_requests import with_next_cseq
 from .digest import Authenticator
 from .headers import reason_value
 from .invite_session import InviteSession
@@ -192,14 +193,22 @@ class OutgoingInvite:
         task.add_done_callback(self._pracks.discard)
 
     async def _send_prack(self, prack: SipRequest, dialog: Dialog) -> None:
-        host, port, transport = dialog.next_hop()
-        prefer = self._ua.transport.existing_connection(self.destination, self.transport)
-        response = await self._ua.send_request(
-            prack, (host, port), transport or self.transport, prefer, server_name=self.server_name
-        )
+        """Sent, and once more with credentials when the far end challenges it (401/407)."""
+        response = await self._send_in_early_dialog(prack, dialog)
+        if response is not None and response.status in (401, 407) and self._authenticator is not None:
+            retry = with_next_cseq(prack, dialog)
+            if self._authenticator.authorize(retry, response):
+                response = await self._send_in_early_dialog(retry, dialog)
         if response is None or response.status >= 300:
             status = response.status if response is not None else "no answer"
             log.info("call %s: PRACK got %s", prack.call_id, status)
+
+    async def _send_in_early_dialog(self, request: SipRequest, dialog: Dialog) -> SipResponse | None:
+        host, port, transport = dialog.next_hop()
+        prefer = self._ua.transport.existing_connection(self.destination, self.transport)
+        return await self._ua.send_request(
+            request, (host, port), transport or self.transport, prefer, server_name=self.server_name
+        )
 
     async def _outcome(self, response: SipResponse | None) -> InviteOutcome:
         if response is None:

@@ -252,3 +252,34 @@ async def test_an_unreliable_183_gets_no_prack(ua):
     await asyncio.sleep(0.001)
     assert not sent_requests(transport, "PRACK") and [r.status for r in seen] == [183]
     running.cancel()
+
+
+class FakeAuth:
+    def authorize(self, request: SipRequest, challenge: SipResponse) -> bool:
+        request.headers.set("Proxy-Authorization", 'Digest username="u"')
+        return True
+
+
+async def test_a_challenged_prack_is_sent_again_with_credentials_and_the_next_cseq(ua):
+    agent, transport, _ = ua
+    outgoing = OutgoingInvite(
+        agent,
+        request_uri="sip:1001@127.0.0.1:5070",
+        from_uri="sip:sipbridge@127.0.0.1",
+        to_uri="sip:1001@127.0.0.1",
+        destination=FAR,
+        sdp=SDP.encode(),
+        authenticator=FakeAuth(),
+    )
+    running = asyncio.ensure_future(outgoing.run(ring_timeout=5))
+    await asyncio.sleep(0.001)
+    ((invite, _),) = sent_requests(transport, "INVITE")
+    agent.datagram_received(far_response(invite, 183, RELIABLE, body=SDP), FAR)
+    await asyncio.sleep(0.001)
+    ((first, _),) = sent_requests(transport, "PRACK")
+    agent.datagram_received(far_response(first, 407), ("127.0.0.1", 5099))
+    await asyncio.sleep(0.001)
+    (_, (second, _)) = sent_requests(transport, "PRACK")
+    assert second.cseq == (3, "PRACK") and second.headers.get("RAck") == "4711 1 INVITE"
+    assert second.headers.get("Proxy-Authorization")
+    running.cancel()
