@@ -17,6 +17,7 @@ from .agent.echo import EchoAgentServer
 from .agent.ice import loopback_addresses_for, use_host_addresses
 from .api.app import create_app
 from .calls.manager import CallManager
+from .calls.offer_answer import srtp_warnings
 from .calls.records import CallRecords
 from .config import Config
 from .heap import IdleTidy, settle_heap, tidy_heap
@@ -29,6 +30,7 @@ from .rtp.ports import even_ports
 from .settings.values import ConfigError
 from .sip.gate import DEFAULT_SCANNER_SIGNATURES, RequestGate, SourceLimiter, Verdict, scanner_pattern
 from .sip.invite_session import InviteSession
+from .sip.locator import ServerLocator
 from .sip.stream_limits import ConnectionPolicy
 from .sip.transaction import Timers
 from .sip.useragent import UserAgent
@@ -73,10 +75,13 @@ class Bridge:
         if config.agent is None:
             endpoint = await self._start_embedded_agent()
         records = _call_records(config)  # configuration errors first, before any process starts
+        for warning in srtp_warnings(config):
+            log.warning("%s", warning)
         self.media = WorkerPool(config, endpoint, worker_count(config))
         await self.media.start()
         self.manager = CallManager(config, self.media, records=records)
-        self.providers = Providers(config.providers)
+        locator = ServerLocator([(server.host, server.port) for server in config.dns_servers])
+        self.providers = Providers(config.providers, locator)
         self.admission = InboundAdmission(
             self.providers,
             config.auth_realm,

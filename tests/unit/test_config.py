@@ -314,3 +314,31 @@ def test_documented_values(value):
 def test_bad_value_names_the_setting():
     with pytest.raises(ConfigError, match="rtp_latch.*expected one of"):
         load_config(env={"SIPBRIDGE_RTP_LATCH": "first"})
+
+
+def test_a_provider_address_remembers_whether_it_named_a_port(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text(PROVIDERS_TOML)
+    asterisk, twilio = load_config(path, env={}).providers
+    assert asterisk.address.port_given and asterisk.transport_set
+    assert not twilio.address.port_given and twilio.transport_set
+    path.write_text('[providers.t]\ntype = "generic"\naddress = "trunk.test"\n')
+    (trunk,) = load_config(path, env={}).providers
+    assert trunk.address == HostPort("trunk.test", 5060) and not trunk.address.port_given
+    assert trunk.transport == "udp" and not trunk.transport_set
+
+
+def test_dns_servers(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text('dns_servers = ["127.0.0.1:5353", "::1", "[::1]:53", "10.0.0.2"]\n')
+    servers = load_config(path, env={}).dns_servers
+    assert [(s.host, s.port) for s in servers] == [
+        ("127.0.0.1", 5353),
+        ("::1", 53),
+        ("::1", 53),
+        ("10.0.0.2", 53),
+    ]
+    assert load_config(env={"SIPBRIDGE_DNS_SERVERS": "127.0.0.2"}).dns_servers == (HostPort("127.0.0.2", 53),)
+    path.write_text('dns_servers = ["ns.test"]\n')
+    with pytest.raises(ConfigError, match="dns_servers"):
+        load_config(path, env={})

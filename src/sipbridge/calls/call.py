@@ -21,7 +21,7 @@ from ..media_session import messages as m
 from ..media_session.control import MediaFactory
 from ..sip.sdp import AudioAnswer, SdpError
 from .activity import CallActivity
-from .offer_answer import OfferAnswer
+from .offer_answer import OfferAnswer, srtp_mode
 
 if TYPE_CHECKING:
     from ..config import Config
@@ -101,6 +101,7 @@ class Call:
         self._final_stats: m.MediaStats | None = None
         self._ended = asyncio.Event()
         leg.identify(self)
+        self.offer_answer.srtp = srtp_mode(config, self.provider)  # the provider is known now
 
     @property
     def session(self) -> InviteSession | None:
@@ -342,6 +343,7 @@ class Call:
             "ended_at": self.ended_at,
             "end_reason": self.end_reason,
             "codec": self.codec,
+            "srtp": {"suite": self.phone.srtp_suite} if self.phone and self.phone.srtp_suite else None,
             "worker": self.media_worker,
             "on_hold": self.on_hold,
             "digits": activity.phone_digits(),

@@ -17,6 +17,7 @@ from ..media_session.messages import StartSending
 from ..sip.digest import Authenticator
 from ..sip.invite_client import OutgoingInvite
 from ..sip.invite_session import InviteSession
+from ..sip.locating import Target
 from ..sip.message import SipResponse
 from ..sip.sdp import SdpError
 from ..sip.useragent import UserAgent
@@ -40,6 +41,7 @@ class OutboundTarget:
     to_uri: str
     destination: tuple[str, int]
     transport: str = "UDP"
+    fallbacks: tuple[Target, ...] = ()  # where to try next when no answer comes, or a 503 (RFC 3263)
     server_name: str | None = None  # the host name a TLS trunk's certificate is checked against
     authenticator: Authenticator | None = None
     ring_timeout: float = 30.0
@@ -80,6 +82,7 @@ class OutboundLeg:
             to_uri=target.to_uri,
             destination=target.destination,
             transport=target.transport,
+            fallbacks=target.fallbacks,
             sdp=call.local_offer(),
             authenticator=target.authenticator,
             on_provisional=lambda response: self._provisional(call, response),

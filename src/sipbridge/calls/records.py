@@ -71,12 +71,14 @@ def call_record(call: Call, redact: bool = True) -> dict[str, Any]:
         "end_reason": call.end_reason,
         "end_category": metrics.end_reason_category(call.end_reason),
         "codec": call.codec,
+        "srtp": view["srtp"],  # the suite only: never a key
         "worker": call.media_worker,  # which media worker held it: correlate with its restarts
         "dtmf_digits": len(call.activity.digits),
         "rtp": {
             **{k.removeprefix("rtp_"): v for k, v in counters.items() if k.startswith("rtp_")},
             "jitter_ms": rtp.get("jitter_buffer", {}).get("jitter_ms"),
             "remote": rtp.get("remote"),
+            "srtp_auth_failures": rtp.get("srtp_auth_failures", 0),
         },
         "agent": {
             **{k.removeprefix("agent_"): v for k, v in counters.items() if k.startswith("agent_")},

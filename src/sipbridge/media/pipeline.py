@@ -1,50 +1,52 @@
-"""Per-call transcoders between G.711 at 8 kHz and mono Opus (or PCM) for the agent.
+"""Per-call transcoders between the phone's codec (G.711 at 8 kHz, G.722 at 16 kHz) and mono Opus
+(or PCM) for the agent.
 
-``PhoneToAgent``: G.711 RTP payloads -> PCM at ``opus.pcm_rate`` -> 20 ms Opus packets.
-``AgentToPhone``: mono PCM at ``pcm_rate`` -> 8 kHz -> G.711, queued, popped 20 ms at a time.
+``PhoneToAgent``: phone RTP payloads -> PCM -> 20 ms Opus packets. The Opus encoder runs at
+``opus.pcm_rate`` or at the phone codec's own rate when that is higher, so G.722's 16 kHz reaches the
+agent as wideband Opus (no 8 kHz bottleneck on the way).
+``AgentToPhone``: mono PCM at ``pcm_rate`` -> the phone codec's rate, queued as PCM and coded 20 ms
+at a time as each frame is popped: G.722's ADPCM state then follows exactly the frames the phone
+gets, even when a backlog or a barge-in drops queued audio.
 
 Opus on the wire always runs on a 48 kHz clock, but libopus encodes from and decodes to 8, 12, 16,
-24 or 48 kHz itself: at 8 kHz (the bridge's default) no resampling happens at all and libopus codes
-the telephone band natively, which is both cheaper and exactly what the phone carries. At any other
-rate the pipelines resample with the polyphase FIR of ``media/resample.py``, which returns the
-output of every chunk at once and adds a fixed 2.625 ms (its group delay) each way: every 20 ms
-pushed to ``PhoneToAgent`` gives exactly one Opus packet, every 20 ms pushed to ``AgentToPhone``
-queues exactly 160 bytes. ``delay_ms`` counts the resampler's delay.
+24 or 48 kHz itself: at the phone's own rate no resampling happens at all. At any other rate the
+pipelines resample with the polyphase FIR of ``media/resample.py``, which returns the output of
+every chunk at once and adds a fixed 2.625 ms (its group delay) each way: every 20 ms pushed to
+``PhoneToAgent`` gives exactly one Opus packet, every 20 ms pushed to ``AgentToPhone`` queues
+exactly one frame. ``delay_ms`` counts the resampler's delay.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
-from sipbridge.media import g711
 from sipbridge.media.opus import OpusEncoder, OpusSettings
+from sipbridge.media.phone_codec import phone_codec
 from sipbridge.media.resample import PolyphaseResampler
 
-PHONE_RATE = 8000
 FRAME_MS = 20
-PHONE_FRAME_BYTES = PHONE_RATE * FRAME_MS // 1000  # 160: one G.711 byte per sample
-_BYTES_PER_MS = PHONE_RATE // 1000
 MAX_BUFFER_MS = 400  # queued towards the phone at most; older audio is dropped
 STANDING_POPS = 50  # 1 s of 20 ms pops: a backlog never drawn on for that long is dropped
+_SAMPLE_BYTES = 2  # the queue holds int16 PCM
 
 
 class PhoneToAgent:
-    """G.711 payloads from the phone to 20 ms mono Opus packets (48 kHz clock) for the agent."""
+    """The phone's payloads to 20 ms mono Opus packets (48 kHz clock) for the agent."""
 
     def __init__(self, codec: str, opus: OpusSettings) -> None:
-        self.codec = codec.upper()
-        self.opus = opus
-        self._decode = g711.decoder_for(self.codec)
-        self._resampler = _resampler_or_none(PHONE_RATE, opus.pcm_rate)
-        self._encoder = OpusEncoder(opus)
-        self._frame_samples = opus.pcm_rate * FRAME_MS // 1000
+        self.phone = phone_codec(codec)
+        self.codec = self.phone.name
+        self.opus = (
+            opus if opus.pcm_rate >= self.phone.pcm_rate else replace(opus, pcm_rate=self.phone.pcm_rate)
+        )
+        self._decode = self.phone.decoder()
+        self._resampler = _resampler_or_none(self.phone.pcm_rate, self.opus.pcm_rate)
+        self._encoder = OpusEncoder(self.opus)
+        self._frame_samples = self.opus.pcm_rate * FRAME_MS // 1000
         self._pcm = np.zeros(self._frame_samples * 16, dtype=np.int16)
         self._fill = 0
-
-    @property
-    def queued_frames(self) -> int:
-        """Whole 20 ms frames waiting in the queue."""
-        return len(self._queue) // PHONE_FRAME_BYTES
 
     @property
     def delay_ms(self) -> float:
@@ -53,15 +55,16 @@ class PhoneToAgent:
         return resampler_ms + self._fill * 1000.0 / self.opus.pcm_rate
 
     def push(self, payload: bytes) -> list[bytes]:
-        """Feed one RTP payload of G.711 (any length); returns the Opus packets now complete."""
+        """Feed one RTP payload (any length); returns the Opus packets now complete."""
         return self.push_pcm(self._decode(payload))
 
     def decode(self, payload: bytes) -> np.ndarray:
-        """G.711 bytes to 8 kHz PCM (for a caller that conceals losses before ``push_pcm``)."""
+        """A payload to PCM at the phone codec's rate (for a caller that conceals losses first)."""
         return self._decode(payload)
 
     def push_pcm(self, pcm: np.ndarray) -> list[bytes]:
-        """Feed 8 kHz PCM (a decoded or concealed frame); returns the Opus packets now complete."""
+        """Feed PCM at the phone codec's rate (a decoded or concealed frame); returns the Opus
+        packets now complete."""
         self._append(self._resampler.process(pcm) if self._resampler else pcm)
         return self._drain()
 
@@ -95,7 +98,7 @@ class PhoneToAgent:
 
 
 class AgentToPhone:
-    """Mono PCM from the agent to a bounded queue of G.711 bytes, popped 20 ms at a time.
+    """Mono PCM from the agent to a bounded queue of the phone's audio, popped and coded 20 ms at a time.
 
     A backlog left over from a burst, a late packet or audio queued before the call was answered
     would otherwise delay everything after it for the rest of the call (the queue drains only as
@@ -105,12 +108,18 @@ class AgentToPhone:
     """
 
     def __init__(self, codec: str, pcm_rate: int) -> None:
-        self.codec = codec.upper()
+        self.phone = phone_codec(codec)
+        self.codec = self.phone.name
         self.pcm_rate = pcm_rate
-        self._encode = g711.encoder_for(self.codec)
-        self._resampler = _resampler_or_none(pcm_rate, PHONE_RATE)
+        self._encode = self.phone.encoder()
+        self._resampler = _resampler_or_none(pcm_rate, self.phone.pcm_rate)
+        self._bytes_per_ms = self.phone.pcm_rate // 1000 * _SAMPLE_BYTES
+        self._frame_bytes = FRAME_MS * self._bytes_per_ms
+        self._silence = np.zeros(self.phone.frame_samples, dtype=np.int16)
+        # a stateless codec's silence is always the same bytes: coded once, not on every quiet tick
+        self._silence_payload = None if self.phone.stateful else self._encode(self._silence)
         self._queue = bytearray()
-        self._max_bytes = MAX_BUFFER_MS * _BYTES_PER_MS
+        self._max_bytes = MAX_BUFFER_MS * self._bytes_per_ms
         self.dropped_ms = 0
         self.keep_frames = 0
         self.underruns = 0  # pops that found less than a frame, once audio had come
@@ -120,13 +129,13 @@ class AgentToPhone:
 
     @property
     def buffered_ms(self) -> float:
-        """Encoded audio waiting in the queue (the resampler's delay is not counted)."""
-        return len(self._queue) / _BYTES_PER_MS
+        """Audio waiting in the queue (the resampler's delay is not counted)."""
+        return len(self._queue) / self._bytes_per_ms
 
     @property
     def queued_frames(self) -> int:
         """Whole 20 ms frames waiting in the queue."""
-        return len(self._queue) // PHONE_FRAME_BYTES
+        return len(self._queue) // self._frame_bytes
 
     @property
     def delay_ms(self) -> float:
@@ -135,22 +144,29 @@ class AgentToPhone:
 
     def push_pcm(self, pcm: np.ndarray) -> None:
         """Queue mono int16 audio at ``pcm_rate`` of any length; drops the oldest beyond ``MAX_BUFFER_MS``."""
-        pcm8 = self._resampler.process(pcm) if self._resampler else pcm
-        if len(pcm8):
-            self._queue += self._encode(pcm8)
+        phone_pcm = self._resampler.process(pcm) if self._resampler else pcm
+        if len(phone_pcm):
+            self._queue += np.asarray(phone_pcm, dtype=np.int16).tobytes()
             self._trim()
 
     def pop_frame(self) -> bytes | None:
-        """The next 160 bytes (20 ms) of G.711, or None when less than that is queued."""
-        if len(self._queue) < PHONE_FRAME_BYTES:
+        """The next 20 ms coded for the phone, or None when less than that is queued."""
+        if len(self._queue) < self._frame_bytes:
             self._pops = 0
             self.underruns += self._started
             return None
         self._started = True
-        frame = bytes(self._queue[:PHONE_FRAME_BYTES])
-        del self._queue[:PHONE_FRAME_BYTES]
+        frame = np.frombuffer(self._queue, dtype=np.int16, count=self.phone.frame_samples)
+        payload = self._encode(frame)
+        del frame  # the view must go before the bytearray can shrink
+        del self._queue[: self._frame_bytes]
         self._track_standing()
-        return frame
+        return payload
+
+    def silence(self) -> bytes:
+        """20 ms of silence coded for the phone, for a tick with nothing queued (through the encoder:
+        G.722's state must follow every frame the phone gets)."""
+        return self._silence_payload or self._encode(self._silence)
 
     def _track_standing(self) -> None:
         left = len(self._queue)
@@ -158,11 +174,11 @@ class AgentToPhone:
         self._pops += 1
         if self._pops < STANDING_POPS:
             return
-        whole = self._least_left - self._least_left % PHONE_FRAME_BYTES
-        standing = whole - self.keep_frames * PHONE_FRAME_BYTES
+        whole = self._least_left - self._least_left % self._frame_bytes
+        standing = whole - self.keep_frames * self._frame_bytes
         if standing > 0:
             del self._queue[:standing]
-            self.dropped_ms += standing // _BYTES_PER_MS
+            self.dropped_ms += standing // self._bytes_per_ms
         self._pops = 0
 
     def clear(self) -> None:
@@ -175,8 +191,8 @@ class AgentToPhone:
     def _trim(self) -> None:
         excess = len(self._queue) - self._max_bytes
         if excess > 0:
-            drop_ms = -(-excess // _BYTES_PER_MS)  # whole milliseconds, rounded up
-            del self._queue[: drop_ms * _BYTES_PER_MS]
+            drop_ms = -(-excess // self._bytes_per_ms)  # whole milliseconds, rounded up
+            del self._queue[: drop_ms * self._bytes_per_ms]
             self.dropped_ms += drop_ms
 
 

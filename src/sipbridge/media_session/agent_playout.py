@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..media.g711 import SILENCE
 from ..media.pipeline import AgentToPhone
 from ..rtp.arrival import ArrivalTiming
 
-FRAME_BYTES = 160  # 20 ms of G.711
 IDLE_VIEW = {  # before any codec was settled
     "playout_buffered_ms": 0,
     "playout_dropped_ms": 0,
@@ -30,7 +28,6 @@ class AgentPlayout:
         self.codec = codec
         self._queue = AgentToPhone(codec, pcm_rate=pcm_rate)
         self._timing = ArrivalTiming()  # when the agent's frames come: we send just after
-        self.silence = bytes([SILENCE[codec]]) * FRAME_BYTES
         self.barge_ins = 0
         self.barge_in_dropped_ms = 0
 
@@ -51,7 +48,12 @@ class AgentPlayout:
         at = None
         if scheduled is not None:
             at = self._timing.tick_at(scheduled, now, self._queue.queued_frames)
-        return (frame if frame is not None else self.silence), at
+        return (frame if frame is not None else self._queue.silence()), at
+
+    @property
+    def silence(self) -> bytes:
+        """What a tick with nothing queued sends: 20 ms of silence in the phone's codec."""
+        return self._queue.silence()
 
     def barge_in(self) -> None:
         """The agent stopped speaking (interrupted): what it had queued for the caller is stale."""

@@ -29,6 +29,11 @@ class PhoneMedia:
     dtmf_payload_type: int | None
     remote: Address | None  # None: the SDP names no address (c=0.0.0.0 hold) or none yet
     direction: str = "sendrecv"  # as we use the stream: sendrecv, sendonly, recvonly, inactive
+    # SRTP (SDES): the suite, and the master key||salt in base64 that what we send is protected
+    # with (ours) and what we receive (the peer's). None: plain RTP. Keys are never shown.
+    srtp_suite: str | None = None
+    srtp_send_key: str = field(default="", repr=False)
+    srtp_recv_key: str = field(default="", repr=False)
 
     @property
     def sending(self) -> bool:

@@ -23,6 +23,7 @@ from ..rtp.dtmf import DtmfPacket, DtmfReceiver, DtmfSender
 from ..rtp.packet import RtpPacket
 from ..rtp.ports import NoFreePort
 from ..rtp.session import RtpSession
+from ..rtp.srtp import Srtp
 from . import messages as m
 from .agent_leg import AgentLeg
 from .agent_playout import IDLE_VIEW, AgentPlayout
@@ -99,9 +100,21 @@ class MediaSession:
                 self._emit(m.CodecChanged(self._phone.codec, phone.codec))
         signalling = command.signalling or self._signalling
         self._rtp.configure(phone.payload_type, phone.dtmf_payload_type, phone.remote, signalling)
+        self._use_keys(phone)
         self._phone = phone
         self._rtp.sending = phone.sending and self._confirmed
         self._watch.hold(phone.on_hold, time.monotonic())
+
+    def _use_keys(self, phone: m.PhoneMedia) -> None:
+        """New SRTP sessions when the keys changed (a re-INVITE may bring new ones); none for plain RTP."""
+        assert self._rtp is not None
+        old = self._phone
+        keys = (phone.srtp_suite, phone.srtp_send_key, phone.srtp_recv_key)
+        if old is not None and keys == (old.srtp_suite, old.srtp_send_key, old.srtp_recv_key):
+            return
+        self._rtp.srtp = None
+        if phone.srtp_suite:
+            self._rtp.srtp = Srtp(phone.srtp_suite, phone.srtp_send_key, phone.srtp_recv_key)
 
     def start_sending(self, command: m.StartSending) -> None:
         if self._rtp is None:
@@ -283,6 +296,8 @@ class MediaSession:
             "packets_out": stats.packets_out,
             "invalid_in": stats.invalid_in,
             "foreign_in": stats.foreign_in,
+            "srtp": {"suite": self._rtp.srtp.suite} if self._rtp.srtp else None,
+            "srtp_auth_failures": stats.srtp_auth_failures,
             "jitter_buffer": self._playout.view(),
         }
 

@@ -16,7 +16,10 @@ from ..calls.outbound import OutboundTarget
 from ..settings.provider import ProviderConfig
 from ..settings.values import HostPort
 from ..sip.digest import DigestCredentials, DigestError, DigestSession
+from ..sip.locating import Target
+from ..sip.locator import ServerLocator
 from ..sip.message import SipRequest, SipResponse
+from ..sip.resolver import is_ip
 from .policy import DEFAULT_COUNTRY, DEFAULT_DESTINATIONS, AttemptLimiter, DestinationPolicy, Refused
 from .twilio_ranges import TWILIO_SIGNALLING_CIDRS
 
@@ -47,9 +50,10 @@ class DialRequest:
 
 
 class Provider:
-    def __init__(self, config: ProviderConfig) -> None:
+    def __init__(self, config: ProviderConfig, locator: ServerLocator | None = None) -> None:
         self.config = config
         self.name = config.name
+        self.locator = locator or ServerLocator()
         patterns = config.destinations or DEFAULT_DESTINATIONS[config.type]
         self.country = config.country or DEFAULT_COUNTRY[config.type]
         self.policy = DestinationPolicy(patterns, config.allow_premium, self.country)
@@ -87,7 +91,7 @@ class Provider:
         hop = self.next_hop
         from_user = dial.from_user or config.caller_id
         credentials = self.credentials
-        destination = (await resolve(hop.host), hop.port)
+        first, *fallbacks = await self.targets()
         # Counted once the destination resolved: a DNS failure (502) places no call.
         self.calls_placed += 1
         return OutboundTarget(
@@ -97,8 +101,9 @@ class Provider:
             request_uri=self.request_uri(number),
             from_uri=f"sip:{from_user}@{domain}",
             to_uri=f"sip:{number}@{domain}",
-            destination=destination,
-            transport=config.transport.upper(),
+            destination=(first.host, first.port),
+            transport=first.transport,
+            fallbacks=tuple(fallbacks),
             server_name=hop.host,
             authenticator=DigestAuthenticator(credentials) if credentials is not None else None,
             ring_timeout=dial.ring_timeout or config.ring_timeout,
@@ -106,15 +111,36 @@ class Provider:
             metadata=dict(dial.metadata or {}),
         )
 
+    async def targets(self) -> list[Target]:
+        """Where requests to this provider go, in the order to try them: the next hop as configured,
+        or, for a domain without a port, the servers its DNS records name (RFC 3263). Refused
+        (502) when nothing is found."""
+        hop, config = self.next_hop, self.config
+        if not self.located:
+            return [Target(await resolve(hop.host), hop.port, config.transport.upper())]
+        found = await self.locator.locate(hop.host, config.transport if config.transport_set else None)
+        if not found:
+            raise Refused(502, f"cannot resolve {hop.host}: no NAPTR, SRV or address records")
+        return found
+
+    @property
+    def located(self) -> bool:
+        """Whether the next hop is a domain named without a port (located through DNS records)."""
+        hop = self.next_hop
+        return not hop.port_given and hop.host != "localhost" and not is_ip(hop.host)
+
     @property
     def next_hop(self) -> HostPort:
         """Where our requests to this provider are sent: the outbound proxy, else its address."""
         return self.config.outbound_proxy or self.config.address
 
     def request_uri(self, user: str | None = None) -> str:
-        """sip:[user@]domain[:port][;transport=...]: the port only when the domain is the address."""
+        """sip:[user@]domain[:port][;transport=...]: the port only when the domain is the address and
+        names one (a port in the URI would tell the far end's proxies not to use SRV, RFC 3263)."""
         config = self.config
-        port = "" if config.domain or config.address.port == 5060 else f":{config.address.port}"
+        address = config.address
+        bare = config.domain or address.port == 5060 or not address.port_given
+        port = "" if bare else f":{address.port}"
         return f"sip:{user + '@' if user else ''}{config.sip_domain}{port}{self.transport_param}"
 
     @property
@@ -185,8 +211,9 @@ async def resolve(host: str) -> str:
 class Providers:
     """All configured providers by name."""
 
-    def __init__(self, configs: tuple[ProviderConfig, ...]) -> None:
-        self.by_name = {config.name: Provider(config) for config in configs}
+    def __init__(self, configs: tuple[ProviderConfig, ...], locator: ServerLocator | None = None) -> None:
+        locator = locator or ServerLocator()  # one DNS cache for all
+        self.by_name = {config.name: Provider(config, locator) for config in configs}
 
     def get(self, name: str) -> Provider | None:
         return self.by_name.get(name)

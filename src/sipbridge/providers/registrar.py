@@ -10,10 +10,11 @@ import asyncio
 import ipaddress
 import logging
 
-from ..sip.message import SipRequest
+from ..sip.locating import Target
+from ..sip.message import SipRequest, SipResponse
 from ..sip.registration import Registration, RegistrationState
 from ..sip.useragent import UserAgent
-from .provider import Provider, resolve
+from .provider import Provider
 
 log = logging.getLogger(__name__)
 
@@ -25,25 +26,25 @@ class ProviderRegistration:
         self._ua = ua
         self.provider = provider
         self.registration: Registration | None = None
-        self._destination: tuple[str, int] | None = None
+        self._targets: list[Target] = []  # where REGISTERs go, in order (RFC 3263 fail-over)
         self._pending: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         hop = self.provider.next_hop
         try:
-            self._destination = (await resolve(hop.host), hop.port)
+            self._targets = await self.provider.targets()
         except Exception as exc:  # a name that does not resolve: shown as the provider's error
             self._report(f"cannot resolve {hop.host}: {exc}")
             return
-        # The provider's signalling comes from where we register: let its INVITEs in.
-        self.provider.inbound_networks.append(ipaddress.ip_network(self._destination[0]))
+        self._let_in(self._targets)
         self.registration = self._registration()
         self._send(self.registration.start(self._ua.now()))
 
     def _registration(self) -> Registration:
         provider, config = self.provider, self.provider.config
-        assert self._destination is not None and config.username is not None
-        local = self._ua.transport.sent_by(self._destination, config.transport.upper())
+        assert self._targets and config.username is not None
+        first = self._targets[0]
+        local = self._ua.transport.sent_by((first.host, first.port), first.transport)
         return Registration(
             provider.request_uri(),
             f"sip:{config.username}@{config.sip_domain}",
@@ -59,10 +60,17 @@ class ProviderRegistration:
             task.add_done_callback(self._pending.discard)
         self._rearm()
 
+    def _let_in(self, targets: list[Target]) -> None:
+        """The provider's signalling comes from where we register: let its INVITEs in."""
+        networks = self.provider.inbound_networks
+        for target in targets:
+            network = ipaddress.ip_network(target.host)
+            if network not in networks:
+                networks.append(network)
+
     async def _exchange(self, request: SipRequest) -> None:
-        assert self.registration is not None and self._destination is not None
-        transport = self.provider.config.transport.upper()
-        response = await self._ua.send_request(request, self._destination, transport)
+        assert self.registration is not None
+        response = await self._send_to_first_answering(request)
         now = self._ua.now()
         if response is None:
             self.registration.timed_out(now, request)
@@ -71,6 +79,21 @@ class ProviderRegistration:
             more = self.registration.receive_response(response, now)
         self._report()
         self._send(more)
+
+    async def _send_to_first_answering(self, request: SipRequest) -> SipResponse | None:
+        """RFC 3263 §4.3: the next server when one does not answer, or answers 503."""
+        if self.provider.located:  # the DNS answers may have changed (their TTL ran out)
+            try:
+                self._targets = await self.provider.targets() or self._targets
+            except Exception as exc:
+                log.info("provider %s: keeps its servers: %s", self.provider.name, exc)
+            self._let_in(self._targets)
+        response = None
+        for target in self._targets:
+            response = await self._ua.send_request(request, (target.host, target.port), target.transport)
+            if response is not None and response.status != 503:
+                break
+        return response
 
     def _rearm(self) -> None:
         if self.registration is not None:

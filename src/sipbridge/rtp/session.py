@@ -14,6 +14,7 @@ from .clock import FrameClock
 from .dtmf import DtmfPacket
 from .latch import LatchMode, RtpLatch
 from .packet import HEADER_SIZE, RtpPacket, RtpParseError, build_rtp_header, is_rtcp, parse_rtp
+from .srtp import Srtp, SrtpError
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +30,7 @@ class RtpStats:
     bytes_out: int = 0
     invalid_in: int = 0
     foreign_in: int = 0  # RTP from others than the call's peer: dropped, never played or answered
+    srtp_auth_failures: int = 0  # SRTP packets that did not authenticate (or replayed): dropped
     late_ticks: int = 0
     last_packet_at: float | None = None
 
@@ -63,6 +65,7 @@ class RtpSession(asyncio.DatagramProtocol):
         self._transport: asyncio.DatagramTransport | None = None
         self._clock: FrameClock | None = None
         self._clock_token: int | None = None
+        self.srtp: Srtp | None = None  # SRTP protection of both directions; None: plain RTP
 
     @property
     def remote(self) -> Address | None:
@@ -104,6 +107,13 @@ class RtpSession(asyncio.DatagramProtocol):
         if len(data) < HEADER_SIZE or is_rtcp(data):
             self.stats.invalid_in += len(data) < HEADER_SIZE
             return
+        if self.srtp is not None:
+            # Authenticated before the latch sees it: a packet without the key moves nothing.
+            try:
+                data = self.srtp.unprotect(data)
+            except SrtpError:
+                self.stats.srtp_auth_failures += 1
+                return
         # Who sent it is decided on the header's sequence number alone: a sprayer's packets cost a
         # comparison or two, not a parse.
         if not self._latch.admit(addr, (data[2] << 8) | data[3], arrival):
@@ -150,7 +160,7 @@ class RtpSession(asyncio.DatagramProtocol):
         self._sequence = (self._sequence + 1) & 0xFFFF
         if not self.sending or self.remote is None or self._transport is None or self._transport.is_closing():
             return
-        data = header + payload
+        data = header + payload if self.srtp is None else self.srtp.protect(header + payload)
         self._transport.sendto(data, self.remote)
         self.stats.packets_out += 1
         self.stats.bytes_out += len(data)

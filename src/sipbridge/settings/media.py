@@ -28,6 +28,7 @@ from .values import (
 
 LATCH_MODES = ("sdp-or-signalling", "sdp", "any")  # rtp/latch.py's LatchMode
 PCM_RATES = (8000, 16000, 48000)  # the rates the polyphase resampler reaches from 8 kHz
+SRTP_MODES = ("off", "optional", "required")
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,18 @@ class MediaSettings:
         " RFC 4733 events from another port); RTP from anyone else is dropped and counted"
         " (`foreign_in` in `GET /calls`), never played; a re-INVITE naming a new address starts over."
         " Nothing is sent before the INVITE's ACK.",
+    )
+    srtp: str = setting(
+        "optional",
+        Choice(SRTP_MODES),
+        "SRTP (RFC 3711) with SDES keys (RFC 4568) on the phone leg",
+        more="`off`: plain RTP only, an offer of `RTP/SAVP` alone gets `488`; `optional`: an `RTP/SAVP`"
+        " offer is answered in kind, our own offers are plain `RTP/AVP`; `required`: a plain offer gets"
+        " `488` (its Warning names the profile) and our offers are `RTP/SAVP`. Suites:"
+        " AES_CM_128_HMAC_SHA1_80, AES_CM_128_HMAC_SHA1_32, AEAD_AES_128_GCM, AEAD_AES_256_GCM; a"
+        " crypto line with an MKI or a lifetime under 2^31 is skipped. The keys travel in the SDP: use"
+        " SIP over TLS (a warning at start-up says when they may not). A provider's own `srtp` wins"
+        " for its calls.",
     )
     rtp_timeout: float = setting(
         30.0,

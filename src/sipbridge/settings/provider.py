@@ -7,6 +7,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from .declare import ENV_PREFIX, REQUIRED, declared, setting
+from .media import SRTP_MODES
 from .values import (
     TEXT,
     Address,
@@ -55,15 +56,16 @@ class ProviderConfig:
         REQUIRED,
         Address(),
         "where the trunk or PBX is",
-        more="Outbound INVITEs (and REGISTERs) go here unless `outbound_proxy` is set. With"
-        ' `transport = "tls"` and no port, port 5061.',
+        more="Outbound INVITEs (and REGISTERs) go here unless `outbound_proxy` is set. A domain"
+        " without a port is located by its NAPTR and SRV records (RFC 3263), with fail-over to the next"
+        ' server; else port 5060 (with `transport = "tls"`, 5061).',
     )
     transport: str = _from_table(
         "udp",
         Choice(TRANSPORTS),
         "transport towards the provider",
         more="With `tls` the bridge verifies the provider's certificate and host name (`tls_ca_file`,"
-        " `tls_verify`).",
+        " `tls_verify`). Left out, a domain's NAPTR records may choose TCP or TLS.",
     )
     username: str | None = _from_table(
         None,
@@ -149,6 +151,14 @@ class ProviderConfig:
         Positive(float, "seconds"),
         "seconds an outbound call may ring before the bridge cancels it (no answer)",
     )
+    srtp: str | None = _from_table(
+        None,
+        Choice(SRTP_MODES),
+        "SRTP on this provider's calls, inbound and outbound: `off`, `optional` or `required`",
+        more='As the global `srtp` says; with `required`, use `transport = "tls"` (the keys travel in'
+        " the SDP).",
+        shown_default="the global srtp",
+    )
     inbound_cidrs: tuple[str, ...] = _from_table(
         (),
         ListOf(Network()),
@@ -172,6 +182,9 @@ class ProviderConfig:
     inbound_password: str | None = setting(
         None, TEXT, "the password that goes with inbound_username", secret=True
     )
+
+    # Whether the table names a transport: a domain's NAPTR records may choose one only when not.
+    transport_set: bool = False
 
     @property
     def sip_domain(self) -> str:
@@ -201,6 +214,7 @@ def parse_provider(name: str, table: Any, source: str, env: Mapping[str, str]) -
     for required in ("type", "address"):
         if required not in values:
             raise ConfigError(f"{where}: {required!r} is required")
+    values["transport_set"] = "transport" in values
     if values.get("transport") == "tls" and not names_port(str(table["address"])):
         values["address"] = replace(values["address"], port=5061)  # SIP over TLS's own port
     if values.get("register") and not values.get("username"):

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from .declare import setting
 from .security import ApiKeys
-from .values import TEXT, ExistingFile, Flag, HostPort, IpAddress, Listen, Port, Positive
+from .values import TEXT, ExistingFile, Flag, HostPort, IpAddress, Listen, ListOf, NameServer, Port, Positive
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,14 @@ class SipSettings:
         Flag(),
         "verify the certificate and host name of TLS peers we connect to",
         more="`false` is warned about at start-up: anyone on the path could pose as a trunk.",
+    )
+    dns_servers: tuple[HostPort, ...] = setting(
+        (),
+        ListOf(NameServer()),
+        "DNS servers asked for a provider's NAPTR, SRV and address records",
+        more="Used for a provider `address` (or `outbound_proxy`) that is a domain without a port,"
+        " which is located by RFC 3263 ([providers.md](providers.md)).",
+        shown_default="those of /etc/resolv.conf",
     )
     # Address written into Contact and SDP; None means the address the SIP socket is bound to
     # (or, when bound to a wildcard, the address the request arrived on).

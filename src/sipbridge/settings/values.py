@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -25,6 +25,8 @@ class ConfigError(ValueError):
 class HostPort:
     host: str
     port: int
+    # False when the port was left out (a trunk's domain is then located by NAPTR and SRV records).
+    port_given: bool = field(default=True, compare=False, repr=False)
 
     def __str__(self) -> str:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
@@ -95,12 +97,27 @@ class Address(Value):
     def parse(self, raw: Any, name: str) -> HostPort:
         text = str(raw).strip()
         host, sep, port = text.rpartition(":")
-        if not sep or "]" in port:
+        given = bool(sep) and "]" not in port
+        if not given:
             host, port = text, "5060"
         host = host.strip("[]")
         if not host or any(c.isspace() or c in "/@;<>" for c in host):
             raise ConfigError(f"{name}: {text!r} is not a host[:port]")
-        return HostPort(host, parse_port(port, name))
+        return HostPort(host, parse_port(port, name), given)
+
+
+class NameServer(Value):
+    """A DNS server: an IP address, with a port when not 53."""
+
+    form = "`IP` or `IP:PORT` (port 53 if left out; `[IPv6]:PORT`)"
+    metavar = "IP[:PORT]"
+
+    def parse(self, raw: Any, name: str) -> HostPort:
+        text = str(raw).strip()
+        try:
+            return HostPort(str(ipaddress.ip_address(text.strip("[]"))), 53, False)
+        except ValueError:
+            return parse_host_port(text, name)
 
 
 def names_port(text: str) -> bool:

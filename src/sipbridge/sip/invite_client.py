@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from .dialog import Dialog
@@ -19,6 +19,7 @@ from .dialog_requests import with_next_cseq
 from .digest import Authenticator
 from .headers import reason_value
 from .invite_session import InviteSession
+from .locating import Target
 from .message import Headers, SipRequest, SipResponse, generate_call_id, generate_tag
 from .reliable_provisional import RAck, Reliability, ReliableReceiver
 from .responses import capabilities
@@ -69,6 +70,7 @@ class OutgoingInvite:
         to_uri: str,
         destination: Address,
         transport: str = "UDP",
+        fallbacks: Sequence[Target] = (),
         sdp: bytes,
         from_display: str | None = None,
         authenticator: Authenticator | None = None,
@@ -82,6 +84,7 @@ class OutgoingInvite:
         self.provider = provider  # the trunk the call goes through: its addresses may act in the dialog
         self.destination = destination
         self.transport = transport.upper()
+        self._fallbacks = list(fallbacks)  # RFC 3263 §4.3: the next servers, for no answer or a 503
         self.sdp = sdp
         self._authenticator = authenticator
         self._on_provisional = on_provisional
@@ -123,15 +126,38 @@ class OutgoingInvite:
     async def run(self, ring_timeout: float) -> InviteOutcome:
         """Dial until answered, refused, cancelled, or ``ring_timeout`` seconds pass (then CANCEL)."""
         request = self.request
-        for _ in range(MAX_AUTH_ROUNDS + 1):
+        challenges = 0
+        while True:
             response = await self._send(request, ring_timeout)
+            if self._fails_over(response):
+                request = self._retarget(request)
+                continue
             if response is None or response.status not in (401, 407):
                 return await self._outcome(response)
+            challenges += 1
+            if challenges > MAX_AUTH_ROUNDS:
+                return InviteOutcome(None, 401, "auth failed")
             if self._authenticator is None or not self._authenticator.authorize(
                 request := self._next_attempt(request), response
             ):
                 return InviteOutcome(None, response.status, "auth failed", response)
-        return InviteOutcome(None, 401, "auth failed")
+
+    def _fails_over(self, response: SipResponse | None) -> bool:
+        """RFC 3263 §4.3: no answer at all (a timeout, a connection refused) or a 503 moves on to
+        the next server, unless the call is being given up (cancelled, rung out)."""
+        if not self._fallbacks or self._cancel_requested or self._rang_out:
+            return False
+        return response is None or response.status == 503
+
+    def _retarget(self, previous: SipRequest) -> SipRequest:
+        """The INVITE again, as a new transaction, to the next server."""
+        failed = self.destination
+        target = self._fallbacks.pop(0)
+        self.destination, self.transport = (target.host, target.port), target.transport
+        log.info("call %s: %s:%s failed, trying %s:%s", previous.call_id, *failed, *self.destination)
+        request = self._next_attempt(previous)
+        request.headers.set("Contact", self._ua.transport.contact_toward(self.destination, self.transport))
+        return request
 
     def _next_attempt(self, previous: SipRequest) -> SipRequest:
         headers = previous.headers.copy()

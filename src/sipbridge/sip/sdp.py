@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass, field
 
 from .resolver import is_ip
+from .sdes import RTP_PROFILES, SRTP_PROFILES, Crypto, is_secure, no_usable_stream, offered_cryptos
 
 
 class SdpError(ValueError):
@@ -44,7 +45,7 @@ STATIC_PAYLOAD_TYPES: dict[int, tuple[str, int, int]] = {
 _STATIC_BY_NAME = {name: pt for pt, (name, _, _) in STATIC_PAYLOAD_TYPES.items()}
 DIRECTIONS = ("sendrecv", "sendonly", "recvonly", "inactive")
 _ANSWER_DIRECTION = {"sendonly": "recvonly", "recvonly": "sendonly", "inactive": "inactive"}
-_RTP_PROFILES = frozenset({"RTP/AVP", "RTP/AVPF"})
+ANY_PROFILE = RTP_PROFILES | SRTP_PROFILES
 _NOT_CODECS = frozenset({"TELEPHONE-EVENT", "CN"})
 
 _NEWLINE = re.compile(r"\r?\n")
@@ -288,17 +289,27 @@ class AudioAnswer:
     ptime: int = 20
     direction: str = "sendrecv"
     media_index: int = 0
+    proto: str = "RTP/AVP"
+    crypto: Crypto | None = None  # SRTP: our key (in our SDP; what we send is protected with it)
+    peer_crypto: Crypto | None = None  # SRTP: the peer's key (what we receive is protected with it)
 
 
-def negotiate_audio(offer: SessionDescription, supported: tuple[str, ...] = ("PCMU", "PCMA")) -> AudioAnswer:
-    """Pick the first codec, in the offer's order, that we support, on the first usable audio stream."""
+def negotiate_audio(
+    offer: SessionDescription,
+    supported: tuple[str, ...] = ("PCMU", "PCMA"),
+    profiles: frozenset[str] = RTP_PROFILES,
+) -> AudioAnswer:
+    """Pick the first codec, in the offer's order, that we support, on the first usable audio stream
+    of one of ``profiles`` (an RTP/SAVP one needs a crypto line we can use)."""
     wanted = {name.upper() for name in supported}
     offered: list[str] = []
     refused_profiles: list[str] = []
     for index, media in enumerate(offer.media):
         if media.media != "audio" or media.port == 0:
             continue
-        if media.proto.upper() not in _RTP_PROFILES:
+        if media.proto.upper() not in profiles or (
+            is_secure(media.proto) and not offered_cryptos(media.attributes)
+        ):
             refused_profiles.append(media.proto)
             continue
         rtpmap = media.rtpmap()
@@ -308,17 +319,8 @@ def negotiate_audio(offer: SessionDescription, supported: tuple[str, ...] = ("PC
         if choice is not None:
             return _answer_for(offer, index, media, rtpmap, choice)
     if not offered:
-        raise NoCommonCodec(_no_usable_stream(refused_profiles))
+        raise NoCommonCodec(no_usable_stream(refused_profiles, profiles))
     raise NoCommonCodec(f"no common codec: offered {', '.join(offered)}; supported {', '.join(supported)}")
-
-
-def _no_usable_stream(refused_profiles: list[str]) -> str:
-    """Why no audio stream of the offer is usable: name the profiles we refused (SRTP, DTLS...)."""
-    if not refused_profiles:
-        return "no usable audio stream in offer"
-    names = ", ".join(dict.fromkeys(refused_profiles))
-    verb = "is" if len(set(refused_profiles)) == 1 else "are"
-    return f"no usable audio stream: {names} {verb} not supported (plain RTP/AVP or RTP/AVPF only)"
 
 
 def _pick_codec(
@@ -360,6 +362,7 @@ def _answer_for(
         ptime=media.ptime or _ptime(offer.attributes) or 20,
         direction=_ANSWER_DIRECTION.get(direction, "sendrecv"),
         media_index=index,
+        proto=media.proto,
     )
 
 
@@ -392,16 +395,19 @@ def build_offer(
     dtmf_payload_type: int | None = 101,
     session_version: int = 1,
     username: str = "sipbridge",
+    proto: str = "RTP/AVP",
+    extra: tuple[Attribute, ...] = (),
 ) -> bytes:
-    """An SDP offer for one sendrecv audio stream with static-payload codecs and telephone-event."""
+    """An SDP offer for one sendrecv audio stream with static-payload codecs and telephone-event
+    (``extra``: more attributes, such as an RTP/SAVP stream's crypto lines)."""
     unknown = [name for name in codecs if name.upper() not in _STATIC_BY_NAME]
     if unknown or not codecs:
         raise SdpError(f"cannot offer codecs {unknown or codecs}")
     pts = [_STATIC_BY_NAME[name.upper()] for name in codecs]
     attributes = [_rtpmap_attribute(pt, *STATIC_PAYLOAD_TYPES[pt][:2]) for pt in pts]
-    attributes += _dtmf_attributes(dtmf_payload_type) + [("ptime", "20"), ("sendrecv", None)]
+    attributes += _dtmf_attributes(dtmf_payload_type) + [("ptime", "20"), ("sendrecv", None), *extra]
     formats = [str(pt) for pt in pts] + ([str(dtmf_payload_type)] if dtmf_payload_type is not None else [])
-    media = MediaDescription("audio", local_port, "RTP/AVP", formats, None, attributes)
+    media = MediaDescription("audio", local_port, proto, formats, None, attributes)
     return _session(local_ip, session_id, session_version, username, [media]).to_bytes()
 
 
@@ -412,6 +418,7 @@ def _audio_media(proto: str, port: int, answer: AudioAnswer) -> MediaDescription
     attributes += _dtmf_attributes(dtmf) + [
         ("ptime", str(_answer_ptime(answer.ptime))),
         (answer.direction, None),
+        *([answer.crypto.attribute()] if answer.crypto else []),
     ]
     return MediaDescription("audio", port, proto, formats, None, attributes)
 

@@ -202,3 +202,43 @@ def test_agent_to_phone_keeps_the_frames_the_agent_legs_jitter_needs():
         pipe.push_pcm(frame)
         assert pipe.pop_frame() is not None
     assert pipe.buffered_ms == 20 and pipe.dropped_ms == 20
+
+
+# -- G.722: the phone's 16 kHz reaches the agent and comes back wideband ------------------------
+
+
+def test_g722_from_the_phone_reaches_the_agent_wideband():
+    """A 5.5 kHz tone, beyond G.711's band: with the bridge's default 8 kHz Opus settings the
+    encoder still runs at G.722's 16 kHz, so the agent decodes the tone."""
+    from sipbridge.media.g722 import G722Encoder
+
+    encoder = G722Encoder()
+    pcm16 = sine(16000, 1.5, freq=5500)
+    pipe = PhoneToAgent("G722", OpusSettings())
+    assert pipe.opus.pcm_rate == 16000 and pipe.codec == "G722"
+    packets = [p for i in range(0, len(pcm16), 320) for p in pipe.push(encoder.encode(pcm16[i : i + 320]))]
+    assert len(packets) == 75
+    decoder = OpusDecoder(16000)
+    heard = np.concatenate([decoder.decode(p) for p in packets])[int(WARM_UP_S * 16000) :]
+    assert abs(peak_hz(heard, 16000) - 5500) <= 20
+    assert abs(level_dbfs(heard) - LEVEL_DBFS) <= 2.0
+
+
+def test_the_agents_audio_goes_to_a_g722_phone_wideband_and_silence_through_the_coder():
+    from sipbridge.media.g722 import G722Decoder
+
+    pipe, decoder = AgentToPhone("G722", 16000), G722Decoder()
+    tone = sine(16000, 1.5, freq=5500)
+    pipe.push_pcm(tone[:4800])
+    assert pipe.queued_frames == 15 and pipe.buffered_ms == 300
+    frames = [pipe.pop_frame() for _ in range(15)]
+    for start in range(4800, len(tone), 320):  # then as the agent sends it: 20 ms in, 20 ms out
+        pipe.push_pcm(tone[start : start + 320])
+        frames.append(pipe.pop_frame())
+    assert len(frames) == 75 and all(len(f) == 160 for f in frames) and pipe.pop_frame() is None
+    assert pipe.dropped_ms == 0
+    heard = decoder.decode(b"".join(frames))[int(WARM_UP_S * 16000) :]
+    assert abs(peak_hz(heard, 16000) - 5500) <= 20
+    quiet = [pipe.silence() for _ in range(3)]  # coded zeros: small codes, never a constant pattern
+    assert all(len(q) == 160 for q in quiet)
+    assert np.abs(decoder.decode(b"".join(quiet))[-320:]).max() < 200

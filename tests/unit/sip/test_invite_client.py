@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from sipbridge.sip.invite_client import OutgoingInvite, end_reason_for
+from sipbridge.sip.locating import Target
 from sipbridge.sip.message import SipRequest, SipResponse, parse_message
 from sipbridge.sip.transaction import Timers
 from sipbridge.sip.useragent import UserAgent
@@ -196,3 +197,70 @@ async def test_a_challenged_bye_is_sent_again_with_credentials(ua):
     assert second.headers.get("Reason") == first.headers.get("Reason")
     reply(agent, second, 200)
     await asyncio.wait_for(hanging_up, 1)
+
+
+# -- RFC 3263 §4.3: the next server on no answer or 503 -------------------------------------------
+
+SECOND = Target("127.0.0.2", 5080, "UDP")
+
+
+def sent_to(transport: RecordingTransport, method: str) -> list[tuple[SipRequest, tuple[str, int]]]:
+    return [(m, addr) for m, addr in transport.messages() if isinstance(m, SipRequest) and m.method == method]
+
+
+async def test_a_503_moves_the_invite_to_the_next_server(ua):
+    agent, transport = ua
+    outgoing = dial(agent, fallbacks=[SECOND])
+    running = asyncio.ensure_future(outgoing.run(ring_timeout=5))
+    await asyncio.sleep(0.001)
+    (first,) = requests(transport, "INVITE")
+    reply(agent, first, 503)
+    await asyncio.sleep(0.01)
+    second = requests(transport, "INVITE")[-1]
+    assert second.via[0].branch != first.via[0].branch and second.cseq == (2, "INVITE")
+    assert second.call_id == first.call_id and sent_to(transport, "INVITE")[-1][1] == ("127.0.0.2", 5080)
+    reply(agent, second, 200, extra="Contact: <sip:1001@127.0.0.2:5080>\r\n")
+    outcome = await asyncio.wait_for(running, 1)
+    assert outcome.answered and outgoing.destination == ("127.0.0.2", 5080)
+
+
+async def test_a_server_that_never_answers_is_left_for_the_next(ua):
+    agent, transport = ua  # T1 10 ms: Timer B gives up after 640 ms
+    running = asyncio.ensure_future(dial(agent, fallbacks=[SECOND]).run(ring_timeout=5))
+    there = ("127.0.0.2", 5080)
+    second = await _wait_for(lambda: [m for m, addr in sent_to(transport, "INVITE") if addr == there])
+    assert {addr for _, addr in sent_to(transport, "INVITE")} == {FAR, there}
+    reply(agent, second[0], 486)
+    outcome = await asyncio.wait_for(running, 1)
+    assert outcome.status == 486 and outcome.reason == "busy"
+
+
+async def test_the_last_servers_503_is_the_outcome(ua):
+    agent, transport = ua
+    running = asyncio.ensure_future(dial(agent, fallbacks=[SECOND]).run(ring_timeout=5))
+    await asyncio.sleep(0.001)
+    reply(agent, requests(transport, "INVITE")[0], 503)
+    await asyncio.sleep(0.01)
+    reply(agent, requests(transport, "INVITE")[-1], 503)
+    outcome = await asyncio.wait_for(running, 1)
+    assert outcome.status == 503 and len(requests(transport, "INVITE")) == 2
+
+
+async def test_a_cancelled_call_does_not_move_on(ua):
+    agent, transport = ua
+    outgoing = dial(agent, fallbacks=[SECOND])
+    running = asyncio.ensure_future(outgoing.run(ring_timeout=5))
+    await asyncio.sleep(0.001)
+    outgoing.cancel("hung up through the API")
+    reply(agent, requests(transport, "INVITE")[0], 503)
+    outcome = await asyncio.wait_for(running, 1)
+    assert outcome.status == 503 and len(requests(transport, "INVITE")) == 1
+
+
+async def _wait_for(found, timeout: float = 2.0):  # noqa: ANN001, ANN202
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not (result := found()) and loop.time() < deadline:
+        await asyncio.sleep(0.01)
+    assert result
+    return result
