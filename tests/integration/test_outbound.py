@@ -274,6 +274,39 @@ def test_early_media_reaches_the_agent_before_the_answer(
     assert [s["state"] for s in ended["states"]] == ["dialing", "ringing", "answered", "ended"]
 
 
+def test_reliable_183_from_the_trunk_is_pracked_and_its_early_media_flows(
+    bridge: BridgeProcess, far_port: int, speech: Path, tmp_path: Path
+) -> None:
+    """RFC 3262 as UAC: a 183 with Require: 100rel gets one PRACK; its SDP still starts early media."""
+    from testbed import audio
+
+    ulaw = audio.wav_to_ulaw_raw(speech, tmp_path / "announcement.ul")
+    keys = {"audio_file": str(ulaw), "ring_ms": "2500", "hangup_ms": "800"}
+    with sipp.sipp_uas(
+        "uas_early_media_100rel", port=far_port, keys=keys, calls=1, rtp_echo=False, workdir=tmp_path
+    ) as far:
+        call = _place(bridge)
+        view = lambda: api(bridge, "GET", f"/calls/{call['id']}")[1]  # noqa: E731
+        early = wait_until(
+            lambda: (
+                (v := view())["state"] == "ringing" and (v["agent"] or {}).get("packets_sent", 0) > 10 and v
+            ),
+            5,
+        )
+        assert early, view()
+        assert early["rtp"]["packets_in"] > 10 and early["answered_at"] is None, early
+        ended = _ended(bridge, call["id"])
+        result = far.result()
+        result.assert_success(calls=1)
+    assert ended["end_reason"] == "far end hung up", ended
+    assert [s["state"] for s in ended["states"]] == ["dialing", "ringing", "answered", "ended"]
+    messages = sipp.traced(result)
+    pracks = {m.header("Via"): m for m in messages if not m.sent and m.method == "PRACK"}
+    assert len(pracks) == 1, [m.text for m in pracks.values()]
+    (prack,) = pracks.values()
+    assert prack.header("RAck") == "4711 1 INVITE" and prack.header("CSeq") == "2 PRACK", prack.text
+
+
 def test_proxy_challenge_407_is_answered(bridge: BridgeProcess, far_port: int, tmp_path: Path) -> None:
     keys = {"user": "sipbridge", "password": "secret-password-1", "realm": "proxy.test", "algo": "MD5"}
     keys["hangup_ms"] = "500"

@@ -123,6 +123,28 @@ def test_bye_overtaking_a_lost_ack_ends_the_call_as_hung_up_by_the_caller(
     assert ended["end_reason"] == "caller hung up", ended
 
 
+def test_caller_requiring_100rel_gets_a_reliable_180_and_our_200_after_its_prack(
+    bridge: BridgeProcess, tmp_path: Path
+) -> None:
+    """RFC 3262 as UAS: Require: 100rel no longer gets 420; the 180 is reliable, its PRACK answered."""
+    caller = "+15557000010"
+    with CallWatcher(bridge, caller) as watcher:
+        result = sipp.run_scenario(
+            "uac_100rel_call", bridge.sip_target, hold_ms=500, keys={"caller": caller}, workdir=tmp_path
+        )
+    result.assert_success(calls=1)
+    messages = traced(result)
+    ringing = _first([m for m in messages if not m.sent and m.status == 180], "180")
+    assert ringing.header("Require") == "100rel" and (ringing.header("RSeq") or "").isdigit(), ringing.text
+    prack = _first([m for m in messages if m.sent and m.method == "PRACK"], "PRACK")
+    assert prack.header("RAck") == f"{ringing.header('RSeq')} 1 INVITE", prack.text
+    answers = [(m.method, m.status) for m in messages if not m.sent and m.status == 200]
+    assert answers[:2] == [("PRACK", 200), ("INVITE", 200)], answers
+    assert len(watcher.ids) == 1, watcher.ids
+    ended = _ended(bridge, watcher.ids[0])
+    assert ended["answered_at"] is not None and ended["end_reason"] == "caller hung up", ended
+
+
 def test_call_over_tcp_with_audio(bridge: BridgeProcess, tone: Path, tmp_path: Path) -> None:
     caller = "+15557000002"
     thread = in_background(

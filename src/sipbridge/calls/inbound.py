@@ -43,6 +43,7 @@ class InboundLeg:
         # Wired before the first await: a CANCEL may answer our 100 Trying before run() starts.
         session.on_cancel = lambda: call.finish_soon("caller cancelled")
         session.on_bye = lambda: call.finish_soon("caller hung up")
+        session.on_failed = call.finish_soon  # e.g. no PRACK for our reliable 180 (RFC 3262)
         call.set_state(CallState.RINGING)
 
     async def establish(self, call: Call) -> None:

@@ -34,7 +34,7 @@ async def send_in_dialog(ua: RequestSender, side: DialogSide, request: SipReques
     response = await ua.send_request(request, (host, port), transport, prefer=side.flow)
     if response is None or response.status not in (401, 407) or side.authenticator is None:
         return response
-    retry = _with_next_cseq(request, side.dialog)
+    retry = with_next_cseq(request, side.dialog)
     if not side.authenticator.authorize(retry, response):
         return response
     return await ua.send_request(retry, (host, port), transport, prefer=side.flow)
@@ -74,7 +74,7 @@ async def _ack_2xx(ua: RequestSender, side: DialogSide, invite: SipRequest) -> N
         flow.send(ack.to_bytes())
 
 
-def _with_next_cseq(request: SipRequest, dialog: Dialog) -> SipRequest:
+def with_next_cseq(request: SipRequest, dialog: Dialog) -> SipRequest:
     """The same in-dialog request again, with the dialog's next CSeq (to answer a challenge)."""
     dialog.local_cseq += 1
     headers = request.headers.copy()

@@ -17,6 +17,8 @@ import re
 from dataclasses import dataclass
 
 from .errors import SipParseError
+from .message import SipRequest, SipResponse
+from .responses import make_response, refusal
 
 DTMF_RELAY = "application/dtmf-relay"
 DTMF = "application/dtmf"
@@ -130,3 +132,14 @@ def _text(body: bytes | str) -> str:
 
 def _media_type(content_type: str) -> str:
     return content_type.split(";", 1)[0].strip().lower()
+
+
+def answer_info(request: SipRequest, host: str) -> tuple[SipResponse, str | None]:
+    """The answer to an INFO in a call and the digit it carries (None: none, or refused): 200, or
+    415 with Accept for another body type, or the parse error's status with a Warning from ``host``."""
+    try:
+        info = parse_dtmf_info(request.headers.get("Content-Type") or "", request.body)
+    except DtmfInfoError as exc:
+        extra = [("Accept", f"{DTMF_RELAY}, {DTMF}")] if exc.status == 415 else None
+        return refusal(request, exc.status, host=host, warning=exc.reason, extra=extra), None
+    return make_response(request, 200), info.digit if info is not None else None

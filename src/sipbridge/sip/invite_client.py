@@ -1,7 +1,8 @@
 """Our UAC side of one outgoing INVITE, up to its final answer (RFC 3261 §13.2, §9.1, §22).
 
 It sends the INVITE, answers digest challenges (401/407) by sending it again with credentials,
-reports 1xx (with their SDP: early media) to the application, CANCELs on request or at the ring
+reports 1xx (with their SDP: early media) to the application, PRACKs the reliable ones (RFC 3262),
+CANCELs on request or at the ring
 timeout, ACKs a 2xx (again for each retransmission), and hands over an ``InviteSession`` for the
 dialog. The outcome says how it ended in words an operator and an API user understand.
 """
@@ -14,11 +15,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from .dialog import Dialog
+from .dialog_requests import with_next_cseq
 from .digest import Authenticator
 from .headers import reason_value
 from .invite_session import InviteSession
 from .locating import Target
 from .message import Headers, SipRequest, SipResponse, generate_call_id, generate_tag
+from .reliable_provisional import RAck, Reliability, ReliableReceiver
 from .responses import capabilities
 from .session_ua import SessionHost
 from .transport import Address, Flow
@@ -92,6 +95,10 @@ class OutgoingInvite:
         self._sent: SipRequest | None = None
         self._ack: bytes | None = None
         self._flow: Flow | None = None
+        # RFC 3262: the far end's reliable 18x, and the early dialogs our PRACKs go in (by To tag).
+        self._reliable = ReliableReceiver()
+        self._early: dict[str, Dialog] = {}
+        self._pracks: set[asyncio.Task] = set()
         self.request = self._initial_request(request_uri, from_uri, to_uri, from_display, extra_headers or [])
 
     @property
@@ -186,12 +193,48 @@ class OutgoingInvite:
     def _response(self, response: SipResponse) -> None:
         if response.status < 200:
             self._provisional_seen.set()
+            reliability, rack = self._reliable.judge(response)
+            if reliability is Reliability.STALE:
+                return  # §4: a retransmission (our PRACK's transaction resends it) or out of order
+            if rack is not None:
+                self._prack(response, rack)
             if self._cancel_requested and self._sent is not None:
                 asyncio.get_running_loop().create_task(self._send_cancel(self._sent))
             elif self._on_provisional is not None and response.status > 100:
                 self._on_provisional(response)
         elif self._ack is not None and self._flow is not None:
             self._flow.send(self._ack)  # a retransmitted 2xx: our ACK was lost
+
+    def _prack(self, response: SipResponse, rack: RAck) -> None:
+        """§4: a PRACK in the early dialog the reliable ``response`` belongs to, with its RAck."""
+        assert self._sent is not None
+        tag = response.to.tag or ""
+        dialog = self._early.get(tag)
+        if dialog is None:
+            dialog = self._early[tag] = Dialog.from_outgoing_invite(self._sent, response)
+        prack = dialog.create_request("PRACK")
+        prack.headers.add("RAck", str(rack))
+        task = asyncio.get_running_loop().create_task(self._send_prack(prack, dialog))
+        self._pracks.add(task)
+        task.add_done_callback(self._pracks.discard)
+
+    async def _send_prack(self, prack: SipRequest, dialog: Dialog) -> None:
+        """Sent, and once more with credentials when the far end challenges it (401/407)."""
+        response = await self._send_in_early_dialog(prack, dialog)
+        if response is not None and response.status in (401, 407) and self._authenticator is not None:
+            retry = with_next_cseq(prack, dialog)
+            if self._authenticator.authorize(retry, response):
+                response = await self._send_in_early_dialog(retry, dialog)
+        if response is None or response.status >= 300:
+            status = response.status if response is not None else "no answer"
+            log.info("call %s: PRACK got %s", prack.call_id, status)
+
+    async def _send_in_early_dialog(self, request: SipRequest, dialog: Dialog) -> SipResponse | None:
+        host, port, transport = dialog.next_hop()
+        prefer = self._ua.transport.existing_connection(self.destination, self.transport)
+        return await self._ua.send_request(
+            request, (host, port), transport or self.transport, prefer, server_name=self.server_name
+        )
 
     async def _outcome(self, response: SipResponse | None) -> InviteOutcome:
         if response is None:
@@ -219,6 +262,9 @@ class OutgoingInvite:
         if flow is None:
             return InviteOutcome(None, response.status, "unreachable: cannot send the ACK", response)
         session = InviteSession.outgoing(self._ua, self._sent, response, flow, self.sdp)
+        early = self._early.get(response.to.tag or "")
+        if early is not None and session.dialog is not None:  # our PRACKs took CSeq numbers in it
+            session.dialog.local_cseq = max(session.dialog.local_cseq, early.local_cseq)
         session.authenticator = self._authenticator
         session.admitted_as = self.provider
         session.learn_peer(self.destination[0])

@@ -16,12 +16,14 @@ from collections.abc import Callable
 from .dialog import Dialog
 from .dialog_requests import refresh_session, send_in_dialog
 from .digest import Authenticator
-from .dtmf_info import DTMF, DTMF_RELAY, DtmfInfoError, parse_dtmf_info
+from .dtmf_info import answer_info
 from .errors import SipParseError
 from .headers import reason_value
+from .invite_reliable import ReliableProvisionals
 from .message import SipRequest, SipResponse, generate_tag
+from .reliable_provisional import requires_100rel
 from .resolver import is_ip
-from .responses import capabilities, make_response, refusal, unserved
+from .responses import allowed_methods, capabilities, make_response, record_route, refusal, unserved
 from .sdp import SdpError
 from .session_refresh import SessionRefresh
 from .session_timer import SessionTimerTerms, SessionTooSmall, negotiate
@@ -80,6 +82,10 @@ class InviteSession:
         self._ok_settled = asyncio.Event()  # set while no 2xx of ours waits for its ACK
         self._ok_settled.set()
         self._refresh = SessionRefresh(ua, self._send_refresh, self._fail)
+        # RFC 3262: our 18x go reliably when the caller requires it; the 2xx waits for their PRACK.
+        self._reliable: ReliableProvisionals | None = None
+        if tx is not None and requires_100rel(request):
+            self._reliable = ReliableProvisionals(ua, tx, self._no_prack)
 
     @classmethod
     def incoming(
@@ -130,9 +136,45 @@ class InviteSession:
         if status == 100:
             self._ua.respond(self._tx, make_response(self.request, 100, reason))
             return
-        extra = _record_route(self.request)
+        extra = [*record_route(self.request), ("Contact", self._contact())]
         response = make_response(self.request, status, reason, to_tag=self.local_tag, extra=extra)
-        self._ua.respond(self._tx, response)
+        if self._reliable is None:
+            self._ua.respond(self._tx, response)
+            return
+        if not self.request.body:  # RFC 3262 §5: it would carry our offer, which goes in the 200
+            return
+        self._open_dialog()  # a reliable 18x sets up the early dialog its PRACK comes in
+        if not self._reliable.send(response):  # §3: none before the last one's PRACK; may be left out
+            log.debug("call %s: %d not sent, awaiting a PRACK", self.request.call_id, status)
+
+    def _contact(self) -> str:
+        return self._ua.transport.contact_toward(self.flow.remote, self.flow.transport)
+
+    def _open_dialog(self) -> None:
+        if self.dialog is None:
+            self.dialog = Dialog.from_incoming_invite(self.request, self.local_tag, self._contact())
+            self.learn_peer()
+        self._ua.register_dialog(self)
+
+    def _no_prack(self) -> None:
+        reason = "no PRACK for our reliable provisional response"
+        self.reject(500, warning=reason)  # §3: a 5xx after 64·T1 without PRACK
+        if self.on_failed is not None:
+            self.on_failed(reason)
+
+    def _prack(self, request: SipRequest, tx: ServerTx) -> None:
+        """§3: 200 to the PRACK of our unacknowledged reliable 18x (no more resending), else 481."""
+        if self._reliable is None or not self._reliable.prack(request):
+            self._ua.respond(tx, self._refusal(request, 481, "no such reliable provisional response"))
+            return
+        self._ua.respond(tx, make_response(request, 200))
+
+    def _end_early(self) -> None:
+        """The INVITE got a failure response: no more reliable 18x, no early dialog."""
+        if self._reliable is not None:
+            self._reliable.stop()
+        if self.dialog is not None:
+            self._ua.unregister_dialog(self)
 
     def reject(
         self,
@@ -157,6 +199,7 @@ class InviteSession:
         )
         self._ua.respond(self._tx, response)
         self.ended = True
+        self._end_early()
 
     async def accept(self, sdp: bytes) -> bool:
         """Send 200 OK with ``sdp`` and retransmit it until the ACK; False if cancelled or never ACKed.
@@ -165,14 +208,14 @@ class InviteSession:
         then) is kept in ``ack_body``.
         """
         assert self._tx is not None, "only an incoming INVITE is answered"
-        if self.cancelled or self._tx.state is not State.PROCEEDING:
+        if self._reliable is not None:  # RFC 3262 §3: our 2xx after our reliable 18x's PRACK
+            await self._reliable.settled()
+            self._reliable.stop()
+        if self.cancelled or self.ended or self._tx.state is not State.PROCEEDING:
             return False
-        contact = self._ua.transport.contact_toward(self.flow.remote, self.flow.transport)
-        self.dialog = Dialog.from_incoming_invite(self.request, self.local_tag, contact)
-        self.learn_peer()
+        self._open_dialog()
         ok = self._ok_response(self.request, sdp)
         self._ack_outcome = asyncio.get_running_loop().create_future()
-        self._ua.register_dialog(self)
         self._send_ok(self._tx, ok, offered=not self.request.body)
         acked = await self._ack_outcome
         if acked and self.timer_terms is not None:
@@ -185,7 +228,7 @@ class InviteSession:
             self.local_sdp = sdp
         extra = [("Contact", self.dialog.local_contact), *capabilities()]
         if request is self.request:
-            extra += _record_route(request)  # §12.1.1: the proxies on the path stay on it
+            extra += record_route(request)  # §12.1.1: the proxies on the path stay on it
         if self.timer_terms is not None:
             extra.append(("Session-Expires", self.timer_terms.session_expires_header()))
             if self.timer_terms.refresher == "uac":
@@ -251,6 +294,7 @@ class InviteSession:
         self.cancelled = True
         self._ua.respond(self._tx, make_response(self.request, 487, to_tag=self.local_tag))
         self.ended = True
+        self._end_early()
         if self.on_cancel is not None:
             self.on_cancel()
 
@@ -281,22 +325,22 @@ class InviteSession:
             self._ua.respond(tx, make_response(request, 200, extra=capabilities()))
         elif method == "INFO":
             self._info(request, tx)
+        elif method == "PRACK":
+            self._prack(request, tx)
         else:
             self._ua.respond(tx, unserved(request, self._ua.transport.sent_by_host))
 
     def _info(self, request: SipRequest, tx: ServerTx) -> None:
         """SIP INFO DTMF (application/dtmf-relay or application/dtmf)."""
-        try:
-            info = parse_dtmf_info(request.headers.get("Content-Type") or "", request.body)
-        except DtmfInfoError as exc:
-            extra = [("Accept", f"{DTMF_RELAY}, {DTMF}")] if exc.status == 415 else None
-            self._ua.respond(tx, self._refusal(request, exc.status, exc.reason, extra=extra))
-            return
-        self._ua.respond(tx, make_response(request, 200))
-        if info is not None and self.on_dtmf is not None:
-            self.on_dtmf(info.digit)
+        response, digit = answer_info(request, self._ua.transport.sent_by_host)
+        self._ua.respond(tx, response)
+        if digit is not None and self.on_dtmf is not None:
+            self.on_dtmf(digit)
 
     def _ended_by_peer(self) -> None:
+        if self._tx is not None and self._tx.state is State.PROCEEDING:  # a BYE in the early dialog
+            self._ua.respond(self._tx, make_response(self.request, 487, to_tag=self.local_tag))
+            self._end_early()
         self.ended = self.ended_by_peer = True
         self._ok_done()  # a BYE can overtake a lost ACK: the 200 is no longer retransmitted
         self._stop()
@@ -388,18 +432,10 @@ class InviteSession:
         if self.ended:
             return
         self.ended = True
+        if self._tx is not None and self._tx.state is State.PROCEEDING:
+            self.reject(480, warning=reason)
+            return
         if self.dialog is None:
-            if self._tx is not None and self._tx.state is State.PROCEEDING:
-                self._ua.respond(
-                    self._tx,
-                    refusal(
-                        self.request,
-                        480,
-                        host=self._ua.transport.sent_by_host,
-                        warning=reason,
-                        tag=self.local_tag,
-                    ),
-                )
             return
         self._refresh.stop()
         await self._ok_settled.wait()
@@ -412,11 +448,3 @@ class InviteSession:
         response = await send_in_dialog(self._ua, self, bye)
         if response is None:
             log.info("call %s: BYE got no response", self.request.call_id, extra=self.log_extra)
-
-
-def allowed_methods(message: SipRequest | SipResponse) -> set[str]:
-    return {method.strip().upper() for method in message.headers.get_all("Allow")}
-
-
-def _record_route(request: SipRequest) -> list[tuple[str, str]]:
-    return [("Record-Route", value) for value in request.headers.get_all("Record-Route")]

@@ -11,8 +11,8 @@ from .errors import SipParseError
 from .headers import parse_name_addr
 from .message import Headers, SipRequest, SipResponse
 
-ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO"
-SUPPORTED = "timer"
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, PRACK"
+SUPPORTED = "timer, 100rel"
 # Methods we know but do not serve here: 405 with Allow. Anything else: 501 (RFC 3261 §8.2.1).
 KNOWN_METHODS = frozenset({"REGISTER", "SUBSCRIBE", "NOTIFY", "MESSAGE", "REFER", "PUBLISH", "PRACK"})
 
@@ -156,6 +156,16 @@ def unserved(request: SipRequest, host: str) -> SipResponse:
 def capabilities() -> list[tuple[str, str]]:
     """What our INVITEs and 2xx say we do (§20.5, §20.37)."""
     return [("Allow", ALLOW), ("Supported", SUPPORTED)]
+
+
+def allowed_methods(message: SipRequest | SipResponse) -> set[str]:
+    """The methods a peer's Allow header lists, upper-cased."""
+    return {method.strip().upper() for method in message.headers.get_all("Allow")}
+
+
+def record_route(request: SipRequest) -> list[tuple[str, str]]:
+    """The Record-Route headers a dialog-creating response copies (§12.1.1)."""
+    return [("Record-Route", value) for value in request.headers.get_all("Record-Route")]
 
 
 def options_ok(request: SipRequest) -> SipResponse:

@@ -18,9 +18,9 @@ from .message import SipRequest, SipResponse
 from .responses import make_response, options_ok, refusal, unserved
 from .session_timer import SessionTimerTerms, SessionTooSmall, negotiate
 
-SUPPORTED_OPTIONS = frozenset({"timer"})
+SUPPORTED_OPTIONS = frozenset({"timer", "100rel"})
 # Requests that only make sense inside a dialog: out of one, there is no such call (481).
-DIALOG_METHODS = frozenset({"BYE", "UPDATE", "INFO"})
+DIALOG_METHODS = frozenset({"BYE", "UPDATE", "INFO", "PRACK"})
 
 
 class Route(Enum):

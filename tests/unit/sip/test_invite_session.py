@@ -160,8 +160,10 @@ async def test_session_expires_below_our_minimum_gets_422_with_min_se(ua):
     assert response.status == 422 and response.headers.get("Min-SE") == "90"
 
 
-@pytest.mark.parametrize(("require", "status"), [("timer", 100), ("100rel", 420), ("timer, foo", 420)])
-async def test_require_timer_is_supported_others_are_not(ua, require, status):
+@pytest.mark.parametrize(
+    ("require", "status"), [("timer", 100), ("100rel", 100), ("timer, 100rel", 100), ("timer, foo", 420)]
+)
+async def test_require_timer_and_100rel_are_supported_others_are_not(ua, require, status):
     agent, transport, _ = ua
     agent.datagram_received(request("INVITE", body=SDP, extra=f"Require: {require}\r\n"), PEER)
     response = transport.responses()[-1]

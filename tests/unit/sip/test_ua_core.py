@@ -110,9 +110,13 @@ def test_merged_only_matters_for_an_invite():
 
 
 def test_unknown_require_gets_420_with_unsupported():
-    action = out_of_dialog(crafted(extra="Require: timer, 100rel, foo\r\n", body=SDP))
+    action = out_of_dialog(crafted(extra="Require: timer, 100rel, foo, bar\r\n", body=SDP))
     assert isinstance(action, ReplyStateless)
-    assert action.response.status == 420 and action.response.headers.get("Unsupported") == "100rel, foo"
+    assert action.response.status == 420 and action.response.headers.get("Unsupported") == "foo, bar"
+
+
+def test_require_100rel_starts_the_invite():
+    assert isinstance(out_of_dialog(crafted(extra="Require: 100rel\r\n", body=SDP)), StartInvite)
 
 
 def test_options_gets_200_with_allow_accept_supported_and_a_stable_tag():
@@ -120,16 +124,17 @@ def test_options_gets_200_with_allow_accept_supported_and_a_stable_tag():
     assert isinstance(first, ReplyStateless) and isinstance(again, ReplyStateless)
     headers = first.response.headers
     assert first.response.status == 200 and "INVITE" in (headers.get("Allow") or "")
-    assert headers.get("Accept") == "application/sdp" and headers.get("Supported") == "timer"
+    assert headers.get("Accept") == "application/sdp" and headers.get("Supported") == "timer, 100rel"
+    assert "PRACK" in (headers.get("Allow") or "")
     assert first.response.to.tag == again.response.to.tag  # §8.2.7: the same for a retransmission
 
 
-@pytest.mark.parametrize("method", ["BYE", "UPDATE", "INFO"])
+@pytest.mark.parametrize("method", ["BYE", "UPDATE", "INFO", "PRACK"])
 def test_a_dialog_request_outside_any_dialog_gets_481(method):
     assert response_of(out_of_dialog(crafted(method))) == (481, f'399 {HOST} "no such call"')
 
 
-@pytest.mark.parametrize(("method", "status"), [("REGISTER", 405), ("PRACK", 405), ("FOOBAR", 501)])
+@pytest.mark.parametrize(("method", "status"), [("REGISTER", 405), ("SUBSCRIBE", 405), ("FOOBAR", 501)])
 def test_unserved_methods_get_405_or_501_with_allow(method, status):
     action = out_of_dialog(crafted(method))
     assert isinstance(action, ReplyStateless)
