@@ -3,12 +3,13 @@ and SBCs, calling the bridge with speech from a WAV file (testbed/pjsua_phone.py
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
 from testbed import audio, pjsua_phone
-from testbed.bridge_proc import start_bridge
+from testbed.bridge_proc import CallWatcher, start_bridge
 
 pytestmark = [
     pytest.mark.integration,
@@ -56,3 +57,38 @@ def test_a_pjsip_call_in_g722_is_answered_wideband_and_echoes_the_speech(tmp_pat
     assert report["rtcp"]["rx_packets"] > 200 and report["rtcp"]["rx_loss"] == 0, report
     match = audio.compare_files_windowed(speech16, call.recorded)
     assert match.median >= 0.9, match
+
+
+def test_pjsip_with_mandatory_srtp_is_answered_in_rtp_savp_and_hears_itself(
+    tmp_path: Path, speech: Path
+) -> None:
+    """PJSIP's own SRTP (SDES) against the bridge's: RTP/SAVP both ways, the suite shown, no key."""
+    bridge = start_bridge(tmp_path, None)
+    try:
+        with CallWatcher(bridge, "pjsua") as watcher:
+            call = pjsua_phone.run_call(
+                f"sip:agent@{bridge.sip_target}", speech, tmp_path / "call", seconds=5, srtp="mandatory"
+            )
+        status, view = bridge.call(watcher.ids[0])
+    finally:
+        bridge.proc.stop()
+    assert call.answered and call.report["proto"] == "RTP/SAVP", (call.report, call.log.read_text()[-3000:])
+    assert status == 200 and view["srtp"]["suite"].startswith(("AES_CM_128", "AEAD_AES")), view
+    assert "inline" not in json.dumps(view) and view["rtp"]["srtp_auth_failures"] == 0, view
+    match = audio.compare_files_windowed(speech, call.recorded)
+    assert match.median >= 0.9, match
+
+
+def test_a_bridge_that_requires_srtp_refuses_pjsips_plain_rtp_and_takes_its_srtp(
+    tmp_path: Path, speech: Path
+) -> None:
+    bridge = start_bridge(tmp_path, None, env={"SIPBRIDGE_SRTP": "required"})
+    try:
+        plain = pjsua_phone.run_call(f"sip:agent@{bridge.sip_target}", speech, tmp_path / "plain", seconds=2)
+        secure = pjsua_phone.run_call(
+            f"sip:agent@{bridge.sip_target}", speech, tmp_path / "srtp", seconds=2, srtp="mandatory"
+        )
+    finally:
+        bridge.proc.stop()
+    assert not plain.answered and plain.report["status"] == 488, plain.report
+    assert secure.answered and secure.report["proto"] == "RTP/SAVP", secure.report
