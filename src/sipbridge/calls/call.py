@@ -21,7 +21,7 @@ from ..media_session import messages as m
 from ..media_session.control import MediaFactory
 from ..sip.sdp import AudioAnswer, SdpError
 from .activity import CallActivity
-from .offer_answer import OfferAnswer, srtp_mode
+from .offer_answer import OfferAnswer, codecs_for, srtp_mode
 
 if TYPE_CHECKING:
     from ..config import Config
@@ -102,6 +102,7 @@ class Call:
         self._ended = asyncio.Event()
         leg.identify(self)
         self.offer_answer.srtp = srtp_mode(config, self.provider)  # the provider is known now
+        self.offer_answer.codecs = codecs_for(config, self.provider)
 
     @property
     def session(self) -> InviteSession | None:

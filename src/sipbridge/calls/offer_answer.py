@@ -8,6 +8,7 @@ unless the suite changes, the peer's is whatever its last description says.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -16,6 +17,7 @@ from ..sip.sdes import RTP_PROFILES, SRTP_PROFILES, Crypto, choose, is_secure, n
 from ..sip.sdp import (
     ANY_PROFILE,
     AudioAnswer,
+    NoCommonCodec,
     SdpError,
     SessionDescription,
     build_answer,
@@ -30,6 +32,12 @@ if TYPE_CHECKING:
 CODECS = ("G722", "PCMU", "PCMA")  # what we take and offer, widest first
 OFFERED_SUITES = ("AES_CM_128_HMAC_SHA1_80", "AES_CM_128_HMAC_SHA1_32")  # the most widely supported
 _PROFILES = {"off": RTP_PROFILES, "optional": ANY_PROFILE, "required": SRTP_PROFILES}
+
+
+def codecs_for(config: Config, provider: str | None) -> tuple[str, ...]:
+    """The ``codecs`` setting a call follows (its provider's, else the global one); empty: all."""
+    own = next((p.codecs for p in config.providers if p.name == provider), None)
+    return own if own is not None else config.codecs
 
 
 def srtp_mode(config: Config, provider: str | None) -> str:
@@ -77,6 +85,7 @@ class OfferAnswer:
         self.session_id = session_id
         self.version = 0
         self.srtp = srtp  # off, optional or required (srtp_mode)
+        self.codecs: tuple[str, ...] = ()  # the codecs setting (codecs_for); empty: all, widest first
         self.codec: str | None = None  # the codec settled last
         self.secure = False  # the last settled stream is SRTP
         self._key: Crypto | None = None  # our SRTP key, once one is settled
@@ -85,7 +94,7 @@ class OfferAnswer:
     def take_offer(self, body: bytes) -> tuple[SessionDescription, AudioAnswer]:
         """The peer's offer and how we answer it. Raises NotAcceptableHere (488) or SdpError (400)."""
         offer = parse_sdp(body)
-        answer = negotiate_audio(offer, CODECS, profiles=_PROFILES[self.srtp])
+        answer = self._negotiate(offer, _PROFILES[self.srtp])
         if not is_secure(answer.proto):
             return offer, answer
         theirs = choose(offered_cryptos(offer.media[answer.media_index].attributes))
@@ -97,7 +106,7 @@ class OfferAnswer:
     def take_answer(self, body: bytes) -> AudioAnswer:
         """The peer's answer to our offer. Raises SdpError when there is none we can use."""
         profiles = SRTP_PROFILES if self._offered else RTP_PROFILES
-        answer = negotiate_audio(parse_sdp(body), CODECS, profiles=profiles)
+        answer = self._negotiate(parse_sdp(body), profiles)
         if not self._offered:
             return answer
         media = parse_sdp(body).media[answer.media_index]
@@ -106,6 +115,14 @@ class OfferAnswer:
             if ours is not None:
                 return replace(answer, crypto=ours, peer_crypto=theirs)
         raise SdpError("the SRTP answer has no crypto line matching our offer")
+
+    def _negotiate(self, sdp: SessionDescription, profiles: frozenset[str]) -> AudioAnswer:
+        """The audio stream and codec we take: with a ``codecs`` list, its first that the SDP has;
+        without, the widest (negotiate_audio's rule)."""
+        for codec in self.codecs:
+            with contextlib.suppress(NoCommonCodec):
+                return negotiate_audio(sdp, (codec,), profiles=profiles)
+        return negotiate_audio(sdp, self.codecs or CODECS, profiles=profiles)
 
     def settled(self, answer: AudioAnswer) -> PhoneMedia:
         """Offer/answer settled on ``answer``: remember its codec and key; the media it means."""
@@ -128,7 +145,8 @@ class OfferAnswer:
     def offer(self, ip: str, port: int) -> bytes:
         """Our offer: RTP/SAVP when SRTP is required or already in use (with the key in use)."""
         self.version += 1
-        codecs = (self.codec, *(c for c in CODECS if c != self.codec)) if self.codec else CODECS
+        ours = self.codecs or CODECS
+        codecs = (self.codec, *(c for c in ours if c != self.codec)) if self.codec else ours
         self._offered = ()
         if self.srtp == "required" or (self.secure and self.srtp != "off"):
             fresh = tuple(new_crypto(tag, suite) for tag, suite in enumerate(OFFERED_SUITES, 1))

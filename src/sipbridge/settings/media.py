@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..media.opus import APPLICATIONS, OpusSettings
+from ..media.phone_codec import CODECS
 from .declare import setting
 from .values import (
     TEXT,
@@ -29,6 +30,12 @@ from .values import (
 LATCH_MODES = ("sdp-or-signalling", "sdp", "any")  # rtp/latch.py's LatchMode
 PCM_RATES = (8000, 16000, 48000)  # the rates the polyphase resampler reaches from 8 kHz
 SRTP_MODES = ("off", "optional", "required")
+PHONE_CODECS = tuple(CODECS)  # the phone leg's codecs (media/phone_codec.py)
+CODECS_HELP = (
+    "Empty: every codec the bridge speaks (G722, PCMU, PCMA): the widest offered is answered (among"
+    " the G.711s the offer's own order) and our offers list them widest first. A list: only those,"
+    " the first of the list that the offer has is answered, our offers in the list's order."
+)
 
 
 @dataclass(frozen=True)
@@ -84,6 +91,12 @@ class MediaSettings:
         " crypto line with an MKI or a lifetime under 2^31 is skipped. The keys travel in the SDP: use"
         " SIP over TLS (a warning at start-up says when they may not). A provider's own `srtp` wins"
         " for its calls.",
+    )
+    codecs: tuple[str, ...] = setting(
+        (),
+        ListOf(Choice(PHONE_CODECS, upper=True)),
+        "the phone leg's codecs, in our order of preference (empty: all, the widest first)",
+        more=CODECS_HELP + " A provider's own `codecs` wins for its calls.",
     )
     rtp_timeout: float = setting(
         30.0,

@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from .declare import ENV_PREFIX, REQUIRED, declared, setting
-from .media import SRTP_MODES
+from .media import CODECS_HELP, PHONE_CODECS, SRTP_MODES
 from .values import (
     TEXT,
     Address,
@@ -158,6 +158,13 @@ class ProviderConfig:
         more='As the global `srtp` says; with `required`, use `transport = "tls"` (the keys travel in'
         " the SDP).",
         shown_default="the global srtp",
+    )
+    codecs: tuple[str, ...] | None = _from_table(
+        None,
+        ListOf(Choice(PHONE_CODECS, upper=True)),
+        "the phone leg's codecs on this provider's calls, in our order of preference",
+        more=CODECS_HELP,
+        shown_default="the global codecs",
     )
     inbound_cidrs: tuple[str, ...] = _from_table(
         (),
