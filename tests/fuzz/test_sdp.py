@@ -11,7 +11,8 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 from tests.fuzz.corpus import SDP_SAMPLES, checked, fuzz_bytes, header_text, no_hang
 
-from sipbridge.sip.sdp import SdpError, build_answer, negotiate_audio, parse_sdp
+from sipbridge.sip.sdp import SdpError, parse_sdp
+from sipbridge.sip.sdp_answer import build_answer, negotiate_audio
 
 SDP_PIECES = [
     "v=0\r\n",

@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from .. import logs, metrics
 from ..media_session import messages as m
 from ..media_session.control import MediaFactory
-from ..sip.sdp import AudioAnswer, SdpError
+from ..sip.sdp import SdpError
+from ..sip.sdp_answer import AudioAnswer
 from .activity import CallActivity
 from .offer_answer import OfferAnswer, codecs_for, srtp_mode
 

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING
 from .. import logs
 from ..media_session.messages import ConfirmPeer, StartSending
 from ..sip.invite_session import InviteSession
-from ..sip.sdp import AudioAnswer, NotAcceptableHere, SdpError, SessionDescription
+from ..sip.sdp import SdpError, SessionDescription
+from ..sip.sdp_answer import AudioAnswer, NotAcceptableHere
 from .call import Address, Call, CallState
 
 if TYPE_CHECKING:

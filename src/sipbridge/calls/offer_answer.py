@@ -14,16 +14,14 @@ from typing import TYPE_CHECKING
 
 from ..media_session.messages import PhoneMedia
 from ..sip.sdes import RTP_PROFILES, SRTP_PROFILES, Crypto, choose, is_secure, new_crypto, offered_cryptos
-from ..sip.sdp import (
+from ..sip.sdp import SdpError, SessionDescription, parse_sdp
+from ..sip.sdp_answer import (
     ANY_PROFILE,
     AudioAnswer,
     NoCommonCodec,
-    SdpError,
-    SessionDescription,
     build_answer,
     build_offer,
     negotiate_audio,
-    parse_sdp,
 )
 
 if TYPE_CHECKING:

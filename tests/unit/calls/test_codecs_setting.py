@@ -10,7 +10,8 @@ from sipbridge.calls.offer_answer import OfferAnswer, codecs_for
 from sipbridge.config import Config, load_config
 from sipbridge.settings.provider import ProviderConfig
 from sipbridge.settings.values import ConfigError, HostPort
-from sipbridge.sip.sdp import NotAcceptableHere, parse_sdp
+from sipbridge.sip.sdp import parse_sdp
+from sipbridge.sip.sdp_answer import NotAcceptableHere
 
 
 def _offer(formats: str) -> bytes:

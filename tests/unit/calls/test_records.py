@@ -13,7 +13,7 @@ from sipbridge.calls.manager import CallManager
 from sipbridge.calls.records import CallRecords
 from sipbridge.media_session.messages import MediaStats
 from sipbridge.metrics import MediaCounters
-from sipbridge.sip.sdp import AudioAnswer
+from sipbridge.sip.sdp_answer import AudioAnswer
 
 
 @pytest.fixture

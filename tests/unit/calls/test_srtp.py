@@ -14,7 +14,8 @@ from sipbridge.calls.records import call_record
 from sipbridge.config import Config, load_config
 from sipbridge.settings.provider import ProviderConfig
 from sipbridge.settings.values import ConfigError, HostPort
-from sipbridge.sip.sdp import NotAcceptableHere, parse_sdp
+from sipbridge.sip.sdp import parse_sdp
+from sipbridge.sip.sdp_answer import NotAcceptableHere
 
 KEY = base64.b64encode(bytes(range(30))).decode()
 

@@ -1,15 +1,7 @@
 import pytest
 
-from sipbridge.sip.sdp import (
-    AudioAnswer,
-    MediaDescription,
-    NoCommonCodec,
-    SdpError,
-    build_answer,
-    build_offer,
-    negotiate_audio,
-    parse_sdp,
-)
+from sipbridge.sip.sdp import MediaDescription, SdpError, parse_sdp
+from sipbridge.sip.sdp_answer import AudioAnswer, NoCommonCodec, build_answer, build_offer, negotiate_audio
 
 
 def offer(media: str, session_extra: str = "", connection: str = "c=IN IP4 203.0.113.5\r\n") -> bytes:
