@@ -92,3 +92,25 @@ def test_a_bridge_that_requires_srtp_refuses_pjsips_plain_rtp_and_takes_its_srtp
         bridge.proc.stop()
     assert not plain.answered and plain.report["status"] == 488, plain.report
     assert secure.answered and secure.report["proto"] == "RTP/SAVP", secure.report
+
+
+@pytest.mark.parametrize("srtp", ["off", "mandatory"])
+def test_rtcp_reports_cross_both_ways_with_pjsip(tmp_path: Path, speech: Path, srtp: str) -> None:
+    """Our SR/RR reach PJSIP (its stream statistics count them and measure the round trip) and its
+    reports reach us (the call's view: the round trip and the loss it sees), SRTCP with SRTP."""
+    bridge = start_bridge(tmp_path, None)
+    try:
+        with CallWatcher(bridge, "pjsua") as watcher:
+            call = pjsua_phone.run_call(
+                f"sip:agent@{bridge.sip_target}", speech, tmp_path / "call", seconds=12, srtp=srtp
+            )
+        status, view = bridge.call(watcher.ids[0])
+    finally:
+        bridge.proc.stop()
+    rtcp = call.report["rtcp"]
+    assert call.answered and rtcp["reports_received"] >= 1, (call.report, call.log.read_text()[-2000:])
+    assert rtcp["rtt_ms"] is not None and rtcp["rtt_ms"] < 1000, rtcp
+    ours = view["rtp"]["rtcp"]
+    assert status == 200 and ours["reports_sent"] >= 1 and ours["reports_received"] >= 1, ours
+    assert ours["invalid"] == 0 and ours["phone_fraction_lost"] == 0, ours
+    assert ours["round_trip_ms"] is not None and 0 <= ours["round_trip_ms"] < 1000, ours

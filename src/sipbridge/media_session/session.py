@@ -28,6 +28,7 @@ from . import messages as m
 from .agent_leg import AgentLeg
 from .agent_playout import IDLE_VIEW, AgentPlayout
 from .phone_playout import PhonePlayout
+from .phone_rtcp import PhoneRtcp
 from .rtp_watch import RtpWatch
 from .shared import SharedMedia
 
@@ -58,6 +59,7 @@ class MediaSession:
         self._watch_timer: asyncio.TimerHandle | None = None
         self._signalling: tuple[str, int] | None = None
         self._confirmed = True
+        self._rtcp: PhoneRtcp | None = None  # RTCP on the RTP port + 1, when it could be bound
         self._closed = False
 
     # -- commands ------------------------------------------------------------------------------
@@ -74,6 +76,7 @@ class MediaSession:
         except NoFreePort as exc:
             return m.MediaRefused(str(exc))
         self._rtp.dtmf_source = self._next_dtmf_packet
+        self._rtcp = await PhoneRtcp.open(config.sip_listen.host, self._port, self._rtp)
         self._signalling = command.signalling
         self._playout_token = self._shared.clock.subscribe(self._playout_tick)
         self._agent = AgentLeg(
@@ -188,6 +191,8 @@ class MediaSession:
             if self._playout_token is not None:
                 self._shared.clock.unsubscribe(self._playout_token)
                 self._playout_token = None
+            if self._rtcp is not None:
+                self._rtcp.close(self._playout.jitter_s())
             if self._rtp is not None:
                 self._rtp.close()
             if self._port is not None:
@@ -208,6 +213,8 @@ class MediaSession:
         for pcm in self._playout.tick(frames, time.monotonic(), uplink.decode if uplink else None):
             self._phone_pcm(pcm)
         self._align_playout()
+        if self._rtcp is not None:
+            self._rtcp.tick(self._playout.jitter_s())
 
     def _align_playout(self) -> None:
         due = self._playout.next_due()
@@ -300,6 +307,7 @@ class MediaSession:
             "srtp": {"suite": self._rtp.srtp.suite} if self._rtp.srtp else None,
             "srtp_auth_failures": stats.srtp_auth_failures,
             "jitter_buffer": self._playout.view(),
+            "rtcp": self._rtcp.view() if self._rtcp is not None else None,
         }
 
     def _agent_view(self) -> dict[str, Any] | None:

@@ -14,6 +14,7 @@ from .clock import FrameClock
 from .dtmf import DtmfPacket
 from .latch import LatchMode, RtpLatch
 from .packet import HEADER_SIZE, RtpPacket, RtpParseError, build_rtp_header, is_rtcp, parse_rtp
+from .rtcp import Reception, Sending
 from .srtp import Srtp, SrtpError
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,10 @@ class RtpSession(asyncio.DatagramProtocol):
         self._clock: FrameClock | None = None
         self._clock_token: int | None = None
         self.srtp: Srtp | None = None  # SRTP protection of both directions; None: plain RTP
+        # the phone's stream for RTCP's report block: its SSRC, first and highest extended sequence
+        self._rx_ssrc: int | None = None
+        self._rx_first = 0
+        self._rx_highest = 0
 
     @property
     def remote(self) -> Address | None:
@@ -127,11 +132,34 @@ class RtpSession(asyncio.DatagramProtocol):
         self.stats.packets_in += 1
         self.stats.bytes_in += len(data)
         self.stats.last_packet_at = arrival
+        self._count_sequence(packet.ssrc, packet.sequence)
         if packet.payload_type == self.payload_type:
             if self.on_packet is not None:
                 self.on_packet(packet, arrival)
         elif packet.payload_type == self.dtmf_payload_type and self.on_event_packet is not None:
             self.on_event_packet(packet)
+
+    def _count_sequence(self, ssrc: int, sequence: int) -> None:
+        """The extended highest sequence number (RFC 3550 A.1, without probation): a new SSRC
+        starts over; a step forward of less than half the space advances, counting wraps."""
+        if ssrc != self._rx_ssrc:
+            self._rx_ssrc, self._rx_first, self._rx_highest = ssrc, sequence, sequence
+            return
+        step = (sequence - self._rx_highest) & 0xFFFF
+        if 0 < step < 0x8000:
+            self._rx_highest += step
+
+    def reception(self, jitter: int) -> Reception | None:
+        """The phone's stream as RTCP reports it (``jitter`` in timestamp units); None before any."""
+        if self._rx_ssrc is None:
+            return None
+        return Reception(self._rx_ssrc, self._rx_first, self._rx_highest, self.stats.packets_in, jitter)
+
+    def sent(self) -> Sending:
+        """What we sent so far, for an RTCP sender report."""
+        stats = self.stats
+        octets = stats.bytes_out - HEADER_SIZE * stats.packets_out
+        return Sending(self._timestamp, stats.packets_out, octets)
 
     def _foreign(self, addr: tuple) -> None:
         self.stats.foreign_in += 1

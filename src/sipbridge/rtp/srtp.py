@@ -35,6 +35,16 @@ class Srtp:
     def protect(self, packet: bytes) -> bytes:
         return self._send.protect(packet)
 
+    def protect_rtcp(self, packet: bytes) -> bytes:
+        return self._send.protect_rtcp(packet)
+
+    def unprotect_rtcp(self, packet: bytes) -> bytes:
+        """The RTCP compound packet inside an SRTCP one; raises SrtpError when it does not authenticate."""
+        try:
+            return self._recv.unprotect_rtcp(packet)
+        except (pylibsrtp.Error, ValueError) as exc:
+            raise SrtpError(str(exc)) from None
+
     def unprotect(self, packet: bytes) -> bytes:
         """The RTP packet inside; raises SrtpError when it does not authenticate."""
         try:

@@ -1,0 +1,76 @@
+"""RTCP with the phone for one call's media: the socket on the RTP port + 1, our reports on the
+media clock, the phone's read, and what both say in the call's view (RFC 3550, RFC 3551 §11).
+
+Optional by nature: when port + 1 cannot be bound (taken by another process, or past the end of
+the RTP range) the call goes on without RTCP, as RTP allows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import socket
+import time
+from typing import Any
+
+from ..rtp.rtcp import RtcpReporter
+from ..rtp.rtcp_channel import RtcpChannel
+from ..rtp.session import RtpSession
+
+log = logging.getLogger(__name__)
+
+RTP_CLOCK = 8000  # every phone codec here runs RTP on an 8000 clock (G.722 included)
+
+
+class PhoneRtcp:
+    def __init__(self, rtp: RtpSession, channel: RtcpChannel) -> None:
+        self._rtp = rtp
+        self._channel = channel
+
+    @classmethod
+    async def open(cls, host: str, rtp_port: int, rtp: RtpSession) -> PhoneRtcp | None:
+        cname = f"sipbridge-{secrets.token_hex(4)}@{host}"
+        reporter = RtcpReporter(rtp.ssrc, cname, RTP_CLOCK, time.monotonic())
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        try:
+            _, channel = await asyncio.get_running_loop().create_datagram_endpoint(
+                lambda: RtcpChannel(reporter), local_addr=(host, rtp_port + 1), family=family
+            )
+        except OSError as exc:
+            log.info("no RTCP for this call: port %d: %s", rtp_port + 1, exc)
+            return None
+        return cls(rtp, channel)
+
+    def tick(self, jitter_s: float | None) -> None:
+        """On the media clock: our report when one is due (a comparison when none is)."""
+        self._channel.srtp = self._rtp.srtp  # SRTCP with the keys RTP uses now (read as they come)
+        now = time.monotonic()
+        if not self._channel.reporter.due(now):
+            return
+        self._channel.follow(self._rtp.remote)
+        self._channel.tick(now, time.time(), self._sending(), self._reception(jitter_s))
+
+    def close(self, jitter_s: float | None) -> None:
+        self._channel.follow(self._rtp.remote)
+        self._channel.close(time.monotonic(), time.time(), self._sending(), self._reception(jitter_s))
+
+    def _sending(self) -> Any:
+        return self._rtp.sent() if self._rtp.stats.packets_out else None
+
+    def _reception(self, jitter_s: float | None) -> Any:
+        return self._rtp.reception(round((jitter_s or 0.0) * RTP_CLOCK))
+
+    def view(self) -> dict[str, Any]:
+        reporter, phone = self._channel.reporter, self._channel.reporter.phone_report
+        round_trip = phone.round_trip_ms if phone else None
+        return {
+            "reports_sent": reporter.reports_sent,
+            "reports_received": reporter.reports_received,
+            "invalid": reporter.invalid + self._channel.auth_failures,
+            # our stream as the phone sees it, from its last report
+            "phone_fraction_lost": round(phone.fraction_lost, 4) if phone else None,
+            "phone_cumulative_lost": phone.cumulative_lost if phone else None,
+            "phone_jitter_ms": round(phone.jitter_ms, 1) if phone else None,
+            "round_trip_ms": None if round_trip is None else round(round_trip, 1),
+        }
