@@ -74,6 +74,7 @@ OTHER = "other"
 SETUP_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 30.0, 60.0)
 JITTER_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1)
 LOSS_BUCKETS = (0.0, 0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2)
+ROUND_TRIP_BUCKETS = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0)
 
 _sip_requests = Counter(
     "sipbridge_sip_requests_received",
@@ -130,6 +131,23 @@ _call_loss = Histogram(
     "sipbridge_call_rtp_loss_ratio",
     "Share of the phone's RTP frames lost, per call that received RTP (at its end)",
     buckets=LOSS_BUCKETS,
+    registry=REGISTRY,
+)
+_phone_round_trip = Histogram(
+    "sipbridge_call_phone_round_trip_seconds",
+    "Round trip to the phone from its last RTCP report on our stream, per call that had one (at its end)",
+    buckets=ROUND_TRIP_BUCKETS,
+    registry=REGISTRY,
+)
+_phone_loss = Histogram(
+    "sipbridge_call_phone_reported_loss_ratio",
+    "Share of our RTP the phone's last RTCP report says it lost, per call that had one (at its end)",
+    buckets=LOSS_BUCKETS,
+    registry=REGISTRY,
+)
+_srtp_auth_failures = Counter(
+    "sipbridge_srtp_auth_failures",
+    "SRTP packets from phones that did not authenticate (or replayed one): dropped, counted at call end",
     registry=REGISTRY,
 )
 _worker_restarts = Counter(
@@ -199,6 +217,16 @@ def call_ended(
     if loss is not None:
         _call_loss.observe(loss)
     return category
+
+
+def call_media_reports(round_trip_s: float | None, phone_loss: float | None, srtp_failures: int) -> None:
+    """What RTCP and SRTP said of an ended call's phone leg."""
+    if round_trip_s is not None:
+        _phone_round_trip.observe(round_trip_s)
+    if phone_loss is not None:
+        _phone_loss.observe(phone_loss)
+    if srtp_failures:
+        _srtp_auth_failures.inc(srtp_failures)
 
 
 def end_reason_category(reason: str | None) -> str:

@@ -4,6 +4,7 @@ and SBCs, calling the bridge with speech from a WAV file (testbed/pjsua_phone.py
 from __future__ import annotations
 
 import json
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -105,6 +106,8 @@ def test_rtcp_reports_cross_both_ways_with_pjsip(tmp_path: Path, speech: Path, s
                 f"sip:agent@{bridge.sip_target}", speech, tmp_path / "call", seconds=12, srtp=srtp
             )
         status, view = bridge.call(watcher.ids[0])
+        with urllib.request.urlopen(f"{bridge.api}/metrics", timeout=5) as response:
+            scraped = response.read().decode()
     finally:
         bridge.proc.stop()
     rtcp = call.report["rtcp"]
@@ -114,3 +117,5 @@ def test_rtcp_reports_cross_both_ways_with_pjsip(tmp_path: Path, speech: Path, s
     assert status == 200 and ours["reports_sent"] >= 1 and ours["reports_received"] >= 1, ours
     assert ours["invalid"] == 0 and ours["phone_fraction_lost"] == 0, ours
     assert ours["round_trip_ms"] is not None and 0 <= ours["round_trip_ms"] < 1000, ours
+    assert "sipbridge_call_phone_round_trip_seconds_count 1.0" in scraped
+    assert "sipbridge_call_phone_reported_loss_ratio_count 1.0" in scraped

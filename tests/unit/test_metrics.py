@@ -139,3 +139,16 @@ def test_media_counters_add_up_field_by_field() -> None:
     total = metrics.MediaCounters(rtp_packets_received=5, agent_packets_sent=1)
     total.add(metrics.MediaCounters(rtp_packets_received=2, rtp_packets_lost=3))
     assert total == metrics.MediaCounters(rtp_packets_received=7, agent_packets_sent=1, rtp_packets_lost=3)
+
+
+def test_the_phone_legs_rtcp_and_srtp_figures_of_an_ended_call_are_counted() -> None:
+    names = (
+        "sipbridge_call_phone_round_trip_seconds_count",
+        "sipbridge_call_phone_reported_loss_ratio_count",
+        "sipbridge_srtp_auth_failures_total",
+    )
+    before = [_sample(metrics.render().decode(), name) for name in names]
+    metrics.call_media_reports(0.04, 0.01, 3)
+    metrics.call_media_reports(None, None, 0)  # a call without RTCP or SRTP counts nothing
+    after = [_sample(metrics.render().decode(), name) for name in names]
+    assert [b - a for a, b in zip(before, after, strict=True)] == [1, 1, 3]

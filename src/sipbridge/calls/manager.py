@@ -187,6 +187,7 @@ class CallManager:
             metrics.call_ended(
                 call.direction, call.provider, call.end_reason, stats.rtp_jitter_s, stats.rtp_loss
             )
+            _count_phone_reports(stats.rtp or {})
             self.records.write(call)
         except Exception:  # the bookkeeping must never keep a call from ending
             log.exception(
@@ -255,3 +256,14 @@ def _stranger_address(call: Call) -> str | None:
     if call.direction != "inbound" or call.provider is not None or call.session is None:
         return None
     return call.session.source[0]
+
+
+def _count_phone_reports(rtp: dict) -> None:
+    """The phone leg's RTCP and SRTP figures of an ended call, into /metrics."""
+    rtcp = rtp.get("rtcp") or {}
+    round_trip = rtcp.get("round_trip_ms")
+    metrics.call_media_reports(
+        None if round_trip is None else round_trip / 1000,
+        rtcp.get("phone_fraction_lost"),
+        rtp.get("srtp_auth_failures", 0),
+    )
