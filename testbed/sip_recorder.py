@@ -3,9 +3,13 @@ what the unit tests of the SIP stack drive the real UserAgent with."""
 
 from __future__ import annotations
 
+from typing import Any
+
+from sipbridge.sip.invite_client import OutgoingInvite
 from sipbridge.sip.message import SipRequest, SipResponse, parse_message
 
 PEER = ("127.0.0.1", 5062)
+FAR = ("127.0.0.1", 5070)  # the far end our outgoing INVITEs go to
 SDP = (
     "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
     "m=audio 40000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
@@ -62,3 +66,16 @@ def request(
         f"{extra}"
         + (f"Content-Type: application/sdp\r\nContent-Length: {len(body)}\r\n\r\n{body}" if body else "\r\n")
     ).encode()
+
+
+def dial(agent: Any, **kwargs: Any) -> OutgoingInvite:
+    """Our outgoing INVITE with our SDP, from ``agent`` (a UserAgent) to the far end at ``FAR``."""
+    return OutgoingInvite(
+        agent,
+        request_uri="sip:1001@127.0.0.1:5070",
+        from_uri="sip:sipbridge@127.0.0.1",
+        to_uri="sip:1001@127.0.0.1",
+        destination=FAR,
+        sdp=SDP.encode(),
+        **kwargs,
+    )

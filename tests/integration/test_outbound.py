@@ -247,44 +247,16 @@ def test_unreachable_provider(bridge: BridgeProcess) -> None:
     assert status == 200 and ended["state"] == "ended" and ended["end_reason"] == "hung up through the API"
 
 
-def test_early_media_reaches_the_agent_before_the_answer(
-    bridge: BridgeProcess, far_port: int, speech: Path, tmp_path: Path
-) -> None:
-    """A 183 with SDP: the far end's announcement flows to the agent while the call still rings."""
+def _early_media_call(
+    bridge: BridgeProcess, far_port: int, speech: Path, tmp_path: Path, scenario: str
+) -> sipp.SippResult:
+    """A call to a sipp trunk playing an announcement in a 183 before answering: early media reaches
+    the agent while it rings, then the far end answers and hangs up. Returns sipp's result."""
     from testbed import audio
 
     ulaw = audio.wav_to_ulaw_raw(speech, tmp_path / "announcement.ul")
     keys = {"audio_file": str(ulaw), "ring_ms": "2500", "hangup_ms": "800"}
-    with sipp.sipp_uas(
-        "uas_early_media", port=far_port, keys=keys, calls=1, rtp_echo=False, workdir=tmp_path
-    ) as far:
-        call = _place(bridge)
-        view = lambda: api(bridge, "GET", f"/calls/{call['id']}")[1]  # noqa: E731
-        early = wait_until(
-            lambda: (
-                (v := view())["state"] == "ringing" and (v["agent"] or {}).get("packets_sent", 0) > 10 and v
-            ),
-            5,
-        )
-        assert early, view()
-        assert early["rtp"]["packets_in"] > 10 and early["answered_at"] is None, early
-        ended = _ended(bridge, call["id"])
-        far.result().assert_success(calls=1)
-    assert ended["end_reason"] == "far end hung up", ended
-    assert [s["state"] for s in ended["states"]] == ["dialing", "ringing", "answered", "ended"]
-
-
-def test_reliable_183_from_the_trunk_is_pracked_and_its_early_media_flows(
-    bridge: BridgeProcess, far_port: int, speech: Path, tmp_path: Path
-) -> None:
-    """RFC 3262 as UAC: a 183 with Require: 100rel gets one PRACK; its SDP still starts early media."""
-    from testbed import audio
-
-    ulaw = audio.wav_to_ulaw_raw(speech, tmp_path / "announcement.ul")
-    keys = {"audio_file": str(ulaw), "ring_ms": "2500", "hangup_ms": "800"}
-    with sipp.sipp_uas(
-        "uas_early_media_100rel", port=far_port, keys=keys, calls=1, rtp_echo=False, workdir=tmp_path
-    ) as far:
+    with sipp.sipp_uas(scenario, port=far_port, keys=keys, calls=1, rtp_echo=False, workdir=tmp_path) as far:
         call = _place(bridge)
         view = lambda: api(bridge, "GET", f"/calls/{call['id']}")[1]  # noqa: E731
         early = wait_until(
@@ -300,6 +272,21 @@ def test_reliable_183_from_the_trunk_is_pracked_and_its_early_media_flows(
         result.assert_success(calls=1)
     assert ended["end_reason"] == "far end hung up", ended
     assert [s["state"] for s in ended["states"]] == ["dialing", "ringing", "answered", "ended"]
+    return result
+
+
+def test_early_media_reaches_the_agent_before_the_answer(
+    bridge: BridgeProcess, far_port: int, speech: Path, tmp_path: Path
+) -> None:
+    """A 183 with SDP: the far end's announcement flows to the agent while the call still rings."""
+    _early_media_call(bridge, far_port, speech, tmp_path, "uas_early_media")
+
+
+def test_reliable_183_from_the_trunk_is_pracked_and_its_early_media_flows(
+    bridge: BridgeProcess, far_port: int, speech: Path, tmp_path: Path
+) -> None:
+    """RFC 3262 as UAC: a 183 with Require: 100rel gets one PRACK; its SDP still starts early media."""
+    result = _early_media_call(bridge, far_port, speech, tmp_path, "uas_early_media_100rel")
     messages = sipp.traced(result)
     pracks = {m.header("Via"): m for m in messages if not m.sent and m.method == "PRACK"}
     assert len(pracks) == 1, [m.text for m in pracks.values()]

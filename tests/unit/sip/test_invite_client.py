@@ -6,14 +6,12 @@ import asyncio
 
 import pytest
 
-from sipbridge.sip.invite_client import OutgoingInvite, end_reason_for
+from sipbridge.sip.invite_client import end_reason_for
 from sipbridge.sip.locating import Target
 from sipbridge.sip.message import SipRequest, SipResponse, parse_message
 from sipbridge.sip.transaction import Timers
 from sipbridge.sip.useragent import UserAgent
-from testbed.sip_recorder import SDP, RecordingTransport
-
-FAR = ("127.0.0.1", 5070)
+from testbed.sip_recorder import FAR, SDP, RecordingTransport, dial
 
 
 @pytest.fixture
@@ -41,18 +39,6 @@ def reply(agent: UserAgent, req: SipRequest, status: int, extra: str = "", tag: 
     text += f"From: {req.headers.get('From')}\r\nCall-ID: {req.call_id}\r\n"
     text += f"CSeq: {req.headers.get('CSeq')}\r\n"
     agent.datagram_received((text + extra + "Content-Length: 0\r\n\r\n").encode(), FAR)
-
-
-def dial(agent: UserAgent, **kwargs) -> OutgoingInvite:  # noqa: ANN003
-    return OutgoingInvite(
-        agent,
-        request_uri="sip:1001@127.0.0.1:5070",
-        from_uri="sip:sipbridge@127.0.0.1",
-        to_uri="sip:1001@127.0.0.1",
-        destination=FAR,
-        sdp=SDP.encode(),
-        **kwargs,
-    )
 
 
 async def test_answered_call_is_acked_to_the_contact_and_becomes_a_dialog(ua):

@@ -7,15 +7,13 @@ import asyncio
 
 import pytest
 
-from sipbridge.sip.invite_client import OutgoingInvite
 from sipbridge.sip.invite_session import InviteSession
 from sipbridge.sip.message import SipRequest, SipResponse
 from sipbridge.sip.transaction import Timers
 from sipbridge.sip.useragent import UserAgent
-from testbed.sip_recorder import PEER, SDP, RecordingTransport, request
+from testbed.sip_recorder import FAR, PEER, SDP, RecordingTransport, dial, request
 
 TIMERS = Timers(t1=0.01, t2=0.04, t4=0.05)
-FAR = ("127.0.0.1", 5070)
 
 
 @pytest.fixture
@@ -186,15 +184,7 @@ def far_response(req: SipRequest, status: int, extra: str = "", body: str = "", 
 async def dialling(ua) -> tuple[asyncio.Future, SipRequest, list[SipResponse]]:  # noqa: ANN001
     agent, transport, _ = ua
     seen: list[SipResponse] = []
-    outgoing = OutgoingInvite(
-        agent,
-        request_uri="sip:1001@127.0.0.1:5070",
-        from_uri="sip:sipbridge@127.0.0.1",
-        to_uri="sip:1001@127.0.0.1",
-        destination=FAR,
-        sdp=SDP.encode(),
-        on_provisional=seen.append,
-    )
+    outgoing = dial(agent, on_provisional=seen.append)
     running = asyncio.ensure_future(outgoing.run(ring_timeout=5))
     await asyncio.sleep(0.001)
     ((invite, _),) = sent_requests(transport, "INVITE")
@@ -262,15 +252,7 @@ class FakeAuth:
 
 async def test_a_challenged_prack_is_sent_again_with_credentials_and_the_next_cseq(ua):
     agent, transport, _ = ua
-    outgoing = OutgoingInvite(
-        agent,
-        request_uri="sip:1001@127.0.0.1:5070",
-        from_uri="sip:sipbridge@127.0.0.1",
-        to_uri="sip:1001@127.0.0.1",
-        destination=FAR,
-        sdp=SDP.encode(),
-        authenticator=FakeAuth(),
-    )
+    outgoing = dial(agent, authenticator=FakeAuth())
     running = asyncio.ensure_future(outgoing.run(ring_timeout=5))
     await asyncio.sleep(0.001)
     ((invite, _),) = sent_requests(transport, "INVITE")
