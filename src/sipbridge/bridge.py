@@ -20,7 +20,7 @@ from .calls.manager import CallManager
 from .calls.offer_answer import srtp_warnings
 from .calls.records import CallRecords
 from .config import Config
-from .heap import IdleTidy, settle_heap, tidy_heap
+from .heap import TIDY_INTERVAL_S, settle_heap, tidy_when_idle
 from .loop_lag import LoopLag
 from .media_session.pool import WorkerPool
 from .providers.admission import InboundAdmission
@@ -37,7 +37,6 @@ from .sip.useragent import UserAgent
 
 log = logging.getLogger(__name__)
 
-TIDY_INTERVAL_S = 5.0
 TIDY_AFTER_MESSAGES = 1000  # SIP messages (to no call) worth a tidy once the bridge is idle
 
 
@@ -136,14 +135,11 @@ class Bridge:
         self.manager.handle_invite(session)
 
     async def _tidy_when_idle(self) -> None:
-        """Give back what the last calls left (see heap.py), checking every TIDY_INTERVAL_S."""
+        """Give back what the last calls left (see heap.py); their transactions hold it 64·T1."""
         assert self.manager is not None
+        manager = self.manager
         window = 64 * self.config.sip_t1_ms / 1000 + 2 * TIDY_INTERVAL_S
-        policy, loop = IdleTidy(window), asyncio.get_running_loop()
-        while True:
-            await asyncio.sleep(TIDY_INTERVAL_S)
-            if policy.due(loop.time(), len(self.manager.active), self._work_done()):
-                tidy_heap()
+        await tidy_when_idle(window, lambda: len(manager.active), self._work_done)
 
     def _work_done(self) -> int:
         """What the heap may hold garbage of: calls, and SIP messages in batches (a flood)."""

@@ -9,6 +9,7 @@ returns free pages to the system (``malloc_trim``), at no risk to audio: there i
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import gc
 import logging
@@ -84,3 +85,16 @@ class IdleTidy:
             self._work_seen, self._busy_at = work, now
             return False
         return self._busy_at is not None and now - self._busy_at <= self.window
+
+
+TIDY_INTERVAL_S = 5.0
+
+
+async def tidy_when_idle(window: float, active: Callable[[], int], work: Callable[[], int]) -> None:
+    """Every TIDY_INTERVAL_S, tidy the heap when ``IdleTidy(window)`` says so: the control process
+    and each media worker run this, with what counts as busy and as work in each."""
+    policy, loop = IdleTidy(window), asyncio.get_running_loop()
+    while True:
+        await asyncio.sleep(TIDY_INTERVAL_S)
+        if policy.due(loop.time(), active(), work()):
+            tidy_heap()

@@ -26,7 +26,7 @@ from .. import logs
 from ..agent.ice import loopback_addresses_for, use_host_addresses
 from ..agent.whip import WhipClient
 from ..cpu_share import CpuShare
-from ..heap import IdleTidy, settle_heap, tidy_heap
+from ..heap import TIDY_INTERVAL_S, settle_heap, tidy_when_idle
 from ..loop_lag import LoopLag
 from ..rtp.ports import PortAllocator
 from . import messages as m
@@ -38,7 +38,6 @@ from .session import MediaSession
 log = logging.getLogger(__name__)
 
 HEARTBEAT_S = 0.25
-TIDY_INTERVAL_S = 5.0
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 READ_SIZE = 1 << 16
 
@@ -151,7 +150,10 @@ async def _serve(spec: WorkerSpec, channel: socket.socket) -> None:
     lag.start()
     loop = asyncio.get_running_loop()
     beats = loop.create_task(_beat(worker, lag, writer))
-    tidy = loop.create_task(_tidy_when_idle(worker))
+    # give back what the last calls' media left (heap.py), once no session is up
+    tidy = loop.create_task(
+        tidy_when_idle(2 * TIDY_INTERVAL_S, lambda: len(worker.sessions), lambda: worker.opened)
+    )
     settle_heap()
     frames = wire.FrameReader()
     try:
@@ -177,12 +179,3 @@ async def _beat(worker: MediaWorker, lag: LoopLag, writer: asyncio.StreamWriter)
         with contextlib.suppress(ConnectionError):
             await writer.drain()
         await asyncio.sleep(max(0.0, HEARTBEAT_S - (time.monotonic() - started)))
-
-
-async def _tidy_when_idle(worker: MediaWorker) -> None:
-    """Give back what the last calls' media left (heap.py), once no session is up."""
-    policy, loop = IdleTidy(2 * TIDY_INTERVAL_S), asyncio.get_running_loop()
-    while True:
-        await asyncio.sleep(TIDY_INTERVAL_S)
-        if policy.due(loop.time(), len(worker.sessions), worker.opened):
-            tidy_heap()
