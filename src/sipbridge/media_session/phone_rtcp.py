@@ -12,24 +12,28 @@ import logging
 import secrets
 import socket
 import time
+from collections.abc import Callable
 from typing import Any
 
-from ..rtp.rtcp import RtcpReporter
+from ..media.phone_codec import RTP_CLOCK  # every phone codec here: G.722 included
+from ..rtp.rtcp import Reception, RtcpReporter, Sending
 from ..rtp.rtcp_channel import RtcpChannel
 from ..rtp.session import RtpSession
+from ..rtp.srtp import Srtp
 
 log = logging.getLogger(__name__)
 
-RTP_CLOCK = 8000  # every phone codec here runs RTP on an 8000 clock (G.722 included)
+Jitter = Callable[[], float | None]  # the phone stream's interarrival jitter in seconds, read when due
 
 
 class PhoneRtcp:
-    def __init__(self, rtp: RtpSession, channel: RtcpChannel) -> None:
+    def __init__(self, rtp: RtpSession, channel: RtcpChannel, jitter_s: Jitter) -> None:
         self._rtp = rtp
         self._channel = channel
+        self._jitter_s = jitter_s
 
     @classmethod
-    async def open(cls, host: str, rtp_port: int, rtp: RtpSession) -> PhoneRtcp | None:
+    async def open(cls, host: str, rtp_port: int, rtp: RtpSession, jitter_s: Jitter) -> PhoneRtcp | None:
         cname = f"sipbridge-{secrets.token_hex(4)}@{host}"
         reporter = RtcpReporter(rtp.ssrc, cname, RTP_CLOCK, time.monotonic())
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -40,26 +44,29 @@ class PhoneRtcp:
         except OSError as exc:
             log.info("no RTCP for this call: port %d: %s", rtp_port + 1, exc)
             return None
-        return cls(rtp, channel)
+        return cls(rtp, channel, jitter_s)
 
-    def tick(self, jitter_s: float | None) -> None:
+    def use_keys(self, srtp: Srtp | None) -> None:
+        """SRTCP with the keys the call's RTP uses from now on (None: plain RTCP)."""
+        self._channel.srtp = srtp
+
+    def tick(self) -> None:
         """On the media clock: our report when one is due (a comparison when none is)."""
-        self._channel.srtp = self._rtp.srtp  # SRTCP with the keys RTP uses now (read as they come)
         now = time.monotonic()
         if not self._channel.reporter.due(now):
             return
         self._channel.follow(self._rtp.remote)
-        self._channel.tick(now, time.time(), self._sending(), self._reception(jitter_s))
+        self._channel.tick(now, time.time(), self._sending(), self._reception())
 
-    def close(self, jitter_s: float | None) -> None:
+    def close(self) -> None:
         self._channel.follow(self._rtp.remote)
-        self._channel.close(time.monotonic(), time.time(), self._sending(), self._reception(jitter_s))
+        self._channel.close(time.monotonic(), time.time(), self._sending(), self._reception())
 
-    def _sending(self) -> Any:
+    def _sending(self) -> Sending | None:
         return self._rtp.sent() if self._rtp.stats.packets_out else None
 
-    def _reception(self, jitter_s: float | None) -> Any:
-        return self._rtp.reception(round((jitter_s or 0.0) * RTP_CLOCK))
+    def _reception(self) -> Reception | None:
+        return self._rtp.reception(round((self._jitter_s() or 0.0) * RTP_CLOCK))
 
     def view(self) -> dict[str, Any]:
         reporter, phone = self._channel.reporter, self._channel.reporter.phone_report

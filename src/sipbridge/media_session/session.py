@@ -76,7 +76,9 @@ class MediaSession:
         except NoFreePort as exc:
             return m.MediaRefused(str(exc))
         self._rtp.dtmf_source = self._next_dtmf_packet
-        self._rtcp = await PhoneRtcp.open(config.sip_listen.host, self._port, self._rtp)
+        self._rtcp = await PhoneRtcp.open(
+            config.sip_listen.host, self._port, self._rtp, self._playout.jitter_s
+        )
         self._signalling = command.signalling
         self._playout_token = self._shared.clock.subscribe(self._playout_tick)
         self._agent = AgentLeg(
@@ -119,6 +121,8 @@ class MediaSession:
         self._rtp.srtp = None
         if phone.srtp_suite:
             self._rtp.srtp = Srtp(phone.srtp_suite, phone.srtp_send_key, phone.srtp_recv_key)
+        if self._rtcp is not None:
+            self._rtcp.use_keys(self._rtp.srtp)
 
     def start_sending(self, command: m.StartSending) -> None:
         if self._rtp is None:
@@ -192,7 +196,7 @@ class MediaSession:
                 self._shared.clock.unsubscribe(self._playout_token)
                 self._playout_token = None
             if self._rtcp is not None:
-                self._rtcp.close(self._playout.jitter_s())
+                self._rtcp.close()
             if self._rtp is not None:
                 self._rtp.close()
             if self._port is not None:
@@ -214,7 +218,7 @@ class MediaSession:
             self._phone_pcm(pcm)
         self._align_playout()
         if self._rtcp is not None:
-            self._rtcp.tick(self._playout.jitter_s())
+            self._rtcp.tick()
 
     def _align_playout(self) -> None:
         due = self._playout.next_due()
