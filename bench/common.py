@@ -63,14 +63,16 @@ def bridge_config() -> Config:
 
 
 class Pipelines:
-    """One call's two transcoders as the bridge builds them, and how its downlink takes PCM."""
+    """One call's two transcoders as the bridge builds them for the phone `codec`, and how its
+    downlink takes PCM (at the Opus PCM rate, whatever the phone codec: media_session/session.py)."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, codec: str = "PCMU") -> None:
         self.opus = config.opus
-        self.up = PhoneToAgent("PCMU", self.opus)
-        self.down = AgentToPhone("PCMU", self.opus.pcm_rate)
+        self.codec = codec
+        self.up = PhoneToAgent(codec, self.opus)
+        self.down = AgentToPhone(codec, self.opus.pcm_rate)
         self.pcm_rate = self.opus.pcm_rate
         self.push_pcm = self.down.push_pcm
 
     def describe(self) -> dict[str, Any]:
-        return {"opus": asdict(self.opus), "downlink_pcm_rate": self.pcm_rate}
+        return {"codec": self.codec, "opus": asdict(self.opus), "downlink_pcm_rate": self.pcm_rate}

@@ -29,7 +29,7 @@ from testbed.procs import free_tcp_port
 from ..common import RESULTS_MD, replace_section
 from . import flood
 from .flood import num
-from .level import AttackPlan
+from .plan import AttackPlan
 
 SECTION = "## Attacks"
 PART_NAMES = {

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
@@ -21,9 +22,10 @@ from testbed import audio, sipp
 
 from ..common import DEFAULT_OUT, REPO
 from . import procstat, report, speech
-from .level import LevelPlan, level_name
+from .plan import LevelPlan, level_name
 from .reference import Reference, reference
 from .run import run_level
+from .wire import WireCodec, codecs_from, encode_loop
 
 QUIET_PCT = 10.0
 
@@ -41,6 +43,20 @@ def parser() -> argparse.ArgumentParser:
         metavar="N[,N...]",
         help="run every level with the bridge started with each of these --workers counts in turn "
         "(default: the bridge's own default, auto = one per CPU; the count it used is recorded)",
+    )
+    p.add_argument(
+        "--codecs",
+        default="PCMU",
+        metavar="CODEC[,CODEC...]",
+        help="run every level with the calls in each of these codecs in turn: PCMU, G722, OPUS "
+        "(offered alone; OPUS is relayed to the agent untranscoded; default PCMU)",
+    )
+    p.add_argument(
+        "--srtp",
+        default="off",
+        metavar="off|on[,...]",
+        help="run every level plain (off) and/or with SRTP (on: RTP/SAVP, SDES AES_CM_128_HMAC_SHA1_80), "
+        "e.g. off,on (default off)",
     )
     p.add_argument(
         "--hold",
@@ -106,13 +122,33 @@ def workers_from(text: str | None) -> list[int | None]:
     return [None] if text is None else list(levels_from(text, "--workers"))
 
 
+def srtp_from(text: str) -> list[bool]:
+    """``--srtp off,on``: plain and/or SRTP, in the order given."""
+    words = [w.strip().lower() for w in text.split(",") if w.strip()]
+    if not words or any(w not in ("off", "on") for w in words):
+        raise SystemExit("--srtp: give off, on or both (off,on)")
+    return [w == "on" for w in dict.fromkeys(words)]
+
+
 def plans(args: argparse.Namespace, folder: Path) -> list[LevelPlan]:
-    """Every level with every worker count, the worker counts of one level back to back (the
-    machine's speed drifts over minutes: what is compared should run close together)."""
+    """Every level with every codec, worker count and SRTP setting; what is compared runs back to
+    back (the machine's speed drifts over minutes): the worker counts of one level and codec, and
+    innermost plain and SRTP, whose difference is SRTP's cost."""
     return [
-        LevelPlan(calls, args.hold, args.rate, folder / level_name(calls, n), args.agent_mode, workers=n)
+        LevelPlan(
+            calls,
+            args.hold,
+            args.rate,
+            folder / level_name(calls, n, codec.name, srtp),
+            args.agent_mode,
+            workers=n,
+            codec=codec,
+            srtp=srtp,
+        )
         for calls in levels_from(args.calls)
+        for codec in codecs_from(args.codecs)
         for n in workers_from(args.workers)
+        for srtp in srtp_from(args.srtp)
     ]
 
 
@@ -176,7 +212,7 @@ def check_tools() -> None:
 
 
 def _stop_reason(level: dict[str, Any], stop_loss: float) -> str | None:
-    where = f"{level['concurrency']} calls" + report.with_workers(level)
+    where = report.name(level)
     if "error" in level:
         return f"level {where} failed"
     loss = level["media"]["loss_pct"]
@@ -194,47 +230,63 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     folder = (args.out or DEFAULT_OUT / stamp).resolve()
     folder.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {"meta": _meta(args), "levels": []}
+    chosen = plans(args, folder)  # first: a bad option stops the run before anything is made
     voice = speech.make(folder)
-    ref = reference(voice)
-    results["meta"]["speech"] = _speech_meta(voice, ref)
-    stopped: dict[int | None, str] = {}  # worker count -> why its higher levels are skipped
-    for plan in plans(args, folder):
-        if plan.workers in stopped:
+    coded = {plan.codec.name: _Coded.of(voice, plan.codec) for plan in chosen}
+    results["meta"]["speech"] = _speech_meta(voice, coded)
+    stopped: dict[tuple[str, bool, int | None], str] = {}  # why the higher levels of a kind are skipped
+    for plan in chosen:
+        kind = (plan.codec.name, plan.srtp, plan.workers)
+        if kind in stopped:
             continue
         busy = wait_quiet(args.quiet_wait)
         print(f"bench: {_describe(plan)}, hold {args.hold:g} s, rate {args.rate:g}/s ...", flush=True)
-        level = _one_level(plan, voice, ref)
+        level = _one_level(plan, voice, coded[plan.codec.name])
         level["machine_busy_before_pct"] = busy
         results["levels"].append(level)
         report.write_json(results, folder)
         reason = _stop_reason(level, args.stop_loss)
         if reason:
-            stopped[plan.workers] = reason
+            stopped[kind] = reason
             results["meta"]["stopped_early"] = "; ".join(stopped.values())
     return _finish(results, folder, write_md=not args.no_write_results)
 
 
+@dataclass(frozen=True)
+class _Coded:
+    """The speech in one codec of the axis: the probe's payloads and the checkable frames."""
+
+    payloads: list[bytes]
+    ref: Reference
+
+    @classmethod
+    def of(cls, voice: speech.Speech, codec: WireCodec) -> _Coded:
+        return cls(encode_loop(codec, voice), reference(voice, codec))
+
+
 def _describe(plan: LevelPlan) -> str:
     workers = "the bridge's default workers" if plan.workers is None else f"{plan.workers} worker(s)"
-    return f"{plan.calls} calls, {workers}"
+    return f"{plan.calls} calls, {plan.codec.name}{' + SRTP' if plan.srtp else ''}, {workers}"
 
 
-def _speech_meta(voice: speech.Speech, ref: Reference) -> dict[str, Any]:
-    return {
-        "seconds": voice.seconds,
-        "frames": voice.count,
-        "active": ref.active,
-        "codec_robust": ref.codec_robust,
-        "checkable": ref.count,
+def _speech_meta(voice: speech.Speech, coded: dict[str, _Coded]) -> dict[str, Any]:
+    """The speech, and per codec how many of its frames the analysis checks (bench.load.reference)."""
+    per_codec = {
+        name: {"active": c.ref.active, "codec_robust": c.ref.codec_robust, "checkable": c.ref.count}
+        for name, c in coded.items()
     }
+    first = next(iter(per_codec.values()))  # as before the codec axis: the first codec's figures
+    return {"seconds": voice.seconds, "frames": voice.count, **first, "per_codec": per_codec}
 
 
-def _one_level(plan: LevelPlan, voice: speech.Speech, ref: Reference) -> dict[str, Any]:
+def _one_level(plan: LevelPlan, voice: speech.Speech, coded: _Coded) -> dict[str, Any]:
     try:
-        return run_level(plan, voice, ref)
+        return run_level(plan, voice, coded.ref, coded.payloads)
     except (RuntimeError, OSError, TimeoutError) as exc:
         return {
             "concurrency": plan.calls,
+            "codec": plan.codec.name,
+            "srtp": plan.srtp,
             "workers": {"requested": plan.workers, "count": None, "list": []},
             "error": str(exc),
             "logs": str(plan.folder),
@@ -255,6 +307,8 @@ def _meta(args: argparse.Namespace) -> dict[str, Any]:
             "quiet_wait_s": args.quiet_wait,
             "agent_mode": args.agent_mode,
             "workers": args.workers or "the bridge's default (auto: one per CPU)",
+            "codecs": args.codecs,
+            "srtp": args.srtp,
         },
     }
 

@@ -3,9 +3,10 @@
 The bridge sends 50 packets per second whatever happens (silence when its playout queue is empty),
 so counting packets says nothing; the audio does. For each call:
 
-1. The returned stream is laid out on the bridge's own timeline: the packet with (unwrapped)
-   sequence number j holds return samples [160 j, 160 j + 160), with its kernel arrival time; a
-   missing sequence number leaves silence and no arrival time.
+1. The returned stream is laid out on the bridge's own timeline (bench.load.received: unprotected and
+   decoded to 8 kHz, whatever the codec): the packet with (unwrapped) sequence number j holds return
+   samples [160 j, 160 j + 160), with its kernel arrival time; a missing sequence number leaves
+   silence and no arrival time.
 2. The frames the probe sent in the steady window are taken in chunks of CHUNK (200 ms). Each chunk
    is found in the returned stream by normalised FFT cross-correlation: near the previous chunk's
    place (±TRACK_S) when that fits (>= CHUNK_MATCH), otherwise anywhere that arrived within
@@ -33,8 +34,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .probe import ProbeCall
+from .received import Stream, stream_of
 from .reference import FRAME_MATCH, JITTER, Reference, best_match, scores_at
-from .speech import FRAME_BYTES, Speech, ulaw_to_float
+from .speech import FRAME_BYTES, Speech
+from .wire import PCMU, WireCodec
 
 _F = FRAME_BYTES
 CHUNK = 10
@@ -60,8 +63,10 @@ class CallEcho:
     returned: int = 0
     rtt_ms: list[float] = field(default_factory=list)
     similarity: list[float] = field(default_factory=list)
-    received_packets: int = 0
+    received_packets: int = 0  # of the call's codec, usable
     missing_packets: int = 0
+    other_packets: int = 0  # another payload type, or what the codec could not take
+    auth_failed: int = 0  # SRTP: did not authenticate
     chunks_unmatched: int = 0
     timeline_steps: int = 0
 
@@ -86,19 +91,9 @@ class Returned:
         return int(np.searchsorted(self._earliest_after, t_ms))
 
     @classmethod
-    def of(cls, call: ProbeCall, ref_ns: int) -> Returned | None:
-        if not call.recv_seq:
-            return None
-        seq = np.asarray(call.recv_seq, dtype=np.int64)
-        step = ((np.diff(seq) + 32768) % 65536) - 32768  # wrap-around and reordering
-        j = np.concatenate(([0], np.cumsum(step)))
-        j -= j.min()
-        count = int(j.max()) + 1
-        audio = np.zeros((count, _F), dtype=np.float32)
-        audio[j] = ulaw_to_float(bytes(call.recv_payload)).reshape(-1, _F)
-        arrival = np.full(count, np.nan)
-        arrival[j] = (np.asarray(call.recv_ns, dtype=np.int64) - ref_ns) / 1e6
-        return cls(audio.ravel(), arrival, count - len(np.unique(j)))
+    def of(cls, stream: Stream, ref_ns: int) -> Returned:
+        arrival = np.where(stream.arrival_ns >= 0, (stream.arrival_ns - ref_ns) / 1e6, np.nan)
+        return cls(stream.audio, arrival, stream.missing)
 
 
 @dataclass
@@ -230,14 +225,20 @@ def _steps(found: list[int]) -> int:
     return int(np.sum(np.abs(np.diff(smooth)) > _F // 2))
 
 
-def analyse_call(call: ProbeCall, speech: Speech, ref: Reference, window_ns: tuple[int, int]) -> CallEcho:
-    """What came back of the checkable frames `call` sent within `window_ns` (CLOCK_REALTIME ns)."""
-    out = CallEcho(call.index, received_packets=len(call.recv_seq))
+def analyse_call(
+    call: ProbeCall, speech: Speech, ref: Reference, window_ns: tuple[int, int], codec: WireCodec = PCMU
+) -> CallEcho:
+    """What came back of the checkable frames `call` sent within `window_ns` (CLOCK_REALTIME ns),
+    its speech sent and coming back in `codec` (`ref` for that codec: bench.load.reference)."""
+    out = CallEcho(call.index)
     sent = _Sent.of(call, speech, ref, window_ns)
-    returned = Returned.of(call, window_ns[0])
-    if returned is None:
+    stream = stream_of(call, codec)
+    out.received_packets, out.other_packets = stream.packets, stream.other
+    out.auth_failed = stream.auth_failed
+    if not stream.packets:
         out.checked = int(sent.checkable.sum())
         return out
+    returned = Returned.of(stream, window_ns[0])
     out.missing_packets = returned.missing
     lags = _chunk_lags(sent, returned)
     trusted = _trusted(lags)
@@ -276,5 +277,7 @@ def summarise(results: list[CallEcho], calls_expected: int, ref: Reference) -> d
         "timeline_steps": sum(r.timeline_steps for r in results),
         "chunks_unmatched": sum(r.chunks_unmatched for r in results),
         "return_packets_missing": sum(r.missing_packets for r in results),
+        "return_packets_other": sum(r.other_packets for r in results),
+        "return_packets_auth_failed": sum(r.auth_failed for r in results),
         "checkable_share_of_speech": ref.count / len(ref.checkable),
     }

@@ -28,7 +28,7 @@ from typing import Any
 from ..common import DEFAULT_OUT, RESULTS_MD, replace_section
 from . import speech
 from .cli import check_tools, code_state, machine, wait_quiet
-from .level import AttackPlan, FloodPlan, LevelPlan
+from .plan import AttackPlan, FloodPlan, LevelPlan
 from .reference import reference
 from .run import run_level
 

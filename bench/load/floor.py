@@ -11,7 +11,9 @@ project's own public media API (whatever resampler or codec binding sits behind 
 
 The pipelines are built as the bridge builds them (``bench.common.Pipelines``), from its
 configuration (its defaults and SIPBRIDGE_* variables): the codec and the Opus settings
-(``config.opus``).
+(``config.opus``). For G.722 the phone payloads are the probe's own (bench.load.wire.encode_loop):
+G.722 decode at 16 kHz, Opus encode at 16 kHz; back, Opus decode at the Opus PCM rate, resampling to
+16 kHz, G.722 encode. Opus on the phone leg is relayed, not transcoded: it has no floor.
 
 It leaves out everything else a call costs: sockets, RTP, SRTP, ICE/DTLS, aiortc, asyncio, SIP. The
 calls are stepped frame by frame in turn (call 1 frame 1, call 2 frame 1, ...), as a bridge serving
@@ -33,8 +35,8 @@ from .speech import Speech
 
 
 class _FloorCall:
-    def __init__(self, index: int, speech: Speech, config: Config) -> None:
-        self.media = Pipelines(config)
+    def __init__(self, index: int, speech: Speech, config: Config, codec: str) -> None:
+        self.media = Pipelines(config, codec)
         self.decoder = OpusDecoder(self.media.pcm_rate)
         self.offset = (index * 37) % speech.count
         self.packets = 0
@@ -49,26 +51,30 @@ class _FloorCall:
 SEGMENTS = 5
 
 
-def _run(state: list[_FloorCall], speech: Speech, frames: range) -> float:
+def _run(state: list[_FloorCall], payloads: list[bytes], frames: range) -> float:
     """Step every call through `frames`; the CPU seconds it took."""
     cpu0 = time.process_time()
     for k in frames:
         for call in state:
-            call.step(speech.frames[(call.offset + k) % speech.count])
+            call.step(payloads[(call.offset + k) % len(payloads)])
     return time.process_time() - cpu0
 
 
-def measure(calls: int, seconds: float, speech: Speech) -> dict[str, Any]:
-    """Transcode `calls` calls of `seconds` each (the same call-seconds as the bridge carried).
+def measure(
+    calls: int, seconds: float, speech: Speech, codec: str = "PCMU", payloads: list[bytes] | None = None
+) -> dict[str, Any]:
+    """Transcode `calls` calls of `seconds` each (the same call-seconds as the bridge carried), the
+    phone leg in `codec` (its payloads: the speech's μ-law frames by default).
 
     Timed in SEGMENTS consecutive parts: the floor is their median, so one part slowed down by the
     machine (a VM's vCPU can lose tens of % of its speed for a while) does not move it; their spread
     shows how steady the machine was."""
-    state = [_FloorCall(i, speech, bridge_config()) for i in range(calls)]
+    state = [_FloorCall(i, speech, bridge_config(), codec) for i in range(calls)]
+    payloads = payloads if payloads is not None else list(speech.frames)
     frames = max(SEGMENTS, round(seconds * 50))
     bounds = [frames * i // SEGMENTS for i in range(SEGMENTS + 1)]
     wall0 = time.perf_counter()
-    parts = [_run(state, speech, range(a, b)) for a, b in zip(bounds, bounds[1:], strict=False)]
+    parts = [_run(state, payloads, range(a, b)) for a, b in zip(bounds, bounds[1:], strict=False)]
     cpu, call_seconds = sum(parts), calls * frames / 50
     per_part = [
         100.0 * part / (calls * (b - a) / 50) for part, a, b in zip(parts, bounds, bounds[1:], strict=False)

@@ -16,13 +16,13 @@ alone; the baseline RSS is that of the idle bridge after one short warm-up call.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import os
 import re
 import signal
 import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Callable
@@ -42,7 +42,8 @@ from testbed.bridge_proc import (
 )
 
 from ..common import SCENARIOS
-from . import procstat
+from . import offer, procstat
+from .plan import LevelPlan
 from .probe import RtpProbe
 from .speech import Speech
 
@@ -56,75 +57,6 @@ SAMPLE_EVERY_S = 1.0
 METRICS_EVERY_S = 5.0
 SETUP_TIMEOUT_S = 20.0  # for the first call to be answered
 IDLE_S = 2.0  # CPU of the idle processes is measured this long before the first call
-
-
-@dataclass(frozen=True)
-class FloodPlan:
-    """A hostile host flooding the bridge with INVITEs during the steady window (testbed/flood)."""
-
-    rate: float
-    seconds: float
-    source: str = "127.0.0.2"
-    config_extra: str = ""  # more TOML for the bridge's configuration
-
-    def command(self, bridge: BridgeProcess, out: Path) -> list[str]:
-        return [
-            sys.executable, "-m", "testbed.flood", bridge.sip_target, "--source", self.source,
-            "--rate", f"{self.rate:g}", "--seconds", f"{self.seconds:g}", "--out", str(out),
-        ]  # fmt: skip
-
-
-@dataclass(frozen=True)
-class AttackPlan:
-    """The whole attack set of issue 13 during the steady window (testbed/attacks): the bridge
-    gets the providers it aims at and a TLS listener (``tls_env``: certificate, key and port)."""
-
-    seconds: float
-    tls_port: int
-    tls_env: tuple[tuple[str, str], ...]
-    pbx_password: str = "pbx-Secret-42"
-    without: tuple[str, ...] = ()  # parts of the set left out (testbed/attacks.PARTS)
-
-    @property
-    def config_extra(self) -> str:
-        return (
-            '[providers.edge]\ntype = "generic"\naddress = "127.0.0.2:5999"\n'
-            'inbound_cidrs = ["127.0.0.2/32"]\n'
-            '[providers.pbx]\ntype = "asterisk"\naddress = "127.0.0.5:5998"\ninbound_username = "asterisk"\n'
-            '[providers.tw]\ntype = "twilio"\naddress = "127.0.0.1:9"\n'
-        )
-
-    def command(self, bridge: BridgeProcess, out: Path) -> list[str]:
-        # nice 19: on this machine the attacker shares the bridge's two cores, which an attacker on
-        # the internet would not; it still sends all it can whenever a core is idle.
-        return [
-            "nice", "-n", "19",
-            sys.executable, "-m", "testbed.attacks", bridge.sip_target, "--api", bridge.api,
-            "--rtp", f"{bridge.rtp_low}-{bridge.rtp_high}", "--tls-port", str(self.tls_port),
-            "--pbx-password", self.pbx_password, "--seconds", f"{self.seconds:g}", "--out", str(out),
-            "--bridge-pid", str(bridge.proc.pid), *(f"--without={part}" for part in self.without),
-        ]  # fmt: skip
-
-
-@dataclass(frozen=True)
-class LevelPlan:
-    calls: int
-    hold_s: float
-    rate: float
-    folder: Path
-    agent_mode: str = "relay"
-    flood: FloodPlan | AttackPlan | None = None  # the steady window is then its duration
-    bridge_env: tuple[tuple[str, str], ...] = ()
-    workers: int | None = None  # the bridge's --workers; None: its own default (auto)
-
-    @property
-    def ramp_s(self) -> float:
-        return self.calls / self.rate
-
-
-def level_name(calls: int, workers: int | None) -> str:
-    """A level's folder: level-20, or level-20-w2 when the bridge's worker count is given."""
-    return f"level-{calls}" + ("" if workers is None else f"-w{workers}")
 
 
 @dataclass
@@ -185,18 +117,35 @@ def warm_up(bridge: BridgeProcess, folder: Path) -> None:
 
 
 def injection_file(probe: RtpProbe, folder: Path) -> Path:
-    """sipp's -inf file: call i (SEQUENTIAL) puts the port of probe socket i in its SDP."""
+    """sipp's -inf file: call i (SEQUENTIAL) puts the port of probe socket i in its SDP, and with
+    SRTP the call's key."""
     path = folder / "probe_ports.csv"
-    path.write_text("SEQUENTIAL\n" + "".join(f"{port};\n" for port in probe.ports))
+    keys = [base64.b64encode(c.srtp_key).decode() if c.srtp_key else None for c in probe.calls]
+    path.write_text(offer.injection_text(probe.ports, keys))
     return path
+
+
+def scenario_file(plan: LevelPlan) -> Path:
+    """uac_bench.xml with the level's offer (bench.load.offer: its codec, plain or SRTP)."""
+    path = plan.folder / SCENARIO.name
+    text = offer.scenario(SCENARIO.read_text(encoding="latin-1"), plan.codec, plan.srtp)
+    path.write_text(text, encoding="latin-1")
+    return path
+
+
+def answer_log(plan: LevelPlan) -> Path:
+    """Where sipp logs the key of each SRTP answer (bench.load.offer)."""
+    return plan.folder / "sipp" / offer.ANSWER_LOG
 
 
 def sipp_runner(plan: LevelPlan, bridge: BridgeProcess, inf: Path) -> Callable[[], sipp.SippResult]:
     timeout = plan.ramp_s + plan.hold_s + 60
+    scenario = scenario_file(plan)
+    logs = ["-trace_logs", "-log_file", str(answer_log(plan))] if plan.srtp else []
 
     def run() -> sipp.SippResult:
         return sipp.run_scenario(
-            SCENARIO,
+            scenario,
             bridge.sip_target,
             calls=plan.calls,
             rate=plan.rate,
@@ -206,7 +155,7 @@ def sipp_runner(plan: LevelPlan, bridge: BridgeProcess, inf: Path) -> Callable[[
             recv_timeout_ms=30_000,
             trace_messages=False,
             workdir=plan.folder / "sipp",
-            extra_args=["-inf", str(inf), "-trace_rtt", "-rtt_freq", "1"],
+            extra_args=["-inf", str(inf), "-trace_rtt", "-rtt_freq", "1", *logs],
         )
 
     return run
@@ -223,11 +172,18 @@ def stop_sipp() -> None:
 class LiveLevel:
     """The live phase: drives the probe and sipp and samples /proc, in one asyncio loop."""
 
-    def __init__(self, plan: LevelPlan, agent: AgentProcess, bridge: BridgeProcess, speech: Speech) -> None:
+    def __init__(
+        self,
+        plan: LevelPlan,
+        agent: AgentProcess,
+        bridge: BridgeProcess,
+        speech: Speech,
+        payloads: list[bytes] | None = None,
+    ) -> None:
         self.plan = plan
         self.agent = agent
         self.bridge = bridge
-        self.probe = RtpProbe(plan.calls, speech)
+        self.probe = RtpProbe(plan.calls, speech, codec=plan.codec, payloads=payloads, srtp=plan.srtp)
         # The bridge is its whole process tree (the control process, its media workers and
         # multiprocessing's helper); the control process and each worker (named by /health's index)
         # alone too: one of their loops may saturate while the tree does not.
@@ -253,6 +209,7 @@ class LiveLevel:
             measured = await self._measure(sipp_task)
             measured.idle_pct = idle
             measured.sipp = await self._finish(sipp_task)
+            self._answer_keys()
             return measured
         finally:
             stop_sipp()
@@ -344,6 +301,16 @@ class LiveLevel:
                 return False
             await asyncio.sleep(0.05)
         return True
+
+    def _answer_keys(self) -> None:
+        """SRTP: the key of each call's answer (logged by sipp), for the analysis to unprotect with."""
+        if not self.plan.srtp:
+            return
+        keys = offer.read_answer_keys(answer_log(self.plan))
+        for call in self.probe.calls:
+            call.answer_key = keys.get(call.port)
+        if missing := sum(1 for c in self.probe.latched() if c.answer_key is None):
+            self.notes.append(f"{missing} answered call(s) without their answer's SRTP key in sipp's log")
 
     def _find_sipp(self) -> None:
         pid = procstat.child_pid("sipp")

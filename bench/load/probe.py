@@ -3,16 +3,22 @@
 sipp does the signalling; the SDP of call i names ``probe.ports[i]``. The bridge starts sending its
 RTP (silence until the agent speaks) to that port when it answers, from the port of its SDP answer.
 The first packet latches the probe's call to that source (symmetric RTP, as the bridge does): from
-then on the probe sends 20 ms μ-law frames of speech to it at 50 packets per second, from the same
-socket, and records every packet that comes back with the kernel's receive timestamp
+then on the probe sends 20 ms frames of speech to it at 50 packets per second, from the same socket,
+and records every packet that comes back, as it came, with the kernel's receive timestamp
 (SO_TIMESTAMPNS), so a busy probe does not inflate the measured round trip.
+
+The speech is sent in the codec of the level (bench.load.wire: PCMU, G.722 or Opus), coded once for
+the whole loop before the calls; with SRTP (``srtp=True``) each call has its own SDES key (in its
+offer) and every packet is protected with it before it is sent. What comes back is kept raw (still
+SRTP-protected, still coded): unprotecting and decoding, in sequence order per call, happen in the
+analysis after the measurement (bench.load.received), with the key of the bridge's answer.
 
 Pacing: call i sends on slot ``i % SLOTS`` of a 20 ms cycle (slots 2 ms apart), so the calls' packets
 are spread over the cycle as independent phones' would be, not sent in one burst. When the loop is
 late it catches up (sends the frames that were due, with their real send times), and at most
 MAX_BURST frames at once: beyond that the missed frames are skipped and counted, never sent late.
-The cost per packet is one ``sendmsg``/``recvmsg`` and a few list appends; the analysis (numpy)
-runs after the measurement.
+The cost per packet is one ``sendmsg``/``recvmsg`` and a few list appends (and with SRTP one
+libsrtp ``protect``); the analysis (numpy) runs after the measurement.
 """
 
 from __future__ import annotations
@@ -25,15 +31,21 @@ import struct
 import time
 from dataclasses import dataclass, field
 
+import pylibsrtp
+
+from sipbridge.rtp.srtp import PROFILES
+
 from ..common import SO_TIMESTAMPNS, TIMESTAMP_ANCILLARY, kernel_time
+from . import offer
 from .speech import Speech
+from .wire import PCMU, WireCodec
 
 FRAME_NS = 20_000_000
 SLOTS = 10
 SLOT_NS = FRAME_NS // SLOTS
 MAX_BURST = 5
 _RTP = struct.Struct("!BBHII")
-PCMU = 0
+RTCP_TYPES = range(200, 205)  # the second byte of an RTCP packet (SR, RR, SDES, BYE, APP)
 
 
 @dataclass
@@ -52,11 +64,12 @@ class ProbeCall:
     sent_ns: list[int] = field(default_factory=list)  # ... and when (CLOCK_REALTIME ns)
     late_ns: list[int] = field(default_factory=list)  # how late each was sent
     skipped: int = 0
-    recv_ns: list[int] = field(default_factory=list)
-    recv_seq: list[int] = field(default_factory=list)
-    recv_payload: bytearray = field(default_factory=bytearray)
-    recv_other: int = 0  # packets that were not 160-byte PCMU (counted, not used)
+    recv_ns: list[int] = field(default_factory=list)  # kernel arrival of each packet ...
+    recv_packets: list[bytes] = field(default_factory=list)  # ... and the packet, as it came
     ssrc: int = field(default_factory=lambda: secrets.randbits(32))
+    srtp_key: bytes | None = None  # SRTP: our master key and salt (in our offer)
+    answer_key: bytes | None = None  # SRTP: the bridge's (from its answer), set after the calls
+    protect: pylibsrtp.Session | None = field(default=None, repr=False)
 
     @property
     def port(self) -> int:
@@ -64,10 +77,27 @@ class ProbeCall:
 
 
 class RtpProbe:
-    """`n` per-call sockets on 127.0.0.1; :meth:`run` serves them until `stop` is set."""
+    """`n` per-call sockets on 127.0.0.1; :meth:`run` serves them until `stop` is set.
 
-    def __init__(self, n: int, speech: Speech, host: str = "127.0.0.1") -> None:
+    `payloads`: the speech loop coded in `codec` (bench.load.wire.encode_loop); the speech's own
+    μ-law frames by default."""
+
+    def __init__(
+        self,
+        n: int,
+        speech: Speech,
+        host: str = "127.0.0.1",
+        *,
+        codec: WireCodec = PCMU,
+        payloads: list[bytes] | None = None,
+        srtp: bool = False,
+    ) -> None:
         self.speech = speech
+        self.codec = codec
+        self.payloads = payloads if payloads is not None else list(speech.frames)
+        if len(self.payloads) != speech.count:
+            raise ValueError("one payload per speech frame")
+        self.srtp = srtp
         self.calls = [self._open(i, host) for i in range(n)]
         self._slots: list[list[ProbeCall]] = [[] for _ in range(SLOTS)]
         self._origin_ns = time.time_ns()
@@ -78,7 +108,16 @@ class RtpProbe:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 18)
         sock.bind((host, 0))
         sock.setblocking(False)
-        return ProbeCall(index, sock, offset=(index * 37) % 500)
+        call = ProbeCall(index, sock, offset=(index * 37) % 500)
+        if self.srtp:
+            call.srtp_key = offer.new_key()
+            policy = pylibsrtp.Policy(
+                key=call.srtp_key,
+                ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND,
+                srtp_profile=PROFILES[offer.SUITE],
+            )
+            call.protect = pylibsrtp.Session(policy)
+        return call
 
     @property
     def ports(self) -> list[int]:
@@ -138,11 +177,14 @@ class RtpProbe:
             call.due_ns += FRAME_NS
 
     def _send(self, call: ProbeCall, k: int, now: int) -> None:
-        payload = self.speech.frames[(call.offset + k) % self.speech.count]
+        payload = self.payloads[(call.offset + k) % len(self.payloads)]
         marker = 0x80 if k == 0 else 0
-        header = _RTP.pack(0x80, PCMU | marker, k & 0xFFFF, (k * 160) & 0xFFFFFFFF, call.ssrc)
+        stamp = (k * self.codec.timestamp_step) & 0xFFFFFFFF
+        packet = _RTP.pack(0x80, self.codec.payload_type | marker, k & 0xFFFF, stamp, call.ssrc) + payload
+        if call.protect is not None:
+            packet = call.protect.protect(packet)
         try:
-            call.sock.send(header + payload)
+            call.sock.send(packet)
         except BlockingIOError:  # our send buffer is full: the frame is not sent
             call.skipped += 1
             return
@@ -167,17 +209,11 @@ class RtpProbe:
 
     def _record(self, call: ProbeCall, data: bytes, at: int, addr: tuple[str, int]) -> None:
         if call.remote is None:
+            if len(data) < 12 or data[1] in RTCP_TYPES:
+                return  # the bridge's RTCP to our port + 1 (another call's socket): not a stream to latch to
             self._latch(call, addr, at)
-        offset = 12 + 4 * (data[0] & 0x0F) if len(data) >= 12 else len(data)
-        if data[0] & 0x10 and len(data) >= offset + 4:
-            offset += 4 + 4 * int.from_bytes(data[offset + 2 : offset + 4], "big")
-        payload = data[offset:]
-        if (data[1] & 0x7F) != PCMU or len(payload) != 160:
-            call.recv_other += 1
-            return
         call.recv_ns.append(at)
-        call.recv_seq.append(int.from_bytes(data[2:4], "big"))
-        call.recv_payload += payload
+        call.recv_packets.append(data)
 
     def _latch(self, call: ProbeCall, addr: tuple[str, int], at: int) -> None:
         call.remote = (addr[0], addr[1])

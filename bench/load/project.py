@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .report import variant, with_codec
 from .run import THREAD_SATURATED_PCT
 
 CORES = (4, 8, 16, 32)
@@ -60,7 +61,16 @@ class NoMeasurement(ValueError):
 def _level_name(level: dict[str, Any]) -> str:
     workers = level["workers"]["count"]
     loss = level["media"]["loss_pct"]
-    return f"{level['concurrency']} calls × {workers} worker{'s' if workers != 1 else ''}, loss {loss:.2f} %"
+    calls = f"{level['concurrency']} calls{with_codec(level)}"
+    return f"{calls} × {workers} worker{'s' if workers != 1 else ''}, loss {loss:.2f} %"
+
+
+def one_variant(levels: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The levels of one codec and SRTP setting (a run with --codecs or --srtp has several, whose
+    calls per worker differ): plain PCMU when the run has it, else the first level's."""
+    kinds = [variant(level) for level in levels]
+    chosen = "PCMU" if "PCMU" in kinds else (kinds[0] if kinds else "PCMU")
+    return [level for level, kind in zip(levels, kinds, strict=True) if kind == chosen]
 
 
 def _workers(level: dict[str, Any]) -> int | None:
@@ -88,7 +98,7 @@ def _per_worker(level: dict[str, Any]) -> float:
 
 
 def measured_from(results: dict[str, Any], loss_bound: float) -> Measured:
-    levels = results["levels"]
+    levels = one_variant(results["levels"])
     good = [level for level in levels if _within(level, loss_bound)]
     if not good:
         raise NoMeasurement(

@@ -5,10 +5,12 @@ A frame is *checkable* when all three hold:
 - it is speech, not a pause: RMS within ACTIVE_DB of the loudest frame (a pause cannot be told from
   lost audio);
 - its waveform survives the codecs: after a clean offline trip through the same chain as a call
-  (the bridge's ``PhoneToAgent`` with its Opus settings, ``OpusDecoder``, the echo agent's Opus
-  encoder settings, ``OpusDecoder``, ``AgentToPhone``) it still correlates >= ROBUST_MATCH with what
-  was sent, in every repeat of the loop. Opus keeps the waveform of voiced speech, but not that of
-  fricatives or of some transitions: those frames come back changed even when nothing is lost;
+  in the level's codec (bench.load.wire: the probe's payloads; the bridge's ``PhoneToAgent`` with its
+  Opus settings, ``OpusDecoder``, the echo agent's Opus encoder settings, ``OpusDecoder``,
+  ``AgentToPhone``; the analysis's decoder; for Opus, which the bridge relays, the echo agent's
+  decode and re-encode alone) it still correlates >= ROBUST_MATCH with what was sent, in every
+  repeat of the loop. Opus keeps the waveform of voiced speech, but not that of fricatives or of
+  some transitions: those frames come back changed even when nothing is lost;
 - it is distinct from its neighbours: its correlation with the audio one or two frames earlier or
   later (±JITTER samples) stays under DISTINCT_BELOW (FRAME_MATCH less a margin). Otherwise, with
   the stream shifted by a frame (a lost frame, a playout underrun) a neighbour could pass for it.
@@ -27,7 +29,8 @@ from sipbridge.agent.echo import ECHO_OPUS
 from sipbridge.media.opus import OpusDecoder, OpusEncoder
 
 from ..common import Pipelines, bridge_config
-from .speech import FRAME_BYTES, Speech, ulaw_to_float
+from .speech import FRAME_BYTES, Speech
+from .wire import PCMU, StreamDecoder, WireCodec, encode_loop
 
 ACTIVE_DB = -30.0
 ROBUST_MATCH = 0.8
@@ -86,24 +89,35 @@ def active_frames(speech: Speech) -> np.ndarray:
     return rms >= rms.max() * 10 ** (ACTIVE_DB / 20)
 
 
-def _offline_trip(speech: Speech) -> np.ndarray:
+def _offline_trip(speech: Speech, codec: WireCodec) -> np.ndarray:
     """The speech looped LOOPS times through the call's codec chain, without any network or loss."""
-    media = Pipelines(bridge_config())
+    payloads = encode_loop(codec, speech)
+    decoder = StreamDecoder(codec)
     agent_in, agent_out = OpusDecoder(48000), OpusEncoder(ECHO_OPUS)
-    bridge_in = OpusDecoder(media.pcm_rate)
-    out = bytearray()
+    relay = codec.phone_codec is None  # Opus: the bridge passes the phone's packets on as they are
+    media = None if relay else Pipelines(bridge_config(), codec.phone_codec or "PCMU")
+    bridge_in = OpusDecoder(media.pcm_rate) if media is not None else None
+    out = []
     for k in range(LOOPS * speech.count):
-        for packet in media.up.push(speech.frames[k % speech.count]):
-            echoed = agent_out.encode(agent_in.decode(packet))
-            if echoed is not None:
-                media.push_pcm(bridge_in.decode(echoed))
-        out += media.down.pop_frame() or b"\xff" * _F  # silence while the chain fills, as the bridge sends
-    return ulaw_to_float(bytes(out))
+        payload = payloads[k % speech.count]
+        if media is None or bridge_in is None:
+            back = agent_out.encode(agent_in.decode(payload))
+        else:
+            for packet in media.up.push(payload):
+                echoed = agent_out.encode(agent_in.decode(packet))
+                if echoed is not None:
+                    media.push_pcm(bridge_in.decode(echoed))
+            # silence while the chain fills, as the bridge sends
+            back = media.down.pop_frame() or media.down.silence()
+        frame = decoder.decode(back)
+        out.append(frame if frame is not None else decoder.missing())
+    heard = np.concatenate(out)
+    return np.concatenate([heard[decoder.delay_samples :], np.zeros(decoder.delay_samples, np.float32)])
 
 
-def codec_scores(speech: Speech) -> np.ndarray:
+def codec_scores(speech: Speech, codec: WireCodec = PCMU) -> np.ndarray:
     """Per speech frame: its worst correlation after the offline trip, over loops 2..LOOPS."""
-    heard = _offline_trip(speech)
+    heard = _offline_trip(speech, codec)
     n = speech.count * _F
     probe = speech.linear[: min(n, 8000)]
     lag, _ = best_match(probe, heard[n : n + len(probe) + 4000])
@@ -132,9 +146,10 @@ class Reference:
         return int(self.checkable.sum())
 
 
-def reference(speech: Speech) -> Reference:
+def reference(speech: Speech, codec: WireCodec = PCMU) -> Reference:
+    """Which frames of `speech` are checkable when the calls carry it in `codec`."""
     active = active_frames(speech)
-    robust = active & (codec_scores(speech) >= ROBUST_MATCH)
+    robust = active & (codec_scores(speech, codec) >= ROBUST_MATCH)
     checkable = robust & (neighbour_scores(speech) < DISTINCT_BELOW)
     if not checkable.any():
         raise RuntimeError("no frame of the speech survives the codec chain: is the media pipeline broken?")

@@ -16,7 +16,7 @@ KEEP_RUNS = 10
 NEAR_MACHINE_BOUND_PCT = 75.0
 
 COLUMNS = (
-    "calls", "workers", "ok / failed", "bridge CPU %/call", "control %/call", "floor %/call",
+    "calls", "codec", "SRTP", "workers", "ok / failed", "bridge CPU %/call", "control %/call", "floor %/call",
     "bridge ÷ floor", "RSS/call MiB", "peak RSS MiB", "setup p50 / p99 ms", "loss %",
     "echo RTT p50 / p99 ms", "agent CPU %", "machine busy %", "bound",
     "per worker: calls · CPU % · loop lag ms",
@@ -44,10 +44,33 @@ def workers_cell(level: dict[str, Any]) -> str:
     return str(count) + (" (auto)" if workers.get("requested") is None else "")
 
 
+def codec_cell(level: dict[str, Any]) -> str:
+    return str(level.get("codec", "PCMU"))  # runs from before the codec axis were PCMU
+
+
+def srtp_cell(level: dict[str, Any]) -> str:
+    return "on" if level.get("srtp") else "off"
+
+
+def variant(level: dict[str, Any]) -> str:
+    """The level's codec, and SRTP if on: "PCMU", "G722 + SRTP"."""
+    return codec_cell(level) + (" + SRTP" if level.get("srtp") else "")
+
+
+def with_codec(level: dict[str, Any]) -> str:
+    """ " G722 + SRTP" for a level of the codec axis, "" for one from before it."""
+    return f" {variant(level)}" if "codec" in level else ""
+
+
 def with_workers(level: dict[str, Any]) -> str:
     """ " × 2 workers" for a level run with a given worker count, else ""."""
     requested = (level.get("workers") or {}).get("requested")
     return "" if requested is None else f" × {requested} worker{'s' if requested != 1 else ''}"
+
+
+def name(level: dict[str, Any]) -> str:
+    """ "20 calls", "20 calls G722 + SRTP × 2 workers": a level in a sentence."""
+    return f"{level['concurrency']} calls{with_codec(level)}{with_workers(level)}"
 
 
 def per_worker_cell(level: dict[str, Any]) -> str:
@@ -64,13 +87,16 @@ def per_worker_cell(level: dict[str, Any]) -> str:
 
 def row(level: dict[str, Any]) -> list[str]:
     if "error" in level:
-        first = [str(level["concurrency"]), workers_cell(level), "error: " + level["error"].splitlines()[0]]
+        first = [str(level["concurrency"]), codec_cell(level), srtp_cell(level), workers_cell(level)]
+        first.append("error: " + level["error"].splitlines()[0])
         return first + [""] * (len(COLUMNS) - len(first))
     cpu, media, setup = level["cpu"], level["media"], level["setup_ms"]
     floor, memory, calls = level["floor"] or {}, level["memory"], level["calls"]
     mark = "" if level.get("cost_valid", True) else " *"
     return [
         str(level["concurrency"]),
+        codec_cell(level),
+        srtp_cell(level),
         workers_cell(level),
         f"{calls['ok']} / {calls['failed']}",
         _num(cpu["bridge_pct_per_call"], 2) + mark,
@@ -103,6 +129,66 @@ def table(levels: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+Load = tuple[int, int | None]  # calls, workers asked for
+
+
+def _load(level: dict[str, Any]) -> Load:
+    return level["concurrency"], (level.get("workers") or {}).get("requested")
+
+
+def _load_label(load: Load) -> str:
+    calls, workers = load
+    return f"{calls} calls" + with_workers({"workers": {"requested": workers}})
+
+
+def _cpu_per_call(level: dict[str, Any]) -> float | None:
+    return level["cpu"]["bridge_pct_per_call"]
+
+
+def by_codec(levels: list[dict[str, Any]]) -> str:
+    """Bridge CPU per call for each codec and SRTP setting at each load, and SRTP's added cost per
+    call (with minus without, same codec and load); "" for a run of plain PCMU alone."""
+    done = [lv for lv in levels if "error" not in lv and _cpu_per_call(lv) is not None]
+    variants = list(dict.fromkeys(variant(lv) for lv in done))
+    if variants in ([], ["PCMU"]):
+        return ""
+    loads = list(dict.fromkeys(_load(lv) for lv in done))
+    cells = {(variant(lv), _load(lv)): lv for lv in done}
+
+    def shown(level: dict[str, Any] | None) -> str:
+        if level is None:
+            return "–"
+        return _num(_cpu_per_call(level), 2) + ("" if level.get("cost_valid", True) else " *")
+
+    lines = [
+        "Bridge CPU per call (% of one core), by codec and SRTP:",
+        "",
+        "| codec | " + " | ".join(_load_label(load) for load in loads) + " |",
+        "|" + "---|" * (len(loads) + 1),
+    ]
+    for v in variants:
+        lines.append(f"| {v} | " + " | ".join(shown(cells.get((v, load))) for load in loads) + " |")
+    costs = [
+        _srtp_cost(codec, load, plain, secure)
+        for codec in dict.fromkeys(codec_cell(lv) for lv in done)
+        for load in loads
+        if (plain := cells.get((codec, load))) and (secure := cells.get((f"{codec} + SRTP", load)))
+    ]
+    if costs:
+        lines += ["", "SRTP's added cost per call (with SRTP − without, same codec and load):", "", *costs]
+    return "\n".join(lines)
+
+
+def _srtp_cost(codec: str, load: Load, plain: dict[str, Any], secure: dict[str, Any]) -> str:
+    off, on = _cpu_per_call(plain) or 0.0, _cpu_per_call(secure) or 0.0
+    share = f", {100 * (on - off) / off:+.0f} %" if off > 0 else ""
+    starved = not (plain.get("cost_valid", True) and secure.get("cost_valid", True))
+    return (
+        f"- {codec}, {_load_label(load)}: {on - off:+.3f} % of a core per call ({off:.3f} → {on:.3f}{share})"
+        + (" * (a level was starved: not the cost)" if starved else "")
+    )
+
+
 def machine_bound(levels: list[dict[str, Any]]) -> str:
     """Where the machine itself, not the bridge, is the bound: the load generator (probe and sipp),
     the agent and the bridge all run on its cores, so past that point the figures are the machine's."""
@@ -115,7 +201,7 @@ def machine_bound(levels: list[dict[str, Any]]) -> str:
         return float(level["cpu"]["machine_busy_pct"])
 
     def named(chosen: list[dict[str, Any]]) -> str:
-        return ", ".join(f"{lv['concurrency']} calls{with_workers(lv)} at {busy(lv):.0f} %" for lv in chosen)
+        return ", ".join(f"{name(lv)} at {busy(lv):.0f} %" for lv in chosen)
 
     bound = [lv for lv in done if busy(lv) >= MACHINE_BOUND_PCT]
     near = [lv for lv in done if NEAR_MACHINE_BOUND_PCT <= busy(lv) < MACHINE_BOUND_PCT]
@@ -148,7 +234,7 @@ def where_cpu_went(levels: list[dict[str, Any]]) -> str:
             for name, pct in sorted(cpu["process_pct"].items(), key=lambda kv: -kv[1])
         ]
         lines.append(
-            f"- {level['concurrency']} calls{with_workers(level)}: " + ", ".join(parts)
+            f"- {name(level)}: " + ", ".join(parts)
             + f", unattributed {cpu['unattributed_pct']:.0f} %"
             + f"; machine {cpu['machine_busy_pct']:.0f} % of {cpu['cores']} cores busy"
             + _idle(cpu.get("idle_pct"))
@@ -176,10 +262,12 @@ def markdown(results: dict[str, Any]) -> str:
         f"- command: `{meta['command']}`",
         f"- settings: hold {meta['options']['hold_s']:g} s, rate {meta['options']['rate_cps']:g} calls/s, "
         f"stop when loss > {meta['options']['stop_loss_pct']:g} %, "
-        f"workers: {meta['options'].get('workers', 'the bridge default')}",
+        f"workers: {meta['options'].get('workers', 'the bridge default')}, "
+        f"codecs: {meta['options'].get('codecs', 'PCMU')}, SRTP: {meta['options'].get('srtp', 'off')}",
         "",
         table(results["levels"]),
         "",
+        *([codecs, ""] if (codecs := by_codec(results["levels"])) else []),
         machine_bound(results["levels"]),
         "",
         "Where the CPU went (% of one core over the steady window):",
@@ -250,10 +338,11 @@ def chart(levels: list[dict[str, Any]], folder: Path) -> Path | None:
 
 
 def _by_workers(levels: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
-    """The levels by the worker count they ran with, keyed by a label suffix ("" for one group)."""
+    """The levels by codec, SRTP and the worker count they ran with, keyed by a label suffix ("" for
+    one group)."""
     groups: dict[str, list[dict[str, Any]]] = {}
     for level in levels:
-        groups.setdefault(with_workers(level), []).append(level)
+        groups.setdefault(with_codec(level) + with_workers(level), []).append(level)
     return groups if len(groups) > 1 else {"": levels}
 
 

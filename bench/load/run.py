@@ -13,7 +13,8 @@ import numpy as np
 from testbed import sipp
 
 from . import echo, floor, procstat
-from .level import LevelPlan, LiveLevel, Measured, start_processes, warm_up
+from .level import LiveLevel, Measured, start_processes, warm_up
+from .plan import LevelPlan
 from .reference import Reference
 from .speech import Speech
 
@@ -31,29 +32,38 @@ SPEED_DRIFT_WARN_PCT = 10.0
 STARVED_LOSS_PCT = 1.0
 
 
-def run_level(plan: LevelPlan, speech: Speech, ref: Reference) -> dict[str, Any]:
-    """One level, start to finish: processes, calls, measurement, analysis, floor."""
+def run_level(
+    plan: LevelPlan, speech: Speech, ref: Reference, payloads: list[bytes] | None = None
+) -> dict[str, Any]:
+    """One level, start to finish: processes, calls, measurement, analysis, floor. `payloads`: the
+    speech coded in the level's codec (bench.load.wire.encode_loop; the μ-law frames by default),
+    `ref` its checkable frames in that codec."""
     plan.folder.mkdir(parents=True, exist_ok=True)
     speed_before = floor.speed_check(speech)
     with ExitStack() as stack:
         agent, bridge = start_processes(plan, stack)
         warm_up(bridge, plan.folder)
-        live = LiveLevel(plan, agent, bridge, speech)
+        live = LiveLevel(plan, agent, bridge, speech, payloads)
         stack.callback(live.probe.close)
         measured = asyncio.run(live.run())
         measured.memory["peak_rss_kib"] = procstat.memory_kib(live.pids["bridge"])["VmHWM"]  # the tree
-    record = _record(plan, measured, live, speech, ref)
+    record = _record(plan, measured, live, speech, ref, payloads)
     record["machine_speed"] = _speed(speed_before, floor.speed_check(speech), record["notes"])
     return record
 
 
 def _record(
-    plan: LevelPlan, measured: Measured, live: LiveLevel, speech: Speech, ref: Reference
+    plan: LevelPlan,
+    measured: Measured,
+    live: LiveLevel,
+    speech: Speech,
+    ref: Reference,
+    payloads: list[bytes] | None,
 ) -> dict[str, Any]:
     window_s = measured.usage["seconds"]
     call_seconds = measured.calls_live * window_s
     media = _media(live, speech, measured, ref)
-    floor_result = floor.measure(measured.calls_live, window_s, speech) if measured.calls_live else None
+    floor_result = _floor(plan, measured.calls_live, window_s, speech, payloads)
     cpu = _cpu(measured.usage, measured.calls_live)
     cpu["idle_pct"] = measured.idle_pct  # before any call: the fixed part of the CPU per call
     per_second = [s["cpu_pct"]["bridge"] for s in measured.samples if "bridge" in s["cpu_pct"]]
@@ -72,6 +82,8 @@ def _record(
         )
     record = {
         "concurrency": plan.calls,
+        "codec": plan.codec.name,
+        "srtp": plan.srtp,
         "plan": {"hold_s": plan.hold_s, "rate_cps": plan.rate},
         "calls": _calls(measured.sipp, plan.calls),
         "setup_ms": _setup_times(measured.sipp),
@@ -112,8 +124,18 @@ def _speed(before: float, after: float, notes: list[str]) -> dict[str, float]:
     return {"check_pct_per_call_before": before, "check_pct_per_call_after": after, "drift_pct": drift}
 
 
+def _floor(
+    plan: LevelPlan, calls: int, window_s: float, speech: Speech, payloads: list[bytes] | None
+) -> dict[str, Any] | None:
+    """The transcoding floor of the level's calls; none for a codec the bridge relays (Opus)."""
+    if not calls or plan.codec.phone_codec is None:
+        return None
+    return floor.measure(calls, window_s, speech, plan.codec.phone_codec, payloads)
+
+
 def _media(live: LiveLevel, speech: Speech, measured: Measured, ref: Reference) -> dict[str, Any]:
-    results = [echo.analyse_call(c, speech, ref, measured.window_ns) for c in live.probe.latched()]
+    codec = live.plan.codec
+    results = [echo.analyse_call(c, speech, ref, measured.window_ns, codec) for c in live.probe.latched()]
     return echo.summarise(results, live.plan.calls, ref)
 
 
@@ -245,7 +267,7 @@ def _probe_health(live: LiveLevel) -> dict[str, Any]:
         "send_late_ms_p50": float(np.percentile(lateness, 50)),
         "send_late_ms_p99": float(np.percentile(lateness, 99)),
         "send_late_ms_max": float(lateness.max()),
-        "packets_not_pcmu_160": sum(c.recv_other for c in live.probe.calls),
+        "packets_received": sum(len(c.recv_packets) for c in live.probe.calls),
     }
 
 

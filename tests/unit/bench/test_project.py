@@ -171,3 +171,18 @@ def test_the_command_prints_the_table_or_says_why_not(tmp_path: Path, capsys: py
     assert "| 16 | 14 | 280 |" in capsys.readouterr().out
     assert main([str(bad)]) == 1
     assert "no projection" in capsys.readouterr().out
+
+
+def test_a_run_with_several_codecs_is_projected_from_its_plain_pcmu_levels() -> None:
+    pcmu, g722 = {"codec": "PCMU", "srtp": False}, {"codec": "G722", "srtp": False}
+    run = results(
+        {**level(20, 1, 0.0), **pcmu},
+        {**level(50, 1, 0.0), **g722},
+        {**level(50, 1, 0.0), **pcmu, "srtp": True},
+    )
+
+    m = measured_from(run, loss_bound=1.0)
+
+    assert m.calls_per_worker == 20 and m.per_worker_level == "20 calls PCMU × 1 worker, loss 0.00 %"
+    g722_only = measured_from(results({**level(50, 1, 0.0), **g722}), loss_bound=1.0)
+    assert g722_only.calls_per_worker == 50  # none of plain PCMU: the first level's kind
