@@ -34,6 +34,7 @@ class PhoneMedia:
     srtp_suite: str | None = None
     srtp_send_key: str = field(default="", repr=False)
     srtp_recv_key: str = field(default="", repr=False)
+    rtcp_mux: bool = False  # RFC 5761: RTCP on the RTP port (both sides said a=rtcp-mux)
 
     @property
     def sending(self) -> bool:

@@ -1,8 +1,10 @@
 """RTCP with the phone for one call's media: the socket on the RTP port + 1, our reports on the
 media clock, the phone's read, and what both say in the call's view (RFC 3550, RFC 3551 §11).
+With rtcp-mux negotiated (RFC 5761) the same reports and reads go through the RTP socket instead.
 
 Optional by nature: when port + 1 cannot be bound (taken by another process, or past the end of
-the RTP range) the call goes on without RTCP, as RTP allows.
+the RTP range) the call goes on without RTCP, as RTP allows (rtcp-mux or not: we offer port + 1
+before we know whether the answer multiplexes).
 """
 
 from __future__ import annotations
@@ -50,6 +52,18 @@ class PhoneRtcp:
         """SRTCP with the keys the call's RTP uses from now on (None: plain RTCP)."""
         self._channel.srtp = srtp
 
+    def multiplex(self, mux: bool) -> None:
+        """RTCP on the RTP port (offer/answer agreed a=rtcp-mux) or on port + 1 (RFC 5761 §5.1.1).
+
+        The port + 1 socket stays open while muxed: it keeps the call's port pair whole, and a later
+        offer or answer without a=rtcp-mux moves RTCP back to it with nothing to rebind.
+        """
+        if mux == self._channel.muxed:
+            return
+        self._rtp.on_rtcp = self._channel.datagram_received if mux else None
+        self._channel.multiplex(self._rtp.send_rtcp if mux else None)
+        self._channel.follow(self._rtp.remote)
+
     def tick(self) -> None:
         """On the media clock: our report when one is due (a comparison when none is)."""
         now = time.monotonic()
@@ -72,6 +86,8 @@ class PhoneRtcp:
         reporter, phone = self._channel.reporter, self._channel.reporter.phone_report
         round_trip = phone.round_trip_ms if phone else None
         return {
+            "mux": self._channel.muxed,  # RFC 5761: on the RTP port; false: on port + 1
+            "on_rtp_port": self._rtp.stats.rtcp_in,  # RTCP packets that came to the RTP port
             "reports_sent": reporter.reports_sent,
             "reports_received": reporter.reports_received,
             "invalid": reporter.invalid + self._channel.auth_failures,

@@ -107,6 +107,8 @@ class MediaSession:
         signalling = command.signalling or self._signalling
         self._rtp.configure(phone.payload_type, phone.dtmf_payload_type, phone.remote, signalling)
         self._use_keys(phone)
+        if self._rtcp is not None:
+            self._rtcp.multiplex(phone.rtcp_mux)
         self._phone = phone
         self._rtp.sending = phone.sending and self._confirmed
         self._watch.hold(phone.on_hold, time.monotonic())

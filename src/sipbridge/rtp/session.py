@@ -1,4 +1,8 @@
-"""One call's RTP stream: receive G.711 payloads, send paced 20 ms packets, symmetric RTP."""
+"""One call's RTP stream: receive G.711 payloads, send paced 20 ms packets, symmetric RTP.
+
+RTCP that comes on this socket (RFC 5761 §4: the second octet 192-223) never reaches the jitter
+buffer: it goes to ``on_rtcp`` when the call multiplexes RTCP here (a=rtcp-mux), else it is dropped.
+"""
 
 from __future__ import annotations
 
@@ -32,6 +36,7 @@ class RtpStats:
     invalid_in: int = 0
     foreign_in: int = 0  # RTP from others than the call's peer: dropped, never played or answered
     srtp_auth_failures: int = 0  # SRTP packets that did not authenticate (or replayed): dropped
+    rtcp_in: int = 0  # RTCP on the RTP port (RFC 5761 demux): read with rtcp-mux, else dropped
     late_ticks: int = 0
     last_packet_at: float | None = None
 
@@ -51,6 +56,8 @@ class RtpSession(asyncio.DatagramProtocol):
         # Audio packets with their arrival time (for a jitter buffer).
         self.on_packet = on_packet
         self.on_event_packet = on_event_packet
+        # RFC 5761: the phone's RTCP on this port, with its sender (None: RTCP here is dropped)
+        self.on_rtcp: Callable[[bytes, tuple], None] | None = None
         # Called each tick with the frame's timestamp: a telephone-event packet replaces the audio.
         self.dtmf_source: Callable[[int], DtmfPacket | None] | None = None
         self.payload_type = 0
@@ -109,8 +116,9 @@ class RtpSession(asyncio.DatagramProtocol):
 
     def receive(self, data: bytes, addr: tuple, arrival: float) -> None:
         """One datagram from ``addr`` that arrived at ``arrival`` (monotonic seconds)."""
-        if len(data) < HEADER_SIZE or is_rtcp(data):
-            self.stats.invalid_in += len(data) < HEADER_SIZE
+        # RFC 5761 §4 demux on one octet: the RTP path pays a comparison, nothing more.
+        if len(data) < HEADER_SIZE or 192 <= data[1] <= 223:
+            self._not_rtp(data, addr)
             return
         if self.srtp is not None:
             # Authenticated before the latch sees it: a packet without the key moves nothing.
@@ -138,6 +146,23 @@ class RtpSession(asyncio.DatagramProtocol):
                 self.on_packet(packet, arrival)
         elif packet.payload_type == self.dtmf_payload_type and self.on_event_packet is not None:
             self.on_event_packet(packet)
+
+    def _not_rtp(self, data: bytes, addr: tuple) -> None:
+        """RTCP (SRTCP: unprotected by its reader) to ``on_rtcp`` when it listens; the rest invalid.
+
+        An RTCP compound packet may be shorter than an RTP header (an RR alone is 8 octets).
+        """
+        if not is_rtcp(data):
+            self.stats.invalid_in += 1
+            return
+        self.stats.rtcp_in += 1
+        if self.on_rtcp is not None:
+            self.on_rtcp(data, addr)
+
+    def send_rtcp(self, packet: bytes, to: Address) -> None:
+        """An RTCP compound packet out of this socket (RFC 5761 mux); not counted as RTP."""
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.sendto(packet, to)
 
     def _count_sequence(self, ssrc: int, sequence: int) -> None:
         """The extended highest sequence number (RFC 3550 A.1, without probation): a new SSRC
