@@ -75,6 +75,7 @@ def phone_media(answer: AudioAnswer) -> PhoneMedia:
         srtp_suite=ours.suite if ours and theirs else None,
         srtp_send_key=ours.inline if ours and theirs else "",
         srtp_recv_key=theirs.inline if ours and theirs else "",
+        rtcp_mux=answer.rtcp_mux,
     )
 
 

@@ -62,6 +62,7 @@ class AudioAnswer:
     proto: str = "RTP/AVP"
     crypto: Crypto | None = None  # SRTP: our key (in our SDP; what we send is protected with it)
     peer_crypto: Crypto | None = None  # SRTP: the peer's key (what we receive is protected with it)
+    rtcp_mux: bool = False  # RFC 5761: the stream has a=rtcp-mux (an offer: we answer with it too)
 
 
 def negotiate_audio(
@@ -132,6 +133,7 @@ def _answer_for(
         direction=_ANSWER_DIRECTION.get(direction, "sendrecv"),
         media_index=index,
         proto=media.proto,
+        rtcp_mux=("rtcp-mux", None) in media.attributes,
     )
 
 
@@ -166,15 +168,21 @@ def build_offer(
     username: str = "sipbridge",
     proto: str = "RTP/AVP",
     extra: tuple[Attribute, ...] = (),
+    rtcp_mux: bool = True,
 ) -> bytes:
     """An SDP offer for one sendrecv audio stream with static-payload codecs and telephone-event
-    (``extra``: more attributes, such as an RTP/SAVP stream's crypto lines)."""
+    (``extra``: more attributes, such as an RTP/SAVP stream's crypto lines).
+
+    ``rtcp_mux``: a=rtcp-mux (RFC 5761 §5.1.1): RTCP on the RTP port if the answer says so too;
+    RTCP on port + 1 stays ready for an answer that does not.
+    """
     unknown = [name for name in codecs if name.upper() not in _STATIC_BY_NAME]
     if unknown or not codecs:
         raise SdpError(f"cannot offer codecs {unknown or codecs}")
     pts = [_STATIC_BY_NAME[name.upper()] for name in codecs]
     attributes = [_rtpmap_attribute(pt, *STATIC_PAYLOAD_TYPES[pt][:2]) for pt in pts]
-    attributes += _dtmf_attributes(dtmf_payload_type) + [("ptime", "20"), ("sendrecv", None), *extra]
+    attributes += _dtmf_attributes(dtmf_payload_type) + [("ptime", "20"), ("sendrecv", None)]
+    attributes += [*_mux_attributes(rtcp_mux), *extra]
     formats = [str(pt) for pt in pts] + ([str(dtmf_payload_type)] if dtmf_payload_type is not None else [])
     media = MediaDescription("audio", local_port, proto, formats, None, attributes)
     return _session(local_ip, session_id, session_version, username, [media]).to_bytes()
@@ -187,6 +195,7 @@ def _audio_media(proto: str, port: int, answer: AudioAnswer) -> MediaDescription
     attributes += _dtmf_attributes(dtmf) + [
         ("ptime", str(_answer_ptime(answer.ptime))),
         (answer.direction, None),
+        *_mux_attributes(answer.rtcp_mux),
         *([answer.crypto.attribute()] if answer.crypto else []),
     ]
     return MediaDescription("audio", port, proto, formats, None, attributes)
@@ -209,6 +218,10 @@ def _dtmf_attributes(pt: int | None) -> list[Attribute]:
     if pt is None:
         return []
     return [("rtpmap", f"{pt} telephone-event/8000"), ("fmtp", f"{pt} 0-16")]
+
+
+def _mux_attributes(mux: bool) -> list[Attribute]:
+    return [("rtcp-mux", None)] if mux else []
 
 
 def _session(

@@ -245,7 +245,7 @@ def test_build_offer_negotiates_with_itself():
     assert body == (
         b"v=0\r\no=sipbridge 7 1 IN IP4 192.0.2.10\r\ns=sipbridge\r\nc=IN IP4 192.0.2.10\r\nt=0 0\r\n"
         b"m=audio 20000 RTP/AVP 0 8 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n"
-        b"a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na=ptime:20\r\na=sendrecv\r\n"
+        b"a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na=ptime:20\r\na=sendrecv\r\na=rtcp-mux\r\n"
     )
     answer = negotiate_audio(parse_sdp(body))
     assert (answer.codec, answer.dtmf_payload_type, answer.remote_addr) == (
@@ -259,6 +259,32 @@ def test_build_offer_negotiates_with_itself():
     assert b"m=audio 20000 RTP/AVP 8\r\n" in plain and b"telephone-event" not in plain
     with pytest.raises(SdpError):
         build_offer(local_ip="192.0.2.10", local_port=20000, session_id=7, codecs=("OPUS",))
+
+
+@pytest.mark.parametrize("mux", [True, False])
+def test_rtcp_mux_is_answered_when_offered_and_only_then(mux):
+    """RFC 5761 §5.1.1: a=rtcp-mux in the offer's audio stream, and our answer says it too."""
+    sdp = parse_sdp(offer(AUDIO + ("a=rtcp-mux\r\n" if mux else "") + "a=sendrecv\r\n"))
+    answer = negotiate_audio(sdp)
+    body = build_answer(sdp, answer, local_ip="198.51.100.7", local_port=30000, session_id=42)
+    assert answer.rtcp_mux is mux
+    assert (("rtcp-mux", None) in parse_sdp(body).media[0].attributes) is mux
+    assert body.endswith(b"a=sendrecv\r\na=rtcp-mux\r\n" if mux else b"a=sendrecv\r\n")
+
+
+def test_rtcp_mux_elsewhere_in_the_offer_is_not_the_audio_stream_s():
+    """Only the chosen audio stream's own attribute counts: not a session-level one, nor a video's."""
+    video = "m=video 5000 RTP/AVP 96\r\na=rtcp-mux\r\n"
+    sdp = parse_sdp(offer(AUDIO + video, session_extra="a=rtcp-mux\r\n"))
+    assert negotiate_audio(sdp).rtcp_mux is False
+
+
+def test_our_offer_has_rtcp_mux_unless_told_not_to_and_an_answer_s_decides():
+    ours = build_offer(local_ip="192.0.2.10", local_port=20000, session_id=7)
+    plain = build_offer(local_ip="192.0.2.10", local_port=20000, session_id=7, rtcp_mux=False)
+    assert b"a=rtcp-mux\r\n" in ours and b"rtcp-mux" not in plain
+    assert negotiate_audio(parse_sdp(ours)).rtcp_mux is True  # an answer that echoes it: mux
+    assert negotiate_audio(parse_sdp(plain)).rtcp_mux is False  # one without: port + 1
 
 
 def test_sdp_bodies_of_torture_messages():
