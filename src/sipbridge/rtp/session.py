@@ -24,7 +24,7 @@ from .srtp import Srtp, SrtpError
 log = logging.getLogger(__name__)
 
 Address = tuple[str, int]
-SAMPLES_PER_FRAME = 160  # 20 ms at 8 kHz
+SAMPLES_PER_FRAME = 160  # 20 ms at 8 kHz, the clock of G.711 and G.722
 
 
 @dataclass
@@ -70,9 +70,11 @@ class RtpSession(asyncio.DatagramProtocol):
         self.stats = RtpStats()
         self._sequence = secrets.randbits(16)
         self._timestamp = secrets.randbits(32)
+        self._frame_ticks = SAMPLES_PER_FRAME  # timestamp units per 20 ms frame (Opus: 960)
         self._transport: asyncio.DatagramTransport | None = None
         self._clock: FrameClock | None = None
         self._clock_token: int | None = None
+        self.clock_rate = self.dtmf_clock_rate = 8000
         self.srtp: Srtp | None = None  # SRTP protection of both directions; None: plain RTP
         # the phone's stream for RTCP's report block: its SSRC, first and highest extended sequence
         self._rx_ssrc: int | None = None
@@ -94,14 +96,20 @@ class RtpSession(asyncio.DatagramProtocol):
         dtmf_payload_type: int | None,
         remote: Address | None,
         signalling: Address | None = None,
+        *,
+        clock_rate: int = 8000,
+        dtmf_clock_rate: int = 8000,
     ) -> None:
-        """Payload types, the address the SDP names and where the call's SIP comes from.
+        """Payload types, the address the SDP names and where the call's SIP comes from, and the
+        codec's RTP clock (and the telephone-event's: DTMF durations count in it).
 
         A new address in the SDP ends the latch; ``signalling`` vouches (per the latch mode) for its
         IP on any port, the way a phone behind NAT sends.
         """
         self.payload_type = payload_type
         self.dtmf_payload_type = dtmf_payload_type
+        self._frame_ticks = clock_rate // 50
+        self.clock_rate, self.dtmf_clock_rate = clock_rate, dtmf_clock_rate
         if remote != self._signalled:
             self._signalled = remote
             self._latch.expect(None if remote is None or _unspecified(remote[0]) else remote, signalling)
@@ -200,8 +208,8 @@ class RtpSession(asyncio.DatagramProtocol):
         Sequence and timestamp advance even when nobody is there to send to yet. While a DTMF
         event is being sent, its packet goes out instead of the audio.
         """
-        timestamp = (self._timestamp + SAMPLES_PER_FRAME * (frames - 1)) & 0xFFFFFFFF
-        self._timestamp = (timestamp + SAMPLES_PER_FRAME) & 0xFFFFFFFF
+        timestamp = (self._timestamp + self._frame_ticks * (frames - 1)) & 0xFFFFFFFF
+        self._timestamp = (timestamp + self._frame_ticks) & 0xFFFFFFFF
         event = self.dtmf_source(timestamp) if self.dtmf_source is not None else None
         if event is not None and self.dtmf_payload_type is not None:
             self._transmit(self.dtmf_payload_type, event.timestamp & 0xFFFFFFFF, event.payload, event.marker)

@@ -258,7 +258,40 @@ def test_build_offer_negotiates_with_itself():
     )
     assert b"m=audio 20000 RTP/AVP 8\r\n" in plain and b"telephone-event" not in plain
     with pytest.raises(SdpError):
-        build_offer(local_ip="192.0.2.10", local_port=20000, session_id=7, codecs=("OPUS",))
+        build_offer(local_ip="192.0.2.10", local_port=20000, session_id=7, codecs=("SPEEX",))
+
+
+def test_an_opus_offer_names_it_on_a_dynamic_type_with_dtmf_at_both_clocks():
+    body = build_offer(local_ip="192.0.2.10", local_port=20000, session_id=7, codecs=("OPUS", "PCMU"))
+    assert b"m=audio 20000 RTP/AVP 111 0 101 102\r\n" in body
+    assert b"a=rtpmap:111 opus/48000/2\r\na=fmtp:111 useinbandfec=1;stereo=0;sprop-stereo=0\r\n" in body
+    assert b"a=rtpmap:101 telephone-event/8000\r\n" in body
+    assert b"a=rtpmap:102 telephone-event/48000\r\n" in body
+    answer = negotiate_audio(parse_sdp(body), ("OPUS", "PCMU"))
+    assert (answer.codec, answer.clock_rate, answer.dtmf_payload_type, answer.dtmf_clock_rate) == (
+        "OPUS",
+        48000,
+        102,
+        48000,
+    )
+
+
+def test_opus_is_answered_first_with_its_fmtp_kept_and_ours_given():
+    offer = (
+        "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+        "m=audio 4000 RTP/AVP 0 9 96 101\r\na=rtpmap:96 opus/48000/2\r\n"
+        "a=fmtp:96 maxplaybackrate=16000;useinbandfec=1\r\na=rtpmap:101 telephone-event/8000\r\n"
+    )
+    answer = negotiate_audio(parse_sdp(offer), ("OPUS", "G722", "PCMU"))
+    assert (answer.codec, answer.payload_type, answer.codec_params) == (
+        "OPUS",
+        96,
+        "maxplaybackrate=16000;useinbandfec=1",
+    )
+    assert (answer.dtmf_payload_type, answer.dtmf_clock_rate) == (101, 8000)  # the phone's only one
+    body = build_answer(parse_sdp(offer), answer, local_ip="127.0.0.1", local_port=5000, session_id=1)
+    assert b"a=rtpmap:96 opus/48000/2\r\na=fmtp:96 useinbandfec=1;stereo=0;sprop-stereo=0\r\n" in body
+    assert negotiate_audio(parse_sdp(offer), ("G722", "PCMU")).codec == "G722"
 
 
 @pytest.mark.parametrize("mux", [True, False])
