@@ -43,12 +43,18 @@ from .procs import LOOPBACK, ManagedProcess, free_port_block
 
 MODULE_PATH = Path("/usr/lib/baresip/modules")
 
-# codec name -> (module, audio_codecs value on the account line). Only G.711 here: sipp's echoing
-# UAS answers PCMU whatever is offered, so other codecs have not been seen to work with this harness.
+# codec name -> (module, audio_codecs value on the account line). G.722 and Opus are for calls to the
+# bridge (sipp's echoing UAS answers PCMU whatever is offered).
 CODECS: dict[str, tuple[str, str]] = {
     "PCMU": ("g711.so", "PCMU/8000/1"),
     "PCMA": ("g711.so", "PCMA/8000/1"),
+    "G722": ("g722.so", "G722/16000/1"),  # baresip names it by its audio rate, SDP says G722/8000
+    "OPUS": ("opus.so", "opus/48000/2"),
 }
+
+# baresip's aufile source must be at the codec's audio rate and channels (it does not convert)
+AUDIO_RATE = {"G722": 16000, "OPUS": 48000}
+AUDIO_CHANNELS = {"OPUS": 2}  # baresip's opus/48000/2 (it offers stereo=1)
 
 # What baresip 1.0.0 prints (stdout) at the milestones of a call.
 # The far end's BYE shows as "session closed: Connection reset by peer"; a rejection as
@@ -180,16 +186,18 @@ ringback_disabled	yes
     (config_dir / "contacts").write_text("")
 
 
-def _prepare_input(wav_in: Path, workdir: Path, seconds: float, rate: int) -> Path:
-    """8 kHz (codec rate) mono 16-bit copy of `wav_in`, exactly `seconds` long (silence-padded or cut)."""
+def _prepare_input(wav_in: Path, workdir: Path, seconds: float, rate: int, channels: int = 1) -> Path:
+    """`rate` (the codec's audio rate) 16-bit copy of `wav_in` on `channels` (the same speech on
+    each), exactly `seconds` long (silence-padded or cut)."""
     out = workdir / "input.wav"
     subprocess.run(
-        ["sox", "-D", str(wav_in), "-r", str(rate), "-c", "1", "-b", "16", "-e", "signed-integer", str(out),
+        ["sox", "-D", str(wav_in), "-r", str(rate), "-c", str(channels), "-b", "16", "-e", "signed-integer",
+         str(out),
          "pad", "0", f"{seconds:g}", "trim", "0", f"{seconds:g}"],
         check=True, capture_output=True, timeout=60,
     )  # fmt: skip
     with wave.open(str(out), "rb") as w:
-        assert w.getnchannels() == 1 and w.getframerate() == rate
+        assert w.getnchannels() == channels and w.getframerate() == rate
     return out
 
 
@@ -234,7 +242,8 @@ def run_call(
         if ";transport=" not in target.lower():
             target = f"{target};transport={transport}"
     sip_port = sip_port or free_port_block(2, udp=True, tcp=True)  # UDP+TCP on it, TLS (TCP) on +1
-    wav = _prepare_input(Path(wav_in), workdir, seconds, rate=8000)
+    rate, channels = AUDIO_RATE.get(codec, 8000), AUDIO_CHANNELS.get(codec, 1)
+    wav = _prepare_input(Path(wav_in), workdir, seconds, rate=rate, channels=channels)
     config_dir = workdir / "baresip-config"
     record_dir = workdir / "recordings"
     record_dir.mkdir(exist_ok=True)

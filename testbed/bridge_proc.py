@@ -126,6 +126,21 @@ class BridgeProcess:
         return self.proc.tail(80)
 
 
+def watch_answered_call(bridge: BridgeProcess, views: list[dict[str, Any]], polls: int = 24) -> None:
+    """Append ``GET /calls/{id}`` of the bridge's call to ``views`` every 0.25 s while it is answered
+    (the last view taken after some audio); run in a thread beside a call a peer places."""
+    if not wait_until(lambda: any(c["state"] == "answered" for c in bridge.calls()), 15):
+        return
+    for _ in range(polls):
+        calls = bridge.calls()
+        if not calls:
+            return
+        status, view = bridge.call(calls[0]["id"])
+        if status == 200 and view["state"] == "answered":
+            views.append(view)
+        time.sleep(0.25)
+
+
 def _unused_name(logdir: Path, name: str) -> str:
     """`name`, or `name-2`, `name-3`, ...: a restarted process keeps the log of the one before."""
     candidate, n = name, 1

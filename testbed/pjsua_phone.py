@@ -9,7 +9,8 @@ share) and writes one JSON report:
 - ``codec`` and ``clock_rate`` of the stream, ``proto`` (``RTP/AVP`` or ``RTP/SAVP``): what the call
   really used;
 - ``rtcp``: its own stream statistics: packets and loss each way, and whether it received our RTCP
-  (``rx_reports``: sender/receiver reports seen from the far end, ``rtt_ms`` from them);
+  (``rx_reports``: sender/receiver reports seen from the far end, ``rtt_ms`` from them); RTCP on
+  the RTP port when ``--rtcp-mux`` offers a=rtcp-mux (RFC 5761) and the answer has it too;
 - ``played`` and ``recorded``: the WAV it sent (the microphone is a file) and the WAV of what it
   heard, for cross-correlation with testbed/audio.py.
 
@@ -62,6 +63,7 @@ def run_call(
     codec: str = "PCMU/8000/1",
     srtp: str = "off",
     clock_rate: int = 8000,
+    rtcp_mux: bool = False,
     timeout: float = 60.0,
 ) -> PjCall:
     """Call ``target`` (``sip:user@host:port``) playing ``wav``; hang up after ``seconds`` answered."""
@@ -71,6 +73,7 @@ def run_call(
         sys.executable, "-m", "testbed.pjsua_phone", target,
         "--play", str(wav), "--record", str(recorded), "--report", str(report), "--log", str(log),
         "--seconds", str(seconds), "--codec", codec, "--srtp", srtp, "--clock-rate", str(clock_rate),
+        *(["--rtcp-mux"] if rtcp_mux else []),
     ]  # fmt: skip
     root = Path(__file__).resolve().parents[1]
     done = subprocess.run(argv, cwd=root, capture_output=True, text=True, timeout=timeout, check=False)
@@ -104,6 +107,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--codec", default="PCMU/8000/1")
     p.add_argument("--srtp", choices=sorted(SRTP), default="off")
     p.add_argument("--clock-rate", type=int, default=8000, help="its audio clock: 16000 for G.722")
+    p.add_argument("--rtcp-mux", action="store_true", help="offer a=rtcp-mux (RFC 5761)")
     return p
 
 
@@ -153,6 +157,7 @@ class _Phone:
         account.idUri = "sip:pjsua@127.0.0.1"
         account.mediaConfig.srtpUse = SRTP[args.srtp]
         account.mediaConfig.srtpSecureSignaling = 0  # SDES over UDP: the tests' choice, on loopback
+        account.mediaConfig.rtcpMuxEnabled = args.rtcp_mux
         account.mediaConfig.transportConfig.boundAddress = "127.0.0.1"
         self.account = pj.Account()
         self.account.create(account)

@@ -95,15 +95,25 @@ def test_a_bridge_that_requires_srtp_refuses_pjsips_plain_rtp_and_takes_its_srtp
     assert secure.answered and secure.report["proto"] == "RTP/SAVP", secure.report
 
 
-@pytest.mark.parametrize("srtp", ["off", "mandatory"])
-def test_rtcp_reports_cross_both_ways_with_pjsip(tmp_path: Path, speech: Path, srtp: str) -> None:
+@pytest.mark.parametrize(
+    ("srtp", "mux"),
+    [("off", False), ("mandatory", False), ("off", True), ("mandatory", True)],
+    ids=["plain", "srtp", "plain-mux", "srtp-mux"],
+)
+def test_rtcp_reports_cross_both_ways_with_pjsip(tmp_path: Path, speech: Path, srtp: str, mux: bool) -> None:
     """Our SR/RR reach PJSIP (its stream statistics count them and measure the round trip) and its
-    reports reach us (the call's view: the round trip and the loss it sees), SRTCP with SRTP."""
+    reports reach us (the call's view: the round trip and the loss it sees), SRTCP with SRTP. With
+    a=rtcp-mux offered (RFC 5761) both go on the RTP ports: PJSIP sends its RTCP to our RTP port."""
     bridge = start_bridge(tmp_path, None)
     try:
         with CallWatcher(bridge, "pjsua") as watcher:
             call = pjsua_phone.run_call(
-                f"sip:agent@{bridge.sip_target}", speech, tmp_path / "call", seconds=12, srtp=srtp
+                f"sip:agent@{bridge.sip_target}",
+                speech,
+                tmp_path / "call",
+                seconds=12,
+                srtp=srtp,
+                rtcp_mux=mux,
             )
         status, view = bridge.call(watcher.ids[0])
         with urllib.request.urlopen(f"{bridge.api}/metrics", timeout=5) as response:
@@ -119,3 +129,6 @@ def test_rtcp_reports_cross_both_ways_with_pjsip(tmp_path: Path, speech: Path, s
     assert ours["round_trip_ms"] is not None and 0 <= ours["round_trip_ms"] < 1000, ours
     assert "sipbridge_call_phone_round_trip_seconds_count 1.0" in scraped
     assert "sipbridge_call_phone_reported_loss_ratio_count 1.0" in scraped
+    # where PJSIP's RTCP came: to our RTP port itself with mux (read there), to port + 1 without
+    assert ours["mux"] is mux and view["rtp"]["invalid_in"] == 0, view["rtp"]
+    assert ours["on_rtp_port"] >= ours["reports_received"] if mux else ours["on_rtp_port"] == 0, ours

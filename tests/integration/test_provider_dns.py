@@ -1,9 +1,13 @@
 """A provider named by a domain: the bridge finds its servers by NAPTR and SRV (RFC 3263) from a tiny
-DNS server on 127.0.0.1, and moves on to the next server on a 503 or when nobody listens there."""
+DNS server on 127.0.0.1, and moves on to the next server on a 503, when nobody listens there, or
+when one never responds."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +23,7 @@ from testbed.procs import free_port_block, wait_until
 pytestmark = [pytest.mark.integration, pytest.mark.sipp]
 
 KEY = "test-key-0123456789abcdef"
-NAMES = ("first", "refuses", "backup", "closed", "tcp")  # the far ends, a port each
+NAMES = ("first", "refuses", "backup", "closed", "tcp", "silent", "backup2")  # the far ends, a port each
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +49,11 @@ def zone(ports: dict[str, int]) -> dict[str, list[tuple[str, str]]]:
             ("SRV", f"10 10 {ports['closed']} uas.trunk.test."),
             ("SRV", f"20 10 {ports['tcp']} uas.trunk.test."),
         ],
+        # silent.test over UDP: the priority-10 server takes the INVITE and never responds
+        "_sip._udp.silent.test.": [
+            ("SRV", f"10 10 {ports['silent']} uas.trunk.test."),
+            ("SRV", f"20 10 {ports['backup2']} uas.trunk.test."),
+        ],
         "uas.trunk.test.": [("A", "127.0.0.1")],
     }
 
@@ -67,6 +76,7 @@ def bridge(
             ("trunk", "trunk.test", ""),
             ("busy", "busy.test", 'transport = "udp"\n'),
             ("closed", "closed.test", ""),
+            ("silent", "silent.test", 'transport = "udp"\nfailover_timeout = 1.5\n'),
         ]
     )
     config.write_text(f'dns_servers = ["{dns.address}"]\n\n[api]\nkeys = ["{KEY}"]\n\n{providers}')
@@ -132,3 +142,29 @@ def test_nobody_listening_at_the_first_server_sends_the_call_to_the_next(
         ended = call_through(bridge, "closed")
         far.result().assert_success(calls=1)
     assert ended["answered_at"] and ended["end_reason"] == "far end hung up", ended
+
+
+def test_a_server_that_never_responds_over_udp_is_given_up_for_the_next(
+    bridge: BridgeProcess, ports: dict[str, int], tmp_path: Path
+) -> None:
+    """Over UDP nothing says a server is gone: after failover_timeout without even a 100 Trying the
+    next one is tried (Timer B's 32 s would outlast the ring timeout)."""
+    silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    silent.bind(("127.0.0.1", ports["silent"]))
+    silent.settimeout(0.2)
+    try:
+        with answer(ports["backup2"], tmp_path) as far:
+            started = time.monotonic()
+            ended = call_through(bridge, "silent")
+            far.result().assert_success(calls=1)
+        heard = []
+        with contextlib.suppress(TimeoutError):
+            while True:
+                heard.append(silent.recv(65535))
+    finally:
+        silent.close()
+    assert ended["answered_at"] and ended["end_reason"] == "far end hung up", ended
+    invites = [m for m in heard if m.startswith(b"INVITE ")]
+    assert invites and len(invites) <= 4, heard  # T1 retransmissions, then nothing more: given up
+    assert not any(m.startswith(b"CANCEL ") for m in heard)  # nothing to CANCEL without a 1xx
+    print(f"silent server given up: answered by the next {time.monotonic() - started:.1f} s after dialling")

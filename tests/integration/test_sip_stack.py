@@ -288,8 +288,8 @@ def test_invite_without_sdp_gets_our_offer_and_takes_the_answer_from_the_ack(
     invite = _first([m for m in messages if m.sent and m.method == "INVITE" and m.is_request], "INVITE")
     assert invite.body.strip() == "", invite.text
     ok = _first([m for m in messages if m.status == 200 and m.method == "INVITE"], "200 to the INVITE")
-    # our offer, widest first: G.722, then PCMU and PCMA; the ACK's answer took PCMU
-    assert re.search(r"^m=audio \d+ RTP/AVP 9 0 8\b", ok.body, re.MULTILINE), ok.text
+    # our offer, widest first: Opus, G.722, then PCMU and PCMA; the ACK's answer took PCMU
+    assert re.search(r"^m=audio \d+ RTP/AVP 111 9 0 8\b", ok.body, re.MULTILINE), ok.text
     assert "a=rtpmap:9 G722/8000" in ok.body, ok.text
     ack = _first([m for m in messages if m.sent and m.method == "ACK"], "ACK")
     answer_port = re.search(r"^m=audio (\d+) ", ack.body, re.MULTILINE)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,8 +11,7 @@ from typing import Any
 import pytest
 
 from testbed import baresip
-from testbed.bridge_proc import AgentProcess, BridgeProcess, start_bridge
-from testbed.procs import wait_until
+from testbed.bridge_proc import AgentProcess, BridgeProcess, start_bridge, watch_answered_call
 
 pytestmark = [
     pytest.mark.integration,
@@ -35,7 +33,7 @@ def test_baresip_with_mandatory_srtp_hears_its_own_speech(
     bridge: BridgeProcess, speech: Path, tmp_path: Path
 ) -> None:
     views: list[dict[str, Any]] = []
-    watcher = threading.Thread(target=_watch_call, args=(bridge, views))
+    watcher = threading.Thread(target=watch_answered_call, args=(bridge, views))
     watcher.start()
     try:
         recording = baresip.run_call(
@@ -64,17 +62,3 @@ def test_baresip_with_mandatory_srtp_hears_its_own_speech(
     shown = f"{views}\n{bridge.log()}"
     for key in keys:
         assert key not in shown, "an SRTP key was shown in the API or the bridge's log"
-
-
-def _watch_call(bridge: BridgeProcess, views: list[dict[str, Any]]) -> None:
-    """GET /calls/{id} of the call while it is up (the last view taken after some audio)."""
-    if not wait_until(lambda: any(c["state"] == "answered" for c in bridge.calls()), 15):
-        return
-    for _ in range(24):
-        calls = bridge.calls()
-        if not calls:
-            return
-        status, view = bridge.call(calls[0]["id"])
-        if status == 200 and view["state"] == "answered":
-            views.append(view)
-        time.sleep(0.25)

@@ -4,7 +4,8 @@
 ``relay`` sends the caller's Opus packets straight back (no codec work: the cheapest agent, for
 load tests of the bridge); ``silence`` mode answers and sends silence. Either way
 the agent greets on the ``events`` data channel, and ``GET /sessions`` shows every session (deleted
-ones too, the last 1000) so tests can check what reached it.
+ones too, the last 1000) so tests can check what reached it (in echo mode also how much of the
+caller's audio above 4 kHz came: ``high_band_db``, see band_meter.py).
 
 Resume tokens (``X-Resume-Token``) are single use and expire ``resume_grace`` seconds after the
 session they belong to was created or last resumed, like the StreamCore server's. Two routes exist for
@@ -35,6 +36,7 @@ from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessi
 from aiortc.mediastreams import AudioStreamTrack, MediaStreamError, MediaStreamTrack
 
 from ..media.opus import OpusEncoder, OpusSettings, audio_frame_to_mono
+from .band_meter import BandMeter
 from .ice import loopback_addresses_for, use_host_addresses
 from .rtp_tap import tap_receiver
 from .tracks import OPUS_SAMPLES_PER_PACKET, OPUS_TIME_BASE, OpusPacketTrack
@@ -64,6 +66,7 @@ class AgentSession:
     events_in: int = 0
     dtmf_in: str = ""
     dropped: bool = False
+    band: BandMeter = field(default_factory=BandMeter, repr=False)  # echo mode: what band came
     pc: RTCPeerConnection | None = field(default=None, repr=False)
     channel: RTCDataChannel | None = field(default=None, repr=False)
 
@@ -86,6 +89,7 @@ class AgentSession:
             "events_in": self.events_in,
             "dtmf_in": self.dtmf_in,
             "dropped": self.dropped,
+            "high_band_db": self.band.high_band_db,
         }
 
 
@@ -112,7 +116,10 @@ class EchoTrack(MediaStreamTrack):
             while len(self._pending) < OPUS_SAMPLES_PER_PACKET:
                 frame = await self._source.recv()
                 self._session.packets_in += 1
-                self._pending = np.concatenate((self._pending, audio_frame_to_mono(frame)))
+                mono = audio_frame_to_mono(frame)
+                if frame.sample_rate == self._session.band.rate:
+                    self._session.band.add(mono)
+                self._pending = np.concatenate((self._pending, mono))
             pcm = self._pending[:OPUS_SAMPLES_PER_PACKET]
             self._pending = self._pending[OPUS_SAMPLES_PER_PACKET:]
             payload = self._encoder.encode(pcm)

@@ -1,8 +1,9 @@
 """AgentLink: one call's WebRTC peer connection to the voice agent, set up over WHIP.
 
-Audio goes out as ready-made Opus packets (``send_opus``) and comes back as mono int16 PCM at
-``pcm_rate`` (``on_audio``), decoded by ``AgentAudioReceiver`` as each RTP packet arrives. The
-agent's JSON events arrive on the ``events`` data channel (``on_event``).
+Audio goes out as ready-made Opus packets (``send_opus``) and comes back as the agent's Opus RTP
+payloads, each handed on as it arrives (``on_packet``: decoding or relaying them is the caller's
+choice, see ``receiver.py``). The agent's JSON events arrive on the ``events`` data channel
+(``on_event``).
 
 How the agent side goes away decides what can follow, and one of two callbacks fires, once:
 - ``on_closed``: the agent hung up (its DTLS close or SCTP abort arrived: the channel or the connection
@@ -22,7 +23,6 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-import numpy as np
 from aiortc import (
     RTCConfiguration,
     RTCDataChannel,
@@ -34,7 +34,6 @@ from aiortc import (
 )
 from aiortc import sdp as aiortc_sdp
 
-from sipbridge.agent.receiver import AgentAudioReceiver
 from sipbridge.agent.rtp_tap import tap_receiver
 from sipbridge.agent.tracks import OpusPacketTrack
 from sipbridge.agent.whip import AgentUnavailable, WhipClient, WhipSession
@@ -50,10 +49,9 @@ NO_CANDIDATES = (
     "(any interface, or a second loopback address such as 127.0.0.2)"
 )
 
-AudioHandler = Callable[[np.ndarray], None]
 EventHandler = Callable[[dict], None]
 ClosedHandler = Callable[[str], None]
-PacketHandler = Callable[[int], None]  # the sequence number of an agent audio packet, as it arrives
+PacketHandler = Callable[[int, bytes], None]  # an agent audio packet's sequence number and payload
 LIVENESS_INTERVAL = 1.0
 DEFAULT_SILENCE_TIMEOUT = 5.0  # aiortc sends RTCP every 0.5-1.5 s, libwebrtc audio at least every 7.5 s
 
@@ -81,24 +79,23 @@ class AgentLink:
         resource_id: str | None,
         direction: str = "inbound",
         ice_servers: Sequence[str] = (),
-        on_audio: AudioHandler,
         on_event: EventHandler | None = None,
         on_closed: ClosedHandler | None = None,
         on_failed: ClosedHandler | None = None,
         on_packet: PacketHandler | None = None,
-        pcm_rate: int,
         resume_token: str | None = None,
         silence_timeout: float | None = DEFAULT_SILENCE_TIMEOUT,
+        opus_params: dict[str, str] | None = None,
     ) -> None:
         self._whip = whip
         self.resource_id = resource_id
         self.direction = direction
         self.resume_token = resume_token
         self._silence_timeout = silence_timeout
+        self._opus_params = opus_params or {}  # more fmtp for the offer (a phone on Opus: its band)
         self._on_failed = on_failed
         self._liveness: asyncio.Task[None] | None = None
         self._ice_servers = list(ice_servers)
-        self._on_audio = on_audio
         self._on_event = on_event
         self._on_closed = on_closed
         self._on_packet = on_packet
@@ -107,7 +104,7 @@ class AgentLink:
         self._pc: RTCPeerConnection | None = None
         self._channel: RTCDataChannel | None = None
         self._track = OpusPacketTrack()
-        self._receiver = AgentAudioReceiver(pcm_rate, self._deliver_audio)
+        self._received = 0
         self._negotiation: asyncio.Task[None] | None = None
         self._undeleted: WhipSession | None = None
         self._settled = asyncio.Event()  # media connected, or the link is over
@@ -118,7 +115,7 @@ class AgentLink:
 
     @property
     def stats(self) -> LinkStats:
-        return LinkStats(self._track.sent, self._track.dropped, self._receiver.stats.packets, self._events)
+        return LinkStats(self._track.sent, self._track.dropped, self._received, self._events)
 
     # ── setup ────────────────────────────────────────────────────────────────────────────────
 
@@ -174,7 +171,7 @@ class AgentLink:
         tap_receiver(transceiver.receiver, self._agent_packet)
         pc.on("connectionstatechange", lambda: self._on_connection_state(pc))
         await pc.setLocalDescription(await pc.createOffer())  # aiortc gathers all candidates here
-        offer = opus_offer(pc.localDescription.sdp)
+        offer = opus_offer(pc.localDescription.sdp, self._opus_params)
         if "a=candidate:" not in offer:
             raise AgentUnavailable(NO_CANDIDATES)
         session = await self._whip.offer(
@@ -190,9 +187,10 @@ class AgentLink:
 
     # ── media and events ─────────────────────────────────────────────────────────────────────
 
-    def send_opus(self, payload: bytes) -> None:
-        """Queue one 20 ms Opus packet for the agent; never blocks (drops the oldest when full)."""
-        self._track.push(payload)
+    def send_opus(self, payload: bytes, samples: int | None = None) -> None:
+        """Queue one Opus packet for the agent (``samples``: its length at 48 kHz, None: 20 ms);
+        never blocks (drops the oldest when full)."""
+        self._track.push(payload, samples)
 
     def send_event(self, obj: dict) -> None:
         """Send a JSON message on the ``events`` channel, if it is open."""
@@ -203,17 +201,12 @@ class AgentLink:
         channel.send(json.dumps(obj))
 
     def _agent_packet(self, sequence: int, payload: bytes) -> None:
-        if self._receiver.packet(sequence, payload) and self._on_packet is not None:
+        self._received += 1
+        if self._on_packet is not None:
             try:
-                self._on_packet(sequence)  # not for late or duplicate packets
+                self._on_packet(sequence, payload)
             except Exception:
                 logger.exception("on_packet handler failed")
-
-    def _deliver_audio(self, pcm: np.ndarray) -> None:
-        try:
-            self._on_audio(pcm)
-        except Exception:
-            logger.exception("on_audio handler failed")
 
     def _watch_channel(self, channel: RTCDataChannel) -> None:
         channel.on("message", self._on_message)
@@ -333,8 +326,9 @@ def _prefer_opus(transceiver: RTCRtpTransceiver) -> None:
     transceiver.setCodecPreferences([c for c in codecs if c.mimeType.lower() == "audio/opus"])
 
 
-def opus_offer(sdp: str) -> str:
-    """The offer with Opus on payload type 111 and ``useinbandfec=1``, as the StreamCore server expects.
+def opus_offer(sdp: str, params: dict[str, str] | None = None) -> str:
+    """The offer with Opus on payload type 111 and ``useinbandfec=1``, as the StreamCore server expects
+    (``params``: more fmtp parameters, e.g. ``maxplaybackrate``).
 
     aiortc numbers Opus 96. The answer mirrors the offer's number, and aiortc sends and receives with
     the numbers of the answer, so renumbering the offer before it is POSTed is all it takes.
@@ -347,7 +341,7 @@ def opus_offer(sdp: str) -> str:
             if codec.mimeType.lower() == "audio/opus":
                 media.fmt = [OPUS_PAYLOAD_TYPE if pt == codec.payloadType else pt for pt in media.fmt]
                 codec.payloadType = OPUS_PAYLOAD_TYPE
-                codec.parameters = {**OPUS_FMTP, **codec.parameters}
+                codec.parameters = {**OPUS_FMTP, **codec.parameters, **(params or {})}
     return str(description)
 
 

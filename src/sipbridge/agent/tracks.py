@@ -23,25 +23,26 @@ class OpusPacketTrack(MediaStreamTrack):
     """An audio track fed with ready-made Opus payloads (mono, 20 ms each).
 
     ``push`` never blocks: the queue keeps the newest ``max_packets`` payloads and drops the oldest,
-    so a stalled sender costs at most that much latency. Timestamps advance by 960 per packet.
+    so a stalled sender costs at most that much latency. Timestamps advance by each packet's
+    length: 960 (20 ms) unless ``push`` says otherwise (a phone's relayed Opus of 10 to 60 ms).
     """
 
     kind = "audio"
 
     def __init__(self, max_packets: int = DEFAULT_QUEUE_PACKETS) -> None:
         super().__init__()
-        self._queue: deque[bytes] = deque(maxlen=max_packets)
+        self._queue: deque[tuple[bytes, int]] = deque(maxlen=max_packets)
         self._ready = asyncio.Event()
         self._pts = 0
         self.sent = 0
         self.dropped = 0
 
-    def push(self, payload: bytes) -> None:
+    def push(self, payload: bytes, samples: int | None = None) -> None:
         if self.readyState != "live":
             return
         if len(self._queue) == self._queue.maxlen:
             self.dropped += 1
-        self._queue.append(payload)
+        self._queue.append((payload, samples or OPUS_SAMPLES_PER_PACKET))
         self._ready.set()
 
     async def recv(self) -> av.Packet:
@@ -52,10 +53,11 @@ class OpusPacketTrack(MediaStreamTrack):
             await self._ready.wait()
         if self.readyState != "live":
             raise MediaStreamError
-        packet = av.Packet(self._queue.popleft())
+        payload, samples = self._queue.popleft()
+        packet = av.Packet(payload)
         packet.pts = self._pts
         packet.time_base = OPUS_TIME_BASE
-        self._pts += OPUS_SAMPLES_PER_PACKET
+        self._pts += samples
         self.sent += 1
         return packet
 

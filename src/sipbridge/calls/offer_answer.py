@@ -27,7 +27,7 @@ from ..sip.sdp_answer import (
 if TYPE_CHECKING:
     from ..config import Config
 
-CODECS = ("G722", "PCMU", "PCMA")  # what we take and offer, widest first
+CODECS = ("OPUS", "G722", "PCMU", "PCMA")  # what we take and offer, widest first
 OFFERED_SUITES = ("AES_CM_128_HMAC_SHA1_80", "AES_CM_128_HMAC_SHA1_32")  # the most widely supported
 _PROFILES = {"off": RTP_PROFILES, "optional": ANY_PROFILE, "required": SRTP_PROFILES}
 
@@ -71,10 +71,14 @@ def phone_media(answer: AudioAnswer) -> PhoneMedia:
         payload_type=answer.payload_type,
         dtmf_payload_type=answer.dtmf_payload_type,
         remote=answer.remote_addr,
+        clock_rate=answer.clock_rate,
+        codec_params=answer.codec_params,
+        dtmf_clock_rate=answer.dtmf_clock_rate,
         direction=answer.direction,
         srtp_suite=ours.suite if ours and theirs else None,
         srtp_send_key=ours.inline if ours and theirs else "",
         srtp_recv_key=theirs.inline if ours and theirs else "",
+        rtcp_mux=answer.rtcp_mux,
     )
 
 

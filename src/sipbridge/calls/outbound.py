@@ -45,6 +45,7 @@ class OutboundTarget:
     server_name: str | None = None  # the host name a TLS trunk's certificate is checked against
     authenticator: Authenticator | None = None
     ring_timeout: float = 30.0
+    failover_timeout: float = 4.0  # no response from a server this long: the next fallback
     max_duration: float | None = None
     metadata: dict[str, str] = field(default_factory=dict)
 
@@ -90,7 +91,7 @@ class OutboundLeg:
             provider=target.provider,
         )
         call.sip_call_id = self._dialer.call_id
-        outcome = await self._dialer.run(target.ring_timeout)
+        outcome = await self._dialer.run(target.ring_timeout, target.failover_timeout)
         if call.state is CallState.ENDED:
             if outcome.session is not None:
                 await outcome.session.hangup(call.end_reason)

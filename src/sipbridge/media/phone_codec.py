@@ -1,9 +1,13 @@
 """The codecs of the phone leg, as one table: what each is on the wire and how a stream codes it.
 
 PCMU and PCMA (G.711) code 8 kHz audio one byte per sample, statelessly; G.722 codes 16 kHz audio
-in 160 bytes per 20 ms with ADPCM state, so each stream direction needs its own coder. All three run
-RTP on an 8000 clock (G.722's quirk, RFC 3551 §4.5.2): 160 timestamp units and 160 payload bytes
-per 20 ms, so the jitter buffer, DTMF and pacing count the same for each; only the PCM rate differs.
+in 160 bytes per 20 ms with ADPCM state, so each stream direction needs its own coder. These three
+run RTP on an 8000 clock (G.722's quirk, RFC 3551 §4.5.2): 160 timestamp units and 160 payload bytes
+per 20 ms; only the PCM rate differs.
+
+Opus (RFC 7587) runs on a 48000 clock with packets of any size; it is never transcoded on the phone
+leg: the agent leg is Opus too, so its packets are relayed both ways (``relayed``), and the durations
+come from each packet's own TOC byte (``media/opus_packet.py``).
 """
 
 from __future__ import annotations
@@ -26,8 +30,19 @@ Encode = Callable[[np.ndarray], bytes]  # 20 ms of int16 PCM at the codec's pcm_
 @dataclass(frozen=True)
 class PhoneCodec:
     name: str  # as SDP's rtpmap spells it
-    payload_type: int  # its static RTP payload type (RFC 3551)
+    payload_type: int  # its static RTP payload type (RFC 3551); Opus: the one we offer
     pcm_rate: int  # the audio's sample rate
+    clock_rate: int = RTP_CLOCK  # its RTP timestamp clock
+
+    @property
+    def relayed(self) -> bool:
+        """Its packets go to the agent and back as they are (Opus): no decoder or encoder here."""
+        return self.name == "OPUS"
+
+    @property
+    def frame_ticks(self) -> int:
+        """RTP timestamp units in 20 ms."""
+        return self.clock_rate * FRAME_MS // 1000
 
     @property
     def frame_samples(self) -> int:
@@ -50,12 +65,16 @@ class PhoneCodec:
 
     def decoder(self) -> Decode:
         """A decoder for one incoming stream (G.722 keeps state per stream)."""
+        if self.relayed:
+            raise ValueError(f"{self.name} is relayed, not decoded, on the phone leg")
         if self.stateful:
             return G722Decoder().decode
         return g711.decoder_for(self.name)
 
     def encoder(self) -> Encode:
         """An encoder for one outgoing stream."""
+        if self.relayed:
+            raise ValueError(f"{self.name} is relayed, not encoded, on the phone leg")
         if self.stateful:
             return G722Encoder().encode
         return g711.encoder_for(self.name)
@@ -65,6 +84,7 @@ CODECS = {
     "PCMU": PhoneCodec("PCMU", 0, 8000),
     "PCMA": PhoneCodec("PCMA", 8, 8000),
     "G722": PhoneCodec("G722", 9, 16000),
+    "OPUS": PhoneCodec("OPUS", 111, 48000, clock_rate=48000),
 }
 
 

@@ -25,10 +25,10 @@ import numpy as np
 from sipbridge.media.opus import OpusEncoder, OpusSettings
 from sipbridge.media.phone_codec import phone_codec
 from sipbridge.media.resample import PolyphaseResampler
+from sipbridge.media.standing import StandingBacklog
 
 FRAME_MS = 20
 MAX_BUFFER_MS = 400  # queued towards the phone at most; older audio is dropped
-STANDING_POPS = 50  # 1 s of 20 ms pops: a backlog never drawn on for that long is dropped
 _SAMPLE_BYTES = 2  # the queue holds int16 PCM
 
 
@@ -124,8 +124,7 @@ class AgentToPhone:
         self.keep_frames = 0
         self.underruns = 0  # pops that found less than a frame, once audio had come
         self._started = False
-        self._pops = 0  # pops in a row that left something queued ...
-        self._least_left = 0  # ... and the least they left
+        self._standing = StandingBacklog()
 
     @property
     def buffered_ms(self) -> float:
@@ -152,7 +151,7 @@ class AgentToPhone:
     def pop_frame(self) -> bytes | None:
         """The next 20 ms coded for the phone, or None when less than that is queued."""
         if len(self._queue) < self._frame_bytes:
-            self._pops = 0
+            self._standing.reset()
             self.underruns += self._started
             return None
         self._started = True
@@ -169,22 +168,19 @@ class AgentToPhone:
         return self._silence_payload or self._encode(self._silence)
 
     def _track_standing(self) -> None:
-        left = len(self._queue)
-        self._least_left = left if self._pops == 0 else min(self._least_left, left)
-        self._pops += 1
-        if self._pops < STANDING_POPS:
+        least = self._standing.popped(len(self._queue))
+        if least is None:
             return
-        whole = self._least_left - self._least_left % self._frame_bytes
+        whole = least - least % self._frame_bytes
         standing = whole - self.keep_frames * self._frame_bytes
         if standing > 0:
             del self._queue[:standing]
             self.dropped_ms += standing // self._bytes_per_ms
-        self._pops = 0
 
     def clear(self) -> None:
         """Drop all queued audio, including what the resampler holds back (barge-in)."""
         self._queue.clear()
-        self._pops = 0
+        self._standing.reset()
         if self._resampler:
             self._resampler.reset()
 

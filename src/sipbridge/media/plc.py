@@ -1,4 +1,5 @@
-"""Packet loss concealment for G.711 at 8 kHz, after ITU-T G.711 Appendix I, on linear PCM.
+"""Packet loss concealment for G.711 at 8 kHz (and G.722 at 16 kHz), after ITU-T G.711 Appendix I,
+on linear PCM.
 
 ``Concealer.good(pcm)`` is given every frame that arrived (decoded to int16) and returns it, changed
 only at its start when it ends a loss; ``Concealer.lost()`` returns a frame to play in place of a
@@ -28,6 +29,9 @@ per sample.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from functools import cache, cached_property
+
 import numpy as np
 
 RATE = 8000
@@ -42,23 +46,60 @@ END_OLA_MAX = 80  # ... up to 10 ms
 SPLICE_MIN = 40  # a splice blends at least 5 ms
 _SYNTH = CONCEAL_BLOCKS * BLOCK  # 480 samples
 
-# 1 for the first 10 ms, then down 20 % per 10 ms (linearly, per sample) to 0 at 60 ms.
-_GAIN = np.clip(1.0 - np.maximum(np.arange(_SYNTH) - BLOCK + 1, 0) * (0.2 / BLOCK), 0.0, 1.0).astype(
-    np.float32
-)
-_BLOCK_INDEX = np.arange(BLOCK)
 # Per block, in periods: where its pitch buffer starts in the bank of buffers, and its length.
 _STARTS = (0, 1, 3, 3, 3, 3)
 _LENGTHS = (1, 2, 3, 3, 3, 3)
 
 
-class Concealer:
-    """G.711 Appendix I style concealment for one 8 kHz mono stream of int16 frames."""
+@dataclass(frozen=True)
+class Geometry:
+    """The sample counts above at one sample rate (8 kHz: as named; 16 kHz: each doubled, so the
+    same durations and pitch range in Hz)."""
 
-    def __init__(self, frame_samples: int = 160) -> None:
+    rate: int
+    pitch_min: int
+    pitch_max: int
+    corr_len: int
+    history: int
+    block: int
+    end_ola_step: int
+    end_ola_max: int
+    splice_min: int
+
+    @property
+    def synth(self) -> int:
+        return CONCEAL_BLOCKS * self.block
+
+    @cached_property
+    def gain(self) -> np.ndarray:
+        """1 for the first 10 ms, then down 20 % per 10 ms (linearly, per sample) to 0 at 60 ms."""
+        ramp = np.maximum(np.arange(self.synth) - self.block + 1, 0) * (0.2 / self.block)
+        return np.clip(1.0 - ramp, 0.0, 1.0).astype(np.float32)
+
+    @cached_property
+    def block_index(self) -> np.ndarray:
+        return np.arange(self.block)
+
+
+@cache
+def geometry(rate: int) -> Geometry:
+    if rate % RATE or not RATE <= rate <= 48000:
+        raise ValueError(f"concealment runs at 8000 Hz or a multiple up to 48000, not {rate}")
+    k = rate // RATE
+    return Geometry(
+        rate, PITCH_MIN * k, PITCH_MAX * k, CORR_LEN * k, HISTORY * k, BLOCK * k, END_OLA_STEP * k,
+        END_OLA_MAX * k, SPLICE_MIN * k,
+    )  # fmt: skip
+
+
+class Concealer:
+    """G.711 Appendix I style concealment for one mono stream of int16 frames at ``rate``."""
+
+    def __init__(self, frame_samples: int = 160, rate: int = RATE) -> None:
         self.frame_samples = frame_samples
-        self._history = np.zeros(HISTORY, dtype=np.float32)
-        self._synth = np.zeros(_SYNTH + max(frame_samples, END_OLA_MAX), dtype=np.float32)
+        self._g = g = geometry(rate)
+        self._history = np.zeros(g.history, dtype=np.float32)
+        self._synth = np.zeros(g.synth + max(frame_samples, g.end_ola_max), dtype=np.float32)
         self._lost = 0  # samples concealed in the current loss
         self.pitch = 0  # the period of the current (or last) loss, in samples
         self.concealed_frames = 0
@@ -88,7 +129,7 @@ class Concealer:
         if not np.any(self._history):
             return self.good(samples)
         self._start_loss()
-        length = min(max(self.pitch // 4, SPLICE_MIN), len(samples))
+        length = min(max(self.pitch // 4, self._g.splice_min), len(samples))
         ramp = np.arange(1, length + 1, dtype=np.float32) / length
         out = samples.copy()
         out[:length] = _to_int16(self._synth[:length] * (1 - ramp) + samples[:length] * ramp)
@@ -103,7 +144,7 @@ class Concealer:
         start = self._lost
         self._lost += n
         self.concealed_frames += 1
-        if start >= _SYNTH:
+        if start >= self._g.synth:
             out = np.zeros(n, dtype=np.int16)
         else:
             out = _to_int16(self._synth[start : start + n])
@@ -117,8 +158,8 @@ class Concealer:
 
     def _remember(self, pcm: np.ndarray) -> None:
         n = len(pcm)
-        if n >= HISTORY:
-            self._history[:] = pcm[-HISTORY:]
+        if n >= self._g.history:
+            self._history[:] = pcm[-self._g.history :]
         else:
             self._history[:-n] = self._history[n:]
             self._history[-n:] = pcm
@@ -129,9 +170,9 @@ class Concealer:
         synth = self._synth
         synth[:] = 0
         if not np.any(h):
-            self.pitch = PITCH_MIN
+            self.pitch = self._g.pitch_min
             return
-        p = self.pitch = find_pitch(h)
+        p = self.pitch = find_pitch(h, self._g)
         q = p // 4
         ramp = np.arange(1, q + 1, dtype=np.float32) / q  # the overlap-add weights of the new signal
         # Pitch buffers of 1, 2 and 3 periods side by side, each ending like the history, its last
@@ -148,28 +189,28 @@ class Concealer:
         offset = 0
         for block in range(CONCEAL_BLOCKS):
             if 0 < block <= 2:
-                tails.append(starts[block - 1] + (offset + _BLOCK_INDEX[:q]) % lengths[block - 1])
+                tails.append(starts[block - 1] + (offset + self._g.block_index[:q]) % lengths[block - 1])
                 offset %= p
             offsets.append(offset)
-            offset = (offset + BLOCK) % lengths[block]
+            offset = (offset + self._g.block) % lengths[block]
         column = np.array([starts, offsets, lengths])[:, :, None]
-        where = column[0] + (column[1] + _BLOCK_INDEX) % column[2]
-        synth[:_SYNTH] = bank[where.ravel()]
+        where = column[0] + (column[1] + self._g.block_index) % column[2]
+        synth[: self._g.synth] = bank[where.ravel()]
         for block, tail in ((1, tails[0]), (2, tails[1])):  # blend the switch to more periods
-            at = block * BLOCK
+            at = block * self._g.block
             synth[at : at + q] = bank[tail] * (1 - ramp) + synth[at : at + q] * ramp
         # Join the last real sample: where it is off the period just repeated, take that offset
         # from the first quarter period, fading (nothing to do for an exactly periodic signal).
         synth[:q] += (h[-1] - h[-1 - p]) * (1 - ramp)
-        synth[:_SYNTH] *= _GAIN
+        synth[: self._g.synth] *= self._g.gain
 
     def _end_loss(self, pcm: np.ndarray) -> np.ndarray:
         """Overlap-add the concealment, continued, into the start of the first good frame."""
-        blocks = -(-self._lost // BLOCK)
-        length = min(self.pitch // 4 + (blocks - 1) * END_OLA_STEP, END_OLA_MAX, len(pcm))
+        blocks = -(-self._lost // self._g.block)
+        length = min(self.pitch // 4 + (blocks - 1) * self._g.end_ola_step, self._g.end_ola_max, len(pcm))
         start = self._lost
         self._lost = 0
-        if start >= _SYNTH:
+        if start >= self._g.synth:
             continued = np.zeros(length, dtype=np.float32)
         else:
             continued = self._synth[start : start + length]
@@ -179,17 +220,18 @@ class Concealer:
         return out
 
 
-def find_pitch(history: np.ndarray) -> int:
-    """The lag in PITCH_MIN..PITCH_MAX at which the last CORR_LEN samples best match the history."""
-    template = history[-CORR_LEN:]
-    # corr[j] and energy[j]: the CORR_LEN samples starting PITCH_MAX - j before the template.
-    earlier = history[-CORR_LEN - PITCH_MAX : len(history) - PITCH_MIN]
+def find_pitch(history: np.ndarray, g: Geometry | None = None) -> int:
+    """The lag in pitch_min..pitch_max at which the last corr_len samples best match the history."""
+    g = g or geometry(RATE)
+    template = history[-g.corr_len :]
+    # corr[j] and energy[j]: the corr_len samples starting pitch_max - j before the template.
+    earlier = history[-g.corr_len - g.pitch_max : len(history) - g.pitch_min]
     corr = np.correlate(earlier, template, mode="valid")
     squares = np.concatenate(([0.0], np.cumsum(earlier.astype(np.float64) ** 2)))
-    energy = squares[CORR_LEN:] - squares[:-CORR_LEN]
+    energy = squares[g.corr_len :] - squares[: -g.corr_len]
     score = np.where(corr > 0, corr / np.sqrt(energy + 1e-3), 0.0)
     # Scan from the shortest lag so that, among equal scores, one period wins over two.
-    return PITCH_MIN + int(np.argmax(score[::-1]))
+    return g.pitch_min + int(np.argmax(score[::-1]))
 
 
 def _to_int16(x: np.ndarray) -> np.ndarray:

@@ -15,8 +15,6 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-import numpy as np
-
 from ..agent.link import AgentLink
 from ..agent.whip import AgentUnavailable as LinkUnavailable
 from ..agent.whip import WhipClient
@@ -36,8 +34,7 @@ class AgentLeg:
         *,
         resource_id: str | None,
         direction: str,
-        on_audio: Callable[[np.ndarray], None],
-        on_packet: Callable[[int], None],
+        on_packet: Callable[[int, bytes, bool], None],
         on_event: Callable[[dict[str, Any]], None],
         emit: Callable[[MediaEvent], None],
     ) -> None:
@@ -49,14 +46,15 @@ class AgentLeg:
             resource_id=resource_id,
             direction=direction,
             ice_servers=list(config.ice_servers),
-            on_audio=on_audio,
-            pcm_rate=config.opus.pcm_rate,
             silence_timeout=config.agent_silence_timeout,
         )
         self._on_packet = on_packet
         self._on_event = on_event
         self._emit = emit
         self.link: AgentLink | None = None
+        # fmtp for the Opus we offer the agent: a phone on Opus gets the agent's packets as they
+        # are, so the agent is asked for what the phone plays (``relay_params``)
+        self.opus_params: dict[str, str] = {}
         self._recovery: asyncio.Task[None] | None = None
         self._closed = False
         self.reconnects = 0
@@ -89,11 +87,16 @@ class AgentLeg:
             if link is self.link:
                 self._link_failed(reason)
 
-        def packet(sequence: int) -> None:
+        fresh = True  # this link's first packet starts a new stream (sequence numbers) for the leg
+
+        def packet(sequence: int, payload: bytes) -> None:
+            nonlocal fresh
             if link is self.link:
-                self._on_packet(sequence)
+                self._on_packet(sequence, payload, fresh)
+                fresh = False
 
         link = self._dial(
+            opus_params=self.opus_params,
             on_event=self._agent_event,
             on_closed=closed,
             on_failed=failed,
@@ -108,9 +111,10 @@ class AgentLeg:
 
     # -- media and events ----------------------------------------------------------------------
 
-    def send_opus(self, packet: bytes) -> None:
+    def send_opus(self, packet: bytes, samples: int | None = None) -> None:
+        """One Opus packet to the agent (``samples``: its length at 48 kHz, when not 20 ms)."""
         if self.link is not None:
-            self.link.send_opus(packet)
+            self.link.send_opus(packet, samples)
 
     def send_event(self, event: dict[str, Any]) -> None:
         if self.link is not None:
@@ -218,3 +222,21 @@ def link_counters(link: AgentLink) -> MediaCounters:
         agent_packets_received=stats.packets_received,
         agent_packets_dropped=stats.packets_dropped,
     )
+
+
+# The phone's Opus fmtp (RFC 7587 §6.1) as the agent must hear it: what the phone plays at most is
+# what the agent should code for (its packets reach the phone as they are), what the phone captures
+# is what we send the agent.
+_RELAYED_PARAMS = {"maxplaybackrate": "maxplaybackrate", "sprop-maxcapturerate": "sprop-maxcapturerate"}
+
+
+def relay_params(phone_fmtp: str) -> dict[str, str]:
+    """The fmtp parameters to offer the agent for a phone on Opus whose fmtp is ``phone_fmtp``
+    (values checked: whole numbers within Opus's 8000-48000)."""
+    params = {}
+    for item in phone_fmtp.split(";"):
+        name, _, value = item.strip().partition("=")
+        ours = _RELAYED_PARAMS.get(name.strip().lower())
+        if ours and value.strip().isdigit() and 8000 <= int(value) <= 48000:
+            params[ours] = value.strip()
+    return params

@@ -24,7 +24,7 @@ Address = tuple[str, int]
 class PhoneMedia:
     """The phone leg as offer/answer settled it: what we send, where, and in which direction."""
 
-    codec: str  # PCMU or PCMA
+    codec: str  # PCMU, PCMA, G722 or OPUS (media/phone_codec.py)
     payload_type: int
     dtmf_payload_type: int | None
     remote: Address | None  # None: the SDP names no address (c=0.0.0.0 hold) or none yet
@@ -34,6 +34,10 @@ class PhoneMedia:
     srtp_suite: str | None = None
     srtp_send_key: str = field(default="", repr=False)
     srtp_recv_key: str = field(default="", repr=False)
+    rtcp_mux: bool = False  # RFC 5761: RTCP on the RTP port (both sides said a=rtcp-mux)
+    clock_rate: int = 8000  # the codec's RTP clock (Opus: 48000)
+    codec_params: str = ""  # the phone's fmtp for the codec, as it wrote it
+    dtmf_clock_rate: int = 8000  # the telephone-event's RTP clock
 
     @property
     def sending(self) -> bool:

@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from ..media.opus_packet import packet_samples as opus_packet_samples
+from ..media.phone_codec import phone_codec
 from ..media.pipeline import PhoneToAgent
 from ..metrics import MediaCounters
 from ..rtp.dtmf import DIGITS as DTMF_DIGITS
@@ -25,7 +27,7 @@ from ..rtp.ports import NoFreePort
 from ..rtp.session import RtpSession
 from ..rtp.srtp import Srtp
 from . import messages as m
-from .agent_leg import AgentLeg
+from .agent_leg import AgentLeg, relay_params
 from .agent_playout import IDLE_VIEW, AgentPlayout
 from .phone_playout import PhonePlayout
 from .phone_rtcp import PhoneRtcp
@@ -59,26 +61,26 @@ class MediaSession:
         self._watch_timer: asyncio.TimerHandle | None = None
         self._signalling: tuple[str, int] | None = None
         self._confirmed = True
-        self._rtcp: PhoneRtcp | None = None  # RTCP on the RTP port + 1, when it could be bound
+        self._rtcp: PhoneRtcp | None = None  # RTCP on the RTP port + 1 (or on it, rtcp-mux)
         self._closed = False
 
     # -- commands ------------------------------------------------------------------------------
 
     async def open(self, command: m.OpenMedia) -> m.MediaOpened | m.MediaRefused:
         config = self._config
+        host = config.sip_listen.host  # RTP binds where SIP listens
         try:
-            self._rtp, self._port = await self._shared.ports.open(
-                config.sip_listen.host,  # RTP binds where SIP listens
+            self._rtp, channel, self._port = await self._shared.ports.open_pair(
+                host,
                 lambda: RtpSession(
                     on_packet=self._phone_packet, on_event_packet=self._phone_dtmf, latch=config.rtp_latch
                 ),
+                lambda rtp: PhoneRtcp.channel_for(rtp, host),
             )
         except NoFreePort as exc:
             return m.MediaRefused(str(exc))
         self._rtp.dtmf_source = self._next_dtmf_packet
-        self._rtcp = await PhoneRtcp.open(
-            config.sip_listen.host, self._port, self._rtp, self._playout.jitter_s
-        )
+        self._rtcp = PhoneRtcp(self._rtp, channel, self._playout.jitter_s)
         self._signalling = command.signalling
         self._playout_token = self._shared.clock.subscribe(self._playout_tick)
         self._agent = AgentLeg(
@@ -86,7 +88,6 @@ class MediaSession:
             config,
             resource_id=command.resource_id,
             direction=command.direction,
-            on_audio=self._agent_audio,
             on_packet=self._agent_packet,
             on_event=self._agent_event,
             emit=self._emit,
@@ -98,15 +99,32 @@ class MediaSession:
         if self._rtp is None:
             return
         phone, config = command.phone, self._config
-        if self._phone is None or phone.codec != self._phone.codec or self._uplink is None:
-            self._uplink = PhoneToAgent(phone.codec, config.opus)
+        if self._phone is None or phone.codec != self._phone.codec or self._downlink is None:
+            codec = phone_codec(phone.codec)
+            # Opus is relayed to the agent as it is: no transcoder that way
+            self._uplink = None if codec.relayed else PhoneToAgent(phone.codec, config.opus)
             self._downlink = AgentPlayout(phone.codec, config.opus.pcm_rate)
-            self._playout.use_codec(self._uplink.phone.samples_per_tick)
+            self._playout.use_codec(codec)
+            if self._rtcp is not None:
+                self._rtcp.use_clock(codec.clock_rate)
+            if self._agent is not None:  # for the links dialled from now on
+                self._agent.opus_params = relay_params(phone.codec_params) if codec.relayed else {}
             if self._phone is not None:
                 self._emit(m.CodecChanged(self._phone.codec, phone.codec))
         signalling = command.signalling or self._signalling
-        self._rtp.configure(phone.payload_type, phone.dtmf_payload_type, phone.remote, signalling)
+        self._rtp.configure(
+            phone.payload_type,
+            phone.dtmf_payload_type,
+            phone.remote,
+            signalling,
+            clock_rate=phone.clock_rate,
+            dtmf_clock_rate=phone.dtmf_clock_rate,
+        )
+        self._dtmf_in.use_clock(phone.dtmf_clock_rate)
+        self._dtmf_out.use_clock(phone.dtmf_clock_rate, phone.clock_rate)
         self._use_keys(phone)
+        if self._rtcp is not None:
+            self._rtcp.multiplex(phone.rtcp_mux)
         self._phone = phone
         self._rtp.sending = phone.sending and self._confirmed
         self._watch.hold(phone.on_hold, time.monotonic())
@@ -214,8 +232,13 @@ class MediaSession:
     def _playout_tick(self, frames: int) -> None:
         """Every 20 ms: the next frame from the jitter buffer (concealed when lost) to the agent."""
         uplink = self._uplink
-        for pcm in self._playout.tick(frames, time.monotonic(), uplink.decode if uplink else None):
-            self._phone_pcm(pcm)
+        frames_out = self._playout.tick(frames, time.monotonic(), uplink.decode if uplink else None)
+        if uplink is None:  # Opus, relayed
+            for packet in frames_out:
+                self._phone_opus(packet)  # type: ignore[arg-type]
+        else:
+            for pcm in frames_out:
+                self._phone_pcm(pcm)  # type: ignore[arg-type]
         self._align_playout()
         if self._rtcp is not None:
             self._rtcp.tick()
@@ -231,15 +254,15 @@ class MediaSession:
         for packet in self._uplink.push_pcm(pcm):
             self._agent.send_opus(packet)
 
+    def _phone_opus(self, packet: bytes) -> None:
+        if self._agent is not None:
+            self._agent.send_opus(packet, opus_packet_samples(packet) or None)
+
     # -- agent → phone ------------------------------------------------------------------------
 
-    def _agent_packet(self, sequence: int) -> None:
+    def _agent_packet(self, sequence: int, payload: bytes, fresh: bool) -> None:
         if self._downlink is not None:
-            self._downlink.packet_arrived(sequence, time.monotonic())
-
-    def _agent_audio(self, pcm: np.ndarray) -> None:
-        if self._downlink is not None:
-            self._downlink.audio(pcm)
+            self._downlink.packet(sequence, payload, time.monotonic(), fresh)
 
     def _next_phone_frame(self) -> bytes:
         """Each 20 ms tick towards the phone: the agent's next frame, or comfort silence."""

@@ -107,6 +107,7 @@ class Provider:
             server_name=hop.host,
             authenticator=DigestAuthenticator(credentials) if credentials is not None else None,
             ring_timeout=dial.ring_timeout or config.ring_timeout,
+            failover_timeout=config.failover_timeout,
             max_duration=dial.max_duration,
             metadata=dict(dial.metadata or {}),
         )

@@ -135,6 +135,11 @@ class DtmfReceiver:
         self._current: _Incoming | None = None
         self._finished: dict[int, float | None] = {}
         self._ssrc: int | None = None
+        self._event_rate = CLOCK_RATE  # the telephone-event's clock: what durations count in
+
+    def use_clock(self, event_rate: int) -> None:
+        """The negotiated telephone-event's clock rate (8000 usually; 48000 beside Opus)."""
+        self._event_rate = event_rate
 
     @property
     def deadline(self) -> float | None:
@@ -254,7 +259,7 @@ class DtmfReceiver:
             del self._finished[timestamp]
 
     def _ms(self, samples: int) -> int:
-        return samples * 1000 // CLOCK_RATE
+        return samples * 1000 // self._event_rate
 
 
 def _later_sequence(a: int, b: int) -> int:
@@ -303,6 +308,13 @@ class DtmfSender:
         self._queue: deque[_Outgoing] = deque()
         self._current: _Outgoing | None = None
         self._not_before: int | None = None  # the earliest timestamp for the next digit's start
+        # Timestamps follow the audio stream's clock, durations the telephone-event's (RFC 4733 wants
+        # them equal; phones offer telephone-event/8000 beside opus/48000 all the same).
+        self._stream_rate = self._event_rate = CLOCK_RATE
+
+    def use_clock(self, event_rate: int, stream_rate: int) -> None:
+        """The telephone-event's clock rate and the audio stream's (Opus: 48000)."""
+        self._event_rate, self._stream_rate = event_rate, stream_rate
 
     @property
     def busy(self) -> bool:
@@ -313,7 +325,7 @@ class DtmfSender:
         """Queue ``digits`` (``0-9 * # A-D``); raises ``DtmfError`` and queues nothing if one is not."""
         tone_ms, gap_ms = self._checked(tone_ms, gap_ms)
         codes = [event_for_digit(digit) for digit in digits]
-        tone, gap = self._samples(tone_ms), self._samples(gap_ms)
+        tone, gap = self._samples(tone_ms, self._event_rate), self._samples(gap_ms, self._stream_rate)
         self._queue.extend(_Outgoing(code, tone, gap) for code in codes)
 
     def cancel(self) -> None:
@@ -334,13 +346,14 @@ class DtmfSender:
             current = self._current = self._queue.popleft()
             current.start, marker = timestamp, True
         if current.final is None:
-            elapsed = ((timestamp - current.start) & _TIMESTAMP_MASK) + SAMPLES_PER_PACKET
-            duration = min(elapsed, MAX_DURATION)
+            elapsed = ((timestamp - current.start) & _TIMESTAMP_MASK) + self._stream_rate // 50
+            duration = min(elapsed * self._event_rate // self._stream_rate, MAX_DURATION)
             if duration < current.tone:
                 payload = TelephoneEvent(current.code, False, DEFAULT_VOLUME, duration).to_bytes()
                 return DtmfPacket(payload, marker, current.start, False)
             current.final = TelephoneEvent(current.code, True, DEFAULT_VOLUME, duration).to_bytes()
-            self._not_before = (current.start + duration + current.gap) & _TIMESTAMP_MASK
+            ended = duration * self._stream_rate // self._event_rate + current.gap
+            self._not_before = (current.start + ended) & _TIMESTAMP_MASK
         current.ends_sent += 1
         if current.ends_sent >= END_REPEATS:
             self._current = None
@@ -351,11 +364,11 @@ class DtmfSender:
             return False
         return 0 < (self._not_before - timestamp) & _TIMESTAMP_MASK < 0x80000000
 
-    def _samples(self, ms: int) -> int:
-        return ms * CLOCK_RATE // 1000
+    def _samples(self, ms: int, rate: int) -> int:
+        return ms * rate // 1000
 
     def _checked(self, tone_ms: int, gap_ms: int) -> tuple[int, int]:
-        longest = MAX_DURATION * 1000 // CLOCK_RATE
+        longest = MAX_DURATION * 1000 // self._event_rate
         if not 20 <= tone_ms <= longest:
             raise DtmfError(f"tone of {tone_ms} ms: must be 20 to {longest} ms")
         if gap_ms < 0:

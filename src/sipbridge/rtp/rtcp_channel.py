@@ -5,6 +5,9 @@ The asyncio shell around ``RtcpReporter`` (rtcp.py): it receives the phone's com
 is due, to the phone's RTP address with port + 1 (where its RTCP socket is, by RFC 3551's rule);
 ``close`` sends our last report with a BYE. What it needs of the RTP stream comes as plain values
 (``Sending``, ``Reception``), read by the caller when a report is due.
+
+With rtcp-mux (RFC 5761) the reports go out of the RTP socket to the phone's RTP address itself
+(``multiplex``), and the RTP socket hands the phone's RTCP to ``datagram_received``.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import cast
 
 from .rtcp import PhoneReport, Reception, RtcpReporter, Sending
@@ -20,6 +24,7 @@ from .srtp import Srtp, SrtpError
 log = logging.getLogger(__name__)
 
 Address = tuple[str, int]
+SendTo = Callable[[bytes, Address], None]
 
 
 class RtcpChannel(asyncio.DatagramProtocol):
@@ -30,6 +35,7 @@ class RtcpChannel(asyncio.DatagramProtocol):
         self.foreign = 0
         self._transport: asyncio.DatagramTransport | None = None
         self._phone: Address | None = None  # where the phone's RTCP socket is
+        self._mux: SendTo | None = None  # RFC 5761: out of the RTP socket; None: out of ours
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.DatagramTransport, transport)
@@ -58,9 +64,22 @@ class RtcpChannel(asyncio.DatagramProtocol):
                 return None
         return self.reporter.received(data, now, wall)
 
+    @property
+    def muxed(self) -> bool:
+        return self._mux is not None
+
+    def multiplex(self, send: SendTo | None) -> None:
+        """RFC 5761: our reports go out through ``send`` (the RTP socket) to the phone's RTP port;
+        None: out of this socket to its port + 1. Call ``follow`` after a change."""
+        self._mux = send
+
     def follow(self, rtp_remote: Address | None) -> None:
-        """The phone's RTP address (the latched one): its RTCP is on the next port."""
-        self._phone = None if rtp_remote is None else (rtp_remote[0], rtp_remote[1] + 1)
+        """The phone's RTP address (the latched one): its RTCP is there with rtcp-mux, else on the
+        next port."""
+        if rtp_remote is None:
+            self._phone = None
+        else:
+            self._phone = (rtp_remote[0], rtp_remote[1] if self._mux else rtp_remote[1] + 1)
 
     def tick(self, now: float, wall: float, sending: Sending | None, reception: Reception | None) -> None:
         """Send our report if one is due (call on the media clock; cheap when none is)."""
@@ -79,4 +98,4 @@ class RtcpChannel(asyncio.DatagramProtocol):
             return
         if self.srtp is not None:
             packet = self.srtp.protect_rtcp(packet)
-        self._transport.sendto(packet, self._phone)
+        (self._mux or self._transport.sendto)(packet, self._phone)

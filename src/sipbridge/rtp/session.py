@@ -1,4 +1,8 @@
-"""One call's RTP stream: receive G.711 payloads, send paced 20 ms packets, symmetric RTP."""
+"""One call's RTP stream: receive G.711 payloads, send paced 20 ms packets, symmetric RTP.
+
+RTCP that comes on this socket (RFC 5761 §4: the second octet 192-223) never reaches the jitter
+buffer: it goes to ``on_rtcp`` when the call multiplexes RTCP here (a=rtcp-mux), else it is dropped.
+"""
 
 from __future__ import annotations
 
@@ -20,7 +24,7 @@ from .srtp import Srtp, SrtpError
 log = logging.getLogger(__name__)
 
 Address = tuple[str, int]
-SAMPLES_PER_FRAME = 160  # 20 ms at 8 kHz
+SAMPLES_PER_FRAME = 160  # 20 ms at 8 kHz, the clock of G.711 and G.722
 
 
 @dataclass
@@ -32,6 +36,7 @@ class RtpStats:
     invalid_in: int = 0
     foreign_in: int = 0  # RTP from others than the call's peer: dropped, never played or answered
     srtp_auth_failures: int = 0  # SRTP packets that did not authenticate (or replayed): dropped
+    rtcp_in: int = 0  # RTCP on the RTP port (RFC 5761 demux): read with rtcp-mux, else dropped
     late_ticks: int = 0
     last_packet_at: float | None = None
 
@@ -51,6 +56,8 @@ class RtpSession(asyncio.DatagramProtocol):
         # Audio packets with their arrival time (for a jitter buffer).
         self.on_packet = on_packet
         self.on_event_packet = on_event_packet
+        # RFC 5761: the phone's RTCP on this port, with its sender (None: RTCP here is dropped)
+        self.on_rtcp: Callable[[bytes, tuple], None] | None = None
         # Called each tick with the frame's timestamp: a telephone-event packet replaces the audio.
         self.dtmf_source: Callable[[int], DtmfPacket | None] | None = None
         self.payload_type = 0
@@ -63,9 +70,11 @@ class RtpSession(asyncio.DatagramProtocol):
         self.stats = RtpStats()
         self._sequence = secrets.randbits(16)
         self._timestamp = secrets.randbits(32)
+        self._frame_ticks = SAMPLES_PER_FRAME  # timestamp units per 20 ms frame (Opus: 960)
         self._transport: asyncio.DatagramTransport | None = None
         self._clock: FrameClock | None = None
         self._clock_token: int | None = None
+        self.clock_rate = self.dtmf_clock_rate = 8000
         self.srtp: Srtp | None = None  # SRTP protection of both directions; None: plain RTP
         # the phone's stream for RTCP's report block: its SSRC, first and highest extended sequence
         self._rx_ssrc: int | None = None
@@ -87,14 +96,20 @@ class RtpSession(asyncio.DatagramProtocol):
         dtmf_payload_type: int | None,
         remote: Address | None,
         signalling: Address | None = None,
+        *,
+        clock_rate: int = 8000,
+        dtmf_clock_rate: int = 8000,
     ) -> None:
-        """Payload types, the address the SDP names and where the call's SIP comes from.
+        """Payload types, the address the SDP names and where the call's SIP comes from, and the
+        codec's RTP clock (and the telephone-event's: DTMF durations count in it).
 
         A new address in the SDP ends the latch; ``signalling`` vouches (per the latch mode) for its
         IP on any port, the way a phone behind NAT sends.
         """
         self.payload_type = payload_type
         self.dtmf_payload_type = dtmf_payload_type
+        self._frame_ticks = clock_rate // 50
+        self.clock_rate, self.dtmf_clock_rate = clock_rate, dtmf_clock_rate
         if remote != self._signalled:
             self._signalled = remote
             self._latch.expect(None if remote is None or _unspecified(remote[0]) else remote, signalling)
@@ -109,8 +124,9 @@ class RtpSession(asyncio.DatagramProtocol):
 
     def receive(self, data: bytes, addr: tuple, arrival: float) -> None:
         """One datagram from ``addr`` that arrived at ``arrival`` (monotonic seconds)."""
-        if len(data) < HEADER_SIZE or is_rtcp(data):
-            self.stats.invalid_in += len(data) < HEADER_SIZE
+        # RFC 5761 §4 demux on one octet: the RTP path pays a comparison, nothing more.
+        if len(data) < HEADER_SIZE or 192 <= data[1] <= 223:
+            self._not_rtp(data, addr)
             return
         if self.srtp is not None:
             # Authenticated before the latch sees it: a packet without the key moves nothing.
@@ -138,6 +154,23 @@ class RtpSession(asyncio.DatagramProtocol):
                 self.on_packet(packet, arrival)
         elif packet.payload_type == self.dtmf_payload_type and self.on_event_packet is not None:
             self.on_event_packet(packet)
+
+    def _not_rtp(self, data: bytes, addr: tuple) -> None:
+        """RTCP (SRTCP: unprotected by its reader) to ``on_rtcp`` when it listens; the rest invalid.
+
+        An RTCP compound packet may be shorter than an RTP header (an RR alone is 8 octets).
+        """
+        if not is_rtcp(data):
+            self.stats.invalid_in += 1
+            return
+        self.stats.rtcp_in += 1
+        if self.on_rtcp is not None:
+            self.on_rtcp(data, addr)
+
+    def send_rtcp(self, packet: bytes, to: Address) -> None:
+        """An RTCP compound packet out of this socket (RFC 5761 mux); not counted as RTP."""
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.sendto(packet, to)
 
     def _count_sequence(self, ssrc: int, sequence: int) -> None:
         """The extended highest sequence number (RFC 3550 A.1, without probation): a new SSRC
@@ -175,8 +208,8 @@ class RtpSession(asyncio.DatagramProtocol):
         Sequence and timestamp advance even when nobody is there to send to yet. While a DTMF
         event is being sent, its packet goes out instead of the audio.
         """
-        timestamp = (self._timestamp + SAMPLES_PER_FRAME * (frames - 1)) & 0xFFFFFFFF
-        self._timestamp = (timestamp + SAMPLES_PER_FRAME) & 0xFFFFFFFF
+        timestamp = (self._timestamp + self._frame_ticks * (frames - 1)) & 0xFFFFFFFF
+        self._timestamp = (timestamp + self._frame_ticks) & 0xFFFFFFFF
         event = self.dtmf_source(timestamp) if self.dtmf_source is not None else None
         if event is not None and self.dtmf_payload_type is not None:
             self._transmit(self.dtmf_payload_type, event.timestamp & 0xFFFFFFFF, event.payload, event.marker)

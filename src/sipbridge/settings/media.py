@@ -32,7 +32,7 @@ PCM_RATES = (8000, 16000, 48000)  # the rates the polyphase resampler reaches fr
 SRTP_MODES = ("off", "optional", "required")
 PHONE_CODECS = tuple(CODECS)  # the phone leg's codecs (media/phone_codec.py)
 CODECS_HELP = (
-    "Empty: every codec the bridge speaks (G722, PCMU, PCMA): the widest offered is answered (among"
+    "Empty: every codec the bridge speaks (OPUS, G722, PCMU, PCMA): the widest offered is answered (among"
     " the G.711s the offer's own order) and our offers list them widest first. A list: only those,"
     " the first of the list that the offer has is answered, our offers in the list's order."
 )

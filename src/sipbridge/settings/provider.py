@@ -151,6 +151,15 @@ class ProviderConfig:
         Positive(float, "seconds"),
         "seconds an outbound call may ring before the bridge cancels it (no answer)",
     )
+    failover_timeout: float = _from_table(
+        4.0,
+        Positive(float, "seconds"),
+        "seconds an outbound INVITE waits for any response from one of the provider's servers before"
+        " trying the next (RFC 3263 failover)",
+        more="Only where the address resolves to more than one server. A server sends `100 Trying`"
+        " within a fraction of a second (RFC 3261 §17.2.1); over UDP the transaction itself would give"
+        " up only after 32 s (Timer B), longer than the ring timeout.",
+    )
     srtp: str | None = _from_table(
         None,
         Choice(SRTP_MODES),

@@ -123,12 +123,18 @@ class OutgoingInvite:
 
     # -- running -------------------------------------------------------------------------------
 
-    async def run(self, ring_timeout: float) -> InviteOutcome:
-        """Dial until answered, refused, cancelled, or ``ring_timeout`` seconds pass (then CANCEL)."""
+    async def run(self, ring_timeout: float, failover_timeout: float | None = None) -> InviteOutcome:
+        """Dial until answered, refused, cancelled, or ``ring_timeout`` seconds pass (then CANCEL).
+
+        While another server is left to try (RFC 3263), one that sends no response at all within
+        ``failover_timeout`` seconds is given up for the next.
+        """
         request = self.request
         challenges = 0
+        started = asyncio.get_running_loop().time()
         while True:
-            response = await self._send(request, ring_timeout)
+            left = max(0.1, ring_timeout - (asyncio.get_running_loop().time() - started))
+            response = await self._send(request, left, failover_timeout if self._fallbacks else None)
             if self._fails_over(response):
                 request = self._retarget(request)
                 continue
@@ -167,7 +173,9 @@ class OutgoingInvite:
         headers.set("CSeq", f"{previous.cseq[0] + 1} INVITE")
         return SipRequest("INVITE", previous.uri, headers, previous.body)
 
-    async def _send(self, request: SipRequest, ring_timeout: float) -> SipResponse | None:
+    async def _send(
+        self, request: SipRequest, ring_timeout: float, failover_timeout: float | None = None
+    ) -> SipResponse | None:
         self._sent = request
         self._provisional_seen.clear()
         sending = asyncio.ensure_future(
@@ -179,6 +187,12 @@ class OutgoingInvite:
                 server_name=self.server_name,
             )
         )
+        if failover_timeout is not None and not await self._responds(sending, failover_timeout):
+            host, port = self.destination
+            log.info("call %s: nothing from %s:%s in %.1f s", request.call_id, host, port, failover_timeout)
+            sending.cancel()  # §17.1.1: without a provisional response there is nothing to CANCEL
+            await asyncio.gather(sending, return_exceptions=True)
+            return None
         try:
             return await asyncio.wait_for(asyncio.shield(sending), ring_timeout)
         except TimeoutError:
@@ -189,6 +203,13 @@ class OutgoingInvite:
             else:
                 self._cancel_requested = True
             return await sending
+
+    async def _responds(self, sending: asyncio.Future, within: float) -> bool:
+        """Whether the server sent anything (a provisional or a final response) within ``within`` s."""
+        seen = asyncio.ensure_future(self._provisional_seen.wait())
+        done, _ = await asyncio.wait({sending, seen}, timeout=within, return_when=asyncio.FIRST_COMPLETED)
+        seen.cancel()
+        return bool(done)
 
     def _response(self, response: SipResponse) -> None:
         if response.status < 200:

@@ -162,6 +162,9 @@ class TransactionLayer:
         except TimeoutError:
             self._forget_client_tx(tx)
             return None
+        except asyncio.CancelledError:  # given up (another server is tried): no more retransmissions
+            self._forget_client_tx(tx)
+            raise
 
     def response_received(self, response: SipResponse) -> None:
         """§17.1.3: to the client transaction with the top Via's branch and the CSeq method."""

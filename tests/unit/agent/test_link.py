@@ -17,6 +17,7 @@ import pytest
 
 from sipbridge.agent.echo import EchoAgentServer
 from sipbridge.agent.link import AgentLink
+from sipbridge.agent.receiver import AgentAudioReceiver
 from sipbridge.agent.whip import AgentUnavailable, WhipClient
 
 RATE = 48000
@@ -81,11 +82,12 @@ class Recorder:
         self.failed.append((time.monotonic(), reason))
 
     def link(self, whip: WhipClient, **kwargs: object) -> AgentLink:
+        """A link whose audio is decoded as the bridge does for a G.711 phone."""
         kwargs.setdefault("resource_id", "+15551230000")
-        kwargs.setdefault("pcm_rate", RATE)
+        receiver = AgentAudioReceiver(RATE, self.audio.append)
         return AgentLink(
             whip,
-            on_audio=self.audio.append,
+            on_packet=receiver.packet,
             on_event=self.events.append,
             on_closed=self.on_closed,
             on_failed=self.on_failed,
@@ -369,3 +371,19 @@ async def test_resume_tokens_are_single_use_and_expire(agent, whip):
     await again.connect(timeout=5)
     assert again.session.resume_status == "expired"  # used once already
     await again.close()
+
+
+def test_the_offer_to_the_agent_carries_a_relayed_phones_band():
+    from sipbridge.agent.link import opus_offer
+    from sipbridge.media_session.agent_leg import relay_params
+
+    params = relay_params("maxplaybackrate=16000; sprop-maxcapturerate=16000;stereo=1;maxplaybackrate=x")
+    assert params == {"maxplaybackrate": "16000", "sprop-maxcapturerate": "16000"}
+    assert relay_params("maxplaybackrate=96000;useinbandfec=1") == {}
+    sdp = (
+        "v=0\r\no=- 1 1 IN IP4 127.0.0.2\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 96\r\n"
+        "c=IN IP4 127.0.0.2\r\na=rtpmap:96 opus/48000/2\r\n"
+    )
+    offer = opus_offer(sdp, params)
+    fmtp = next(line for line in offer.splitlines() if line.startswith("a=fmtp:111"))
+    assert "maxplaybackrate=16000" in fmtp and "useinbandfec=1" in fmtp

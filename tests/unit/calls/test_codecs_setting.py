@@ -51,7 +51,7 @@ def test_our_offers_follow_the_list() -> None:
     audio = parse_sdp(offer_answer.offer("127.0.0.1", 4000)).media[0]
     assert audio.formats[:2] == ["8", "0"] and "9" not in audio.formats
     unset = parse_sdp(OfferAnswer(1).offer("127.0.0.1", 4000)).media[0]
-    assert unset.formats[:3] == ["9", "0", "8"]
+    assert unset.formats[:4] == ["111", "9", "0", "8"]  # widest first
 
 
 def test_the_setting_is_read_checked_and_a_provider_s_own_wins(tmp_path) -> None:

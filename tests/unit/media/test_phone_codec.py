@@ -12,7 +12,13 @@ def test_the_table_says_what_each_codec_is() -> None:
         "PCMU": (0, 8000, 160),
         "PCMA": (8, 8000, 160),
         "G722": (9, 16000, 320),
+        "OPUS": (111, 48000, 960),
     }
+    opus = phone_codec("opus")
+    assert opus.relayed and opus.clock_rate == 48000 and opus.frame_ticks == 960
+    assert not phone_codec("G722").relayed and phone_codec("G722").frame_ticks == 160
+    with pytest.raises(ValueError, match="relayed"):
+        opus.decoder()
     g722 = phone_codec("g722")
     assert g722.wideband and g722.stateful and g722.samples_per_tick == 2
     assert not phone_codec("PCMU").wideband and phone_codec("pcma").samples_per_tick == 1

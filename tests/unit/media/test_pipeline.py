@@ -5,8 +5,9 @@ import pytest
 
 from sipbridge.media import g711
 from sipbridge.media.opus import OpusDecoder, OpusEncoder, OpusSettings
-from sipbridge.media.pipeline import MAX_BUFFER_MS, STANDING_POPS, AgentToPhone, PhoneToAgent
+from sipbridge.media.pipeline import MAX_BUFFER_MS, AgentToPhone, PhoneToAgent
 from sipbridge.media.resample import PolyphaseResampler
+from sipbridge.media.standing import STANDING_POPS
 
 LEVEL_DBFS = -10.0
 AMPLITUDE = 32767 * 10 ** (LEVEL_DBFS / 20)

@@ -163,3 +163,22 @@ def test_cost_per_frame():
     later_us = (loss_us - good_us - first_us) / 2
     print(f"\n  plc good {good_us:.1f} us, first lost {first_us:.1f} us, later lost {later_us:.1f} us")
     assert first_us < 2000 and later_us < 500 and good_us < 500  # a 20 ms frame is 20000 us
+
+
+def upsampled(signal: np.ndarray) -> np.ndarray:
+    """The same signal at 16 kHz (band-limited interpolation), as G.722 decodes it."""
+    spectrum = np.fft.rfft(signal.astype(np.float64))
+    return np.round(np.fft.irfft(spectrum, 2 * len(signal)) * 2).astype(np.int16)
+
+
+@pytest.mark.parametrize("f0", [118.0, 205.0, 90.0])
+def test_at_16_khz_the_pitch_is_found_in_samples_of_that_rate(f0):
+    wide = upsampled(vowel(f0=f0))
+    plc = Concealer(frame_samples=2 * N, rate=16000)
+    for frame in [wide[i : i + 2 * N] for i in range(0, 20 * N, 2 * N)]:
+        plc.good(frame)
+    concealed = plc.lost()
+    truth = wide[20 * N : 22 * N]
+    assert len(concealed) == 2 * N and correlation(concealed, truth) >= 0.9
+    periods = plc.pitch / (16000 / f0)  # a period of the voice, or two when one is under 80 samples
+    assert 80 <= plc.pitch <= 240 and abs(periods - round(periods)) < 0.05

@@ -12,11 +12,27 @@ import random
 import numpy as np
 import pytest
 
+from sipbridge.media.opus import OpusEncoder, OpusSettings
 from sipbridge.media_session.agent_playout import AgentPlayout
 from sipbridge.rtp.clock import FRAME_SECONDS, aligned_due, slot_ceil
 
-PCM = np.full(160, 1000, np.int16)
 steps: list[float] = []  # the intervals between the ticks of the last ``send``
+
+
+def tone_packets(count: int) -> list[bytes]:
+    """``count`` 20 ms Opus packets of a 440 Hz tone, as an agent sends them."""
+    encoder = OpusEncoder(OpusSettings())
+    t = np.arange(count * 160) / 8000
+    tone = (np.sin(2 * np.pi * 440 * t) * 8000).astype(np.int16)
+    return [encoder.encode(tone[k * 160 : (k + 1) * 160]) for k in range(count)]
+
+
+PACKETS = tone_packets(50)
+
+
+def feed(playout: AgentPlayout, count: int, first: int = 0) -> None:
+    for seq in range(first, first + count):
+        playout.packet(seq, PACKETS[seq % len(PACKETS)], 0.0)
 
 
 def send(arrivals: list[tuple[int, float]], until: float) -> tuple[list[float | None], AgentPlayout]:
@@ -28,8 +44,7 @@ def send(arrivals: list[tuple[int, float]], until: float) -> tuple[list[float | 
     while due < until:
         while i < len(pending) and pending[i][1] <= due:
             seq, at = pending[i]
-            playout.packet_arrived(seq, at)
-            playout.audio(PCM)
+            playout.packet(seq, PACKETS[seq % len(PACKETS)], at)
             queued.append(at)
             i += 1
         last, due = due, due + FRAME_SECONDS  # the clock moves its due before it ticks
@@ -86,9 +101,10 @@ def test_jitter_of_more_than_a_frame_keeps_a_frame_and_still_inserts_no_silence(
     assert None not in body[50:] and queue.view()["playout_dropped_ms"] == 0
 
 
-def test_the_agent_leaving_speaking_drops_what_it_queued_for_the_caller():
-    playout = AgentPlayout("PCMU", pcm_rate=8000)
-    playout.audio(np.zeros(2400, dtype=np.int16))  # 300 ms of agent speech queued
+@pytest.mark.parametrize("codec", ["PCMU", "G722", "OPUS"])
+def test_the_agent_leaving_speaking_drops_what_it_queued_for_the_caller(codec):
+    playout = AgentPlayout(codec, pcm_rate=8000)
+    feed(playout, 15)  # 300 ms of agent speech queued
     assert playout.buffered_ms > 200
     playout.barge_in()
     assert playout.buffered_ms == 0 and playout.barge_ins == 1 and playout.barge_in_dropped_ms > 200
@@ -96,14 +112,32 @@ def test_the_agent_leaving_speaking_drops_what_it_queued_for_the_caller():
     assert playout.barge_ins == 1
 
 
-def test_after_an_interrupt_the_very_next_frame_to_the_caller_is_silence():
+@pytest.mark.parametrize("codec", ["PCMU", "OPUS"])  # (G.722's silence differs each frame: ADPCM)
+def test_after_an_interrupt_the_very_next_frame_to_the_caller_is_silence(codec):
     """Worst case of stale audio: the playout queue full (400 ms) when the interrupt comes."""
-    playout = AgentPlayout("PCMU", pcm_rate=8000)
-    tone = (np.sin(np.arange(8000) * 2 * np.pi * 440 / 8000) * 8000).astype(np.int16)
-    playout.audio(tone)  # a bursty agent: one second at once; the queue keeps its cap
+    playout = AgentPlayout(codec, pcm_rate=8000)
+    feed(playout, 50)  # a bursty agent: one second at once; the queue keeps its cap
     played = [playout.next_frame(None, 0.0)[0] for _ in range(3)]
     assert all(frame != playout.silence for frame in played)
     playout.barge_in()  # the caller barged in
     after = [playout.next_frame(None, 0.0)[0] for _ in range(25)]
     assert after == [playout.silence] * 25  # nothing queued before the interrupt is ever played
     assert 340 <= playout.barge_in_dropped_ms <= 400
+
+
+def test_a_phone_on_opus_gets_the_agents_packets_as_they_are():
+    playout = AgentPlayout("OPUS", pcm_rate=8000)
+    feed(playout, 5)
+    assert [playout.next_frame(None, 0.0)[0] for _ in range(5)] == PACKETS[:5]
+    assert playout.next_frame(None, 0.0)[0] == playout.silence  # nothing queued: Opus silence
+
+
+def test_a_gap_in_the_agents_opus_is_filled_with_packets_made_for_it():
+    playout = AgentPlayout("OPUS", pcm_rate=8000)
+    feed(playout, 3)
+    playout.packet(5, PACKETS[5], 0.0)  # 3 and 4 lost: 4 comes from 5's FEC ... or concealment
+    sent = [playout.next_frame(None, 0.0)[0] for _ in range(6)]
+    assert sent[:3] == PACKETS[:3] and sent[5] == PACKETS[5]
+    assert all(packet not in (playout.silence, *PACKETS) for packet in sent[3:5])
+    view = playout.view()
+    assert view["agent_lost"] == 2 and view["agent_concealed"] == 2

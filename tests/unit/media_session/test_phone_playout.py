@@ -93,3 +93,41 @@ def test_the_playout_follows_the_phones_packet_time_even_against_our_answer():
     assert playout.packet_samples == 240 and playout.next_due() is None  # the clock keeps its phase
     assert playout.stats.concealed == 0 and playout.stats.late == 0, playout.stats
     assert heard == [240] * len(heard) and len(heard) >= 95
+
+
+def opus_packets(count: int) -> list[bytes]:
+    from sipbridge.media.opus import OpusEncoder, OpusSettings
+
+    encoder = OpusEncoder(OpusSettings(pcm_rate=48000, application="audio"))
+    t = np.arange(count * 960) / 48000
+    tone = (np.sin(2 * np.pi * 300 * t) * 6000).astype(np.int16)
+    return [encoder.encode(tone[k * 960 : (k + 1) * 960]) for k in range(count)]
+
+
+def test_a_phone_on_opus_has_its_packets_relayed_in_order_and_a_lost_one_made():
+    from sipbridge.media.phone_codec import phone_codec
+
+    playout = PhonePlayout()
+    playout.use_codec(phone_codec("OPUS"))
+    packets = opus_packets(30)
+    out: list[bytes] = []
+    for n, payload in enumerate(packets):
+        if n != 12:  # lost on the way
+            playout.push(RtpPacket(sequence=n, timestamp=960 * n, ssrc=9, payload=payload), n * FRAME_SECONDS)
+        out += playout.tick(1, n * FRAME_SECONDS + 0.03, None)  # type: ignore[arg-type]
+    assert playout.view()["packet_ms"] == 20 and playout.stats.lost == 1
+    made = [p for p in out if p not in packets]
+    assert len(made) == 1 and out.index(made[0]) == out.index(packets[11]) + 1
+    relayed = [p for p in out if p in packets]
+    assert len(relayed) > 20 and relayed == [p for n, p in enumerate(packets) if n != 12][: len(relayed)]
+
+
+def test_opus_packets_of_40_ms_are_followed():
+    from sipbridge.media.phone_codec import phone_codec
+
+    playout = PhonePlayout()
+    playout.use_codec(phone_codec("OPUS"))
+    forty = bytes([0b11111_0_01, 1, 2])  # CELT 20 ms, two frames: 40 ms
+    for n in range(6):
+        playout.push(RtpPacket(sequence=n, timestamp=1920 * n, ssrc=9, payload=forty), n * 0.04)
+    assert playout.view()["packet_ms"] == 40

@@ -623,3 +623,24 @@ def test_sipp_capture_played_twice_counts_twice_only_after_the_memory():
     assert [d for c in captured for d in receiver.receive_packet(c.packet, now=0.0)] == [DtmfDigit("1", 280)]
     assert [d for c in captured for d in receiver.receive_packet(c.packet, now=0.5)] == []
     assert [d for c in captured for d in receiver.receive_packet(c.packet, now=3.5)] == [DtmfDigit("1", 280)]
+
+
+@pytest.mark.parametrize("event_rate", [48000, 8000])
+def test_beside_opus_timestamps_follow_the_stream_and_durations_the_event_clock(event_rate):
+    """Opus runs RTP on 48000; telephone-event at 48000 (RFC 4733) or at 8000, as phones offer it."""
+    sender = DtmfSender()
+    sender.use_clock(event_rate, 48000)
+    sender.send("12")
+    out = [sender.next_packet(k * 960) for k in range(20)]
+    kinds = ["-" if p is None else ("M" if p.marker else "E" if p.end else "d") for p in out]
+    assert "".join(kinds) == "MdddEEE---MdddEEE---"  # 100 ms tone, 100 ms gap, as at 8000
+    assert {p.timestamp for p in out[:7]} == {0} and {p.timestamp for p in out[10:17]} == {9600}
+    step = event_rate // 50
+    assert [parse_event(p.payload).duration for p in out[:5]] == [k * step for k in range(1, 6)]
+
+
+def test_a_receiver_on_the_48000_clock_counts_durations_in_it():
+    receiver = DtmfReceiver()
+    receiver.use_clock(48000)
+    digits = receiver.receive(96000, True, 1, TelephoneEvent(7, True, 10, 4800).to_bytes())
+    assert [(d.digit, d.duration_ms) for d in digits] == [("7", 100)]

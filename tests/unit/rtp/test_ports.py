@@ -67,3 +67,30 @@ async def test_a_port_taken_by_another_process_is_skipped_then_no_free_port():
         await _close(allocator, [*opened[1:], (session, port)])
     finally:
         taken.close()
+
+
+async def test_a_pair_is_bound_together_and_one_whose_rtcp_port_is_taken_is_passed_over():
+    taken = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    taken.bind(("127.0.0.1", 42713))  # the RTCP port of 42712
+    allocator = PortAllocator(42710, 42715)  # pairs 42710/11, 42712/13, 42714/15
+    pairs = []
+    try:
+        for _ in range(2):
+            rtp, rtcp, port = await allocator.open_pair("127.0.0.1", RtpSession, lambda _rtp: RtpSession())
+            pairs.append((rtp, rtcp, port))
+        assert sorted(port for _, _, port in pairs) == [42710, 42714]
+        with pytest.raises(NoFreePort, match="RTCP port"):
+            await allocator.open_pair("127.0.0.1", RtpSession, lambda _rtp: RtpSession())
+        await asyncio.sleep(0)  # a transport closes its socket on the next loop turn
+        probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        with pytest.raises(OSError):  # 42712 was bound while trying, and let go again ...
+            probe.bind(("127.0.0.1", 42711))  # ... while 42711, a pair's RTCP port, is held
+        probe.bind(("127.0.0.1", 42712))
+        probe.close()
+    finally:
+        taken.close()
+        for rtp, rtcp, port in pairs:
+            rtp.close()
+            rtcp.close()
+            allocator.release(port)
+        await asyncio.sleep(0)

@@ -245,7 +245,7 @@ def test_build_offer_negotiates_with_itself():
     assert body == (
         b"v=0\r\no=sipbridge 7 1 IN IP4 192.0.2.10\r\ns=sipbridge\r\nc=IN IP4 192.0.2.10\r\nt=0 0\r\n"
         b"m=audio 20000 RTP/AVP 0 8 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n"
-        b"a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na=ptime:20\r\na=sendrecv\r\n"
+        b"a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na=ptime:20\r\na=sendrecv\r\na=rtcp-mux\r\n"
     )
     answer = negotiate_audio(parse_sdp(body))
     assert (answer.codec, answer.dtmf_payload_type, answer.remote_addr) == (
@@ -258,7 +258,66 @@ def test_build_offer_negotiates_with_itself():
     )
     assert b"m=audio 20000 RTP/AVP 8\r\n" in plain and b"telephone-event" not in plain
     with pytest.raises(SdpError):
-        build_offer(local_ip="192.0.2.10", local_port=20000, session_id=7, codecs=("OPUS",))
+        build_offer(local_ip="192.0.2.10", local_port=20000, session_id=7, codecs=("SPEEX",))
+
+
+def test_an_opus_offer_names_it_on_a_dynamic_type_with_dtmf_at_both_clocks():
+    body = build_offer(local_ip="192.0.2.10", local_port=20000, session_id=7, codecs=("OPUS", "PCMU"))
+    assert b"m=audio 20000 RTP/AVP 111 0 101 102\r\n" in body
+    assert b"a=rtpmap:111 opus/48000/2\r\na=fmtp:111 useinbandfec=1;stereo=0;sprop-stereo=0\r\n" in body
+    assert b"a=rtpmap:101 telephone-event/8000\r\n" in body
+    assert b"a=rtpmap:102 telephone-event/48000\r\n" in body
+    answer = negotiate_audio(parse_sdp(body), ("OPUS", "PCMU"))
+    assert (answer.codec, answer.clock_rate, answer.dtmf_payload_type, answer.dtmf_clock_rate) == (
+        "OPUS",
+        48000,
+        102,
+        48000,
+    )
+
+
+def test_opus_is_answered_first_with_its_fmtp_kept_and_ours_given():
+    offer = (
+        "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+        "m=audio 4000 RTP/AVP 0 9 96 101\r\na=rtpmap:96 opus/48000/2\r\n"
+        "a=fmtp:96 maxplaybackrate=16000;useinbandfec=1\r\na=rtpmap:101 telephone-event/8000\r\n"
+    )
+    answer = negotiate_audio(parse_sdp(offer), ("OPUS", "G722", "PCMU"))
+    assert (answer.codec, answer.payload_type, answer.codec_params) == (
+        "OPUS",
+        96,
+        "maxplaybackrate=16000;useinbandfec=1",
+    )
+    assert (answer.dtmf_payload_type, answer.dtmf_clock_rate) == (101, 8000)  # the phone's only one
+    body = build_answer(parse_sdp(offer), answer, local_ip="127.0.0.1", local_port=5000, session_id=1)
+    assert b"a=rtpmap:96 opus/48000/2\r\na=fmtp:96 useinbandfec=1;stereo=0;sprop-stereo=0\r\n" in body
+    assert negotiate_audio(parse_sdp(offer), ("G722", "PCMU")).codec == "G722"
+
+
+@pytest.mark.parametrize("mux", [True, False])
+def test_rtcp_mux_is_answered_when_offered_and_only_then(mux):
+    """RFC 5761 §5.1.1: a=rtcp-mux in the offer's audio stream, and our answer says it too."""
+    sdp = parse_sdp(offer(AUDIO + ("a=rtcp-mux\r\n" if mux else "") + "a=sendrecv\r\n"))
+    answer = negotiate_audio(sdp)
+    body = build_answer(sdp, answer, local_ip="198.51.100.7", local_port=30000, session_id=42)
+    assert answer.rtcp_mux is mux
+    assert (("rtcp-mux", None) in parse_sdp(body).media[0].attributes) is mux
+    assert body.endswith(b"a=sendrecv\r\na=rtcp-mux\r\n" if mux else b"a=sendrecv\r\n")
+
+
+def test_rtcp_mux_elsewhere_in_the_offer_is_not_the_audio_stream_s():
+    """Only the chosen audio stream's own attribute counts: not a session-level one, nor a video's."""
+    video = "m=video 5000 RTP/AVP 96\r\na=rtcp-mux\r\n"
+    sdp = parse_sdp(offer(AUDIO + video, session_extra="a=rtcp-mux\r\n"))
+    assert negotiate_audio(sdp).rtcp_mux is False
+
+
+def test_our_offer_has_rtcp_mux_unless_told_not_to_and_an_answer_s_decides():
+    ours = build_offer(local_ip="192.0.2.10", local_port=20000, session_id=7)
+    plain = build_offer(local_ip="192.0.2.10", local_port=20000, session_id=7, rtcp_mux=False)
+    assert b"a=rtcp-mux\r\n" in ours and b"rtcp-mux" not in plain
+    assert negotiate_audio(parse_sdp(ours)).rtcp_mux is True  # an answer that echoes it: mux
+    assert negotiate_audio(parse_sdp(plain)).rtcp_mux is False  # one without: port + 1
 
 
 def test_sdp_bodies_of_torture_messages():
