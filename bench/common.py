@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from sipbridge.config import Config, load_config
+from sipbridge.media.phone_codec import phone_codec
 from sipbridge.media.pipeline import AgentToPhone, PhoneToAgent
 from sipbridge.settings.values import ConfigError
 
@@ -64,14 +65,15 @@ def bridge_config() -> Config:
 
 class Pipelines:
     """One call's two transcoders as the bridge builds them for the phone `codec`, and how its
-    downlink takes PCM (at the Opus PCM rate, whatever the phone codec: media_session/session.py)."""
+    downlink takes PCM: the agent's Opus decoded at the Opus PCM rate, or at the phone codec's when
+    wider (G.722: 16 kHz), as media_session/agent_playout.py does."""
 
     def __init__(self, config: Config, codec: str = "PCMU") -> None:
         self.opus = config.opus
         self.codec = codec
         self.up = PhoneToAgent(codec, self.opus)
-        self.down = AgentToPhone(codec, self.opus.pcm_rate)
-        self.pcm_rate = self.opus.pcm_rate
+        self.pcm_rate = max(self.opus.pcm_rate, phone_codec(codec).pcm_rate)
+        self.down = AgentToPhone(codec, self.pcm_rate)
         self.push_pcm = self.down.push_pcm
 
     def describe(self) -> dict[str, Any]:

@@ -12,8 +12,8 @@ project's own public media API (whatever resampler or codec binding sits behind 
 The pipelines are built as the bridge builds them (``bench.common.Pipelines``), from its
 configuration (its defaults and SIPBRIDGE_* variables): the codec and the Opus settings
 (``config.opus``). For G.722 the phone payloads are the probe's own (bench.load.wire.encode_loop):
-G.722 decode at 16 kHz, Opus encode at 16 kHz; back, Opus decode at the Opus PCM rate, resampling to
-16 kHz, G.722 encode. Opus on the phone leg is relayed, not transcoded: it has no floor.
+G.722 decode and Opus encode at 16 kHz; back, Opus decode at 16 kHz and G.722 encode. Opus on the
+phone leg is relayed, not transcoded: it has no floor.
 
 It leaves out everything else a call costs: sockets, RTP, SRTP, ICE/DTLS, aiortc, asyncio, SIP. The
 calls are stepped frame by frame in turn (call 1 frame 1, call 2 frame 1, ...), as a bridge serving

@@ -61,6 +61,25 @@ def test_small_run_has_no_failed_call_and_under_1_percent_loss(tmp_path: Path) -
     assert (RESULTS_MD.read_text() if RESULTS_MD.exists() else None) == md_before
 
 
+def test_wideband_and_opus_calls_with_srtp_carry_the_speech(tmp_path: Path) -> None:
+    """The codec axis end to end: G.722 and relayed Opus, SRTP-protected both ways with the keys
+    of offer and answer; every call's speech comes back through the bridge and the relay agent."""
+    argv = ["--calls", "3", "--codecs", "G722,OPUS", "--srtp", "on", "--hold", "8", "--rate", "10"]
+    args = parser().parse_args([*argv, "--quiet-wait", "5", "--no-write-results", "--out", str(tmp_path)])
+
+    results = run_bench(args)
+
+    assert [(lv["codec"], lv["srtp"]) for lv in results["levels"]] == [("G722", True), ("OPUS", True)]
+    for level in results["levels"]:
+        assert "error" not in level, level
+        assert level["calls"]["ok"] == 3 and level["calls"]["failed"] == 0, level["calls"]
+        media = level["media"]
+        assert media["calls_without_media"] == 0 and media["return_packets_auth_failed"] == 0, media
+        assert media["frames_checked"] > 100 and media["loss_pct"] < 1.0, (media, level["logs"])
+        assert (level["floor"] is None) == (level["codec"] == "OPUS")  # Opus is relayed, not transcoded
+    assert set(results["meta"]["speech"]["per_codec"]) == {"G722", "OPUS"}
+
+
 # ------------------------------------------------------------------ the analysis on known damage
 
 FRAME_NS = 20_000_000
