@@ -17,6 +17,7 @@ network path without a goodbye (no DTLS close, no SCTP abort), as a crash or a n
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import secrets
@@ -25,8 +26,6 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Coroutine
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import av
@@ -36,7 +35,7 @@ from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessi
 from aiortc.mediastreams import AudioStreamTrack, MediaStreamError, MediaStreamTrack
 
 from ..media.opus import OpusEncoder, OpusSettings, audio_frame_to_mono
-from .band_meter import BandMeter
+from .echo_session import MAX_EVENTS_KEPT, AgentSession
 from .ice import loopback_addresses_for, use_host_addresses
 from .rtp_tap import tap_receiver
 from .tracks import OPUS_SAMPLES_PER_PACKET, OPUS_TIME_BASE, OpusPacketTrack
@@ -49,48 +48,6 @@ MAX_RESUME_TOKENS = 1000
 RESUME_GRACE_S = 30.0
 PC_CLOSE_TIMEOUT = 3.0
 GREETING = ({"type": "connection", "state": "connected"}, {"type": "state", "state": "listening"})
-
-
-@dataclass
-class AgentSession:
-    id: str
-    resource_id: str
-    direction: str
-    conversation: str
-    resume_status: str
-    created: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
-    deleted: bool = False
-    state: str = "new"
-    packets_in: int = 0
-    packets_out: int = 0
-    events_in: int = 0
-    dtmf_in: str = ""
-    dropped: bool = False
-    band: BandMeter = field(default_factory=BandMeter, repr=False)  # echo mode: what band came
-    pc: RTCPeerConnection | None = field(default=None, repr=False)
-    channel: RTCDataChannel | None = field(default=None, repr=False)
-
-    @property
-    def finished(self) -> bool:
-        return self.deleted or self.state in ("closed", "failed")
-
-    def to_json(self) -> dict:
-        return {
-            "id": self.id,
-            "resource_id": self.resource_id,
-            "direction": self.direction,
-            "conversation": self.conversation,
-            "resume_status": self.resume_status,
-            "created": self.created,
-            "deleted": self.deleted,
-            "state": self.state,
-            "packets_in": self.packets_in,
-            "packets_out": self.packets_out,
-            "events_in": self.events_in,
-            "dtmf_in": self.dtmf_in,
-            "dropped": self.dropped,
-            "high_band_db": self.band.high_band_db,
-        }
 
 
 # As a real agent encodes: full band, music-grade mode, libopus's default complexity (9), no FEC.
@@ -365,6 +322,9 @@ class EchoAgentServer:
         def on_message(message: str | bytes) -> None:
             session.events_in += 1
             logger.debug("session %s event from the caller: %.200r", session.id, message)
+            with contextlib.suppress(ValueError, TypeError):
+                session.events.append(json.loads(message))
+                del session.events[:-MAX_EVENTS_KEPT]
             digit = _dtmf_digit(message)
             if digit:
                 session.dtmf_in += digit

@@ -86,6 +86,7 @@ class AgentLink:
         resume_token: str | None = None,
         silence_timeout: float | None = DEFAULT_SILENCE_TIMEOUT,
         opus_params: dict[str, str] | None = None,
+        greeting: dict | None = None,
     ) -> None:
         self._whip = whip
         self.resource_id = resource_id
@@ -93,6 +94,7 @@ class AgentLink:
         self.resume_token = resume_token
         self._silence_timeout = silence_timeout
         self._opus_params = opus_params or {}  # more fmtp for the offer (a phone on Opus: its band)
+        self._greeting = greeting  # sent first once the events channel opens (the call's context)
         self._on_failed = on_failed
         self._liveness: asyncio.Task[None] | None = None
         self._ice_servers = list(ice_servers)
@@ -210,6 +212,9 @@ class AgentLink:
 
     def _watch_channel(self, channel: RTCDataChannel) -> None:
         channel.on("message", self._on_message)
+        if self._greeting is not None:
+            greeting = self._greeting
+            channel.on("open", lambda: self.send_event(greeting))
         channel.on("close", lambda: self._agent_gone("agent events channel closed"))
 
     def _on_message(self, message: str | bytes) -> None:

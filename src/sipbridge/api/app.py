@@ -8,6 +8,7 @@ Errors are JSON ``{"error": "..."}`` that say what is wrong. ``/metrics`` is Pro
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from typing import Any
 
@@ -19,8 +20,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__, metrics
+from ..calls.call import Call, CallState
+from ..calls.context import HeaderError, outgoing_headers
 from ..calls.manager import BUSY_RETRY_AFTER_S, CallManager, OutboundSlot
 from ..loop_lag import LoopLag
+from ..media_session import messages as m
 from ..providers.admission import InboundAdmission
 from ..providers.policy import Refused
 from ..providers.provider import DialRequest, Provider, Providers
@@ -31,6 +35,15 @@ from .metrics import BridgeCollector
 MAX_METADATA_ITEMS = 20
 DEGRADED_LOOP_LAG_S = 0.5
 MAX_METADATA_VALUE = 256
+MAX_EVENT_BYTES = 4096  # POST /calls/{id}/events: one JSON object for the agent, at most this big
+
+
+class Digits(BaseModel):
+    """Body of POST /calls/{id}/dtmf."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    digits: str = Field(pattern=r"^[0-9*#A-Da-d]{1,32}$", description="played to the phone as RFC 4733")
 
 
 class PlaceCall(BaseModel):
@@ -50,6 +63,19 @@ class PlaceCall(BaseModel):
     ring_timeout: float | None = Field(default=None, gt=0, le=300, description="seconds to ring")
     max_duration: float | None = Field(default=None, gt=0, le=86400, description="seconds, then BYE")
     metadata: dict[str, str] | None = Field(default=None, description="kept on the call resource")
+    headers: dict[str, str] | None = Field(
+        default=None, description="X- headers and User-to-User for the INVITE (no CR/LF)"
+    )
+
+    @field_validator("headers")
+    @classmethod
+    def _sendable_headers(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        if value is not None:
+            try:
+                outgoing_headers(value)
+            except HeaderError as exc:
+                raise ValueError(str(exc)) from None
+        return value
 
     @field_validator("metadata")
     @classmethod
@@ -151,7 +177,8 @@ def create_app(
             retry = {"Retry-After": str(manager.drain_retry_after)}
             raise HTTPException(503, "the bridge is draining (shutting down): no new calls", headers=retry)
         _check_duration(body.max_duration, manager.config.max_call_duration or None)
-        dial = DialRequest(body.to, body.from_, body.ring_timeout, body.max_duration, body.metadata)
+        headers = tuple(outgoing_headers(body.headers or {}))
+        dial = DialRequest(body.to, body.from_, body.ring_timeout, body.max_duration, body.metadata, headers)
         number, slot = admit_outbound(manager, provider, body.to)
         try:
             target = await provider.target(number, dial)  # resolves the trunk's name: others go on
@@ -170,6 +197,29 @@ def create_app(
         if call is None:
             raise HTTPException(404, f"no call with id {call_id!r}")
         return call.to_dict()
+
+    @app.post("/calls/{call_id}/dtmf", status_code=202)
+    async def send_dtmf(call_id: str, body: Digits) -> dict[str, Any]:
+        """Digits to the phone as RFC 4733 events (an IVR menu); the call's `dtmf` lists what went."""
+        call = _live_call(manager, call_id, answered=True)
+        call.media.send_digits(m.SendDigits(body.digits.upper()))
+        return {"id": call.id, "digits": body.digits.upper()}
+
+    @app.post("/calls/{call_id}/events", status_code=202)
+    async def send_event(call_id: str, request: Request) -> dict[str, Any]:
+        """Any JSON object, sent to the agent on its `events` channel (at most 4 KiB)."""
+        raw = await request.body()
+        if len(raw) > MAX_EVENT_BYTES:
+            raise HTTPException(413, f"an event is at most {MAX_EVENT_BYTES} bytes")
+        try:
+            event = json.loads(raw)
+        except ValueError:
+            raise HTTPException(422, "the body must be a JSON object") from None
+        if not isinstance(event, dict):
+            raise HTTPException(422, "the body must be a JSON object")
+        call = _live_call(manager, call_id)
+        call.media.send_agent_event(m.SendAgentEvent(event))
+        return {"id": call.id, "sent": True}
 
     @app.delete("/calls/{call_id}")
     async def hang_up(call_id: str) -> dict[str, Any]:
@@ -208,6 +258,18 @@ def admit_outbound(manager: CallManager, provider: Provider, to: str) -> tuple[s
         retry = {"Retry-After": str(BUSY_RETRY_AFTER_S)}
         raise HTTPException(503, f"call limit of {manager.max_calls} reached (max_calls)", headers=retry)
     return number, slot
+
+
+def _live_call(manager: CallManager, call_id: str, answered: bool = False) -> Call:
+    """The call, or 404 (unknown) or 409 (ended, or not answered yet when ``answered``)."""
+    call = manager.get(call_id)
+    if call is None:
+        raise HTTPException(404, f"no call with id {call_id!r}")
+    if not isinstance(call, Call) or call.state is CallState.ENDED:  # (an ended call is its record)
+        raise HTTPException(409, f"call {call_id} has ended")
+    if answered and call.state is not CallState.ANSWERED:
+        raise HTTPException(409, f"call {call_id} is not answered yet ({call.state.value})")
+    return call
 
 
 def _check_duration(asked: float | None, limit: float | None) -> None:

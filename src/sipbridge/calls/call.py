@@ -22,6 +22,7 @@ from ..media_session.control import MediaFactory
 from ..sip.sdp import SdpError
 from ..sip.sdp_answer import AudioAnswer
 from .activity import CallActivity
+from .context import call_event, hangup_reason
 from .offer_answer import OfferAnswer, codecs_for, srtp_mode
 
 if TYPE_CHECKING:
@@ -86,6 +87,7 @@ class Call:
         self.from_display: str | None = None
         self.provider: str | None = None
         self.metadata: dict[str, str] = {}
+        self.headers: dict[str, str] = {}  # the SIP headers the agent is told (forward_headers)
         self.state = CallState.RINGING
         self.state_history: list[dict[str, Any]] = []
         self.started_at = time.time()
@@ -194,7 +196,7 @@ class Call:
 
     async def connect_agent(self) -> bool:
         """Dial the agent; False (the call refused or ending) when it cannot be reached."""
-        result = await self.media.connect_agent(m.ConnectAgent())
+        result = await self.media.connect_agent(m.ConnectAgent(self.context()))
         if isinstance(result, m.AgentConnected):
             return True
         if self.end_reason is not None:
@@ -203,6 +205,11 @@ class Call:
         metrics.agent_link_failed("setup")
         self.reject(503, f"agent unavailable: {result.reason}", "agent unavailable")
         return False
+
+    def context(self) -> dict[str, Any]:
+        """The first message the agent gets on ``events``: who calls whom, headers, metadata."""
+        caller, callee = self.from_user, self.to_user
+        return call_event(self.id, self.direction, caller, callee, self.provider, self.headers, self.metadata)
 
     def wire_dialog(self, session: InviteSession) -> None:
         """Hook what the established dialog brings: re-offers, answers, digits, failures."""
@@ -258,6 +265,8 @@ class Call:
         match event:
             case m.AgentEvent():
                 self.activity.agent_event(event.event)
+                if event.event.get("type") == "hangup":
+                    self.finish_soon(hangup_reason(event.event))
             case m.PhoneDigit():
                 self.activity.digits_in(event.digit, "phone", event.via, event.at)
             case m.DigitsSent():
@@ -340,6 +349,7 @@ class Call:
             "states": list(self.state_history),
             "provider": self.provider,
             "metadata": dict(self.metadata),
+            "headers": dict(self.headers),
             "started_at": self.started_at,
             "answered_at": self.answered_at,
             "ended_at": self.ended_at,

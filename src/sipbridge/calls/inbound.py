@@ -16,6 +16,7 @@ from ..sip.invite_session import InviteSession
 from ..sip.sdp import SdpError, SessionDescription
 from ..sip.sdp_answer import AudioAnswer, NotAcceptableHere
 from .call import Address, Call, CallState
+from .context import forward_rules, forwarded_headers
 
 if TYPE_CHECKING:
     from ..config import Config
@@ -40,6 +41,7 @@ class InboundLeg:
         call.from_display = request.from_.display
         call.to_user = request.to.uri.user or request.to.uri.host
         call.provider = session.admitted_as
+        call.headers = forwarded_headers(request.headers.items(), forward_rules(call.config, call.provider))
         session.log_extra = {"call_id": call.id}
         # Wired before the first await: a CANCEL may answer our 100 Trying before run() starts.
         session.on_cancel = lambda: call.finish_soon("caller cancelled")

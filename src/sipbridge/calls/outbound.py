@@ -48,6 +48,7 @@ class OutboundTarget:
     failover_timeout: float = 4.0  # no response from a server this long: the next fallback
     max_duration: float | None = None
     metadata: dict[str, str] = field(default_factory=dict)
+    headers: list[tuple[str, str]] = field(default_factory=list)  # X- and User-to-User, checked
 
 
 class OutboundLeg:
@@ -69,6 +70,7 @@ class OutboundLeg:
         call.provider = target.provider
         call.from_user, call.to_user = target.from_user, target.to
         call.metadata = dict(target.metadata)
+        call.headers = dict(target.headers)  # what our INVITE carries
         call.set_state(CallState.DIALING)
 
     async def establish(self, call: Call) -> None:
@@ -89,6 +91,7 @@ class OutboundLeg:
             on_provisional=lambda response: self._provisional(call, response),
             server_name=target.server_name,
             provider=target.provider,
+            extra_headers=list(target.headers),
         )
         call.sip_call_id = self._dialer.call_id
         outcome = await self._dialer.run(target.ring_timeout, target.failover_timeout)

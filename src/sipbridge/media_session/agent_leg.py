@@ -55,6 +55,7 @@ class AgentLeg:
         # fmtp for the Opus we offer the agent: a phone on Opus gets the agent's packets as they
         # are, so the agent is asked for what the phone plays (``relay_params``)
         self.opus_params: dict[str, str] = {}
+        self.greeting: dict[str, Any] | None = None  # the call's context: first on every link's events
         self._recovery: asyncio.Task[None] | None = None
         self._closed = False
         self.reconnects = 0
@@ -97,6 +98,7 @@ class AgentLeg:
 
         link = self._dial(
             opus_params=self.opus_params,
+            greeting=self.greeting,
             on_event=self._agent_event,
             on_closed=closed,
             on_failed=failed,

@@ -30,6 +30,8 @@ class MediaControl(Protocol):
 
     def forward_digit(self, command: m.ForwardDigit) -> None: ...
 
+    def send_agent_event(self, command: m.SendAgentEvent) -> None: ...
+
     def stats(self, command: m.StatsRequest) -> m.MediaStats: ...
 
     async def close(self, command: m.CloseMedia) -> m.MediaStats: ...
@@ -70,6 +72,7 @@ METHODS: dict[type, str] = {
     m.ConnectAgent: "connect_agent",
     m.SendDigits: "send_digits",
     m.ForwardDigit: "forward_digit",
+    m.SendAgentEvent: "send_agent_event",
     m.StatsRequest: "stats",
     m.CloseMedia: "close",
 }

@@ -100,7 +100,10 @@ class CallAnswered:
 
 @dataclass(frozen=True)
 class ConnectAgent:
-    """Dial the agent over WHIP and wait until its media flows (or the timeout)."""
+    """Dial the agent over WHIP and wait until its media flows (or the timeout). ``context``: the
+    first message the agent gets on ``events`` once it opens (``calls/context.py``), on every link."""
+
+    context: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -118,6 +121,13 @@ class SendDigits:
     """Digits to the phone, as RFC 4733 events in the RTP stream."""
 
     digits: str
+
+
+@dataclass(frozen=True)
+class SendAgentEvent:
+    """A JSON object for the agent on ``events`` (``POST /calls/{id}/events``)."""
+
+    event: dict[str, Any]
 
 
 @dataclass(frozen=True)

@@ -193,6 +193,9 @@ class RemoteMedia:
     def forward_digit(self, command: m.ForwardDigit) -> None:
         self._link.send(self._call, command)
 
+    def send_agent_event(self, command: m.SendAgentEvent) -> None:
+        self._link.send(self._call, command)
+
     async def connect_agent(self, command: m.ConnectAgent) -> m.AgentConnected | m.AgentUnavailable:
         # The worker waits up to agent_timeout for the agent: give it that and a margin.
         try:

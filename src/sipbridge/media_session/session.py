@@ -164,6 +164,7 @@ class MediaSession:
     async def connect_agent(self, command: m.ConnectAgent) -> m.AgentConnected | m.AgentUnavailable:
         if self._agent is None:
             return m.AgentUnavailable("media is not open")
+        self._agent.greeting = command.context
         reason = await self._agent.connect()
         return m.AgentConnected() if reason is None else m.AgentUnavailable(reason)
 
@@ -177,6 +178,10 @@ class MediaSession:
         else:
             self._dtmf_out.send(wanted)
         self._emit(m.DigitsSent(wanted, time.time()))
+
+    def send_agent_event(self, command: m.SendAgentEvent) -> None:
+        if self._agent is not None:
+            self._agent.send_event(command.event)
 
     def forward_digit(self, command: m.ForwardDigit) -> None:
         if self._agent is not None:

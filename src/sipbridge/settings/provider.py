@@ -8,12 +8,14 @@ from typing import Any
 
 from .declare import ENV_PREFIX, REQUIRED, declared, setting
 from .media import CODECS_HELP, PHONE_CODECS, SRTP_MODES
+from .sip import FORWARD_HEADERS_HELP
 from .values import (
     TEXT,
     Address,
     Choice,
     ConfigError,
     Flag,
+    HeaderName,
     HostPort,
     ListOf,
     Network,
@@ -174,6 +176,13 @@ class ProviderConfig:
         "the phone leg's codecs on this provider's calls, in our order of preference",
         more=CODECS_HELP,
         shown_default="the global codecs",
+    )
+    forward_headers: tuple[str, ...] | None = _from_table(
+        None,
+        ListOf(HeaderName()),
+        "SIP headers of this provider's inbound INVITEs the agent is told",
+        more=FORWARD_HEADERS_HELP,
+        shown_default="the global forward_headers",
     )
     inbound_cidrs: tuple[str, ...] = _from_table(
         (),

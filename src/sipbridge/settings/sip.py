@@ -6,7 +6,25 @@ from dataclasses import dataclass
 
 from .declare import setting
 from .security import ApiKeys
-from .values import TEXT, ExistingFile, Flag, HostPort, IpAddress, Listen, ListOf, NameServer, Port, Positive
+from .values import (
+    TEXT,
+    ExistingFile,
+    Flag,
+    HeaderName,
+    HostPort,
+    IpAddress,
+    Listen,
+    ListOf,
+    NameServer,
+    Port,
+    Positive,
+)
+
+FORWARD_HEADERS_HELP = (
+    "Names (`User-to-User`) or prefixes ending in `-` (`X-`), case-insensitive. Credentials"
+    " (`Authorization`, `Proxy-Authorization`, anything named like a secret, token or cookie) are"
+    " never forwarded; values are cut to 256 characters (`User-to-User`: 1024), at most 32 headers."
+)
 
 
 @dataclass(frozen=True)
@@ -45,6 +63,13 @@ class SipSettings:
         Flag(),
         "verify the certificate and host name of TLS peers we connect to",
         more="`false` is warned about at start-up: anyone on the path could pose as a trunk.",
+    )
+    forward_headers: tuple[str, ...] = setting(
+        ("X-", "User-to-User"),
+        ListOf(HeaderName()),
+        "SIP headers of an inbound INVITE the agent is told (its first `call` event, and the call's"
+        " `headers` on the API)",
+        more=FORWARD_HEADERS_HELP,
     )
     dns_servers: tuple[HostPort, ...] = setting(
         (),

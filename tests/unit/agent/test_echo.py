@@ -8,7 +8,8 @@ import aiohttp
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection
 
-from sipbridge.agent.echo import MAX_RECORDS, AgentSession, EchoAgentServer, run_agent
+from sipbridge.agent.echo import MAX_RECORDS, EchoAgentServer, run_agent
+from sipbridge.agent.echo_session import AgentSession
 from sipbridge.agent.whip import WhipClient
 
 

@@ -24,6 +24,8 @@ SAMPLES: list[object] = [
     m.ConfirmPeer(),
     m.CallAnswered(),
     m.ConnectAgent(),
+    m.ConnectAgent({"type": "call", "id": "c1", "headers": {"X-Id": "7"}, "metadata": {}}),
+    m.SendAgentEvent({"type": "note", "items": [1, "two", None]}),
     m.AgentConnected(),
     m.AgentUnavailable("agent did not answer within 5 s"),
     m.SendDigits("12#"),

@@ -1,0 +1,162 @@
+"""The agent acts on its call, against the real bridge and the reference agent: the call's context
+comes first on ``events`` (with the INVITE's forwarded headers, or the metadata and headers of
+``POST /calls``), the agent hangs up with a reason, and the API sends the agent events and the
+phone digits."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from testbed import sipp
+from testbed.bridge_proc import AgentProcess, BridgeProcess, start_bridge
+from testbed.procs import free_port_block, in_background, wait_until
+
+pytestmark = [pytest.mark.integration, pytest.mark.sipp]
+
+KEY = "test-key-acts-0123456789abcdef"
+
+
+@pytest.fixture(scope="module")
+def ports() -> dict[str, int]:
+    return {"uas": free_port_block(1)}
+
+
+@pytest.fixture(scope="module")
+def bridge(
+    logdir: Path, agent: AgentProcess, ports: dict[str, int], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[BridgeProcess]:
+    config = tmp_path_factory.mktemp("config") / "sipbridge.toml"
+    config.write_text(
+        f'[api]\nkeys = ["{KEY}"]\n\n[providers.trunk]\ntype = "generic"\n'
+        f'address = "127.0.0.1:{ports["uas"]}"\ndestinations = ["^1[0-9]{{3}}$"]\n'
+    )
+    bridge = start_bridge(logdir, agent.whip_url, "--config", str(config))
+    yield bridge
+    bridge.proc.stop()
+
+
+def api(bridge: BridgeProcess, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(f"{bridge.api}{path}", data=data, method=method)
+    request.add_header("Content-Type", "application/json")
+    request.add_header("Authorization", f"Bearer {KEY}")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"null")
+
+
+def agent_session(agent: AgentProcess, resource_id: str) -> dict[str, Any]:
+    found = wait_until(
+        lambda: next((s for s in reversed(agent.sessions()) if s["resource_id"] == resource_id), None), 10
+    )
+    assert found, agent.sessions()
+    return found
+
+
+def answered_call(bridge: BridgeProcess, caller: str) -> dict[str, Any]:
+    status, calls = api(bridge, "GET", "/calls")
+    found = wait_until(
+        lambda: next(
+            (
+                c
+                for c in api(bridge, "GET", "/calls")[1]["calls"]
+                if c["from"] == caller and c["state"] == "answered"
+            ),
+            None,
+        ),
+        10,
+    )
+    assert found, f"no answered call from {caller}\n{bridge.log()}"
+    return found
+
+
+def test_context_first_then_api_events_and_digits_then_the_agent_hangs_up(
+    bridge: BridgeProcess, agent: AgentProcess, tmp_path: Path
+) -> None:
+    caller = "+15557100001"
+    peer = in_background(
+        lambda: sipp.run_scenario(
+            "uac_headers_wait_for_bye",
+            bridge.sip_target,
+            keys={"caller": caller, "customer": "C-4711"},
+            workdir=tmp_path,
+            timeout=40,
+            recv_timeout_ms=25000,
+        )
+    )
+    try:
+        call = answered_call(bridge, caller)
+        session = agent_session(agent, caller)
+        assert wait_until(lambda: agent_session(agent, caller)["events"], 5), session
+        context = agent_session(agent, caller)["events"][0]
+        assert context["type"] == "call" and context["id"] == call["id"], context
+        assert (context["direction"], context["from"], context["metadata"]) == ("inbound", caller, {})
+        assert context["headers"] == {
+            "X-Customer-Id": "C-4711",
+            "User-to-User": "56a390f3d2b7310023a2;encoding=hex",
+        }, context  # never Authorization or X-Auth-Token
+        assert call["headers"] == context["headers"]
+
+        status, body = api(bridge, "POST", f"/calls/{call['id']}/events", {"type": "note", "text": "VIP"})
+        assert status == 202, body
+        assert wait_until(
+            lambda: {"type": "note", "text": "VIP"} in agent_session(agent, caller)["events"], 5
+        )
+        assert api(bridge, "POST", f"/calls/{call['id']}/events", [1, 2])[0] == 422
+        assert api(bridge, "POST", f"/calls/{call['id']}/events", {"pad": "x" * 5000})[0] == 413
+
+        status, body = api(bridge, "POST", f"/calls/{call['id']}/dtmf", {"digits": "12#"})
+        assert status == 202, body
+        assert api(bridge, "POST", f"/calls/{call['id']}/dtmf", {"digits": "12\r\n"})[0] == 422
+        sent = lambda: [d["digit"] for d in api(bridge, "GET", f"/calls/{call['id']}")[1]["dtmf"]]  # noqa: E731
+        assert wait_until(lambda: sent() == ["1", "2", "#"], 5), sent()
+
+        agent.send_events(session["id"], {"type": "hangup", "reason": "the caller's question is answered"})
+    finally:
+        peer.join(40)
+    result: sipp.SippResult = peer.result()
+    result.assert_success(calls=1)
+    bye = next(m for m in sipp.traced(result) if not m.sent and m.method == "BYE" and m.is_request)
+    assert bye.header("Reason") == 'SIP;cause=200;text="agent hung up: the caller\'s question is answered"'
+    ended = api(bridge, "GET", f"/calls/{call['id']}")[1]
+    assert ended["end_reason"] == "agent hung up: the caller's question is answered", ended
+    assert api(bridge, "POST", f"/calls/{call['id']}/dtmf", {"digits": "1"})[0] == 409
+
+
+def test_an_outbound_call_carries_its_headers_and_the_agent_learns_its_metadata(
+    bridge: BridgeProcess, agent: AgentProcess, ports: dict[str, int], tmp_path: Path
+) -> None:
+    headers = {"X-Campaign": "spring-7", "User-to-User": "31323334;encoding=hex"}
+    with sipp.sipp_uas(
+        "uas_answer_then_bye", port=ports["uas"], hold_ms=4000, calls=1, workdir=tmp_path
+    ) as far:
+        status, call = api(
+            bridge,
+            "POST",
+            "/calls",
+            {"provider": "trunk", "to": "1042", "metadata": {"lead": "77"}, "headers": headers},
+        )
+        assert status == 201, call
+        assert call["headers"] == headers
+        session = agent_session(agent, "1042")
+        assert wait_until(lambda: agent_session(agent, "1042")["events"], 10), session
+        context = agent_session(agent, "1042")["events"][0]
+        assert context["type"] == "call" and context["direction"] == "outbound", context
+        assert context["metadata"] == {"lead": "77"} and context["headers"] == headers, context
+        result = far.result()
+    result.assert_success(calls=1)
+    invite = next(m for m in sipp.traced(result) if not m.sent and m.method == "INVITE" and m.is_request)
+    assert (
+        invite.header("X-Campaign") == "spring-7" and invite.header("User-to-User") == headers["User-to-User"]
+    )
+    for bad in ({"Authorization": "x"}, {"X-Bad": "a\r\nVia: evil"}, {"X-Auth-Token": "t"}, {"Route": "x"}):
+        status, body = api(bridge, "POST", "/calls", {"provider": "trunk", "to": "1042", "headers": bad})
+        assert status == 422, (bad, body)
