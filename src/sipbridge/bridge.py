@@ -81,6 +81,7 @@ class Bridge:
         self.manager = CallManager(config, self.media, records=records)
         locator = ServerLocator([(server.host, server.port) for server in config.dns_servers])
         self.providers = Providers(config.providers, locator)
+        self.manager.transfer_check = self.providers.transfer_check
         self.admission = InboundAdmission(
             self.providers,
             config.auth_realm,

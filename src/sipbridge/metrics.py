@@ -50,6 +50,8 @@ END_REASON_CATEGORIES: tuple[tuple[str, str], ...] = (
     ("hung up through the api", "api_hangup"),
     ("bridge shutting down", "shutdown"),
     ("agent ended the call", "agent_hangup"),
+    ("agent hung up", "agent_hangup"),
+    ("transferred to", "transferred"),
     ("agent link failed", "agent_link_failed"),
     ("agent unavailable", "agent_unavailable"),
     ("codec mismatch", "codec_mismatch"),

@@ -160,3 +160,67 @@ def test_an_outbound_call_carries_its_headers_and_the_agent_learns_its_metadata(
     for bad in ({"Authorization": "x"}, {"X-Bad": "a\r\nVia: evil"}, {"X-Auth-Token": "t"}, {"Route": "x"}):
         status, body = api(bridge, "POST", "/calls", {"provider": "trunk", "to": "1042", "headers": bad})
         assert status == 422, (bad, body)
+
+
+def told(agent: AgentProcess, caller: str) -> list[str]:
+    """The transfer states the agent was told, in order."""
+    return [e["state"] for e in agent_session(agent, caller)["events"] if e.get("type") == "transfer"]
+
+
+def transferee(bridge: BridgeProcess, caller: str, final: str, workdir: Path):  # noqa: ANN201
+    return in_background(
+        lambda: sipp.run_scenario(
+            "uac_transferee",
+            bridge.sip_target,
+            keys={"caller": caller, "final": final},
+            workdir=workdir,
+            timeout=40,
+            recv_timeout_ms=25000,
+        )
+    )
+
+
+def test_the_agent_transfers_by_refer_and_the_bridge_leaves_once_the_target_answered(
+    bridge: BridgeProcess, agent: AgentProcess, tmp_path: Path
+) -> None:
+    caller = "+15557100003"
+    peer = transferee(bridge, caller, "200 OK", tmp_path)
+    try:
+        call = answered_call(bridge, caller)
+        session = agent_session(agent, caller)
+        status, body = api(bridge, "POST", f"/calls/{call['id']}/transfer", {"to": "+14155550100"})
+        assert status == 403 and "transfer" in body["error"], body  # not in the trunk's destinations
+        status, body = api(bridge, "POST", f"/calls/{call['id']}/transfer", {"to": "sip:desk@192.0.2.9"})
+        assert status == 403 and "peer host" in body["error"], body  # another host: refused
+        agent.send_events(session["id"], {"type": "transfer", "to": "sip:desk@127.0.0.1", "mode": "refer"})
+    finally:
+        peer.join(40)
+    result: sipp.SippResult = peer.result()
+    result.assert_success(calls=1)
+    refer = next(m for m in sipp.traced(result) if not m.sent and m.method == "REFER" and m.is_request)
+    assert refer.header("Refer-To") == "<sip:desk@127.0.0.1>" and refer.header("Referred-By"), refer.text
+    ended = api(bridge, "GET", f"/calls/{call['id']}")[1]
+    assert ended["end_reason"] == "transferred to sip:desk@127.0.0.1", ended
+    assert [s["state"] for s in ended["transfer"]["states"]] == ["trying", "answered"], ended["transfer"]
+    assert wait_until(lambda: agent_session(agent, caller)["deleted"], 5)  # the agent's part is over
+    assert told(agent, caller)[:1] == ["trying"], told(agent, caller)
+
+
+def test_a_transfer_the_target_refuses_leaves_the_call_with_the_agent(
+    bridge: BridgeProcess, agent: AgentProcess, tmp_path: Path
+) -> None:
+    caller = "+15557100004"
+    peer = transferee(bridge, caller, "486 Busy Here", tmp_path)
+    try:
+        call = answered_call(bridge, caller)
+        session = agent_session(agent, caller)
+        status, body = api(bridge, "POST", f"/calls/{call['id']}/transfer", {"to": "sip:desk@127.0.0.1"})
+        assert status == 202 and body["transfer"]["state"] == "trying", body
+        view = lambda: api(bridge, "GET", f"/calls/{call['id']}")[1]  # noqa: E731
+        assert wait_until(lambda: view()["transfer"]["state"] == "failed", 10), view()
+        assert view()["state"] == "answered" and "486" in view()["transfer"]["reason"]
+        assert wait_until(lambda: told(agent, caller)[-1:] == ["failed"], 5), told(agent, caller)
+        agent.send_events(session["id"], {"type": "hangup", "reason": "transfer failed"})
+    finally:
+        peer.join(40)
+    peer.result().assert_success(calls=1)

@@ -23,6 +23,7 @@ from .. import __version__, metrics
 from ..calls.call import Call, CallState
 from ..calls.context import HeaderError, outgoing_headers
 from ..calls.manager import BUSY_RETRY_AFTER_S, CallManager, OutboundSlot
+from ..calls.transfer import TransferRefused
 from ..loop_lag import LoopLag
 from ..media_session import messages as m
 from ..providers.admission import InboundAdmission
@@ -44,6 +45,15 @@ class Digits(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     digits: str = Field(pattern=r"^[0-9*#A-Da-d]{1,32}$", description="played to the phone as RFC 4733")
+
+
+class Transfer(BaseModel):
+    """Body of POST /calls/{id}/transfer."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    to: str = Field(min_length=1, max_length=200, description="a number, or a sip: URI on the call's peer")
+    mode: str = Field(default="auto", pattern="^(auto|refer|bridge)$", description="auto, refer or bridge")
 
 
 class PlaceCall(BaseModel):
@@ -220,6 +230,16 @@ def create_app(
         call = _live_call(manager, call_id)
         call.media.send_agent_event(m.SendAgentEvent(event))
         return {"id": call.id, "sent": True}
+
+    @app.post("/calls/{call_id}/transfer", status_code=202)
+    async def transfer(call_id: str, body: Transfer) -> dict[str, Any]:
+        """Hand the call to a person: the transfer's progress shows on the call as `transfer`."""
+        call = _live_call(manager, call_id, answered=True)
+        try:
+            view = call.start_transfer(body.to, body.mode)
+        except TransferRefused as exc:
+            raise HTTPException(exc.status, str(exc)) from None
+        return {"id": call.id, "transfer": view.to_dict()}
 
     @app.delete("/calls/{call_id}")
     async def hang_up(call_id: str) -> dict[str, Any]:

@@ -24,6 +24,8 @@ from ..sip.sdp_answer import AudioAnswer
 from .activity import CallActivity
 from .context import call_event, hangup_reason
 from .offer_answer import OfferAnswer, codecs_for, srtp_mode
+from .transfer import MODES as TRANSFER_MODES
+from .transfer import ReferTransfer, TransferRefused, TransferView
 
 if TYPE_CHECKING:
     from ..config import Config
@@ -88,6 +90,10 @@ class Call:
         self.provider: str | None = None
         self.metadata: dict[str, str] = {}
         self.headers: dict[str, str] = {}  # the SIP headers the agent is told (forward_headers)
+        self.transfer: TransferView | None = None
+        # Whether a transfer target may be called (the provider's destinations): a refusal's reason,
+        # or None. Set by the manager; refuses numbers until it is.
+        self.transfer_check: Callable[[Call, str], str | None] = _no_numbers
         self.state = CallState.RINGING
         self.state_history: list[dict[str, Any]] = []
         self.started_at = time.time()
@@ -265,8 +271,11 @@ class Call:
         match event:
             case m.AgentEvent():
                 self.activity.agent_event(event.event)
-                if event.event.get("type") == "hangup":
+                kind = event.event.get("type")
+                if kind == "hangup":
                     self.finish_soon(hangup_reason(event.event))
+                elif kind == "transfer":
+                    self._agent_transfer(event.event)
             case m.PhoneDigit():
                 self.activity.digits_in(event.digit, "phone", event.via, event.at)
             case m.DigitsSent():
@@ -286,6 +295,47 @@ class Call:
                 self.finish_soon("media worker failed")
             case m.CodecChanged():
                 self.log.info("call %s: codec changed from %s to %s", self.id, event.old, event.new)
+
+    # -- transfer ------------------------------------------------------------------------------
+
+    def start_transfer(self, to: str, mode: str = "auto") -> TransferView:
+        """Start handing the call to ``to``; raises TransferRefused (the reason) when it cannot."""
+        if mode not in TRANSFER_MODES:
+            raise TransferRefused(f"mode {mode!r}: one of {', '.join(TRANSFER_MODES)}", 422)
+        if self.state is not CallState.ANSWERED or self.session is None:
+            raise TransferRefused(f"the call is {self.state.value}, not answered", 409)
+        if self.transfer is not None and self.transfer.state in ("trying", "ringing"):
+            raise TransferRefused(f"a transfer to {self.transfer.to} is under way", 409)
+        if mode == "bridge":
+            raise TransferRefused("transfer by bridging is not available yet: use refer", 501)
+        refusal = self.transfer_check(self, to)
+        if refusal:
+            raise TransferRefused(refusal)
+        view = TransferView(to, "refer")
+        transfer = ReferTransfer(view, self.session, self._tell_transfer)
+        transfer.refer_to_for(to, self.session)  # a malformed target is refused now, not later
+        self.transfer = view
+        self.spawn(self._run_transfer(transfer))
+        return view
+
+    async def _run_transfer(self, transfer: ReferTransfer) -> None:
+        if await transfer.run():
+            await self.hangup(f"transferred to {transfer.view.to}")
+
+    def _agent_transfer(self, event: dict[str, Any]) -> None:
+        to, mode = event.get("to"), event.get("mode", "auto")
+        try:
+            if not isinstance(to, str) or not isinstance(mode, str):
+                raise TransferRefused("a transfer needs a text 'to' (and 'mode')")
+            self.start_transfer(to, mode)
+        except TransferRefused as exc:
+            self.log.info("call %s: transfer refused: %s", self.id, exc)
+            self._tell_transfer(TransferView(str(to)[:80], str(mode)[:10], "failed", str(exc)))
+
+    def _tell_transfer(self, view: TransferView) -> None:
+        self.log.info("call %s: transfer to %s %s %s", self.id, view.to, view.state, view.reason or "")
+        event = {"type": "transfer", "to": view.to, "state": view.state, "reason": view.reason}
+        self.media.send_agent_event(m.SendAgentEvent(event))
 
     def _agent_failed(self, event: m.AgentFailed) -> None:
         if self.end_reason is not None:
@@ -350,6 +400,7 @@ class Call:
             "provider": self.provider,
             "metadata": dict(self.metadata),
             "headers": dict(self.headers),
+            "transfer": self.transfer.to_dict() if self.transfer else None,
             "started_at": self.started_at,
             "answered_at": self.answered_at,
             "ended_at": self.ended_at,
@@ -365,3 +416,7 @@ class Call:
             "rtp": stats.rtp,
             "agent": agent,
         }
+
+
+def _no_numbers(call: Call, to: str) -> str | None:
+    return None if to.lower().startswith(("sip:", "sips:")) else "no provider to check the number against"

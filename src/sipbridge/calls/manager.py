@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter, OrderedDict
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -83,6 +83,9 @@ class CallManager:
         self.max_calls_per_source = config.max_calls_per_source
         self.rejected_source_cap = 0
         self.active: dict[str, Call] = {}
+        # Whether a call may be transferred to a target (the providers' allow-lists): set by the
+        # bridge; a refusal's reason or None.
+        self.transfer_check: Callable[[Call, str], str | None] | None = None
         # Outbound calls admitted but not listed yet (their trunk's address being resolved), by
         # provider: counted against max_calls and max_outbound_calls like the calls up.
         self._held: Counter[str] = Counter()
@@ -128,6 +131,8 @@ class CallManager:
         return up + self._held[provider]
 
     def _admit(self, call: Call) -> None:
+        if self.transfer_check is not None:
+            call.transfer_check = self.transfer_check
         self.track(call)
         self.total_calls += 1
         self._spawn(call, call.run(), name=f"call-{call.id}")

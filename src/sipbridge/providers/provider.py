@@ -19,6 +19,7 @@ from ..sip.digest import DigestCredentials, DigestError, DigestSession
 from ..sip.locating import Target
 from ..sip.locator import ServerLocator
 from ..sip.message import SipRequest, SipResponse
+from ..sip.refer import target_host
 from ..sip.resolver import is_ip
 from .policy import DEFAULT_COUNTRY, DEFAULT_DESTINATIONS, AttemptLimiter, DestinationPolicy, Refused
 from .twilio_ranges import TWILIO_SIGNALLING_CIDRS
@@ -228,6 +229,27 @@ class Providers:
     def restricts_inbound(self) -> bool:
         """Once any provider names inbound sources, INVITEs from anywhere else are refused."""
         return any(provider.inbound_networks for provider in self)
+
+    def transfer_check(self, call: Any, to: str) -> str | None:
+        """May ``call`` be transferred to ``to``? A number must pass the call's provider's dialling
+        policy (``destinations``, premium and international rules) like any ``POST /calls``; a SIP
+        URI must name the host the call's phone side is on (the PBX or trunk itself), no other.
+        The refusal's reason, or None."""
+        host = target_host(to)
+        if host is not None:
+            session = call.session
+            peer = session.dialog.remote_target.lower() if session is not None and session.dialog else ""
+            if f"@{host}" in peer or peer.startswith((f"sip:{host}", f"sips:{host}")):
+                return None
+            return f"transfer to {to[:80]}: a SIP URI must name the call's own peer host"
+        provider = self.get(call.provider) if call.provider else None
+        if provider is None:
+            return "transfer to a number needs the call's provider (its destinations) to check it"
+        try:
+            provider.policy.check(to)
+        except Refused as exc:
+            return f"transfer refused: {exc.reason}"
+        return None
 
     def inbound_provider(self, address: str) -> Provider | None:
         return next((provider for provider in self if provider.accepts_source(address)), None)

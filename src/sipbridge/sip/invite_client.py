@@ -22,7 +22,7 @@ from .invite_session import InviteSession
 from .locating import Target
 from .message import Headers, SipRequest, SipResponse, generate_call_id, generate_tag
 from .reliable_provisional import RAck, Reliability, ReliableReceiver
-from .responses import capabilities
+from .responses import allowed_methods, capabilities
 from .session_ua import SessionHost
 from .transport import Address, Flow
 
@@ -282,7 +282,7 @@ class OutgoingInvite:
         )
         if flow is None:
             return InviteOutcome(None, response.status, "unreachable: cannot send the ACK", response)
-        session = InviteSession.outgoing(self._ua, self._sent, response, flow, self.sdp)
+        session = outgoing_session(self._ua, self._sent, response, flow, self.sdp)
         early = self._early.get(response.to.tag or "")
         if early is not None and session.dialog is not None:  # our PRACKs took CSeq numbers in it
             session.dialog.local_cseq = max(session.dialog.local_cseq, early.local_cseq)
@@ -326,3 +326,17 @@ class OutgoingInvite:
         response = await self._ua.send_request(cancel, self.destination, self.transport, keep_via=True)
         if response is None or response.status >= 300:
             log.info("call %s: CANCEL got %s", invite.call_id, response.status if response else "no answer")
+
+
+def outgoing_session(
+    ua: SessionHost, invite: SipRequest, response: SipResponse, flow: Flow, local_sdp: bytes
+) -> InviteSession:
+    """The dialog our INVITE set up, answered by ``response`` (a 2xx), handled as an incoming one's."""
+    session = InviteSession(ua, None, flow, invite)
+    session.peer_allow = allowed_methods(response)
+    session.local_tag = invite.from_.tag or ""
+    session.dialog = Dialog.from_outgoing_invite(invite, response)
+    session.local_sdp = local_sdp
+    session.learn_peer()
+    ua.register_dialog(session)
+    return session

@@ -71,6 +71,7 @@ class InviteSession:
         self.on_answer: AnswerHandler | None = None
         self.on_failed: Callable[[str], None] | None = None
         self.on_dtmf: Callable[[str], None] | None = None
+        self.on_notify: Callable[[SipRequest], SipResponse] | None = None  # a REFER's progress
         # Fields for this session's log lines (the application's call id: they run in SIP callbacks).
         self.log_extra: dict[str, str] = {}
         self._ok: SipResponse | None = None
@@ -93,20 +94,6 @@ class InviteSession:
     ) -> InviteSession:
         session = cls(ua, tx, flow, tx.request)
         session.admitted_as = admitted_as
-        return session
-
-    @classmethod
-    def outgoing(
-        cls, ua: SessionHost, invite: SipRequest, response: SipResponse, flow: Flow, local_sdp: bytes
-    ) -> InviteSession:
-        """The dialog our INVITE set up, answered by ``response`` (a 2xx): in-dialog handling as above."""
-        session = cls(ua, None, flow, invite)
-        session.peer_allow = allowed_methods(response)
-        session.local_tag = invite.from_.tag or ""
-        session.dialog = Dialog.from_outgoing_invite(invite, response)
-        session.local_sdp = local_sdp
-        session.learn_peer()
-        ua.register_dialog(session)
         return session
 
     @property
@@ -327,6 +314,8 @@ class InviteSession:
             self._info(request, tx)
         elif method == "PRACK":
             self._prack(request, tx)
+        elif method == "NOTIFY" and self.on_notify is not None:
+            self._ua.respond(tx, self.on_notify(request))
         else:
             self._ua.respond(tx, unserved(request, self._ua.transport.sent_by_host))
 
@@ -422,6 +411,10 @@ class InviteSession:
         self._ua.unregister_dialog(self)
 
     # -- hanging up ----------------------------------------------------------------------------
+
+    async def request_in_dialog(self, request: SipRequest) -> SipResponse | None:
+        """A request made by ``dialog.create_request`` (a REFER), sent in this dialog: its answer."""
+        return await send_in_dialog(self._ua, self, request)
 
     async def hangup(self, reason: str | None = None) -> None:
         """End the call from our side: BYE once the dialog exists, otherwise a final error response.
