@@ -12,7 +12,9 @@ share) and writes one JSON report:
   (``rx_reports``: sender/receiver reports seen from the far end, ``rtt_ms`` from them); RTCP on
   the RTP port when ``--rtcp-mux`` offers a=rtcp-mux (RFC 5761) and the answer has it too;
 - ``played`` and ``recorded``: the WAV it sent (the microphone is a file) and the WAV of what it
-  heard, for cross-correlation with testbed/audio.py.
+  heard, for cross-correlation with testbed/audio.py;
+- ``transferred_to``: the target of a REFER it took as the transferee (it then calls the target,
+  sends the NOTIFYs, plays on and records that call; the figures are then the new call's).
 
 ``run_call`` is the test-side helper: it runs the process with a deadline and returns the report.
 """
@@ -166,6 +168,7 @@ class _Phone:
         self.recorder = pj.AudioMediaRecorder()
         self.recorder.createRecorder(args.record)
         self.call = _call_class(pj)(self)
+        self.first = self.call  # the call it placed; ``call`` becomes a transfer's new call
         self.answered_at: float | None = None
         self.ended = False
 
@@ -187,13 +190,13 @@ class _Phone:
 
     def close(self) -> None:
         """Destroy the recorder (its WAV header is written then) and the player before the library."""
-        self.recorder = self.player = self.call = None
+        self.recorder = self.player = self.call = self.first = None
         import gc
 
         gc.collect()
 
-    def media_up(self) -> None:
-        audio = self.call.getAudioMedia(-1)
+    def media_up(self, call: Any) -> None:
+        audio = call.getAudioMedia(-1)
         self.player.startTransmit(audio)
         audio.startTransmit(self.recorder)
 
@@ -234,14 +237,21 @@ def _call_class(pj: Any) -> type:
             if info.state == pj.PJSIP_INV_STATE_CONFIRMED and self.phone.answered_at is None:
                 self.phone.answered_at = time.monotonic()
                 self.phone.report["answered"] = True
-            if info.state == pj.PJSIP_INV_STATE_DISCONNECTED:
-                self.phone.ended = True
+            if info.state == pj.PJSIP_INV_STATE_DISCONNECTED and self is self.phone.call:
+                self.phone.ended = True  # (the transferred call's end is not the phone's)
+
+        def onCallTransferRequest(self, prm: Any) -> None:  # noqa: N802
+            """A REFER (RFC 3515): accepted (202); the new call to the target is ours to follow."""
+            self.phone.report["transferred_to"] = prm.dstUri
+            new = Call(self.phone)
+            prm.newCall = new
+            self.phone.call = new
 
         def onCallMediaState(self, prm: Any) -> None:  # noqa: N802
             info = self.getInfo()  # kept: SWIG's view of info.media dangles once info is freed
             for media in info.media:
                 if media.type == pj.PJMEDIA_TYPE_AUDIO and media.status == pj.PJSUA_CALL_MEDIA_ACTIVE:
-                    self.phone.media_up()
+                    self.phone.media_up(self)
 
     return Call
 

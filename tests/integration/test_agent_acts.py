@@ -6,6 +6,7 @@ phone digits."""
 from __future__ import annotations
 
 import json
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from testbed import sipp
+from testbed import audio, pjsua_phone, sipp
 from testbed.bridge_proc import AgentProcess, BridgeProcess, start_bridge
 from testbed.procs import free_port_block, in_background, wait_until
 
@@ -224,3 +225,42 @@ def test_a_transfer_the_target_refuses_leaves_the_call_with_the_agent(
     finally:
         peer.join(40)
     peer.result().assert_success(calls=1)
+
+
+@pytest.mark.skipif(not pjsua_phone.available(), reason="pjsua2-python is not installed")
+def test_a_pjsip_caller_transferred_by_refer_hears_itself_from_the_target(
+    bridge: BridgeProcess, agent: AgentProcess, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """PJSIP takes the REFER as the transferee (202, calls the target, NOTIFYs); the target, a sipp
+    UAS, echoes: the caller's speech comes back first through the agent, then from the target."""
+    text = " ".join(["One two three four five six seven eight nine ten."] * 3)
+    speech = audio.make_speech(text, tmp_path_factory.mktemp("speech") / "long.wav")
+    target_port = free_port_block(1)
+    with sipp.sipp_uas(port=target_port, calls=1, workdir=tmp_path / "target") as target:
+        phone = in_background(
+            lambda: pjsua_phone.run_call(f"sip:desk@{bridge.sip_target}", speech, tmp_path / "pj", seconds=10)
+        )
+        try:
+            call = wait_until(
+                lambda: next(
+                    (c for c in api(bridge, "GET", "/calls")[1]["calls"] if c["state"] == "answered"), None
+                ),
+                15,
+            )
+            assert call, bridge.log()
+            time.sleep(3)  # the agent hears some of it first
+            session = next(
+                s for s in reversed(agent.sessions()) if s["events"] and s["events"][0]["id"] == call["id"]
+            )
+            agent.send_events(session["id"], {"type": "transfer", "to": f"sip:desk@127.0.0.1:{target_port}"})
+        finally:
+            phone.join(60)
+        pj = phone.result()
+        target.result().assert_success(calls=1)
+    assert pj.report.get("transferred_to") == f"<sip:desk@127.0.0.1:{target_port}>", pj.report
+    ended = api(bridge, "GET", f"/calls/{call['id']}")[1]
+    assert ended["end_reason"] == f"transferred to sip:desk@127.0.0.1:{target_port}", ended
+    assert wait_until(lambda: next(s for s in agent.sessions() if s["id"] == session["id"])["deleted"], 5)
+    match = audio.compare_files_windowed(speech, pj.recorded)
+    print(f"PJSIP through the agent, then transferred to an echoing target: {match}")
+    assert match.median >= 0.85, match
