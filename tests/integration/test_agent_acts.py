@@ -120,6 +120,9 @@ def test_context_first_then_api_events_and_digits_then_the_agent_hangs_up(
         sent = lambda: [d["digit"] for d in api(bridge, "GET", f"/calls/{call['id']}")[1]["dtmf"]]  # noqa: E731
         assert wait_until(lambda: sent() == ["1", "2", "#"], 5), sent()
 
+        # this caller's Allow has no REFER: auto would bridge, which is not built yet
+        status, body = api(bridge, "POST", f"/calls/{call['id']}/transfer", {"to": "sip:desk@127.0.0.1"})
+        assert status == 501 and "bridging" in body["error"], body
         agent.send_events(session["id"], {"type": "hangup", "reason": "the caller's question is answered"})
     finally:
         peer.join(40)

@@ -306,6 +306,8 @@ class Call:
             raise TransferRefused(f"the call is {self.state.value}, not answered", 409)
         if self.transfer is not None and self.transfer.state in ("trying", "ringing"):
             raise TransferRefused(f"a transfer to {self.transfer.to} is under way", 409)
+        if mode == "auto" and not self._refer_allowed():
+            mode = "bridge"  # the phone side does not take REFER (or its provider says not to)
         if mode == "bridge":
             raise TransferRefused("transfer by bridging is not available yet: use refer", 501)
         refusal = self.transfer_check(self, to)
@@ -317,6 +319,11 @@ class Call:
         self.transfer = view
         self.spawn(self._run_transfer(transfer))
         return view
+
+    def _refer_allowed(self) -> bool:
+        """``auto`` transfers by REFER: the phone side lists it in Allow, its provider's ``refer``."""
+        own = next((p.refer for p in self.config.providers if p.name == self.provider), True)
+        return own and self.session is not None and "REFER" in self.session.peer_allow
 
     async def _run_transfer(self, transfer: ReferTransfer) -> None:
         if await transfer.run():

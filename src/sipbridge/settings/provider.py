@@ -162,6 +162,14 @@ class ProviderConfig:
         " within a fraction of a second (RFC 3261 §17.2.1); over UDP the transaction itself would give"
         " up only after 32 s (Timer B), longer than the ring timeout.",
     )
+    refer: bool = _from_table(
+        True,
+        Flag(),
+        "transfer this provider's calls by REFER when the phone side allows it (`Allow: REFER`)",
+        more="A transfer in `auto` mode is a REFER (RFC 3515) when this is on and the phone side lists"
+        " REFER in its Allow header; otherwise the bridge itself would place the call and join the"
+        " two legs (`bridge` mode, not built yet: such a transfer fails with that reason).",
+    )
     srtp: str | None = _from_table(
         None,
         Choice(SRTP_MODES),
