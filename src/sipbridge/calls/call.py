@@ -32,6 +32,9 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Address = tuple[str, int]
+# Told what happens to a call (kind: ringing, answered, dtmf, transfer, ended; data: the details), as
+# it happens; it must not block or await (the webhooks only queue: calls/webhooks/).
+CallObserver = Callable[["Call", str, dict[str, Any]], None]
 
 
 class CallState(StrEnum):
@@ -72,7 +75,12 @@ class Leg(Protocol):
 
 class Call:
     def __init__(
-        self, leg: Leg, config: Config, media: MediaFactory, on_ended: Callable[[Call], None]
+        self,
+        leg: Leg,
+        config: Config,
+        media: MediaFactory,
+        on_ended: Callable[[Call], None],
+        on_event: CallObserver | None = None,
     ) -> None:
         self.id = secrets.token_hex(8)
         self.log = logs.call_logger(log, self.id)
@@ -81,6 +89,7 @@ class Call:
         self.config = config
         self.media = media(self._media_event)
         self._on_ended = on_ended
+        self._on_event = on_event  # before identify(): an inbound call is ringing from there
         self.sip_call_id = ""
         self.from_user = self.to_user = ""
         self.from_display: str | None = None
@@ -129,6 +138,18 @@ class Call:
     def set_state(self, state: CallState) -> None:
         self.state = state
         self.state_history.append({"state": state.value, "at": time.time()})
+        if state is CallState.RINGING:
+            self.notify("ringing")
+
+    def notify(self, kind: str, **data: Any) -> None:
+        """Tell the observer (the webhooks) what happened: ``notify("transfer", state=..., reason=...)``.
+        Never raises into the call, never waits."""
+        if self._on_event is None:
+            return
+        try:
+            self._on_event(self, kind, data)
+        except Exception:
+            self.log.exception("call %s: telling of its %s event failed", self.id, kind)
 
     # -- the life of the call ------------------------------------------------------------------
 
@@ -218,6 +239,7 @@ class Call:
         self.setup_s = set_up_from - self._created
         metrics.call_set_up(self.direction, self.setup_s)
         self.media.answered(m.CallAnswered())
+        self.notify("answered")
 
     def reject(self, status: int, warning: str, reason: str) -> None:
         self.leg.reject(self, status, warning, reason)
@@ -249,8 +271,12 @@ class Call:
             self.finish_soon("no usable SDP answer to our offer")
 
     def _digit_by_signalling(self, digit: str) -> None:
-        self.activity.digits_in(digit, "phone", "sip-info", time.time())
+        self._phone_digit(digit, "sip-info", time.time())
         self.media.forward_digit(m.ForwardDigit(digit))
+
+    def _phone_digit(self, digit: str, via: str, at: float) -> None:
+        self.activity.digits_in(digit, "phone", via, at)
+        self.notify("dtmf", digit=digit, via=via)
 
     # -- what the media side tells -------------------------------------------------------------
 
@@ -259,7 +285,7 @@ class Call:
             case m.AgentEvent():
                 self.activity.agent_event(event.event)
             case m.PhoneDigit():
-                self.activity.digits_in(event.digit, "phone", event.via, event.at)
+                self._phone_digit(event.digit, event.via, event.at)
             case m.DigitsSent():
                 self.activity.digits_in(event.digits, "agent", "rfc4733", event.at)
             case m.AgentClosed():
@@ -317,6 +343,7 @@ class Call:
         self.ended_at = time.time()
         self._ended.set()
         self._on_ended(self)
+        self.notify("ended")
 
     # -- figures and view ----------------------------------------------------------------------
 
