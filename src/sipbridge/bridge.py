@@ -19,6 +19,7 @@ from .api.app import create_app
 from .calls.manager import CallManager
 from .calls.offer_answer import srtp_warnings
 from .calls.records import CallRecords
+from .calls.webhooks.sender import WebhookSender
 from .config import Config
 from .heap import TIDY_INTERVAL_S, settle_heap, tidy_when_idle
 from .loop_lag import LoopLag
@@ -59,6 +60,7 @@ class Bridge:
         self.media: WorkerPool | None = None
         self.ua: UserAgent | None = None
         self.manager: CallManager | None = None
+        self.webhooks: WebhookSender | None = None
         self.providers = Providers(())
         self.admission: InboundAdmission | None = None
         self.registrations: list[ProviderRegistration] = []
@@ -78,7 +80,11 @@ class Bridge:
             log.warning("%s", warning)
         self.media = WorkerPool(config, endpoint, worker_count(config))
         await self.media.start()
-        self.manager = CallManager(config, self.media, records=records)
+        if config.webhook_url:
+            self.webhooks = WebhookSender(config.webhook_url, config.webhook_secret)
+            await self.webhooks.start()
+        on_event = self.webhooks.call_event if self.webhooks is not None else None
+        self.manager = CallManager(config, self.media, records=records, on_event=on_event)
         locator = ServerLocator([(server.host, server.port) for server in config.dns_servers])
         self.providers = Providers(config.providers, locator)
         self.manager.transfer_check = self.providers.transfer_check
@@ -213,6 +219,8 @@ class Bridge:
             self._tidy_task.cancel()
         if self.manager is not None:
             await self.manager.shutdown()
+        if self.webhooks is not None:  # the calls' last events (ended) go out first, briefly
+            await self.webhooks.stop()
         if self._api is not None and self._api_task is not None:
             self._api.should_exit = True
             await asyncio.gather(self._api_task, return_exceptions=True)

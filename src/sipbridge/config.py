@@ -21,9 +21,10 @@ from .settings.provider import ProviderConfig, parse_provider
 from .settings.security import is_loopback
 from .settings.sip import SipSettings
 from .settings.values import ConfigError
+from .settings.webhooks import WebhookSettings
 
 # In the order of the reference page (docs/configuration.md).
-GROUPS = (SipSettings, MediaSettings, AgentSettings, LimitSettings, OperationSettings)
+GROUPS = (SipSettings, MediaSettings, AgentSettings, LimitSettings, OperationSettings, WebhookSettings)
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,7 @@ class Config(*reversed(GROUPS)):  # type: ignore[misc]  # a dataclass lists its 
         values = (
             *self.api_keys,
             self.agent_token,
+            self.webhook_secret,
             *(p.password for p in self.providers),
             *(p.inbound_password for p in self.providers),
         )

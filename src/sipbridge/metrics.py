@@ -18,6 +18,7 @@ from dataclasses import dataclass, fields
 from prometheus_client import (
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     ProcessCollector,
     disable_created_metrics,
@@ -77,6 +78,8 @@ SETUP_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 30.0, 60.0)
 JITTER_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1)
 LOSS_BUCKETS = (0.0, 0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2)
 ROUND_TRIP_BUCKETS = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0)
+WEBHOOK_FATES = ("delivered", "refused", "expired", "dropped")  # calls/webhooks/outbox.py's Fate
+WEBHOOK_FAILURES = ("status", "timeout", "connection")
 
 _sip_requests = Counter(
     "sipbridge_sip_requests_received",
@@ -162,6 +165,22 @@ _records_failed = Counter(
     "Call records that could not be written to the call_records file",
     registry=REGISTRY,
 )
+_webhook_events = Counter(
+    "sipbridge_webhook_events",
+    "Webhook events by what became of them: delivered, refused (a 3xx/4xx answer), expired (not"
+    " delivered within 5 minutes) or dropped (the queue was full)",
+    ["fate"],
+    registry=REGISTRY,
+)
+_webhook_failures = Counter(
+    "sipbridge_webhook_delivery_failures",
+    "Webhook POSTs that failed, each try: status (an answer other than 2xx), timeout, connection",
+    ["reason"],
+    registry=REGISTRY,
+)
+_webhook_queue = Gauge(
+    "sipbridge_webhook_queue_events", "Webhook events waiting to be sent (or retried)", registry=REGISTRY
+)
 
 for _reason in REFUSAL_REASONS:
     _refused.labels(_reason)
@@ -171,6 +190,10 @@ for _resume in ("resumed", "new"):
     _agent_reconnects.labels(_resume)
 for _direction in ("inbound", "outbound"):
     _setup.labels(_direction)
+for _fate in WEBHOOK_FATES:
+    _webhook_events.labels(_fate)
+for _failure in WEBHOOK_FAILURES:
+    _webhook_failures.labels(_failure)
 
 
 # -- the hooks the layers call -----------------------------------------------------------------
@@ -206,6 +229,18 @@ def worker_restarted() -> None:
 
 def call_record_failed() -> None:
     _records_failed.inc()
+
+
+def webhook_event(fate: str) -> None:
+    _webhook_events.labels(fate).inc()
+
+
+def webhook_failed(reason: str) -> None:
+    _webhook_failures.labels(reason).inc()
+
+
+def webhook_queue(events: int) -> None:
+    _webhook_queue.set(events)
 
 
 def call_ended(

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from sipbridge.calls.call import Call
+from sipbridge.calls.call import Call, CallObserver
 from sipbridge.calls.manager import CallManager
 from sipbridge.calls.records import CallRecords
 from sipbridge.config import Config
@@ -103,23 +103,28 @@ def make_manager() -> Callable[..., CallManager]:
     """A CallManager over real port bookkeeping (no socket is opened unless a call runs media)."""
 
     def make(
-        records: CallRecords | None = None, ports: PortAllocator | None = None, **settings: Any
+        records: CallRecords | None = None,
+        ports: PortAllocator | None = None,
+        on_event: CallObserver | None = None,
+        **settings: Any,
     ) -> CallManager:
         cfg = config(**settings)
         host = MediaHost(cfg, whip=None, ports=ports or PortAllocator(40000, 40019))  # type: ignore[arg-type]
-        return CallManager(cfg, host, records=records)
+        return CallManager(cfg, host, records=records, on_event=on_event)
 
     return make
 
 
 @pytest.fixture
 def make_call() -> Callable[..., Call]:
-    """A Call with a StubLeg (or ``leg``) and StubMedia, listed in ``manager`` when one is given."""
+    """A Call with a StubLeg (or ``leg``) and StubMedia, listed in ``manager`` when one is given (and
+    telling the manager's observer of its events)."""
 
     def make(manager: CallManager | None = None, leg: Any = None, **settings: Any) -> Call:
         on_ended = manager.call_ended if manager is not None else (lambda call: None)
         cfg = manager.config if manager is not None else config(**settings)
-        call = Call(leg or StubLeg(), cfg, StubMedia, on_ended)
+        on_event = manager.on_event if manager is not None else None
+        call = Call(leg or StubLeg(), cfg, StubMedia, on_ended, on_event)
         if manager is not None:
             manager.track(call)
         return call

@@ -236,7 +236,7 @@ def create_app(
         """Hand the call to a person: the transfer's progress shows on the call as `transfer`."""
         call = _live_call(manager, call_id, answered=True)
         try:
-            view = call.start_transfer(body.to, body.mode)
+            view = call.transfers.start(body.to, body.mode)
         except TransferRefused as exc:
             raise HTTPException(exc.status, str(exc)) from None
         return {"id": call.id, "transfer": view.to_dict()}

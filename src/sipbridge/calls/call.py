@@ -22,10 +22,9 @@ from ..media_session.control import MediaFactory
 from ..sip.sdp import SdpError
 from ..sip.sdp_answer import AudioAnswer
 from .activity import CallActivity
+from .call_transfer import CallTransfers
 from .context import call_event, hangup_reason
 from .offer_answer import OfferAnswer, codecs_for, srtp_mode
-from .transfer import MODES as TRANSFER_MODES
-from .transfer import ReferTransfer, TransferRefused, TransferView
 
 if TYPE_CHECKING:
     from ..config import Config
@@ -35,6 +34,9 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Address = tuple[str, int]
+# Told what happens to a call (kind: ringing, answered, dtmf, transfer, ended; data: the details), as
+# it happens; it must not block or await (the webhooks only queue: calls/webhooks/).
+CallObserver = Callable[["Call", str, dict[str, Any]], None]
 
 
 class CallState(StrEnum):
@@ -75,7 +77,12 @@ class Leg(Protocol):
 
 class Call:
     def __init__(
-        self, leg: Leg, config: Config, media: MediaFactory, on_ended: Callable[[Call], None]
+        self,
+        leg: Leg,
+        config: Config,
+        media: MediaFactory,
+        on_ended: Callable[[Call], None],
+        on_event: CallObserver | None = None,
     ) -> None:
         self.id = secrets.token_hex(8)
         self.log = logs.call_logger(log, self.id)
@@ -84,16 +91,14 @@ class Call:
         self.config = config
         self.media = media(self._media_event)
         self._on_ended = on_ended
+        self._on_event = on_event  # before identify(): an inbound call is ringing from there
         self.sip_call_id = ""
         self.from_user = self.to_user = ""
         self.from_display: str | None = None
         self.provider: str | None = None
         self.metadata: dict[str, str] = {}
         self.headers: dict[str, str] = {}  # the SIP headers the agent is told (forward_headers)
-        self.transfer: TransferView | None = None
-        # Whether a transfer target may be called (the provider's destinations): a refusal's reason,
-        # or None. Set by the manager; refuses numbers until it is.
-        self.transfer_check: Callable[[Call, str], str | None] = _no_numbers
+        self.transfers = CallTransfers(self)
         self.state = CallState.RINGING
         self.state_history: list[dict[str, Any]] = []
         self.started_at = time.time()
@@ -137,6 +142,18 @@ class Call:
     def set_state(self, state: CallState) -> None:
         self.state = state
         self.state_history.append({"state": state.value, "at": time.time()})
+        if state is CallState.RINGING:
+            self.notify("ringing")
+
+    def notify(self, kind: str, **data: Any) -> None:
+        """Tell the observer (the webhooks) what happened: ``notify("transfer", state=..., reason=...)``.
+        Never raises into the call, never waits."""
+        if self._on_event is None:
+            return
+        try:
+            self._on_event(self, kind, data)
+        except Exception:
+            self.log.exception("call %s: telling of its %s event failed", self.id, kind)
 
     # -- the life of the call ------------------------------------------------------------------
 
@@ -231,6 +248,7 @@ class Call:
         self.setup_s = set_up_from - self._created
         metrics.call_set_up(self.direction, self.setup_s)
         self.media.answered(m.CallAnswered())
+        self.notify("answered")
 
     def reject(self, status: int, warning: str, reason: str) -> None:
         self.leg.reject(self, status, warning, reason)
@@ -262,8 +280,12 @@ class Call:
             self.finish_soon("no usable SDP answer to our offer")
 
     def _digit_by_signalling(self, digit: str) -> None:
-        self.activity.digits_in(digit, "phone", "sip-info", time.time())
+        self._phone_digit(digit, "sip-info", time.time())
         self.media.forward_digit(m.ForwardDigit(digit))
+
+    def _phone_digit(self, digit: str, via: str, at: float) -> None:
+        self.activity.digits_in(digit, "phone", via, at)
+        self.notify("dtmf", digit=digit, via=via)
 
     # -- what the media side tells -------------------------------------------------------------
 
@@ -275,9 +297,9 @@ class Call:
                 if kind == "hangup":
                     self.finish_soon(hangup_reason(event.event))
                 elif kind == "transfer":
-                    self._agent_transfer(event.event)
+                    self.transfers.from_agent(event.event)
             case m.PhoneDigit():
-                self.activity.digits_in(event.digit, "phone", event.via, event.at)
+                self._phone_digit(event.digit, event.via, event.at)
             case m.DigitsSent():
                 self.activity.digits_in(event.digits, "agent", "rfc4733", event.at)
             case m.AgentClosed():
@@ -295,54 +317,6 @@ class Call:
                 self.finish_soon("media worker failed")
             case m.CodecChanged():
                 self.log.info("call %s: codec changed from %s to %s", self.id, event.old, event.new)
-
-    # -- transfer ------------------------------------------------------------------------------
-
-    def start_transfer(self, to: str, mode: str = "auto") -> TransferView:
-        """Start handing the call to ``to``; raises TransferRefused (the reason) when it cannot."""
-        if mode not in TRANSFER_MODES:
-            raise TransferRefused(f"mode {mode!r}: one of {', '.join(TRANSFER_MODES)}", 422)
-        if self.state is not CallState.ANSWERED or self.session is None:
-            raise TransferRefused(f"the call is {self.state.value}, not answered", 409)
-        if self.transfer is not None and self.transfer.state in ("trying", "ringing"):
-            raise TransferRefused(f"a transfer to {self.transfer.to} is under way", 409)
-        if mode == "auto" and not self._refer_allowed():
-            mode = "bridge"  # the phone side does not take REFER (or its provider says not to)
-        if mode == "bridge":
-            raise TransferRefused("transfer by bridging is not available yet: use refer", 501)
-        refusal = self.transfer_check(self, to)
-        if refusal:
-            raise TransferRefused(refusal)
-        view = TransferView(to, "refer")
-        transfer = ReferTransfer(view, self.session, self._tell_transfer)
-        transfer.refer_to_for(to, self.session)  # a malformed target is refused now, not later
-        self.transfer = view
-        self.spawn(self._run_transfer(transfer))
-        return view
-
-    def _refer_allowed(self) -> bool:
-        """``auto`` transfers by REFER: the phone side lists it in Allow, its provider's ``refer``."""
-        own = next((p.refer for p in self.config.providers if p.name == self.provider), True)
-        return own and self.session is not None and "REFER" in self.session.peer_allow
-
-    async def _run_transfer(self, transfer: ReferTransfer) -> None:
-        if await transfer.run():
-            await self.hangup(f"transferred to {transfer.view.to}")
-
-    def _agent_transfer(self, event: dict[str, Any]) -> None:
-        to, mode = event.get("to"), event.get("mode", "auto")
-        try:
-            if not isinstance(to, str) or not isinstance(mode, str):
-                raise TransferRefused("a transfer needs a text 'to' (and 'mode')")
-            self.start_transfer(to, mode)
-        except TransferRefused as exc:
-            self.log.info("call %s: transfer refused: %s", self.id, exc)
-            self._tell_transfer(TransferView(str(to)[:80], str(mode)[:10], "failed", str(exc)))
-
-    def _tell_transfer(self, view: TransferView) -> None:
-        self.log.info("call %s: transfer to %s %s %s", self.id, view.to, view.state, view.reason or "")
-        event = {"type": "transfer", "to": view.to, "state": view.state, "reason": view.reason}
-        self.media.send_agent_event(m.SendAgentEvent(event))
 
     def _agent_failed(self, event: m.AgentFailed) -> None:
         if self.end_reason is not None:
@@ -383,6 +357,7 @@ class Call:
         self.ended_at = time.time()
         self._ended.set()
         self._on_ended(self)
+        self.notify("ended")
 
     # -- figures and view ----------------------------------------------------------------------
 
@@ -407,7 +382,7 @@ class Call:
             "provider": self.provider,
             "metadata": dict(self.metadata),
             "headers": dict(self.headers),
-            "transfer": self.transfer.to_dict() if self.transfer else None,
+            "transfer": self.transfers.view.to_dict() if self.transfers.view else None,
             "started_at": self.started_at,
             "answered_at": self.answered_at,
             "ended_at": self.ended_at,
@@ -423,7 +398,3 @@ class Call:
             "rtp": stats.rtp,
             "agent": agent,
         }
-
-
-def _no_numbers(call: Call, to: str) -> str | None:
-    return None if to.lower().startswith(("sip:", "sips:")) else "no provider to check the number against"

@@ -14,7 +14,7 @@ from ..config import Config
 from ..media_session.control import MediaProvider
 from ..sip.invite_session import InviteSession
 from ..sip.useragent import UserAgent
-from .call import Call
+from .call import Call, CallObserver
 from .inbound import InboundLeg
 from .outbound import OutboundLeg, OutboundTarget
 from .records import CallRecords
@@ -74,8 +74,10 @@ class CallManager:
         config: Config,
         media: MediaProvider,
         records: CallRecords | None = None,
+        on_event: CallObserver | None = None,
     ) -> None:
         self.config = config
+        self.on_event = on_event  # told of each call's events (the webhooks)
         self.media = media
         self.max_calls = config.max_calls
         # Inbound calls at once from one address that no trunk admitted (0: no cap): one stranger
@@ -118,7 +120,7 @@ class CallManager:
     def place_outbound(self, ua: UserAgent, target: OutboundTarget, slot: OutboundSlot) -> Call:
         """Start dialling ``target`` in the place ``slot`` held; the call is listed at once, in state
         ``dialing``, and counts against the caps as an active call from then on."""
-        call = Call(OutboundLeg(ua, target), self.config, self.media.session, self.call_ended)
+        call = Call(OutboundLeg(ua, target), self.config, self.media.session, self.call_ended, self.on_event)
         slot.release()
         self._admit(call)
         return call
@@ -132,7 +134,7 @@ class CallManager:
 
     def _admit(self, call: Call) -> None:
         if self.transfer_check is not None:
-            call.transfer_check = self.transfer_check
+            call.transfers.check = self.transfer_check
         self.track(call)
         self.total_calls += 1
         self._spawn(call, call.run(), name=f"call-{call.id}")
@@ -167,7 +169,7 @@ class CallManager:
             warning = f"{self.max_calls_per_source} calls from {session.source[0]} are up already"
             session.reject(503, warning=warning, retry_after=BUSY_RETRY_AFTER_S)
             return None
-        call = Call(InboundLeg(session), self.config, self.media.session, self.call_ended)
+        call = Call(InboundLeg(session), self.config, self.media.session, self.call_ended, self.on_event)
         self._admit(call)
         return call
 
