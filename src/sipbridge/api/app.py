@@ -27,6 +27,7 @@ from ..providers.provider import DialRequest, Provider, Providers
 from ..sip.useragent import UserAgent
 from .guard import RequestGuard
 from .metrics import BridgeCollector
+from .recordings import recording_response
 
 MAX_METADATA_ITEMS = 20
 DEGRADED_LOOP_LAG_S = 0.5
@@ -50,6 +51,11 @@ class PlaceCall(BaseModel):
     ring_timeout: float | None = Field(default=None, gt=0, le=300, description="seconds to ring")
     max_duration: float | None = Field(default=None, gt=0, le=86400, description="seconds, then BYE")
     metadata: dict[str, str] | None = Field(default=None, description="kept on the call resource")
+    record: bool | None = Field(
+        default=None,
+        strict=True,
+        description="record the call (false: not); default: as the record settings say",
+    )
 
     @field_validator("metadata")
     @classmethod
@@ -151,7 +157,11 @@ def create_app(
             retry = {"Retry-After": str(manager.drain_retry_after)}
             raise HTTPException(503, "the bridge is draining (shutting down): no new calls", headers=retry)
         _check_duration(body.max_duration, manager.config.max_call_duration or None)
-        dial = DialRequest(body.to, body.from_, body.ring_timeout, body.max_duration, body.metadata)
+        if body.record and manager.config.recordings_dir is None:
+            raise HTTPException(422, "record: this bridge has no recordings_dir to record calls to")
+        dial = DialRequest(
+            body.to, body.from_, body.ring_timeout, body.max_duration, body.metadata, record=body.record
+        )
         number, slot = admit_outbound(manager, provider, body.to)
         try:
             target = await provider.target(number, dial)  # resolves the trunk's name: others go on
@@ -170,6 +180,14 @@ def create_app(
         if call is None:
             raise HTTPException(404, f"no call with id {call_id!r}")
         return call.to_dict()
+
+    @app.get("/calls/{call_id}/recording", response_class=Response)
+    async def get_recording(call_id: str) -> Response:
+        """The call's recording (WAV or Ogg/Opus); while it goes on, what is written so far."""
+        call = manager.get(call_id)
+        if call is None:
+            raise HTTPException(404, f"no call with id {call_id!r}")
+        return recording_response(manager.config, call_id, call.to_dict().get("recording"))
 
     @app.delete("/calls/{call_id}")
     async def hang_up(call_id: str) -> dict[str, Any]:

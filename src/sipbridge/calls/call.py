@@ -23,6 +23,7 @@ from ..sip.sdp import SdpError
 from ..sip.sdp_answer import AudioAnswer
 from .activity import CallActivity
 from .offer_answer import OfferAnswer, codecs_for, srtp_mode
+from .recording import plan_recording
 
 if TYPE_CHECKING:
     from ..config import Config
@@ -86,6 +87,7 @@ class Call:
         self.from_display: str | None = None
         self.provider: str | None = None
         self.metadata: dict[str, str] = {}
+        self.record_asked: bool | None = None  # what POST /calls said of recording (None: nothing)
         self.state = CallState.RINGING
         self.state_history: list[dict[str, Any]] = []
         self.started_at = time.time()
@@ -104,6 +106,7 @@ class Call:
         leg.identify(self)
         self.offer_answer.srtp = srtp_mode(config, self.provider)  # the provider is known now
         self.offer_answer.codecs = codecs_for(config, self.provider)
+        self.recording = plan_recording(config, self.id, self.provider, self.record_asked)
 
     @property
     def session(self) -> InviteSession | None:
@@ -160,8 +163,9 @@ class Call:
 
     async def open_media(self) -> bool:
         """Take the call's RTP port; False (the call refused or ended) when there is none."""
+        record_path = self.recording.path if self.recording is not None else None
         opened = await self.media.open(
-            m.OpenMedia(self.id, self.direction, self.remote_party, self.leg.signalling_source())
+            m.OpenMedia(self.id, self.direction, self.remote_party, self.leg.signalling_source(), record_path)
         )
         if isinstance(opened, m.MediaRefused):
             self.reject(503, opened.reason, "no free RTP port")
@@ -217,6 +221,8 @@ class Call:
         self.answered_at = time.time()
         self.setup_s = set_up_from - self._created
         metrics.call_set_up(self.direction, self.setup_s)
+        if self.recording is not None:
+            self.recording.started = True
         self.media.answered(m.CallAnswered())
 
     def reject(self, status: int, warning: str, reason: str) -> None:
@@ -275,6 +281,10 @@ class Call:
             case m.MediaFailed():
                 self.log.error("call %s: its media worker failed: %s", self.id, event.reason)
                 self.finish_soon("media worker failed")
+            case m.RecordingFailed():
+                self.log.error("call %s: %s", self.id, event.reason)
+                if self.recording is not None:
+                    self.recording.error = event.reason
             case m.CodecChanged():
                 self.log.info("call %s: codec changed from %s to %s", self.id, event.old, event.new)
 
@@ -354,4 +364,5 @@ class Call:
             "sip_call_id": self.sip_call_id,
             "rtp": stats.rtp,
             "agent": agent,
+            "recording": self.recording.view() if self.recording is not None else None,
         }

@@ -48,6 +48,7 @@ class OutboundTarget:
     failover_timeout: float = 4.0  # no response from a server this long: the next fallback
     max_duration: float | None = None
     metadata: dict[str, str] = field(default_factory=dict)
+    record: bool | None = None  # record this call (None: as the record settings say)
 
 
 class OutboundLeg:
@@ -69,6 +70,7 @@ class OutboundLeg:
         call.provider = target.provider
         call.from_user, call.to_user = target.from_user, target.to
         call.metadata = dict(target.metadata)
+        call.record_asked = target.record
         call.set_state(CallState.DIALING)
 
     async def establish(self, call: Call) -> None:

@@ -47,6 +47,7 @@ class DialRequest:
     ring_timeout: float | None = None
     max_duration: float | None = None
     metadata: dict[str, str] | None = None
+    record: bool | None = None
 
 
 class Provider:
@@ -110,6 +111,7 @@ class Provider:
             failover_timeout=config.failover_timeout,
             max_duration=dial.max_duration,
             metadata=dict(dial.metadata or {}),
+            record=dial.record,
         )
 
     async def targets(self) -> list[Target]:
