@@ -18,6 +18,7 @@ from .agent.ice import loopback_addresses_for, use_host_addresses
 from .api.app import create_app
 from .calls.manager import CallManager
 from .calls.offer_answer import srtp_warnings
+from .calls.recording import prepare_recordings_dir
 from .calls.records import CallRecords
 from .calls.webhooks.sender import WebhookSender
 from .config import Config
@@ -76,6 +77,7 @@ class Bridge:
         if config.agent is None:
             endpoint = await self._start_embedded_agent()
         records = _call_records(config)  # configuration errors first, before any process starts
+        _recordings_dir(config)
         for warning in srtp_warnings(config):
             log.warning("%s", warning)
         self.media = WorkerPool(config, endpoint, worker_count(config))
@@ -247,6 +249,16 @@ def _call_records(config: Config) -> CallRecords:
         return CallRecords(config.call_records, redact=config.log_redact)
     except OSError as exc:
         raise ConfigError(f"call_records: cannot append to {config.call_records!r}: {exc.strerror}") from None
+
+
+def _recordings_dir(config: Config) -> None:
+    if config.recordings_dir is None:
+        return
+    try:
+        prepare_recordings_dir(config.recordings_dir)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise ConfigError(f"recordings_dir: cannot write to {config.recordings_dir!r}: {reason}") from None
 
 
 def request_gate(config: Config, trusted: Callable[[str], bool]) -> RequestGate | None:

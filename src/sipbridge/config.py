@@ -131,6 +131,8 @@ def _check(config: Config) -> None:
     usernames = [p.inbound_username for p in config.providers if p.inbound_username]
     if len(usernames) != len(set(usernames)):
         raise ConfigError("providers: each inbound_username must be unique (it says which trunk calls)")
+    if config.recordings_dir is None and (config.record or any(p.record for p in config.providers)):
+        raise ConfigError("record = true needs recordings_dir: the folder the recordings go to")
     if not config.api_keys and not is_loopback(config.api_listen.host):
         raise ConfigError(
             f"api_listen {config.api_listen} is reachable from other hosts but no API keys are set:"

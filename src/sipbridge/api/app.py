@@ -32,6 +32,7 @@ from ..providers.provider import DialRequest, Provider, Providers
 from ..sip.useragent import UserAgent
 from .guard import RequestGuard
 from .metrics import BridgeCollector
+from .recordings import recording_response
 
 MAX_METADATA_ITEMS = 20
 DEGRADED_LOOP_LAG_S = 0.5
@@ -86,6 +87,12 @@ class PlaceCall(BaseModel):
             except HeaderError as exc:
                 raise ValueError(str(exc)) from None
         return value
+
+    record: bool | None = Field(
+        default=None,
+        strict=True,
+        description="record the call (false: not); default: as the record settings say",
+    )
 
     @field_validator("metadata")
     @classmethod
@@ -188,7 +195,17 @@ def create_app(
             raise HTTPException(503, "the bridge is draining (shutting down): no new calls", headers=retry)
         _check_duration(body.max_duration, manager.config.max_call_duration or None)
         headers = tuple(outgoing_headers(body.headers or {}))
-        dial = DialRequest(body.to, body.from_, body.ring_timeout, body.max_duration, body.metadata, headers)
+        if body.record and manager.config.recordings_dir is None:
+            raise HTTPException(422, "record: this bridge has no recordings_dir to record calls to")
+        dial = DialRequest(
+            body.to,
+            body.from_,
+            body.ring_timeout,
+            body.max_duration,
+            body.metadata,
+            headers,
+            record=body.record,
+        )
         number, slot = admit_outbound(manager, provider, body.to)
         try:
             target = await provider.target(number, dial)  # resolves the trunk's name: others go on
@@ -240,6 +257,14 @@ def create_app(
         except TransferRefused as exc:
             raise HTTPException(exc.status, str(exc)) from None
         return {"id": call.id, "transfer": view.to_dict()}
+
+    @app.get("/calls/{call_id}/recording", response_class=Response)
+    async def get_recording(call_id: str) -> Response:
+        """The call's recording (WAV or Ogg/Opus); while it goes on, what is written so far."""
+        call = manager.get(call_id)
+        if call is None:
+            raise HTTPException(404, f"no call with id {call_id!r}")
+        return recording_response(manager.config, call_id, call.to_dict().get("recording"))
 
     @app.delete("/calls/{call_id}")
     async def hang_up(call_id: str) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from .activity import CallActivity
 from .call_transfer import CallTransfers
 from .context import call_event, hangup_reason
 from .offer_answer import OfferAnswer, codecs_for, srtp_mode
+from .recording import plan_recording
 
 if TYPE_CHECKING:
     from ..config import Config
@@ -99,6 +100,7 @@ class Call:
         self.metadata: dict[str, str] = {}
         self.headers: dict[str, str] = {}  # the SIP headers the agent is told (forward_headers)
         self.transfers = CallTransfers(self)
+        self.record_asked: bool | None = None  # what POST /calls said of recording (None: nothing)
         self.state = CallState.RINGING
         self.state_history: list[dict[str, Any]] = []
         self.started_at = time.time()
@@ -117,6 +119,7 @@ class Call:
         leg.identify(self)
         self.offer_answer.srtp = srtp_mode(config, self.provider)  # the provider is known now
         self.offer_answer.codecs = codecs_for(config, self.provider)
+        self.recording = plan_recording(config, self.id, self.provider, self.record_asked)
 
     @property
     def session(self) -> InviteSession | None:
@@ -185,8 +188,9 @@ class Call:
 
     async def open_media(self) -> bool:
         """Take the call's RTP port; False (the call refused or ended) when there is none."""
+        record_path = self.recording.path if self.recording is not None else None
         opened = await self.media.open(
-            m.OpenMedia(self.id, self.direction, self.remote_party, self.leg.signalling_source())
+            m.OpenMedia(self.id, self.direction, self.remote_party, self.leg.signalling_source(), record_path)
         )
         if isinstance(opened, m.MediaRefused):
             self.reject(503, opened.reason, "no free RTP port")
@@ -247,6 +251,8 @@ class Call:
         self.answered_at = time.time()
         self.setup_s = set_up_from - self._created
         metrics.call_set_up(self.direction, self.setup_s)
+        if self.recording is not None:
+            self.recording.started = True
         self.media.answered(m.CallAnswered())
         self.notify("answered")
 
@@ -315,6 +321,10 @@ class Call:
             case m.MediaFailed():
                 self.log.error("call %s: its media worker failed: %s", self.id, event.reason)
                 self.finish_soon("media worker failed")
+            case m.RecordingFailed():
+                self.log.error("call %s: %s", self.id, event.reason)
+                if self.recording is not None:
+                    self.recording.error = event.reason
             case m.CodecChanged():
                 self.log.info("call %s: codec changed from %s to %s", self.id, event.old, event.new)
 
@@ -397,4 +407,5 @@ class Call:
             "sip_call_id": self.sip_call_id,
             "rtp": stats.rtp,
             "agent": agent,
+            "recording": self.recording.view() if self.recording is not None else None,
         }

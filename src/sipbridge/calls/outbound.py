@@ -49,6 +49,7 @@ class OutboundTarget:
     max_duration: float | None = None
     metadata: dict[str, str] = field(default_factory=dict)
     headers: list[tuple[str, str]] = field(default_factory=list)  # X- and User-to-User, checked
+    record: bool | None = None  # record this call (None: as the record settings say)
 
 
 class OutboundLeg:
@@ -71,6 +72,7 @@ class OutboundLeg:
         call.from_user, call.to_user = target.from_user, target.to
         call.metadata = dict(target.metadata)
         call.headers = dict(target.headers)  # what our INVITE carries
+        call.record_asked = target.record
         call.set_state(CallState.DIALING)
 
     async def establish(self, call: Call) -> None:

@@ -71,6 +71,7 @@ def call_record(call: Call, redact: bool = True) -> dict[str, Any]:
         "end_reason": call.end_reason,
         "end_category": metrics.end_reason_category(call.end_reason),
         "codec": call.codec,
+        "recording": view["recording"],  # its file in recordings_dir, once answered
         "srtp": view["srtp"],  # the suite only: never a key
         "worker": call.media_worker,  # which media worker held it: correlate with its restarts
         "dtmf_digits": len(call.activity.digits),

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
+from collections.abc import Callable
 
 import numpy as np
 
@@ -113,6 +114,7 @@ class OpusToPhone:
         self.underruns = 0
         self._started = False
         self._standing = StandingBacklog()
+        self.on_frame: Callable[[bytes], None] | None = None  # each packet as the phone gets it
 
     @property
     def buffered_ms(self) -> float:
@@ -143,6 +145,8 @@ class OpusToPhone:
         payload = self._queue.popleft()
         self._queued_samples -= packet_samples(payload) or FRAME_SAMPLES
         self._track_standing()
+        if self.on_frame is not None:
+            self.on_frame(payload)
         return payload
 
     def silence(self) -> bytes:

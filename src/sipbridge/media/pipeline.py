@@ -18,6 +18,7 @@ exactly one frame. ``delay_ms`` counts the resampler's delay.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 
 import numpy as np
@@ -125,6 +126,8 @@ class AgentToPhone:
         self.underruns = 0  # pops that found less than a frame, once audio had come
         self._started = False
         self._standing = StandingBacklog()
+        # each frame's PCM as it is coded for the phone (a recording); a view: copy what is kept
+        self.on_frame: Callable[[np.ndarray], None] | None = None
 
     @property
     def buffered_ms(self) -> float:
@@ -157,6 +160,8 @@ class AgentToPhone:
         self._started = True
         frame = np.frombuffer(self._queue, dtype=np.int16, count=self.phone.frame_samples)
         payload = self._encode(frame)
+        if self.on_frame is not None:
+            self.on_frame(frame)
         del frame  # the view must go before the bytearray can shrink
         del self._queue[: self._frame_bytes]
         self._track_standing()

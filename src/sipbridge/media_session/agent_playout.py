@@ -16,6 +16,7 @@ from ..media.opus_relay import OpusToPhone
 from ..media.phone_codec import phone_codec
 from ..media.pipeline import AgentToPhone
 from ..rtp.arrival import ArrivalTiming
+from .recorder import CallRecorder
 
 IDLE_VIEW = {  # before any codec was settled
     "playout_buffered_ms": 0,
@@ -66,6 +67,18 @@ class AgentPlayout:
         if scheduled is not None:
             at = self._timing.tick_at(scheduled, now, self._queue.queued_frames)
         return (frame if frame is not None else self._queue.silence()), at
+
+    def record(self, recorder: CallRecorder | None) -> None:
+        """Hand ``recorder`` each frame the phone gets from the agent (None: no longer): the PCM it
+        is coded from, or the relayed packet. Ticks of comfort silence are the recorder's silence."""
+        queue = self._queue
+        if recorder is None:
+            queue.on_frame = None
+        elif isinstance(queue, OpusToPhone):
+            queue.on_frame = recorder.agent_opus
+        else:
+            rate = queue.phone.pcm_rate
+            queue.on_frame = lambda pcm: recorder.agent_pcm(pcm, rate)
 
     @property
     def silence(self) -> bytes:

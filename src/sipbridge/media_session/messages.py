@@ -59,6 +59,8 @@ class OpenMedia:
     direction: str  # inbound or outbound: the agent is told
     resource_id: str | None  # whom the agent remembers across calls (the phone on the other end)
     signalling: Address | None  # where the call's SIP comes from: its IP may send the phone's RTP
+    # where to record the call once answered (.wav or .ogg; media_session/recorder.py); None: not
+    record_path: str | None = None
 
 
 @dataclass(frozen=True)
@@ -260,6 +262,13 @@ class CodecChanged:
 
 
 @dataclass(frozen=True)
+class RecordingFailed:
+    """The call's recording could not be started or written on: its file ends where it stopped."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
 class MediaFailed:
     """The worker process that held the call's media died or stalled (said by the control side)."""
 
@@ -277,4 +286,5 @@ MediaEvent = (
     | RtpTimeout
     | CodecChanged
     | MediaFailed
+    | RecordingFailed
 )

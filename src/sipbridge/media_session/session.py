@@ -19,6 +19,7 @@ import numpy as np
 from ..media.opus_packet import packet_samples as opus_packet_samples
 from ..media.phone_codec import phone_codec
 from ..media.pipeline import PhoneToAgent
+from ..media.recording_file import WRITE_ERRORS
 from ..metrics import MediaCounters
 from ..rtp.dtmf import DIGITS as DTMF_DIGITS
 from ..rtp.dtmf import DtmfPacket, DtmfReceiver, DtmfSender
@@ -31,6 +32,7 @@ from .agent_leg import AgentLeg, relay_params
 from .agent_playout import IDLE_VIEW, AgentPlayout
 from .phone_playout import PhonePlayout
 from .phone_rtcp import PhoneRtcp
+from .recorder import CallRecorder
 from .rtp_watch import RtpWatch
 from .shared import SharedMedia
 
@@ -62,6 +64,8 @@ class MediaSession:
         self._signalling: tuple[str, int] | None = None
         self._confirmed = True
         self._rtcp: PhoneRtcp | None = None  # RTCP on the RTP port + 1 (or on it, rtcp-mux)
+        self._record_path: str | None = None
+        self._recorder: CallRecorder | None = None  # from the answer on, when the call is recorded
         self._closed = False
 
     # -- commands ------------------------------------------------------------------------------
@@ -82,6 +86,7 @@ class MediaSession:
         self._rtp.dtmf_source = self._next_dtmf_packet
         self._rtcp = PhoneRtcp(self._rtp, channel, self._playout.jitter_s)
         self._signalling = command.signalling
+        self._record_path = command.record_path
         self._playout_token = self._shared.clock.subscribe(self._playout_tick)
         self._agent = AgentLeg(
             self._shared.whip,
@@ -104,6 +109,7 @@ class MediaSession:
             # Opus is relayed to the agent as it is: no transcoder that way
             self._uplink = None if codec.relayed else PhoneToAgent(phone.codec, config.opus)
             self._downlink = AgentPlayout(phone.codec, config.opus.pcm_rate)
+            self._downlink.record(self._recorder)
             self._playout.use_codec(codec)
             if self._rtcp is not None:
                 self._rtcp.use_clock(codec.clock_rate)
@@ -160,6 +166,22 @@ class MediaSession:
             return
         self._watch.start(time.monotonic())
         self._watch_timer = asyncio.get_running_loop().call_later(WATCH_INTERVAL_S, self._watch_rtp)
+        self._start_recording()
+
+    def _start_recording(self) -> None:
+        """Both sides to the recording file from the answer on, when the call is recorded."""
+        if self._record_path is None or self._phone is None or self._recorder is not None:
+            return
+        emit = self._emit
+        try:
+            self._recorder = CallRecorder.open(
+                self._record_path, self._phone.codec, lambda reason: emit(m.RecordingFailed(reason))
+            )
+        except WRITE_ERRORS as exc:  # the call goes on; it logs and shows why
+            emit(m.RecordingFailed(f"recording not started: {exc}"))
+            return
+        if self._downlink is not None:
+            self._downlink.record(self._recorder)
 
     async def connect_agent(self, command: m.ConnectAgent) -> m.AgentConnected | m.AgentUnavailable:
         if self._agent is None:
@@ -224,6 +246,8 @@ class MediaSession:
                 self._rtp.close()
             if self._port is not None:
                 self._shared.ports.release(self._port)
+            if self._recorder is not None:
+                self._recorder.close()
             if self._agent is not None:
                 await self._agent.close()
         return self.stats()
@@ -247,6 +271,8 @@ class MediaSession:
         self._align_playout()
         if self._rtcp is not None:
             self._rtcp.tick()
+        if self._recorder is not None:
+            self._recorder.tick(frames)
 
     def _align_playout(self) -> None:
         due = self._playout.next_due()
@@ -256,10 +282,14 @@ class MediaSession:
     def _phone_pcm(self, pcm: np.ndarray) -> None:
         if self._uplink is None or self._agent is None:
             return
+        if self._recorder is not None:
+            self._recorder.caller_pcm(pcm, self._uplink.phone.pcm_rate)
         for packet in self._uplink.push_pcm(pcm):
             self._agent.send_opus(packet)
 
     def _phone_opus(self, packet: bytes) -> None:
+        if self._recorder is not None:
+            self._recorder.caller_opus(packet)
         if self._agent is not None:
             self._agent.send_opus(packet, opus_packet_samples(packet) or None)
 

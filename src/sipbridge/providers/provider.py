@@ -49,6 +49,7 @@ class DialRequest:
     max_duration: float | None = None
     metadata: dict[str, str] | None = None
     headers: tuple[tuple[str, str], ...] = ()  # more headers for the INVITE (checked by the API)
+    record: bool | None = None
 
 
 class Provider:
@@ -113,6 +114,7 @@ class Provider:
             max_duration=dial.max_duration,
             metadata=dict(dial.metadata or {}),
             headers=list(dial.headers),
+            record=dial.record,
         )
 
     async def targets(self) -> list[Target]:

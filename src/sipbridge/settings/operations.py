@@ -1,11 +1,11 @@
-"""The declarations of the operations settings: logs, health, stopping, call records."""
+"""The declarations of the operations settings: logs, health, stopping, call records, recordings."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from .declare import setting
-from .values import Between, Choice, Flag, NewFile
+from .values import Between, Choice, Flag, Folder, NewFile
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -14,7 +14,7 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 class OperationSettings:
     """Operations
 
-    Logs, health, stopping and call records.
+    Logs, health, stopping, call records and recordings.
     """
 
     log_level: str = setting("info", Choice(LOG_LEVELS), "the least severe log lines written", flag=True)
@@ -48,4 +48,30 @@ class OperationSettings:
         NewFile(),
         "file that gets one JSON line per ended call",
         more="Its folder must exist.",
+    )
+    record: bool = setting(
+        False,
+        Flag(),
+        "record every call: both sides to one stereo file in recordings_dir, caller left, agent right",
+        more="From the answer on, written as the call goes (a crash loses at most the last second or"
+        ' two). A provider\'s own `record` wins for its calls, and `POST /calls` may say `"record":'
+        " true` or `false` for the call it places. Recording laws differ (one-party or all-party"
+        " consent): telling the caller, and asking where the law wants it, is the operator's duty."
+        " See [operations.md](operations.md#recordings).",
+    )
+    recordings_dir: str | None = setting(
+        None,
+        Folder(),
+        "folder of the call recordings, one file per call named by its call id (`<id>.wav`)",
+        more="Made at start-up if missing; the bridge does not start if it cannot write there. Needed"
+        " when any call may be recorded. Nothing is ever deleted: keeping and removing the files is"
+        " the operator's job.",
+    )
+    recording_format: str = setting(
+        "wav",
+        Choice(("wav", "ogg")),
+        "`wav` (16-bit PCM) or `ogg` (Ogg/Opus, 32 kbit/s)",
+        more="`wav` costs the least CPU (0.015 s per minute of call against 0.13-0.14 s for `ogg`, by"
+        " `bench.micro.recording_cost`: about 1 % of a call's own CPU against 10-13 %) and 1.9 MB a"
+        " minute at 8 kHz (G.711), 3.8 MB at 16 kHz (G.722, Opus); `ogg` is about 0.2 MB a minute.",
     )

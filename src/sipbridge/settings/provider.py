@@ -192,6 +192,12 @@ class ProviderConfig:
         more=FORWARD_HEADERS_HELP,
         shown_default="the global forward_headers",
     )
+    record: bool | None = _from_table(
+        None,
+        Flag(),
+        "record this provider's calls, inbound and outbound (see the global `record`)",
+        shown_default="the global record",
+    )
     inbound_cidrs: tuple[str, ...] = _from_table(
         (),
         ListOf(Network()),

@@ -350,6 +350,19 @@ class NewFile(Value):
         return str(path)
 
 
+class Folder(Value):
+    """A folder the bridge writes into: made at start-up if missing; not an existing file."""
+
+    form = "the path of a folder (made if missing)"
+    metavar = "DIR"
+
+    def parse(self, raw: Any, name: str) -> str:
+        path = Path(str(raw)).expanduser()
+        if path.exists() and not path.is_dir():
+            raise ConfigError(f"{name}: {str(path)!r} is a file, not a folder")
+        return str(path)
+
+
 class Realm(Value):
     form = "text without quotes, backslashes or line breaks"
 

@@ -15,6 +15,7 @@ PHONE = m.PhoneMedia("PCMA", 8, 101, ("127.0.0.1", 4000), "recvonly")
 SAMPLES: list[object] = [
     m.OpenMedia("c1", "outbound", "+14155550100", ("192.0.2.1", 5060)),
     m.OpenMedia("c1", "inbound", None, None),
+    m.OpenMedia("c1", "inbound", "alice", None, "/var/lib/sipbridge/recordings/c1.wav"),
     m.MediaOpened(40002),
     m.MediaRefused("no free RTP port in 40000-40100"),
     PHONE,
@@ -47,6 +48,7 @@ SAMPLES: list[object] = [
     m.WorkerStatus(1234, 3, 0.5, 12.5, 3.25, 9),
     m.Failed("KeyError: 'x'"),
     m.MediaFailed("media worker closed its channel"),
+    m.RecordingFailed("recording stopped: No space left on device"),
     m.StatsBatch(["a", "b"]),
     m.StatsBatchReply({"a": m.MediaStats(MediaCounters(rtp_packets_sent=2), "PCMA"), "b": m.MediaStats()}),
 ]
