@@ -122,6 +122,11 @@ class BridgeProcess:
     def call(self, call_id: str) -> tuple[int, Any]:
         return http_json("GET", f"{self.api}/calls/{call_id}")
 
+    def request(self, method: str, path: str, body: Any = None, key: str | None = None) -> tuple[int, Any]:
+        """An API request (with ``Authorization: Bearer key`` when given): the status and the JSON."""
+        headers = {"Authorization": f"Bearer {key}"} if key is not None else None
+        return http_json(method, f"{self.api}{path}", 10.0, body, headers=headers)
+
     def log(self) -> str:
         return self.proc.tail(80)
 

@@ -19,6 +19,11 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         pytest.skip("sipp (Debian sip-tester) is not installed (make system-deps)")
 
 
+SPEECH_TEXT = (
+    "Hello, this is a test call. Seven, four, one, nine. The quick brown fox jumps over the lazy dog."
+)
+
+
 @pytest.fixture(scope="module")
 def logdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("bridge-logs")
@@ -36,8 +41,16 @@ def speech(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A few seconds of espeak-ng speech as a WAV file (shared by the tests that place audio calls)."""
     if audio.missing_tools("espeak-ng", "sox"):
         pytest.skip("espeak-ng and sox are needed to make test speech")
-    text = "Hello, this is a test call. Seven, four, one, nine. The quick brown fox jumps over the lazy dog."
-    return audio.make_speech(text, tmp_path_factory.mktemp("speech") / "speech.wav")
+    return audio.make_speech(SPEECH_TEXT, tmp_path_factory.mktemp("speech") / "speech.wav")
+
+
+@pytest.fixture(scope="module")
+def wideband_speech(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same speech at 48 kHz: espeak-ng's fricatives have energy up to 11 kHz (for wideband
+    codecs)."""
+    if audio.missing_tools("espeak-ng", "sox"):
+        pytest.skip("espeak-ng and sox are needed to make test speech")
+    return audio.make_speech(SPEECH_TEXT, tmp_path_factory.mktemp("speech") / "speech48k.wav", rate=48000)
 
 
 @pytest.fixture(scope="module")

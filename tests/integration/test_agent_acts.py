@@ -5,9 +5,7 @@ phone digits."""
 
 from __future__ import annotations
 
-import json
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -43,15 +41,7 @@ def bridge(
 
 
 def api(bridge: BridgeProcess, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(f"{bridge.api}{path}", data=data, method=method)
-    request.add_header("Content-Type", "application/json")
-    request.add_header("Authorization", f"Bearer {KEY}")
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, json.loads(response.read() or b"null")
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"null")
+    return bridge.request(method, path, body, key=KEY)
 
 
 def agent_session(agent: AgentProcess, resource_id: str) -> dict[str, Any]:

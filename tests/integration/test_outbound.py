@@ -28,16 +28,7 @@ KEY = "test-key-0123456789abcdef"
 def api(
     bridge: BridgeProcess, method: str, path: str, body: Any = None, key: str | None = KEY
 ) -> tuple[int, Any]:
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(f"{bridge.api}{path}", data=data, method=method)
-    request.add_header("Content-Type", "application/json")
-    if key is not None:
-        request.add_header("Authorization", f"Bearer {key}")
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, json.loads(response.read() or b"null")
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"null")
+    return bridge.request(method, path, body, key=key)
 
 
 @pytest.fixture(scope="module")

@@ -5,10 +5,8 @@ when one never responds."""
 from __future__ import annotations
 
 import contextlib
-import json
 import socket
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -86,12 +84,7 @@ def bridge(
 
 
 def api(bridge: BridgeProcess, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(f"{bridge.api}{path}", data=data, method=method)
-    request.add_header("Content-Type", "application/json")
-    request.add_header("Authorization", f"Bearer {KEY}")
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return response.status, json.loads(response.read() or b"null")
+    return bridge.request(method, path, body, key=KEY)
 
 
 def call_through(bridge: BridgeProcess, provider: str) -> dict:

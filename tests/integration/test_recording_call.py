@@ -29,14 +29,6 @@ KEY = "recording-integration-key-0123456789"
 AUTH = {"Authorization": f"Bearer {KEY}"}
 
 
-@pytest.fixture(scope="module")
-def wideband_speech(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if audio.missing_tools("espeak-ng", "sox"):
-        pytest.skip("espeak-ng and sox are needed to make test speech")
-    text = "Hello, this is a test call. Seven, four, one, nine. The quick brown fox jumps over the lazy dog."
-    return audio.make_speech(text, tmp_path_factory.mktemp("speech") / "speech48k.wav", rate=48000)
-
-
 @pytest.fixture
 def recording_bridge(
     logdir: Path, agent: AgentProcess, tmp_path: Path

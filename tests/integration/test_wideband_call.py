@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from testbed import audio, baresip
+from testbed import baresip
 from testbed.bridge_proc import AgentProcess, BridgeProcess, start_bridge, watch_answered_call
 
 pytestmark = [
@@ -27,15 +27,6 @@ def bridge(logdir: Path, agent: AgentProcess) -> Iterator[BridgeProcess]:
     yield bridge
     bridge.proc.stop()
     assert bridge.proc.returncode == 0, bridge.log()
-
-
-@pytest.fixture(scope="module")
-def wideband_speech(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """espeak-ng's speech at 48 kHz: its fricatives have energy up to 11 kHz."""
-    if audio.missing_tools("espeak-ng", "sox"):
-        pytest.skip("espeak-ng and sox are needed to make test speech")
-    text = "Hello, this is a test call. Seven, four, one, nine. The quick brown fox jumps over the lazy dog."
-    return audio.make_speech(text, tmp_path_factory.mktemp("speech") / "speech48k.wav", rate=48000)
 
 
 BAND: dict[str, float] = {}  # codec -> the agent's high_band_db of its call
