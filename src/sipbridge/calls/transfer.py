@@ -18,8 +18,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..sip.errors import SipParseError
 from ..sip.message import SipRequest, SipResponse
-from ..sip.refer import TransferTargetError, answer_notify, progress, refer_request, refer_to
+from ..sip.refer import TransferTargetError, answer_notify, peer_hostport, progress, refer_request, refer_to
 from ..sip.responses import make_response
 
 MODES = ("auto", "refer", "bridge")
@@ -70,11 +71,9 @@ class ReferTransfer:
 
     @staticmethod
     def refer_to_for(to: str, session: Any) -> str:
-        host = session.dialog.remote_target.split("@")[-1].split(";")[0].split(">")[0]
-        host = host.removeprefix("sip:").removeprefix("sips:")
         try:
-            return refer_to(to, host)
-        except TransferTargetError as exc:
+            return refer_to(to, peer_hostport(session.dialog.remote_target))
+        except (TransferTargetError, SipParseError) as exc:
             raise TransferRefused(str(exc), 422) from None
 
     async def run(self) -> bool:

@@ -19,7 +19,7 @@ from ..sip.digest import DigestCredentials, DigestError, DigestSession
 from ..sip.locating import Target
 from ..sip.locator import ServerLocator
 from ..sip.message import SipRequest, SipResponse
-from ..sip.refer import target_host
+from ..sip.refer import on_peer_host, target_host
 from ..sip.resolver import is_ip
 from .policy import DEFAULT_COUNTRY, DEFAULT_DESTINATIONS, AttemptLimiter, DestinationPolicy, Refused
 from .twilio_ranges import TWILIO_SIGNALLING_CIDRS
@@ -237,11 +237,10 @@ class Providers:
         policy (``destinations``, premium and international rules) like any ``POST /calls``; a SIP
         URI must name the host the call's phone side is on (the PBX or trunk itself), no other.
         The refusal's reason, or None."""
-        host = target_host(to)
-        if host is not None:
+        if target_host(to) is not None:
             session = call.session
-            peer = session.dialog.remote_target.lower() if session is not None and session.dialog else ""
-            if f"@{host}" in peer or peer.startswith((f"sip:{host}", f"sips:{host}")):
+            peer = session.dialog.remote_target if session is not None and session.dialog else ""
+            if on_peer_host(to, peer):
                 return None
             return f"transfer to {to[:80]}: a SIP URI must name the call's own peer host"
         provider = self.get(call.provider) if call.provider else None

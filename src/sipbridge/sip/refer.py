@@ -9,8 +9,10 @@ from __future__ import annotations
 import re
 
 from .dialog import Dialog
+from .errors import SipParseError
 from .message import SipRequest, SipResponse
 from .responses import make_response
+from .uri import parse_uri
 
 _SIPFRAG_STATUS = re.compile(r"^\s*SIP/2\.0\s+(\d{3})\b")
 _NUMBER = re.compile(r"\+?[0-9*#]{1,32}")
@@ -33,9 +35,27 @@ def refer_to(target: str, host: str) -> str:
 
 
 def target_host(target: str) -> str | None:
-    """The host of a sip:/sips: target (None for a number)."""
-    match = re.fullmatch(r"sips?:(?:[^@\s]+@)?(\[[^\]]+\]|[^:;>\s]+).*", target.strip(), re.IGNORECASE)
-    return match.group(1).strip("[]").lower() if match else None
+    """The host of a sip:/sips: target, lower case, without IPv6 brackets (None for a number or
+    anything that is not such a URI)."""
+    text = target.strip()
+    if not re.match(r"sips?:", text, re.IGNORECASE):
+        return None
+    try:
+        return parse_uri(text).host.strip("[]").lower()
+    except SipParseError:
+        return None
+
+
+def peer_hostport(remote_target: str) -> str:
+    """``host[:port]`` of the dialog's remote target: where a number's Refer-To points."""
+    uri = parse_uri(remote_target)
+    return f"{uri.host}:{uri.port}" if uri.port else uri.host
+
+
+def on_peer_host(target: str, remote_target: str) -> bool:
+    """Whether a sip: target names the same host as the dialog's remote target (the PBX itself)."""
+    host = target_host(target)
+    return host is not None and host == target_host(remote_target)
 
 
 def is_refer_notify(request: SipRequest) -> bool:
