@@ -107,7 +107,7 @@ class OpusToPhone:
     codec = "OPUS"
 
     def __init__(self) -> None:
-        self._queue: deque[bytes] = deque()
+        self._queue: deque[tuple[bytes, int]] = deque()  # each packet with its length (48 kHz samples)
         self._queued_samples = 0
         self.dropped_ms = 0
         self.keep_frames = 0
@@ -130,8 +130,9 @@ class OpusToPhone:
 
     def push_packet(self, payload: bytes) -> None:
         """Queue one packet (drops the oldest beyond ``MAX_BUFFER_MS``)."""
-        self._queue.append(payload)
-        self._queued_samples += packet_samples(payload) or FRAME_SAMPLES
+        samples = packet_samples(payload) or FRAME_SAMPLES
+        self._queue.append((payload, samples))
+        self._queued_samples += samples
         while self.buffered_ms > MAX_BUFFER_MS and len(self._queue) > 1:
             self._drop_oldest()
 
@@ -142,8 +143,8 @@ class OpusToPhone:
             self.underruns += self._started
             return None
         self._started = True
-        payload = self._queue.popleft()
-        self._queued_samples -= packet_samples(payload) or FRAME_SAMPLES
+        payload, samples = self._queue.popleft()
+        self._queued_samples -= samples
         self._track_standing()
         if self.on_frame is not None:
             self.on_frame(payload)
@@ -163,7 +164,6 @@ class OpusToPhone:
             self._drop_oldest()
 
     def _drop_oldest(self) -> None:
-        payload = self._queue.popleft()
-        samples = packet_samples(payload) or FRAME_SAMPLES
+        _, samples = self._queue.popleft()
         self._queued_samples -= samples
         self.dropped_ms += samples * 1000 // CLOCK_RATE

@@ -137,7 +137,7 @@ class PhonePlayout:
             self._due -= per_packet
             frame = self._jitter.pop(now)
             if frame is LOST:
-                out += relay.conceal(max(1, per_packet // (self._clock * FRAME_MS // 1000)))
+                out += relay.conceal(max(1, per_packet // self._tick_samples))
             elif frame is not None:
                 out.append(relay.good(frame))
         return out
