@@ -16,6 +16,8 @@ import re
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from ..sip.headers import TOKEN_RE  # RFC 3261 token: what a header name is
+
 if TYPE_CHECKING:
     from ..config import Config
 
@@ -25,7 +27,6 @@ MAX_VALUE = 256
 MAX_UUI = 1024  # User-to-User carries hex-encoded ISDN UUI, up to 129 octets and its parameters
 MAX_OUTGOING = 16
 _CREDENTIALS = re.compile(r"authorization|authenticat|cookie|password|secret|token|credential", re.I)
-_TOKEN = re.compile(r"[A-Za-z0-9.!%*_+`'~-]+")  # RFC 3261 token: a header name
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 REASON_MAX = 200
 
@@ -78,7 +79,7 @@ def outgoing_headers(headers: dict[str, Any]) -> list[tuple[str, str]]:
         raise HeaderError(f"at most {MAX_OUTGOING} headers")
     checked = []
     for name, value in headers.items():
-        if not isinstance(name, str) or not _TOKEN.fullmatch(name):
+        if not isinstance(name, str) or not TOKEN_RE.fullmatch(name):
             raise HeaderError(f"header name {str(name)[:40]!r} is not a SIP header name")
         if not (name.lower().startswith("x-") and len(name) > 2) and name.lower() != "user-to-user":
             raise HeaderError(f"header {name!r}: only X- headers and User-to-User may be sent")

@@ -8,14 +8,13 @@ from typing import Any
 
 from .declare import ENV_PREFIX, REQUIRED, declared, setting
 from .media import CODECS_HELP, PHONE_CODECS, SRTP_MODES
-from .sip import FORWARD_HEADERS_HELP
+from .sip import FORWARD_HEADERS_HELP, HeaderName
 from .values import (
     TEXT,
     Address,
     Choice,
     ConfigError,
     Flag,
-    HeaderName,
     HostPort,
     ListOf,
     Network,

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
+from ..sip.headers import TOKEN_RE
 from .declare import setting
 from .security import ApiKeys
 from .values import (
     TEXT,
+    ConfigError,
     ExistingFile,
     Flag,
-    HeaderName,
     HostPort,
     IpAddress,
     Listen,
@@ -18,7 +20,22 @@ from .values import (
     NameServer,
     Port,
     Positive,
+    Value,
 )
+
+
+class HeaderName(Value):
+    """A SIP header name (an RFC 3261 token), or a prefix of names ending in ``-``."""
+
+    form = "a SIP header name, or a prefix ending in `-` (`X-`)"
+    metavar = "NAME"
+
+    def parse(self, raw: Any, name: str) -> str:
+        text = str(raw).strip()
+        if not TOKEN_RE.fullmatch(text):
+            raise ConfigError(f"{name}: {text[:40]!r} is not a SIP header name")
+        return text
+
 
 FORWARD_HEADERS_HELP = (
     "Names (`User-to-User`) or prefixes ending in `-` (`X-`), case-insensitive. Credentials"

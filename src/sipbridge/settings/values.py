@@ -56,19 +56,6 @@ class Value:
 TEXT = Value()
 
 
-class HeaderName(Value):
-    """A SIP header name (an RFC 3261 token), or a prefix of names ending in ``-``."""
-
-    form = "a SIP header name, or a prefix ending in `-` (`X-`)"
-    metavar = "NAME"
-
-    def parse(self, raw: Any, name: str) -> str:
-        text = str(raw).strip()
-        if not re.fullmatch(r"[A-Za-z0-9.!%*_+`'~-]+", text):
-            raise ConfigError(f"{name}: {text[:40]!r} is not a SIP header name")
-        return text
-
-
 def parse_host_port(text: str, name: str) -> HostPort:
     text = text.strip()
     host, sep, port = text.rpartition(":")
